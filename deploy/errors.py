@@ -1,0 +1,84 @@
+"""Typed errors: every failure the tasks can report, each with its own exit code.
+
+Tasks never print tracebacks for these: ``deploy.cli.run_task`` turns them into
+``invoke.Exit(message, code)`` in one place. Exit code 1 is left to Invoke and
+unexpected crashes, so a script can tell "we refused" from "we broke".
+"""
+
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """Base of every expected failure; ``exit_code`` is what the process exits with."""
+
+    exit_code: int = 10
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(DeployError):
+    """invoke.yaml, an environment name or a setting is wrong."""
+
+    exit_code = 2
+
+
+class LockError(DeployError):
+    """requirements.txt / poetry.lock are missing, malformed or out of sync."""
+
+    exit_code = 3
+
+
+class BuildError(DeployError):
+    """Installing or packaging an artifact failed."""
+
+    exit_code = 4
+
+
+class AuditError(BuildError):
+    """An artifact failed the preflight audit (platform, ELF, size, secrets)."""
+
+    exit_code = 5
+
+
+class EmulatorError(DeployError):
+    """The local moto server could not be started, reached or stopped."""
+
+    exit_code = 6
+
+
+class TerraformError(DeployError):
+    """Terraform is missing, too old, not applied, or failed."""
+
+    exit_code = 7
+
+
+class AwsError(DeployError):
+    """An AWS call failed in a way we could not retry past."""
+
+    exit_code = 8
+
+
+class AttachError(AwsError):
+    """Updating, versioning or aliasing a function failed (after rollback)."""
+
+    exit_code = 9
+
+
+class VerifyError(DeployError):
+    """The deployed (or local) artifacts did not import or answer their smoke events."""
+
+    exit_code = 11
+
+
+class DriftError(DeployError):
+    """``status`` found differences between what is deployed and the local artifacts."""
+
+    exit_code = 12
