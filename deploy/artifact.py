@@ -1,0 +1,132 @@
+"""What a build produces and every later step consumes: a zip plus its manifest.
+
+The manifest is the single record of an artifact: publish-layer trusts nothing else,
+and refuses a zip whose bytes no longer hash to what the manifest says.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from deploy.errors import BuildError
+
+Kind = Literal["layer", "function"]
+
+MANIFEST_VERSION = 1
+
+
+def code_sha256(hex_digest: str) -> str:
+    """Lambda's CodeSha256 is base64(sha256(zip bytes)), not the hex digest."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageInfo:
+    """One installed distribution inside a layer."""
+
+    name: str
+    version: str
+    size: int  # unzipped bytes of its files
+    files: int = 0
+    wheel_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """A built, audited zip. ``identity`` keys the layer (inputs hash) or function (zip hash)."""
+
+    kind: Kind
+    identity: str
+    path: Path
+    sha256: str
+    zipped_size: int
+    unzipped_size: int
+    runtime: str
+    architecture: str
+    packages: tuple[PackageInfo, ...] = ()
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def code_sha256(self) -> str:
+        return code_sha256(self.sha256)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @property
+    def s3_key(self) -> str:
+        if self.kind == "layer":
+            return f"lambda/layer-{self.identity}.zip"
+        return f"lambda/function-{self.sha256}.zip"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = self.path.name
+        data["code_sha256"] = self.code_sha256
+        data["s3_key"] = self.s3_key
+        data["manifest_version"] = MANIFEST_VERSION
+        data["packages"] = [asdict(p) for p in self.packages]
+        return data
+
+    def write_manifest(self) -> Path:
+        """Write the manifest atomically (tmp + rename): a crash never leaves a half file to trust."""
+        target = self.manifest_path
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(target)
+        return target
+
+    def check(self) -> None:
+        """Refuse an artifact whose zip is missing or whose bytes changed since the build."""
+        if not self.path.is_file():
+            raise BuildError(f"artifact {self.path} is missing; rebuild it")
+        actual = sha256_file(self.path)
+        if actual != self.sha256:
+            raise BuildError(
+                f"artifact {self.path} does not match its manifest (sha256 {actual[:12]}… != {self.sha256[:12]}…)",
+                hint="it was modified after the build; delete it and rebuild",
+            )
+
+
+def load_manifest(path: Path) -> Artifact:
+    """Read a manifest written by ``Artifact.write_manifest``; the zip sits beside it."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BuildError(f"manifest {path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"manifest {path} is unreadable: {exc}") from None
+    if data.get("manifest_version") != MANIFEST_VERSION:
+        raise BuildError(f"manifest {path} has version {data.get('manifest_version')!r}, expected {MANIFEST_VERSION}")
+    try:
+        return Artifact(
+            kind=data["kind"],
+            identity=data["identity"],
+            path=path.with_name(data["path"]),
+            sha256=data["sha256"],
+            zipped_size=int(data["zipped_size"]),
+            unzipped_size=int(data["unzipped_size"]),
+            runtime=data["runtime"],
+            architecture=data["architecture"],
+            packages=tuple(
+                PackageInfo(**{**p, "wheel_tags": tuple(p.get("wheel_tags", ()))}) for p in data.get("packages", [])
+            ),
+            inputs=data.get("inputs", {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BuildError(f"manifest {path} is malformed: {exc}") from None

@@ -1,0 +1,1 @@
+"""AWS operations: publish, attach, rollback, prune, status (boto3, waiters, retries)."""

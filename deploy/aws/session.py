@@ -1,0 +1,53 @@
+"""boto3 sessions and clients for an environment.
+
+The ``local`` environment points every client at the moto server with dummy
+credentials, so no code path below this module knows it is talking to an emulator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from deploy.config import EnvConfig
+
+#: Credentials the moto server accepts; never real ones.
+EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+# Standard mode retries throttling with backoff; our own retry loop (deploy.aws.retry)
+# handles what botocore does not: ResourceConflictException while an update is in progress.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+
+def session_for(env: EnvConfig, region: str | None = None) -> boto3.Session:
+    region = region or env.region
+    if env.endpoint_url:
+        return boto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+    return boto3.Session(region_name=region, profile_name=env.profile)
+
+
+def client(env: EnvConfig, service: str, region: str | None = None, **config: Any) -> Any:
+    """A boto3 client for ``service`` in ``region`` (default: the environment's)."""
+    cfg = _CLIENT_CONFIG.merge(Config(**config)) if config else _CLIENT_CONFIG
+    return session_for(env, region).client(service, endpoint_url=env.endpoint_url, config=cfg)
+
+
+def sandbox_environment(env: EnvConfig, region: str | None = None) -> dict[str, str]:
+    """Environment variables that make boto3 inside a handler reach the same AWS we deploy to."""
+    out = {"AWS_REGION": region or env.region, "AWS_DEFAULT_REGION": region or env.region}
+    if env.endpoint_url:
+        out.update(
+            AWS_ENDPOINT_URL=env.endpoint_url,
+            AWS_ACCESS_KEY_ID=EMULATOR_CREDENTIALS["aws_access_key_id"],
+            AWS_SECRET_ACCESS_KEY=EMULATOR_CREDENTIALS["aws_secret_access_key"],
+        )
+    else:
+        creds = session_for(env, region).get_credentials()
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            out.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                out["AWS_SESSION_TOKEN"] = frozen.token
+    return out
