@@ -1,0 +1,1 @@
+"""Deletes expired sessions and S3 objects no upload row references."""

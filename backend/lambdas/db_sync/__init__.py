@@ -1,0 +1,1 @@
+"""Copies rows into DATABASE_URL from another database or an S3 JSON export."""

@@ -1,0 +1,1 @@
+"""Posts runbook evaluation requests from SQS to the evaluation API."""
