@@ -1,0 +1,416 @@
+"""Installers behind one Protocol: put the locked wheels for a Lambda target into a folder.
+
+Every installer installs wheels only (``--only-binary :all:``), hash-checked, without
+resolving (``--no-deps``: requirements.txt already is the closure), for the target's
+platform rather than the host's. A package without a wheel for the target is an error:
+compiling it here would build it for this machine's glibc and CPU, not Lambda's.
+
+uv is the default because it cross-installs for any manylinux floor with no Docker and
+is fast with a warm cache; pip does the same with explicit platform tags; docker runs pip
+inside the Lambda base image for the rare case where that is wanted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from deploy.errors import BuildError
+
+# uv's --python-platform offers manylinux2014 (2.17) and then 2.28, 2.31..2.40: no 2.26.
+_UV_MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
+_DOCKER_PLATFORM = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+_TAIL_LINES = 15
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+class Installer(Protocol):
+    name: str
+
+    def version(self) -> str: ...
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None: ...
+
+
+def machine(architecture: str) -> str:
+    """Lambda says arm64, wheel tags say aarch64."""
+    try:
+        return _ARCH[architecture]
+    except KeyError:
+        raise BuildError(f"unknown architecture {architecture!r}; expected one of {', '.join(_ARCH)}") from None
+
+
+def uv_platform(architecture: str, glibc_floor: tuple[int, int]) -> str:
+    """The highest uv target whose glibc is <= the runtime's: AL2 (2.26) → manylinux2014, AL2023 → 2_34."""
+    major, minor = glibc_floor
+    fitting = [m for m in _UV_MANYLINUX_MINORS if major == 2 and m <= minor]
+    if not fitting:
+        raise BuildError(f"no uv platform fits glibc {major}.{minor}; the oldest uv offers is 2.17")
+    best = max(fitting)
+    arch = machine(architecture)
+    return f"{arch}-manylinux2014" if best == 17 else f"{arch}-manylinux_2_{best}"
+
+
+def pip_platforms(architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
+    """Every manylinux tag the runtime accepts, newest first.
+
+    pip expands only the legacy ``manylinux2014`` alias to older tags; a ``manylinux_2_34``
+    platform matches only wheels tagged exactly 2_34, so the whole range is spelled out.
+    """
+    arch = machine(architecture)
+    major, minor = glibc_floor
+    if major != 2 or minor < 17:
+        raise BuildError(f"glibc {major}.{minor} is older than manylinux2014 (2.17); no wheels target it")
+    tags = [f"manylinux_2_{m}_{arch}" for m in range(minor, 16, -1)]
+    tags.append(f"manylinux2014_{arch}")
+    if arch == "x86_64":  # manylinux1/2010 were only defined for x86 (PEP 513/571)
+        tags += [f"manylinux_2_12_{arch}", f"manylinux2010_{arch}", f"manylinux_2_5_{arch}", f"manylinux1_{arch}"]
+    return tags
+
+
+def _tail(text: str, n: int = _TAIL_LINES) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-n:])
+
+
+# (pattern, message) pairs; group 1 is the package. Order matters: most specific first.
+_NO_WHEEL = "{pkg} has no wheel for the target ({target}); refusing to compile it for the host"
+_BAD_HASH = "{pkg}: downloaded file does not match the hash in requirements.txt"
+_PKG = r"([A-Za-z0-9_.\[\]-]+?)"
+
+_UV_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Because (\S+?)==\S+ has no usable wheels"), _NO_WHEEL),
+    (re.compile(r"Hash mismatch for `([^=`]+)=="), _BAD_HASH),
+    (
+        re.compile(r"there is no version of (\S+?)=="),
+        "{pkg}: no matching distribution on the index for the pinned version",
+    ),
+    (re.compile(r"Failed to (?:download|fetch) `([^=`]+)"), "{pkg}: download failed"),
+)
+
+_PIP_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(rf"Could not find a version that satisfies the requirement {_PKG}==\S+ \(from versions: none\)"),
+        _NO_WHEEL,
+    ),
+    (
+        re.compile(rf"No matching distribution found for {_PKG}=="),
+        "{pkg}: no matching distribution for the target ({target})",
+    ),
+    (re.compile(r"^\s*([A-Za-z0-9_.-]+)==\S+ from \S+.*:\s*\n\s*Expected", re.M), _BAD_HASH),
+)
+
+
+def _explain(
+    tool: str,
+    stderr: str,
+    patterns: Sequence[tuple[re.Pattern[str], str]],
+    *,
+    target: str,
+) -> BuildError:
+    first = next((line.strip() for line in stderr.splitlines() if "error" in line.lower()), "")
+    for pattern, template in patterns:
+        match = pattern.search(stderr)
+        if match:
+            message = template.format(pkg=match.group(1), target=target, first=first)
+            return BuildError(f"{tool} install failed: {message}\n{_tail(stderr)}")
+    return BuildError(f"{tool} install failed for {target}:\n{_tail(stderr)}")
+
+
+def _run(runner: Runner, argv: Sequence[str], tool: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return runner(list(argv), capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise BuildError(f"{tool} is not installed: {argv[0]} was not found") from None
+
+
+def find_uv() -> str:
+    """The uv installed alongside this Python (the ``uv`` PyPI package) first, then PATH."""
+    try:
+        import uv
+
+        return str(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found:
+        return found
+    raise BuildError("uv is not installed", hint="pip install uv, or use --builder pip")
+
+
+class UvInstaller:
+    name = "uv"
+
+    def __init__(self, *, uv_bin: str | None = None, runner: Runner = subprocess.run) -> None:
+        self._uv_bin = uv_bin
+        self._runner = runner
+
+    @property
+    def uv_bin(self) -> str:
+        if self._uv_bin is None:
+            self._uv_bin = find_uv()
+        return self._uv_bin
+
+    def version(self) -> str:
+        """``uv 0.13.9 (x86_64-unknown-linux-gnu)`` → ``0.13.9``: the host triple must not reach the identity."""
+        proc = _run(self._runner, [self.uv_bin, "--version"], "uv")
+        parts = proc.stdout.split()
+        if proc.returncode != 0 or len(parts) < 2:
+            raise BuildError(f"`uv --version` failed: {_tail(proc.stderr or proc.stdout)}")
+        return parts[1]
+
+    def argv(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> list[str]:
+        return [
+            self.uv_bin,
+            "pip",
+            "install",
+            "--no-config",  # a developer's uv.toml must not change what the layer contains
+            "--target",
+            str(target),
+            "--python-platform",
+            uv_platform(architecture, glibc_floor),
+            "--python-version",
+            python_version,
+            "--only-binary",
+            ":all:",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(requirements),
+        ]
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None:
+        argv = self.argv(
+            requirements, target, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+        )
+        env = {k: v for k, v in os.environ.items() if k != "UV_COMPILE_BYTECODE"}
+        try:
+            proc = self._runner(argv, capture_output=True, text=True, check=False, env=env)
+        except FileNotFoundError:
+            raise BuildError(f"uv is not installed: {argv[0]} was not found") from None
+        if proc.returncode != 0:
+            platform = uv_platform(architecture, glibc_floor)
+            raise _explain("uv", proc.stderr, _UV_ERRORS, target=f"python{python_version} {platform}")
+
+
+class PipInstaller:
+    name = "pip"
+
+    def __init__(self, *, python: str = sys.executable, runner: Runner = subprocess.run) -> None:
+        self.python = python
+        self._runner = runner
+
+    def version(self) -> str:
+        proc = _run(self._runner, [self.python, "-m", "pip", "--version"], "pip")
+        parts = proc.stdout.split()
+        if proc.returncode != 0 or len(parts) < 2:
+            raise BuildError(f"`pip --version` failed: {_tail(proc.stderr or proc.stdout)}")
+        return parts[1]
+
+    def argv(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> list[str]:
+        argv = [
+            self.python,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--isolated",  # ignore pip.conf / PIP_* so every machine installs the same way
+            "--target",
+            str(target),
+            "--implementation",
+            "cp",
+            "--python-version",
+            python_version,
+            "--only-binary=:all:",
+            "--require-hashes",
+            "--no-deps",
+            "--no-compile",
+        ]
+        for tag in pip_platforms(architecture, glibc_floor):
+            argv += ["--platform", tag]
+        return [*argv, "-r", str(requirements)]
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None:
+        argv = self.argv(
+            requirements, target, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+        )
+        proc = _run(self._runner, argv, "pip")
+        if proc.returncode != 0:
+            floor = f"manylinux_{glibc_floor[0]}_{glibc_floor[1]}_{machine(architecture)}"
+            raise _explain("pip", proc.stderr + proc.stdout, _PIP_ERRORS, target=f"python{python_version} {floor}")
+
+
+def lambda_image(python_version: str, architecture: str) -> str:
+    """AWS's own base image: the exact OS and Python the function runs on."""
+    return f"public.ecr.aws/lambda/python:{python_version}-{architecture}"
+
+
+class DockerInstaller:
+    """pip inside the Lambda base image. Needs a Docker engine; uv needs none."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        python_version: str = "3.12",
+        architecture: str = "x86_64",
+    ) -> None:
+        self._factory = client_factory
+        self._client: Any = None
+        self.python_version = python_version
+        self.architecture = architecture
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        factory = self._factory
+        if factory is None:
+            import docker
+
+            factory = docker.from_env
+        try:
+            client = factory()
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - the SDK raises DockerException, requests errors or OSError
+            reason = str(exc) or type(exc).__name__
+            raise BuildError(
+                f"Docker builder needs a running Docker engine: {reason}; "
+                "use --builder uv (the default) which cross-installs without Docker"
+            ) from None
+        self._client = client
+        return client
+
+    def _image(self, python_version: str, architecture: str) -> Any:
+        client = self._connect()
+        name = lambda_image(python_version, architecture)
+        with contextlib.suppress(Exception):  # docker.errors.ImageNotFound; the SDK is imported lazily
+            return client.images.get(name)
+        repo, _, tag = name.rpartition(":")
+        try:
+            return client.images.pull(repo, tag=tag, platform=_DOCKER_PLATFORM[architecture])
+        except Exception as exc:  # noqa: BLE001
+            raise BuildError(f"cannot pull {name}: {exc}") from None
+
+    def version(self) -> str:
+        """The image digest: it pins the OS, Python and pip the layer was installed with."""
+        image = self._image(self.python_version, self.architecture)
+        digests = list(getattr(image, "attrs", {}).get("RepoDigests") or [])
+        return str(digests[0] if digests else image.id)
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None:
+        del glibc_floor  # the base image *is* the runtime's OS; pip picks its tags natively
+        image = self._image(python_version, architecture)
+        client = self._connect()
+        target.mkdir(parents=True, exist_ok=True)
+        user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None
+        container = client.containers.run(
+            image,
+            entrypoint=["python3", "-m", "pip"],
+            command=[
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--target",
+                "/out",
+                "-r",
+                "/req/requirements.txt",
+                "--require-hashes",
+                "--only-binary",
+                ":all:",
+                "--no-deps",
+                "--no-compile",
+            ],
+            volumes={
+                str(requirements.resolve()): {"bind": "/req/requirements.txt", "mode": "ro"},
+                str(target.resolve()): {"bind": "/out", "mode": "rw"},
+            },
+            environment={"HOME": "/tmp", "PIP_CACHE_DIR": "/tmp/pip-cache"},  # noqa: S108 - inside the container
+            platform=_DOCKER_PLATFORM[architecture],
+            user=user,
+            detach=True,
+        )
+        try:
+            result = container.wait()
+            status = int(result.get("StatusCode", 1)) if isinstance(result, dict) else int(result)
+            if status != 0:
+                logs = container.logs()
+                text = logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
+                floor = f"python{python_version} {lambda_image(python_version, architecture)}"
+                raise _explain("pip (docker)", text, _PIP_ERRORS, target=floor)
+        finally:
+            container.remove(force=True)
+
+
+INSTALLERS: dict[str, Callable[..., Installer]] = {
+    "uv": UvInstaller,
+    "pip": PipInstaller,
+    "docker": DockerInstaller,
+}
+
+
+def get_installer(name: str, **kwargs: Any) -> Installer:
+    try:
+        factory = INSTALLERS[name]
+    except KeyError:
+        raise BuildError(f"unknown builder {name!r}; choose one of {', '.join(INSTALLERS)}") from None
+    return factory(**kwargs)
