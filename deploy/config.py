@@ -228,7 +228,9 @@ def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | No
 
     runtime = _str(merged, "runtime", key, "python3.12")
     if runtime not in RUNTIME_GLIBC:
-        raise ConfigError(f"invoke.yaml: {key}.runtime {runtime!r} is not supported; choose one of {', '.join(RUNTIME_GLIBC)}")
+        raise ConfigError(
+            f"invoke.yaml: {key}.runtime {runtime!r} is not supported; choose one of {', '.join(RUNTIME_GLIBC)}"
+        )
     architecture = _str(merged, "architecture", key, "x86_64")
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"invoke.yaml: {key}.architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}")

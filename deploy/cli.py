@@ -1,0 +1,77 @@
+"""The one place where typed errors become exit codes, and where tasks get their settings.
+
+Tasks in tasks.py are decorated with ``@deploy_task``: a ``DeployError`` raised anywhere
+below becomes ``invoke.Exit(message, code)``; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from invoke.exceptions import Exit
+
+from deploy.config import EnvConfig, Paths, load_env
+from deploy.errors import ConfigError, DeployError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def deploy_task(fn: Callable[P, R]) -> Callable[P, R]:
+    """Translate ``DeployError`` into ``invoke.Exit`` with the error's own exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DeployError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted; nothing half-written is kept, rerun to converge", code=130) from None
+
+    return wrapper
+
+
+def plain(value: Any) -> Any:
+    """Invoke's DataProxy → plain dicts/lists, so config validation sees ordinary Mappings."""
+    if hasattr(value, "items") and callable(value.items):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def env_config(c: Any, env: str, *, root: Path | None = None) -> EnvConfig:
+    """The ``EnvConfig`` for ``--env``; unknown names list the known environments (exit 2)."""
+    settings = plain(c.config.get("deploy")) if c.config.get("deploy") is not None else None
+    return load_env(settings, env, paths=Paths(root=root) if root else None)
+
+
+def check_settings_file(path: Path) -> None:
+    """Fail clearly on a malformed invoke.yaml before Invoke's own loader prints a YAML traceback."""
+    if not path.exists():
+        return  # load_env reports the missing ``deploy`` key when a task needs it
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path.name} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{path.name} must be a mapping at the top level")
+
+
+def fail_fast_on_settings(path: Path) -> None:
+    """Called at import of tasks.py: Invoke loads invoke.yaml right after, without a friendly error."""
+    try:
+        check_settings_file(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

@@ -1,0 +1,243 @@
+"""The local AWS emulator: a moto server on 127.0.0.1 that the project starts itself.
+
+``up`` starts ``python -m moto.server`` in its own session with a pidfile and a log in
+the git-ignored ``.local/`` folder, waits until it answers, and switches Lambda to
+moto's docker-less mode *before* any function exists (moto reads the setting when a
+function is created). ``down`` stops exactly the process the pidfile names, after
+checking that it is still our moto server and not a recycled pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy.config import EmulatorSettings
+from deploy.errors import EmulatorError
+
+#: Set before any function exists: moto would otherwise try to run Lambda code in Docker.
+MOTO_CONFIG = {"lambda": {"use_docker": False}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorState:
+    pid: int
+    url: str
+    pidfile: Path
+    logfile: Path
+    reused: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PidRecord:
+    pid: int
+    host: str
+    port: int
+
+
+def pidfile_path(state_dir: Path, settings: EmulatorSettings) -> Path:
+    return state_dir / f"moto-{settings.port}.pid"
+
+
+def logfile_path(state_dir: Path, settings: EmulatorSettings) -> Path:
+    return state_dir / f"moto-{settings.port}.log"
+
+
+def _http(url: str, *, data: bytes | None = None, timeout: float = 2.0) -> Any:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")  # noqa: S310
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback URL we built
+        return json.loads(resp.read() or b"null")
+
+
+def is_moto(url: str, *, timeout: float = 2.0) -> bool:
+    """True when ``url`` answers moto's config API (so it is a moto server, not just any listener)."""
+    try:
+        data = _http(f"{url}/moto-api/config", timeout=timeout)
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    return isinstance(data, dict) and "lambda" in data
+
+
+def port_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_our_process(pid: int) -> bool:
+    if not _pid_alive(pid):
+        return False
+    if not Path("/proc").is_dir():
+        return True  # without /proc (macOS) a live pid is the best check we have
+    return "moto.server" in _cmdline(pid)
+
+
+def _read_pidfile(path: Path) -> _PidRecord | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return _PidRecord(pid=int(data["pid"]), host=str(data["host"]), port=int(data["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise EmulatorError(
+            f"pidfile {path} is unreadable", hint="delete it (`inv local.down` does) and run `inv local.up` again"
+        ) from None
+
+
+def _write_pidfile(path: Path, record: _PidRecord) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"pid": record.pid, "host": record.host, "port": record.port}) + "\n")
+    tmp.replace(path)
+
+
+def configure(url: str) -> None:
+    """Apply ``MOTO_CONFIG`` (idempotent, so a reused server is configured too)."""
+    try:
+        _http(f"{url}/moto-api/config", data=json.dumps(MOTO_CONFIG).encode())
+    except (OSError, ValueError) as exc:
+        raise EmulatorError(f"could not configure the moto server at {url}: {exc}") from None
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def up(
+    settings: EmulatorSettings,
+    state_dir: Path,
+    *,
+    timeout: float = 30.0,
+    python: str = sys.executable,
+    clock: Callable[[], float] = time.monotonic,
+) -> EmulatorState:
+    """Start the emulator, or reuse ours if it is already healthy."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = pidfile_path(state_dir, settings)
+    logfile = logfile_path(state_dir, settings)
+    record = _read_pidfile(pidfile)
+    if record is not None:
+        if _is_our_process(record.pid) and is_moto(settings.url):
+            configure(settings.url)
+            return EmulatorState(pid=record.pid, url=settings.url, pidfile=pidfile, logfile=logfile, reused=True)
+        raise EmulatorError(
+            f"stale pidfile {pidfile}: pid {record.pid} is not a running moto server",
+            hint="run `inv local.down` to clear it, then `inv local.up`",
+        )
+    if port_open(settings.host, settings.port):
+        what = "another moto server (not started by this project)" if is_moto(settings.url) else "another process"
+        raise EmulatorError(
+            f"port {settings.port} on {settings.host} is already in use by {what}",
+            hint="stop it, or choose a free port with deploy.environments.local.emulator.port in invoke.yaml "
+            "(or INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT)",
+        )
+    with logfile.open("ab") as log:
+        proc = subprocess.Popen(
+            [python, "-m", "moto.server", "-H", settings.host, "-p", str(settings.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the task's process group; `down` stops it
+        )
+    deadline = clock() + timeout
+    while not is_moto(settings.url, timeout=1.0):
+        if proc.poll() is not None:
+            raise EmulatorError(
+                f"moto server exited with code {proc.returncode} before answering on {settings.url}",
+                hint=f"log ({logfile}):\n{_log_tail(logfile)}",
+            )
+        if clock() > deadline:
+            proc.kill()
+            proc.wait()
+            raise EmulatorError(
+                f"moto server did not answer on {settings.url} within {timeout:.0f} s",
+                hint=f"log ({logfile}):\n{_log_tail(logfile)}",
+            )
+        time.sleep(0.1)  # polling a child process's readiness, not timing a test
+    configure(settings.url)
+    _write_pidfile(pidfile, _PidRecord(pid=proc.pid, host=settings.host, port=settings.port))
+    return EmulatorState(pid=proc.pid, url=settings.url, pidfile=pidfile, logfile=logfile)
+
+
+def down(settings: EmulatorSettings, state_dir: Path, *, timeout: float = 10.0) -> str:
+    """Stop the server our pidfile names; returns what happened, for the task to print."""
+    pidfile = pidfile_path(state_dir, settings)
+    try:
+        record = _read_pidfile(pidfile)
+    except EmulatorError:
+        pidfile.unlink(missing_ok=True)
+        return f"removed unreadable pidfile {pidfile}"
+    if record is None:
+        return f"no emulator running for port {settings.port} (no pidfile at {pidfile})"
+    if not _is_our_process(record.pid):
+        pidfile.unlink(missing_ok=True)
+        return f"removed stale pidfile {pidfile} (pid {record.pid} was not a running moto server)"
+    os.killpg(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(record.pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(record.pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _pid_alive(record.pid):
+        os.killpg(record.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(record.pid, os.WNOHANG)
+    pidfile.unlink(missing_ok=True)
+    return f"stopped moto server pid {record.pid} on {settings.url}"
+
+
+def status(settings: EmulatorSettings, state_dir: Path) -> str:
+    pidfile = pidfile_path(state_dir, settings)
+    record = _read_pidfile(pidfile)
+    if record is None:
+        return f"not running (no pidfile at {pidfile})"
+    if _is_our_process(record.pid) and is_moto(settings.url):
+        return f"running: pid {record.pid} on {settings.url}"
+    return f"stale pidfile {pidfile} (pid {record.pid}); run `inv local.down`"
+
+
+def ensure_up(settings: EmulatorSettings, state_dir: Path) -> EmulatorState:
+    """``deploy --env local`` starts the emulator when needed."""
+    return up(settings, state_dir)
+
+
+def assert_reachable(url: str) -> None:
+    """Clear error when the emulator died mid-deploy (rather than a botocore stack trace)."""
+    if not is_moto(url):
+        raise EmulatorError(
+            f"the local emulator at {url} is not answering",
+            hint="run `inv local.up` (or rerun `inv deploy --env local`, which starts it) — a rerun converges",
+        )

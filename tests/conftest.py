@@ -1,0 +1,30 @@
+"""Shared fixtures: free ports and a moto server per test that needs one."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy import emulator
+from deploy.config import EmulatorSettings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[emulator.EmulatorState]:
+    """A real moto server over HTTP on a free port, started and stopped by the project's own code."""
+    settings = EmulatorSettings(host="127.0.0.1", port=free_port())
+    state_dir: Path = tmp_path_factory.mktemp("emulator")
+    state = emulator.up(settings, state_dir)
+    try:
+        yield state
+    finally:
+        emulator.down(settings, state_dir)

@@ -1,0 +1,115 @@
+"""The local emulator over real HTTP: start, serve S3 + Lambda + IAM, stop; and its failure modes."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from deploy import emulator
+from deploy.config import EmulatorSettings
+from deploy.errors import EmulatorError
+from tests.conftest import free_port
+
+
+def _client(service: str, url: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    return buf.getvalue()
+
+
+def test_serves_s3_lambda_iam_over_http(moto_server: emulator.EmulatorState) -> None:
+    url = moto_server.url
+    s3 = _client("s3", url)
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_object(Bucket="artifacts", Key="lambda/x.zip", Body=_zip())
+    iam = _client("iam", url)
+    role = iam.create_role(
+        RoleName="fn",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    lam = _client("lambda", url)
+    fn = lam.create_function(
+        FunctionName="fn",
+        Runtime="python3.12",
+        Role=role,
+        Handler="handler.handler",
+        Code={"S3Bucket": "artifacts", "S3Key": "lambda/x.zip"},
+    )
+    assert fn["State"] in ("Active", "Pending")
+    # Docker-less mode was configured before the function existed.
+    with urllib.request.urlopen(f"{url}/moto-api/config", timeout=5) as resp:
+        config = json.loads(resp.read())
+    assert config["lambda"]["use_docker"] is False
+
+
+def test_second_up_reuses_the_healthy_server(moto_server: emulator.EmulatorState, tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=int(moto_server.url.rsplit(":", 1)[1]))
+    again = emulator.up(settings, moto_server.pidfile.parent)
+    assert again.reused
+    assert again.pid == moto_server.pid
+
+
+def test_down_stops_exactly_that_process(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=free_port())
+    state = emulator.up(settings, tmp_path)
+    assert emulator.is_moto(state.url)
+    message = emulator.down(settings, tmp_path)
+    assert f"pid {state.pid}" in message
+    assert not emulator.port_open(settings.host, settings.port)
+    assert not state.pidfile.exists()
+
+
+def test_stale_pidfile_is_a_clear_error_and_down_clears_it(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=free_port())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pidfile = emulator.pidfile_path(tmp_path, settings)
+    pidfile.write_text(json.dumps({"pid": dead.pid, "host": settings.host, "port": settings.port}))
+    with pytest.raises(EmulatorError, match="stale pidfile") as err:
+        emulator.up(settings, tmp_path)
+    assert "inv local.down" in str(err.value)
+    assert "removed stale pidfile" in emulator.down(settings, tmp_path)
+    assert not pidfile.exists()
+
+
+def test_port_taken_by_something_else(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        settings = EmulatorSettings(port=port)
+        with pytest.raises(EmulatorError, match=f"port {port} on 127.0.0.1 is already in use by another process"):
+            emulator.up(settings, tmp_path)
+    assert not emulator.pidfile_path(tmp_path, settings).exists()
+
+
+def test_unreachable_emulator_is_named() -> None:
+    with pytest.raises(EmulatorError, match="is not answering"):
+        emulator.assert_reachable(f"http://127.0.0.1:{free_port()}")

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.cli import check_settings_file
+from deploy.config import load_env
+from deploy.errors import ConfigError
+
+SETTINGS: dict[str, Any] = {
+    "runtime": "python3.12",
+    "architecture": "x86_64",
+    "environments": {
+        "local": {"region": "us-east-1", "emulator": {"port": 5055}},
+        "staging": {"region": "us-west-2", "profile": "stg", "architecture": "arm64"},
+    },
+}
+
+
+def test_local_env_points_at_emulator() -> None:
+    env = load_env(SETTINGS, "local")
+    assert env.is_local
+    assert env.endpoint_url == "http://127.0.0.1:5055"
+    assert env.tfvars == "envs/local.tfvars"
+    assert env.glibc_floor == (2, 34)
+    assert env.python_version == "3.12"
+
+
+def test_env_overrides_top_level_defaults() -> None:
+    env = load_env(SETTINGS, "staging")
+    assert env.architecture == "arm64"
+    assert env.endpoint_url is None
+    assert env.profile == "stg"
+
+
+def test_unknown_env_lists_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_env(SETTINGS, "nosuch")
+    assert err.value.exit_code == 2
+    assert "local, staging" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"runtime": "python2.7"}, "runtime 'python2.7' is not supported"),
+        ({"architecture": "sparc"}, "architecture 'sparc'"),
+        ({"builder": "make"}, "builder 'make'"),
+        ({"region": None}, "missing key deploy.environments.local.region"),
+        ({"emulator": {"port": "http"}}, "emulator.port must be a TCP port"),
+        ({"layer": {"strip_tests": "yes"}}, "layer.strip_tests must be true or false"),
+        ({"smoke": {"api": [{"name": "x"}]}}, "missing key deploy.environments.local.smoke.api[0].event"),
+        ({"max_workers": 0}, "max_workers must be a positive integer"),
+    ],
+)
+def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
+    local = {"region": "us-east-1", "emulator": {"port": 5055}, **patch}
+    with pytest.raises(ConfigError) as err:
+        load_env({"environments": {"local": local}}, "local")
+    assert message in str(err.value)
+
+
+def test_missing_deploy_tree() -> None:
+    with pytest.raises(ConfigError, match="missing key deploy"):
+        load_env({}, "local")
+    with pytest.raises(ConfigError, match=r"missing key deploy\.environments"):
+        load_env({"runtime": "python3.12"}, "local")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "invoke.yaml"
+    bad.write_text("deploy:\n  environments: [\n")
+    with pytest.raises(ConfigError, match=r"invoke.yaml is not valid YAML at line \d+"):
+        check_settings_file(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        check_settings_file(bad)

@@ -1,0 +1,80 @@
+"""The task layer: env selection, exit codes, and one place turning errors into exits."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from invoke.exceptions import Exit
+
+from deploy.cli import deploy_task
+from deploy.errors import AuditError, DeployError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _inv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_typed_errors_become_exit_with_their_code() -> None:
+    @deploy_task
+    def boom() -> None:
+        raise AuditError("numpy: tag manylinux_2_38_x86_64 is too new")
+
+    with pytest.raises(Exit) as exc:
+        boom()
+    assert exc.value.code == AuditError.exit_code == 5
+    assert "numpy" in str(exc.value.message)
+
+
+def test_every_error_class_has_a_distinct_exit_code() -> None:
+    def walk(cls: type[DeployError]) -> list[type[DeployError]]:
+        return [cls, *[c for sub in cls.__subclasses__() for c in walk(sub)]]
+
+    codes = [c.exit_code for c in walk(DeployError)]
+    assert len(codes) == len(set(codes)), codes
+    assert 1 not in codes  # left to Invoke and crashes
+
+
+@pytest.mark.parametrize("task", ["build-layer", "publish-layer", "attach", "status", "local.up"])
+def test_unknown_env_exits_2_listing_known(task: str) -> None:
+    result = _inv(task, "--env", "nosuch")
+    assert result.returncode == 2, result.stderr
+    assert "known environments: local, production, staging" in result.stderr
+
+
+def test_inv_list_shows_local_tasks_with_help() -> None:
+    result = _inv("--list")
+    assert result.returncode == 0, result.stderr
+    for name in ("local.up", "local.down", "deploy", "build-layer", "prune-layers", "infra.apply"):
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(name))
+        assert len(line.split()) > 1, f"{name} has no help line"
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "proj"
+    dest.mkdir()
+    shutil.copy(ROOT / "tasks.py", dest / "tasks.py")
+    return dest
+
+
+def test_malformed_invoke_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    proj = _project_copy(tmp_path)
+    (proj / "invoke.yaml").write_text("deploy:\n  environments:\n    local: [\n")
+    result = _inv("status", "--env", "local", cwd=proj)
+    assert result.returncode == 2
+    assert "invoke.yaml is not valid YAML at line" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_invoke_yaml_names_the_key(tmp_path: Path) -> None:
+    proj = _project_copy(tmp_path)
+    result = _inv("status", "--env", "local", cwd=proj)
+    assert result.returncode == 2
+    assert "missing key deploy" in result.stderr
