@@ -82,10 +82,15 @@ class OrphanSettings:
         )
 
 
+def utcnow() -> datetime:
+    """The clock every comparison uses; one seam so tests can move time instead of sleeping."""
+    return datetime.now(UTC)
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     request = CleanupRequest.from_event(event)
     steps = ACTIONS[request.action]
-    now = datetime.now(UTC)
+    now = utcnow()
     result: dict[str, Any] = {
         "action": request.action,
         "dry_run": request.dry_run,
