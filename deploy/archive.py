@@ -1,0 +1,466 @@
+"""Deterministic zips, written fast, and extraction that cannot escape its folder.
+
+Why we write the ZIP format ourselves instead of using ``zipfile``: the layer zip is the
+slowest step of a build, and ``zipfile`` compresses one member at a time on one core.
+zlib releases the GIL, so compressing members in a thread pool and writing the headers
+with ``struct`` uses every core while keeping full control of every byte we emit.
+
+Determinism rules (the same content gives the same bytes on any host):
+
+- members sorted by archive name; no directory entries (Lambda extracts files into
+  ``/opt`` and creates parent folders itself, and empty folders carry nothing Python uses);
+- one timestamp for every member: ``SOURCE_DATE_EPOCH`` (https://reproducible-builds.org)
+  when set, else 1980-01-01 00:00:00, the earliest date a ZIP can hold; always UTC;
+- modes normalised to 0644 / 0755 (any exec bit), regular files only: symlinks are stored
+  as the file they point to, because Lambda's layer extraction does not promise to keep them;
+- no extra fields, no comments, "made by" Unix; a member is stored (method 0) when deflate
+  does not make it smaller, a choice that depends on its bytes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import re
+import stat
+import struct
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from deploy.errors import BuildError
+
+#: 1980-01-01T00:00:00Z, the first instant a DOS timestamp can express.
+ZIP_EPOCH = 315_532_800
+#: 2107-12-31T23:59:58Z, the last one.
+_ZIP_MAX_EPOCH = 4_354_819_198
+
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+_LOCAL_SIG = 0x04034B50
+_CENTRAL_SIG = 0x02014B50
+_END_SIG = 0x06054B50
+_VERSION = 20  # 2.0: deflate; what unzip and Lambda expect
+_MADE_BY_UNIX = (3 << 8) | _VERSION
+_UTF8_FLAG = 0x800
+_STORED, _DEFLATED = 0, 8
+_ZIP32_MAX = 0xFFFFFFFF
+_ZIP32_MAX_ENTRIES = 0xFFFF
+
+#: Bytes of source read into memory at once across in-flight compressions.
+_WINDOW_BYTES = 256 * 1024 * 1024
+
+_SKIP_DIRS = frozenset({"__pycache__"})
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One file of an archive: its name inside the zip and where its bytes come from.
+
+    ``data`` lets a build add a generated file (a manifest, ``version_info.json``) without
+    writing it to disk first; otherwise the bytes are read from ``source`` at write time.
+    """
+
+    name: str
+    source: Path | None = None
+    data: bytes | None = None
+    mode: int = 0o644
+
+    def __post_init__(self) -> None:
+        if (self.source is None) == (self.data is None):
+            raise BuildError(f"archive entry {self.name!r} needs exactly one of source or data")
+        _check_member_name(self.name)
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.source is not None
+        try:
+            return self.source.read_bytes()
+        except OSError as exc:
+            raise BuildError(f"cannot read {self.source} for archive member {self.name}: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZipResult:
+    path: Path
+    sha256: str
+    zipped_size: int
+    unzipped_size: int
+    entries: int
+
+
+def normalise_mode(mode: int) -> int:
+    """0755 when any exec bit is set, else 0644: umask and checkout quirks must not leak into the zip."""
+    return 0o755 if mode & 0o111 else 0o644
+
+
+def _check_member_name(name: str) -> None:
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in parts):
+        raise BuildError(f"invalid archive member name {name!r}")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _skipped(name: str) -> bool:
+    return name.endswith(_SKIP_SUFFIXES)
+
+
+def collect(
+    root: Path,
+    *,
+    prefix: str = "",
+    exclude: Callable[[str], bool] | None = None,
+    allowed_root: Path | None = None,
+) -> list[Entry]:
+    """Walk ``root`` into sorted entries named ``prefix + relative/posix/path``.
+
+    ``exclude`` gets the path relative to ``root`` (files and folders; an excluded folder
+    is not entered). Bytecode is always dropped: Lambda compiles on import, and ``.pyc``
+    files embed source mtimes that would break byte-identical builds.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BuildError(f"cannot archive {root}: not a directory")
+    real_root = root.resolve()
+    allowed = allowed_root.resolve() if allowed_root is not None else real_root
+    if prefix and not prefix.endswith("/"):
+        raise BuildError(f"archive prefix {prefix!r} must end with '/'")
+    entries: list[Entry] = []
+    for rel, source, mode in _walk(root, "", allowed, exclude, {real_root}):
+        entries.append(Entry(name=prefix + rel, source=source, mode=mode))
+    entries.sort(key=lambda e: e.name)
+    return entries
+
+
+def _walk(
+    folder: Path,
+    rel_folder: str,
+    allowed: Path,
+    exclude: Callable[[str], bool] | None,
+    active: set[Path],
+) -> Iterator[tuple[str, Path, int]]:
+    try:
+        children = sorted(os.scandir(folder), key=lambda d: d.name)
+    except OSError as exc:
+        raise BuildError(f"cannot list {folder}: {exc}") from None
+    for child in children:
+        rel = f"{rel_folder}{child.name}"
+        if child.name in _SKIP_DIRS or _skipped(child.name):
+            continue
+        if exclude is not None and exclude(rel):
+            continue
+        path = Path(child.path)
+        if child.is_symlink():
+            target = Path(os.path.realpath(path))
+            if not _inside(target, allowed):
+                raise BuildError(
+                    f"symlink {rel} points outside the archived tree, to {path.readlink()} ({target})",
+                    hint="copy the file into the tree or remove the link",
+                )
+            if not target.exists():
+                raise BuildError(f"symlink {rel} is broken (points to {path.readlink()})")
+            if target.is_dir():
+                if target in active:
+                    raise BuildError(f"symlink {rel} makes a loop (points to {target})")
+                yield from _walk(target, rel + "/", allowed, exclude, active | {target})
+                continue
+            path = target
+        if path.is_dir():
+            yield from _walk(path, rel + "/", allowed, exclude, active)
+        elif path.is_file():
+            yield rel, path, normalise_mode(path.stat().st_mode)
+        else:
+            raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
+
+
+def _dos_datetime(epoch: int) -> tuple[int, int]:
+    t = time.gmtime(epoch)
+    dos_time = (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2)
+    dos_date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
+    return dos_time, dos_date
+
+
+def resolve_epoch(epoch: int | None = None, env: dict[str, str] | None = None) -> int:
+    """The timestamp every member gets: ``epoch``, else SOURCE_DATE_EPOCH, else 1980-01-01, clamped to ZIP's range."""
+    if epoch is None:
+        raw = (os.environ if env is None else env).get("SOURCE_DATE_EPOCH", "").strip()
+        if raw:
+            if not re.fullmatch(r"\d+", raw):
+                raise BuildError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds")
+            epoch = int(raw)
+        else:
+            epoch = ZIP_EPOCH
+    return min(max(epoch, ZIP_EPOCH), _ZIP_MAX_EPOCH)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Member:
+    raw_size: int
+    crc: int
+    method: int
+    payload: bytes
+
+
+def _compress(entry: Entry, level: int) -> _Member:
+    raw = entry.read()
+    crc = zlib.crc32(raw)
+    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    deflated = comp.compress(raw) + comp.flush()
+    if len(deflated) >= len(raw):
+        return _Member(raw_size=len(raw), crc=crc, method=_STORED, payload=raw)
+    return _Member(raw_size=len(raw), crc=crc, method=_DEFLATED, payload=deflated)
+
+
+def _entry_cost(entry: Entry) -> int:
+    if entry.data is not None:
+        return len(entry.data)
+    assert entry.source is not None
+    try:
+        return entry.source.stat().st_size
+    except OSError:
+        return 0
+
+
+class _HashingWriter:
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.digest.update(data)
+        self.offset += len(data)
+
+
+def write_zip(
+    entries: Sequence[Entry],
+    dest: Path,
+    *,
+    epoch: int | None = None,
+    compresslevel: int = 6,
+    workers: int | None = None,
+) -> ZipResult:
+    """Write ``entries`` to ``dest`` deterministically; ``dest`` appears only when complete.
+
+    The zip is written to a temporary file beside ``dest`` and renamed over it at the end;
+    any exception (KeyboardInterrupt included) removes the temporary file, so a later run
+    never finds a half-written zip under the name it trusts.
+    """
+    dest = Path(dest)
+    ordered = sorted(entries, key=lambda e: e.name)
+    for first, second in itertools.pairwise(ordered):
+        if first.name == second.name:
+            raise BuildError(f"archive member {first.name} appears twice ({first.source} and {second.source})")
+    if len(ordered) > _ZIP32_MAX_ENTRIES:
+        raise BuildError(
+            f"{dest.name}: {len(ordered)} files need ZIP64, which this writer does not produce",
+            hint="Lambda's 250 MB unzipped limit makes such an archive undeployable anyway",
+        )
+    if not 0 <= compresslevel <= 9:
+        raise BuildError(f"compresslevel must be 0..9, got {compresslevel}")
+    dos_time, dos_date = _dos_datetime(resolve_epoch(epoch))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            out = _HashingWriter(fh)
+            unzipped = _write_members(ordered, out, dos_time, dos_date, compresslevel, workers, dest)
+        # mkstemp creates 0600; an artifact is meant to be read by CI steps and other users.
+        tmp.chmod(0o644)
+        tmp.replace(dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return ZipResult(
+        path=dest,
+        sha256=out.digest.hexdigest(),
+        zipped_size=out.offset,
+        unzipped_size=unzipped,
+        entries=len(ordered),
+    )
+
+
+def _write_members(
+    ordered: Sequence[Entry],
+    out: _HashingWriter,
+    dos_time: int,
+    dos_date: int,
+    level: int,
+    workers: int | None,
+    dest: Path,
+) -> int:
+    central: list[bytes] = []
+    unzipped = 0
+    pool = ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 2))
+    pending: deque[tuple[Entry, Future[_Member], int]] = deque()
+    in_flight = 0
+    upcoming = iter(ordered)
+    try:
+        exhausted = False
+        while True:
+            # Keep every core busy but bound memory: schedule ahead until the window is full.
+            while not exhausted and (not pending or in_flight < _WINDOW_BYTES):
+                entry = next(upcoming, None)
+                if entry is None:
+                    exhausted = True
+                    break
+                cost = _entry_cost(entry)
+                pending.append((entry, pool.submit(_compress, entry, level), cost))
+                in_flight += cost
+            if not pending:
+                break
+            entry, future, cost = pending.popleft()
+            member = future.result()
+            in_flight -= cost
+            offset = out.offset
+            if member.raw_size > _ZIP32_MAX or len(member.payload) > _ZIP32_MAX or offset > _ZIP32_MAX:
+                raise BuildError(f"{dest.name}: member {entry.name} needs ZIP64, which this writer does not produce")
+            name = entry.name.encode("utf-8")
+            flags = _UTF8_FLAG if not entry.name.isascii() else 0
+            out.write(
+                _LOCAL.pack(
+                    _LOCAL_SIG,
+                    _VERSION,
+                    flags,
+                    member.method,
+                    dos_time,
+                    dos_date,
+                    member.crc,
+                    len(member.payload),
+                    member.raw_size,
+                    len(name),
+                    0,
+                )
+            )
+            out.write(name)
+            out.write(member.payload)
+            central.append(
+                _CENTRAL.pack(
+                    _CENTRAL_SIG,
+                    _MADE_BY_UNIX,
+                    _VERSION,
+                    flags,
+                    member.method,
+                    dos_time,
+                    dos_date,
+                    member.crc,
+                    len(member.payload),
+                    member.raw_size,
+                    len(name),
+                    0,
+                    0,
+                    0,
+                    0,
+                    ((stat.S_IFREG | normalise_mode(entry.mode)) << 16) & 0xFFFFFFFF,
+                    offset,
+                )
+                + name
+            )
+            unzipped += member.raw_size
+    finally:
+        for _, future, _ in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+    cd_offset = out.offset
+    for record in central:
+        out.write(record)
+    cd_size = out.offset - cd_offset
+    if cd_offset > _ZIP32_MAX or cd_size > _ZIP32_MAX:
+        raise BuildError(f"{dest.name} needs ZIP64 (over 4 GiB), which this writer does not produce")
+    out.write(_END.pack(_END_SIG, 0, 0, len(central), len(central), cd_size, cd_offset, 0))
+    return unzipped
+
+
+def zip_tree(
+    root: Path,
+    dest: Path,
+    *,
+    prefix: str = "",
+    exclude: Callable[[str], bool] | None = None,
+    epoch: int | None = None,
+) -> ZipResult:
+    return write_zip(collect(root, prefix=prefix, exclude=exclude), dest, epoch=epoch)
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _member_problem(info: zipfile.ZipInfo, dest: Path) -> str | None:
+    name = info.filename
+    if not name or "\x00" in name:
+        return "has an empty or NUL name"
+    if name.startswith(("/", "\\")):
+        return "is an absolute path"
+    if _DRIVE.match(name):
+        return "starts with a drive letter"
+    if any(part == ".." for part in re.split(r"[/\\]", name)):
+        return "has a '..' component"
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        return "is a symlink"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return f"is a special file (mode {oct(info.external_attr >> 16)})"
+    target = Path(os.path.realpath(dest / name))
+    if not _inside(target, dest):
+        return f"would be written outside {dest} (to {target})"
+    return None
+
+
+def safe_extract(zip_path: Path, dest: Path, *, max_unzipped: int | None = None) -> list[str]:
+    """Extract a zip for the verify sandbox, refusing anything that could escape ``dest``.
+
+    Every member is checked before the first byte is written, so a rejected zip leaves
+    ``dest`` untouched. ``max_unzipped`` refuses archives whose declared sizes exceed it
+    (a deployable layer or function is at most Lambda's 250 MB anyway).
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise BuildError(f"cannot open {zip_path}: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        problems = [f"{info.filename!r} {why}" for info in infos if (why := _member_problem(info, dest)) is not None]
+        if problems:
+            raise BuildError(f"refusing to extract {zip_path}: member " + "; member ".join(problems))
+        total = sum(info.file_size for info in infos)
+        if max_unzipped is not None and total > max_unzipped:
+            raise BuildError(f"refusing to extract {zip_path}: {total} bytes unzipped exceeds {max_unzipped}")
+        names: list[str] = []
+        for info in infos:
+            target = dest / info.filename
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                target.chmod(0o755)
+                names.append(info.filename)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, target.open("wb") as dst:
+                    while block := src.read(1 << 20):
+                        dst.write(block)
+            except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+                raise BuildError(f"cannot extract {info.filename} from {zip_path}: {exc}") from None
+            target.chmod(normalise_mode(info.external_attr >> 16))
+            names.append(info.filename)
+    return names
