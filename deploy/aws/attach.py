@@ -1,0 +1,488 @@
+"""attach: put the new function code and layer version behind each function's ``live`` alias.
+
+Traffic reaches the functions only through the alias, so the alias is the commit point:
+code and layer are changed on ``$LATEST`` (invisible to alias callers), frozen into a
+published version, and only when every function has its version staged do the aliases
+move. A failure before that leaves every alias untouched; a failure while moving them
+moves the ones already switched back. Callers never see new code with an old layer or
+the reverse (design property 4), and any failure leaves every function serving what it
+served before (property 5).
+
+A function whose code, layers and alias already match makes no write call at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from deploy.artifact import Artifact
+from deploy.aws import calls
+from deploy.aws.publish import check_bucket, object_matches, upload
+from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
+from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.errors import AttachError, DeployError
+
+#: Lambda's limit of layers per function.
+MAX_LAYERS = 5
+
+Status = Literal["updated", "unchanged", "failed", "rolled_back"]
+Progress = Callable[[str, str], None]
+
+_LAYER_VERSION_ARN = re.compile(r"^(?P<base>arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:(?P<name>[\w-]+)):(?P<v>\d+)$")
+
+
+def _no_progress(_name: str, _message: str) -> None:
+    return None
+
+
+def _revision(rev: str | None) -> dict[str, Any]:
+    # moto omits RevisionId; real Lambda always returns one and we always pass it back.
+    return {"RevisionId": rev} if rev else {}
+
+
+def _layer_arns(config: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(layer["Arn"]) for layer in config.get("Layers") or ())
+
+
+def desired_layers(current: Sequence[str], new_arn: str, *, function: str) -> tuple[str, ...]:
+    """Swap any version of our layer for ``new_arn`` where it was (order decides which layer's files win),
+    append it if absent, and keep foreign layers in their order."""
+    match = _LAYER_VERSION_ARN.match(new_arn)
+    if not match:
+        raise AttachError(f"{new_arn!r} is not a layer version ARN")
+    base = match["base"]
+    out: list[str] = []
+    placed = False
+    for arn in current:
+        if arn.rsplit(":", 1)[0] == base:
+            if not placed:
+                out.append(new_arn)
+                placed = True
+        else:
+            out.append(arn)
+    if not placed:
+        out.append(new_arn)
+    if len(out) > MAX_LAYERS:
+        raise AttachError(
+            f"{function}: attaching {new_arn} would make {len(out)} layers; Lambda allows {MAX_LAYERS}",
+            hint="remove a foreign layer from the function in Terraform",
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionPlan:
+    name: str
+    key: str
+    update_code: bool
+    new_layers: tuple[str, ...]
+    old_layers: tuple[str, ...]
+    update_layers: bool
+    current_alias_version: str
+    revision_id: str | None
+    publish: bool = False  # what the alias serves differs from the target, even if $LATEST already matches
+    alias_revision_id: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.update_code or self.update_layers or self.publish
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachPlan:
+    region: str
+    bucket: str
+    code_key: str
+    code_sha256: str
+    layer_version_arn: str
+    alias: str
+    upload_code: bool
+    functions: tuple[FunctionPlan, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.upload_code or any(f.changed for f in self.functions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionOutcome:
+    name: str
+    status: Status
+    old_version: str | None
+    new_version: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachResult:
+    outcomes: tuple[FunctionOutcome, ...]
+    ok: bool
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dry_run": self.dry_run, "functions": [asdict(o) for o in self.outcomes]}
+
+
+def _read(lam: Any, name: str, alias: str) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] | None:
+    """($LATEST config, alias, config the alias serves), or None if the function does not exist."""
+    try:
+        latest = lam.get_function_configuration(FunctionName=name)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise AttachError(f"{name}: {error_message(exc)}") from None
+    try:
+        current = lam.get_alias(FunctionName=name, Name=alias)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise AttachError(
+                f"{name}: alias {alias!r} does not exist", hint="Terraform creates it: run `inv infra.apply`"
+            ) from None
+        raise AttachError(f"{name}: {error_message(exc)}") from None
+    served = lam.get_function_configuration(FunctionName=name, Qualifier=current["FunctionVersion"])
+    return latest, current, served
+
+
+def _plan_function(
+    fn: FunctionTarget,
+    state: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]],
+    *,
+    code_sha256: str,
+    layer_version_arn: str,
+) -> FunctionPlan:
+    latest, alias, served = state
+    old_layers = _layer_arns(latest)
+    new_layers = desired_layers(old_layers, layer_version_arn, function=fn.name)
+    update_code = latest.get("CodeSha256") != code_sha256
+    update_layers = old_layers != new_layers
+    stale_alias = served.get("CodeSha256") != code_sha256 or _layer_arns(served) != new_layers
+    return FunctionPlan(
+        name=fn.name,
+        key=fn.key,
+        update_code=update_code,
+        new_layers=new_layers,
+        old_layers=old_layers,
+        update_layers=update_layers,
+        current_alias_version=str(alias["FunctionVersion"]),
+        revision_id=latest.get("RevisionId"),
+        publish=update_code or update_layers or stale_alias,
+        alias_revision_id=alias.get("RevisionId"),
+    )
+
+
+def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_version_arn: str) -> AttachPlan:
+    """Reads only. Every function must exist (and have its alias) before anything is written."""
+    if function.kind != "function":
+        raise AttachError(f"{function.path.name} is a {function.kind} artifact, not function code")
+    function.check()
+    match = _LAYER_VERSION_ARN.match(layer_version_arn)
+    if not match:
+        raise AttachError(f"{layer_version_arn!r} is not a layer version ARN")
+    if match["name"] != targets.layer_name:
+        raise AttachError(f"{layer_version_arn} is not a version of this environment's layer {targets.layer_name}")
+    lam = calls.client(env, "lambda", targets.region)
+    missing: list[str] = []
+    plans: list[FunctionPlan] = []
+    for fn in targets.functions:
+        state = _read(lam, fn.name, targets.alias)
+        if state is None:
+            missing.append(fn.name)
+            continue
+        plans.append(_plan_function(fn, state, code_sha256=function.code_sha256, layer_version_arn=layer_version_arn))
+    if missing:
+        raise AttachError(
+            f"function(s) not found in {targets.region}: {', '.join(missing)}; nothing was changed",
+            hint="run `inv infra.apply` to create them",
+        )
+    upload_code = False
+    if any(p.update_code for p in plans):
+        s3 = calls.client(env, "s3", targets.region)
+        check_bucket(s3, targets.bucket)
+        upload_code = not object_matches(s3, targets.bucket, function.s3_key, function)
+    return AttachPlan(
+        region=targets.region,
+        bucket=targets.bucket,
+        code_key=function.s3_key,
+        code_sha256=function.code_sha256,
+        layer_version_arn=layer_version_arn,
+        alias=targets.alias,
+        upload_code=upload_code,
+        functions=tuple(plans),
+    )
+
+
+class _Stager:
+    """Stages one function: $LATEST updated, waited for, frozen into a version. The alias is not touched."""
+
+    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, say: Progress) -> None:
+        self.lam = lam
+        self.plan = plan
+        self.policy = policy
+        self.say = say
+
+    def __call__(self, fp: FunctionPlan) -> tuple[FunctionPlan, str | None]:
+        """(the plan actually applied, new version) — version None when a re-read found nothing to do."""
+        for attempt in range(self.policy.replans + 1):
+            try:
+                return fp, self._once(fp)
+            except ClientError as exc:
+                if error_code(exc) not in PRECONDITION_CODES:
+                    raise AttachError(f"{fp.name}: {error_message(exc)}") from None
+                if attempt == self.policy.replans:
+                    raise AttachError(
+                        f"{fp.name}: changed by another writer {attempt + 1} times in a row; giving up"
+                    ) from None
+                self.say(fp.name, "RevisionId changed under us (a concurrent writer); re-reading")
+                fp = self._replan(fp)
+        raise AssertionError("unreachable")
+
+    def _replan(self, fp: FunctionPlan) -> FunctionPlan:
+        state = _read(self.lam, fp.name, self.plan.alias)
+        if state is None:
+            raise AttachError(f"{fp.name}: function was deleted during the attach")
+        target = FunctionTarget(key=fp.key, name=fp.name, handler="")
+        fresh = _plan_function(
+            target, state, code_sha256=self.plan.code_sha256, layer_version_arn=self.plan.layer_version_arn
+        )
+        # Roll back to what callers were served when we started, not to a concurrent writer's version.
+        return replace(fresh, current_alias_version=fp.current_alias_version)
+
+    def _once(self, fp: FunctionPlan) -> str | None:
+        if not fp.changed:
+            return None
+        lam, policy, name = self.lam, self.policy, fp.name
+        rev = fp.revision_id
+        if fp.update_code:
+            self.say(name, "updating code")
+            call(
+                lam.update_function_code,
+                what=name,
+                policy=policy,
+                FunctionName=name,
+                S3Bucket=self.plan.bucket,
+                S3Key=self.plan.code_key,
+                **_revision(rev),
+            )
+            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+        if fp.update_layers:
+            self.say(name, "setting layers")
+            call(
+                lam.update_function_configuration,
+                what=name,
+                policy=policy,
+                FunctionName=name,
+                Layers=list(fp.new_layers),
+                **_revision(rev),
+            )
+            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+        self.say(name, "publishing a version")
+        # CodeSha256 makes Lambda refuse to publish if $LATEST's code changed since we looked.
+        version = call(
+            lam.publish_version,
+            what=name,
+            policy=policy,
+            FunctionName=name,
+            CodeSha256=self.plan.code_sha256,
+            **_revision(rev),
+        )
+        if _layer_arns(version) != fp.new_layers or version.get("CodeSha256") != self.plan.code_sha256:
+            raise AttachError(
+                f"{name}: published version {version.get('Version')} has layers {list(_layer_arns(version))} "
+                f"and code {version.get('CodeSha256')}, expected {list(fp.new_layers)} and {self.plan.code_sha256}"
+            )
+        return str(version["Version"])
+
+
+def _move_alias(lam: Any, plan: AttachPlan, name: str, version: str, policy: RetryPolicy, rev: str | None) -> None:
+    try:
+        call(
+            lam.update_alias,
+            what=name,
+            policy=policy,
+            FunctionName=name,
+            Name=plan.alias,
+            FunctionVersion=version,
+            **_revision(rev),
+        )
+    except ClientError as exc:
+        raise AttachError(f"{name}: moving alias {plan.alias} to {version}: {error_message(exc)}") from None
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, DeployError) else error_message(exc)
+
+
+def apply_attach(
+    env: EnvConfig,
+    targets: Targets,
+    plan: AttachPlan,
+    *,
+    function: Artifact | None = None,
+    dry_run: bool = False,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+    timeout: float = 300,
+    policy: RetryPolicy | None = None,
+) -> AttachResult:
+    """Apply ``plan``; raise AttachError (with ``err.result``) if any function failed, after rolling back.
+
+    ``function`` is the artifact to upload when the plan says its zip is not in S3 yet.
+    """
+    say = progress or _no_progress
+    policy = replace(policy or RetryPolicy(), total=timeout)
+    if dry_run or not plan.changed:
+        return AttachResult(
+            outcomes=tuple(
+                FunctionOutcome(
+                    name=fp.name,
+                    status="updated" if fp.changed else "unchanged",
+                    old_version=fp.current_alias_version,
+                    new_version=None,
+                )
+                for fp in plan.functions
+            ),
+            ok=True,
+            dry_run=dry_run,
+        )
+    if plan.upload_code:
+        if function is None or function.s3_key != plan.code_key:
+            raise AttachError(
+                f"s3://{plan.bucket}/{plan.code_key} is missing and no matching function artifact was given"
+            )
+        function.check()
+        say(function.path.name, f"uploading to s3://{plan.bucket}/{plan.code_key}")
+        upload(calls.client(env, "s3", plan.region), plan.bucket, plan.code_key, function)
+
+    lam = calls.client(env, "lambda", plan.region)
+    stager = _Stager(lam, plan, policy, say)
+    workers = max(1, min(max_workers, len(plan.functions)))
+
+    # Phase 1: stage every function; no alias moves, so callers still see the old pairs.
+    staged: dict[str, tuple[FunctionPlan, str | None]] = {}
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {fp.name: pool.submit(stager, fp) for fp in plan.functions}
+        for name, future in futures.items():
+            try:
+                staged[name] = future.result()
+            except (DeployError, ClientError) as exc:
+                errors[name] = _message(exc)
+                say(name, f"failed: {errors[name]}")
+
+    # Phase 2: move the aliases, only if everything staged.
+    switched: set[str] = set()
+    if not errors:
+
+        def switch(fp: FunctionPlan, version: str) -> None:
+            say(fp.name, f"moving alias {plan.alias} {fp.current_alias_version} → {version}")
+            _move_alias(lam, plan, fp.name, version, policy, fp.alias_revision_id)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            moves = {
+                name: pool.submit(switch, fp, version)
+                for name, (fp, version) in staged.items()
+                if version is not None and version != fp.current_alias_version
+            }
+            for name, move in moves.items():
+                try:
+                    move.result()
+                    switched.add(name)
+                except (DeployError, ClientError) as exc:
+                    errors[name] = _message(exc)
+                    say(name, f"failed: {errors[name]}")
+
+    # Phase 3: on any failure, put back every alias we moved.
+    rollback_errors: dict[str, str] = {}
+    if errors:
+        for name in sorted(switched):
+            fp = staged[name][0]
+            say(name, f"rolling alias {plan.alias} back to {fp.current_alias_version}")
+            try:
+                _move_alias(lam, plan, name, fp.current_alias_version, policy, None)
+            except (DeployError, ClientError) as exc:
+                rollback_errors[name] = _message(exc)
+
+    outcomes: list[FunctionOutcome] = []
+    for fp in plan.functions:
+        applied, version = staged.get(fp.name, (fp, None))
+        if fp.name in errors:
+            outcomes.append(
+                FunctionOutcome(
+                    name=fp.name,
+                    status="failed",
+                    old_version=fp.current_alias_version,
+                    new_version=version,
+                    error=errors[fp.name],
+                )
+            )
+        elif fp.name in rollback_errors:
+            outcomes.append(
+                FunctionOutcome(
+                    name=fp.name,
+                    status="failed",
+                    old_version=fp.current_alias_version,
+                    new_version=version,
+                    error=f"rollback to {fp.current_alias_version} failed: {rollback_errors[fp.name]}",
+                )
+            )
+        elif version is None or version == applied.current_alias_version:
+            outcomes.append(
+                FunctionOutcome(
+                    name=fp.name, status="unchanged", old_version=fp.current_alias_version, new_version=None
+                )
+            )
+        elif errors:
+            outcomes.append(
+                FunctionOutcome(
+                    name=fp.name, status="rolled_back", old_version=fp.current_alias_version, new_version=version
+                )
+            )
+        else:
+            outcomes.append(
+                FunctionOutcome(
+                    name=fp.name, status="updated", old_version=fp.current_alias_version, new_version=version
+                )
+            )
+    result = AttachResult(outcomes=tuple(outcomes), ok=not errors and not rollback_errors)
+    if not result.ok:
+        failed = [o for o in outcomes if o.status == "failed"]
+        err = AttachError(
+            "attach failed; aliases restored to their previous versions: "
+            + "; ".join(f"{o.name}: {o.error}" for o in failed)
+        )
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def attach(
+    env: EnvConfig,
+    targets: Targets,
+    *,
+    function: Artifact,
+    layer_version_arn: str,
+    dry_run: bool = False,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+    timeout: float = 300,
+    policy: RetryPolicy | None = None,
+) -> AttachResult:
+    """``plan_attach`` then ``apply_attach``: what the ``attach`` task calls."""
+    plan = plan_attach(env, targets, function=function, layer_version_arn=layer_version_arn)
+    return apply_attach(
+        env,
+        targets,
+        plan,
+        function=function,
+        dry_run=dry_run,
+        max_workers=max_workers,
+        progress=progress,
+        timeout=timeout,
+        policy=policy,
+    )

@@ -1,0 +1,260 @@
+"""publish-layer: upload the layer zip to S3 once, publish a layer version once.
+
+Idempotence comes from content, not from our own records: the S3 object is skipped
+when it already carries the artifact's SHA-256, and a layer version is published only
+when no existing version of the layer has the artifact's CodeSha256 (Lambda computes
+it from the bytes, so it is the ground truth). A rerun after any failure therefore
+converges without a duplicate version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from deploy.artifact import Artifact
+from deploy.aws import calls
+from deploy.aws.retry import RetryPolicy, call, error_code, error_message
+from deploy.config import EnvConfig, Targets
+from deploy.errors import AwsError, DeployError
+
+Progress = Callable[[str, str], None]
+
+#: Above this a single PUT gets slow and fragile; the managed transfer goes multipart,
+#: where S3 can only store a composite checksum, so the ``sha256`` metadata carries the full one.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+_MISSING_BUCKET = frozenset({"NoSuchBucket", "404", "NotFound"})
+
+
+def _no_progress(_what: str, _message: str) -> None:
+    return None
+
+
+def describe(artifact: Artifact) -> str:
+    """Layer version description; ``status`` reads the identity back from it."""
+    return f"identity={artifact.identity} sha256={artifact.sha256}"
+
+
+def identity_from_description(description: str | None) -> str | None:
+    for part in (description or "").split():
+        if part.startswith("identity="):
+            return part.removeprefix("identity=")
+    return None
+
+
+def check_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) in _MISSING_BUCKET:
+            raise AwsError(f"S3 bucket {bucket} does not exist", hint="run `inv infra.apply` to create it") from None
+        raise AwsError(f"S3 bucket {bucket}: {error_message(exc)}") from None
+
+
+def object_matches(s3: Any, bucket: str, key: str, artifact: Artifact) -> bool:
+    """True when s3://bucket/key already holds the artifact's bytes (by checksum, never by name alone)."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise AwsError(f"s3://{bucket}/{key}: {error_message(exc)}") from None
+    if head.get("ChecksumSHA256") == artifact.code_sha256:
+        return True
+    return bool(head.get("Metadata", {}).get("sha256") == artifact.sha256)
+
+
+def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
+    """Upload with a SHA-256 checksum S3 verifies on receipt, so a corrupted transfer is rejected, not stored."""
+    metadata = {"sha256": artifact.sha256, "identity": artifact.identity}
+    try:
+        if artifact.path.stat().st_size < MULTIPART_THRESHOLD:
+            with artifact.path.open("rb") as body:
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=artifact.code_sha256,
+                    Metadata=metadata,
+                )
+        else:
+            s3.upload_file(
+                str(artifact.path),
+                bucket,
+                key,
+                ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": metadata},
+                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
+            )
+    except ClientError as exc:
+        raise AwsError(f"upload of {artifact.path.name} to s3://{bucket}/{key} failed: {error_message(exc)}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishPlan:
+    region: str
+    bucket: str
+    key: str
+    layer_name: str
+    upload: bool
+    publish: bool
+    existing_arn: str | None  # a version that already holds these bytes
+    existing_version: int | None
+    description: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishResult:
+    region: str
+    layer_version_arn: str | None  # None only on a dry run that would publish
+    version: int | None
+    uploaded: bool  # did (or, on a dry run, would) upload
+    published: bool
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegionFailure:
+    region: str
+    error: str
+
+
+def find_layer_version(lam: Any, layer_name: str, code_sha256: str) -> tuple[str, int] | None:
+    """The newest version of ``layer_name`` whose content has ``code_sha256``."""
+    pages = lam.get_paginator("list_layer_versions").paginate(LayerName=layer_name)
+    versions = [v for page in pages for v in page.get("LayerVersions", [])]
+    for entry in sorted(versions, key=lambda v: int(v["Version"]), reverse=True):
+        got = lam.get_layer_version(LayerName=layer_name, VersionNumber=int(entry["Version"]))
+        if got.get("Content", {}).get("CodeSha256") == code_sha256:
+            return str(got["LayerVersionArn"]), int(got["Version"])
+    return None
+
+
+def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
+    """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
+    if layer.kind != "layer":
+        raise AwsError(f"{layer.path.name} is a {layer.kind} artifact, not a layer")
+    layer.check()
+    region = region or targets.region
+    s3 = calls.client(env, "s3", region)
+    lam = calls.client(env, "lambda", region)
+    check_bucket(s3, targets.bucket)
+    present = object_matches(s3, targets.bucket, layer.s3_key, layer)
+    try:
+        found = find_layer_version(lam, targets.layer_name, layer.code_sha256)
+    except ClientError as exc:
+        raise AwsError(f"layer {targets.layer_name} in {region}: {error_message(exc)}") from None
+    return PublishPlan(
+        region=region,
+        bucket=targets.bucket,
+        key=layer.s3_key,
+        layer_name=targets.layer_name,
+        upload=not present and found is None,
+        publish=found is None,
+        existing_arn=found[0] if found else None,
+        existing_version=found[1] if found else None,
+        description=describe(layer),
+    )
+
+
+def publish_layer(
+    env: EnvConfig,
+    targets: Targets,
+    layer: Artifact,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    region: str | None = None,
+    policy: RetryPolicy | None = None,
+) -> PublishResult:
+    plan = plan_publish(env, targets, layer, region=region)
+    say = progress or _no_progress
+    policy = policy or RetryPolicy()
+    if dry_run or not plan.publish:
+        if not plan.publish:
+            say(plan.region, f"layer version {plan.existing_version} already has these bytes")
+        return PublishResult(
+            region=plan.region,
+            layer_version_arn=plan.existing_arn,
+            version=plan.existing_version,
+            uploaded=plan.upload,
+            published=plan.publish,
+            dry_run=dry_run,
+        )
+    s3 = calls.client(env, "s3", plan.region)
+    lam = calls.client(env, "lambda", plan.region)
+    if plan.upload:
+        say(plan.region, f"uploading {layer.path.name} to s3://{plan.bucket}/{plan.key}")
+        upload(s3, plan.bucket, plan.key, layer)
+    say(plan.region, f"publishing a version of {plan.layer_name}")
+    try:
+        made = call(
+            lam.publish_layer_version,
+            what=plan.layer_name,
+            policy=policy,
+            error=AwsError,
+            LayerName=plan.layer_name,
+            Description=plan.description,
+            Content={"S3Bucket": plan.bucket, "S3Key": plan.key},
+            CompatibleRuntimes=[targets.runtime],
+            CompatibleArchitectures=[targets.architecture],
+        )
+    except ClientError as exc:
+        raise AwsError(f"publishing {plan.layer_name} in {plan.region} failed: {error_message(exc)}") from None
+    got = made.get("Content", {}).get("CodeSha256")
+    if got != layer.code_sha256:
+        raise AwsError(
+            f"layer {made['LayerVersionArn']} has CodeSha256 {got}, expected {layer.code_sha256}",
+            hint=f"s3://{plan.bucket}/{plan.key} does not hold the built zip; delete it and rerun",
+        )
+    say(plan.region, f"published {made['LayerVersionArn']}")
+    return PublishResult(
+        region=plan.region,
+        layer_version_arn=str(made["LayerVersionArn"]),
+        version=int(made["Version"]),
+        uploaded=plan.upload,
+        published=True,
+    )
+
+
+def publish_all(
+    env: EnvConfig,
+    targets_by_region: Mapping[str, Targets],
+    layer: Artifact,
+    *,
+    dry_run: bool = False,
+    max_workers: int = 4,
+    progress: Progress | None = None,
+    raise_on_failure: bool = True,
+) -> tuple[PublishResult | RegionFailure, ...]:
+    """Publish in every region concurrently; one region failing does not stop the others.
+
+    With ``raise_on_failure`` (the task's mode) an AwsError listing the failed regions is raised
+    after all regions finished; the per-region results ride along as ``err.results``.
+    """
+    layer.check()
+
+    def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
+        try:
+            return publish_layer(env, targets, layer, dry_run=dry_run, progress=progress, region=region)
+        except (DeployError, ClientError) as exc:
+            return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(targets_by_region) or 1))) as pool:
+        futures = [pool.submit(one, region, targets) for region, targets in targets_by_region.items()]
+        results = tuple(f.result() for f in futures)
+    failed = [r for r in results if isinstance(r, RegionFailure)]
+    if failed and raise_on_failure:
+        err = AwsError(
+            f"publish-layer failed in {len(failed)} of {len(results)} regions: "
+            + "; ".join(f"{r.region}: {r.error}" for r in failed)
+        )
+        err.results = results  # type: ignore[attr-defined]
+        raise err
+    return results

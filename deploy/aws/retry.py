@@ -1,0 +1,115 @@
+"""Retrying what botocore does not, and waiting for a Lambda update to finish.
+
+While a function's ``LastUpdateStatus`` is InProgress, a second update fails with
+``ResourceConflictException`` and botocore does not retry it. Throttling is retried by
+botocore's standard mode, but a burst of parallel attaches can outlast its five attempts.
+Both get capped exponential backoff with full jitter (AWS Architecture Blog, "Exponential
+Backoff And Jitter"), bounded by total elapsed time rather than attempts, because what
+the caller cares about is how long a deploy may hang.
+
+The wait loop mirrors botocore's ``function_updated_v2`` waiter (poll GetFunction until
+``LastUpdateStatus`` leaves InProgress) but with an injectable clock and sleep, a time
+bound, and the ``LastUpdateStatusReasonCode`` in the error: the stock waiter sleeps with
+``time.sleep``, counts attempts, and its WaiterError drops the reason code.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from deploy.errors import AttachError, AwsError
+
+T = TypeVar("T")
+
+CONFLICT_CODES = frozenset({"ResourceConflictException"})
+THROTTLE_CODES = frozenset(
+    {"TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "SlowDown"}
+)
+PRECONDITION_CODES = frozenset({"PreconditionFailedException"})
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
+    return str(exc)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Backoff and time bound; tests inject ``sleep``, ``clock`` and ``random`` so nothing really waits."""
+
+    base: float = 0.5
+    cap: float = 20.0
+    total: float = 300.0
+    poll: float = 1.0  # the function_updated_v2 waiter's delay
+    replans: int = 3  # re-reads after a RevisionId mismatch before giving up
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    random: Callable[[], float] = _random.random
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+        return float(self.random()) * min(self.cap, self.base * (2.0**attempt))
+
+
+def call(
+    fn: Callable[..., T],
+    /,
+    *,
+    what: str,
+    policy: RetryPolicy,
+    error: type[AwsError] = AttachError,
+    **kwargs: Any,
+) -> T:
+    """``fn(**kwargs)``, retrying conflicts and throttling until ``policy.total`` seconds have passed."""
+    start = policy.clock()
+    attempt = 0
+    while True:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code not in CONFLICT_CODES and code not in THROTTLE_CODES:
+                raise
+            elapsed = policy.clock() - start
+            delay = policy.backoff(attempt)
+            if elapsed + delay > policy.total:
+                if code in CONFLICT_CODES:
+                    raise error(f"{what}: update still in progress after {elapsed:.0f} s") from exc
+                raise error(f"{what}: still throttled after {elapsed:.0f} s ({code})") from exc
+            policy.sleep(delay)
+            attempt += 1
+
+
+def wait_updated(lam: Any, name: str, *, policy: RetryPolicy, qualifier: str | None = None) -> Mapping[str, Any]:
+    """Poll until the function's last update finished; return its configuration (with the fresh RevisionId)."""
+    start = policy.clock()
+    args: dict[str, Any] = {"FunctionName": name}
+    if qualifier:
+        args["Qualifier"] = qualifier
+    while True:
+        config: Mapping[str, Any] = call(lam.get_function_configuration, what=name, policy=policy, **args)
+        status = config.get("LastUpdateStatus") or "Successful"
+        if status == "Successful":
+            return config
+        if status == "Failed":
+            reason = config.get("LastUpdateStatusReasonCode") or config.get("StateReasonCode") or "unknown"
+            detail = config.get("LastUpdateStatusReason") or config.get("StateReason") or ""
+            raise AttachError(f"{name}: update failed ({reason}){': ' + detail if detail else ''}")
+        elapsed = policy.clock() - start
+        if elapsed + policy.poll > policy.total:
+            raise AttachError(f"{name}: update still in progress after {elapsed:.0f} s")
+        policy.sleep(policy.poll)
