@@ -1,0 +1,544 @@
+"""Layer and function builds: plans computed first (pure data), then one step that does I/O.
+
+A layer is keyed by its inputs (``LayerIdentity``), so a second build with the same inputs
+is a no-op. A function is keyed by its zip's sha256, which only depends on the files and
+the commit: ``version_info.json`` carries no build time for that reason.
+
+What a later run may trust: a zip *with* a manifest whose sha256 matches. The zip is
+renamed into place complete (``archive.write_zip``), the SBOM next, the manifest last, and
+the install folder under ``.build/tmp/`` is always removed, so an interrupted build leaves
+either nothing or an untrusted zip that the next build overwrites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from deploy import archive
+from deploy.artifact import Artifact, PackageInfo, load_manifest
+from deploy.config import EnvConfig, LayerOptions, Paths
+from deploy.errors import AuditError, BuildError, DeployError
+from deploy.identity import LayerIdentity, layer_identity
+from deploy.install import Installer, get_installer
+from deploy.lock import Requirement, RequirementsFile, load_requirements_file
+from deploy.sbom import layer_sbom, write_sbom
+
+Progress = Callable[[str], None]
+
+#: Function code goes up as a direct upload when small; 1 MB keeps it "small code, big layer".
+FUNCTION_ZIPPED_LIMIT = 1_000_000
+
+#: boto3 that the Lambda Python runtimes bundled when last checked. AWS updates it per region
+#: without notice, so this only feeds a warning, never a decision.
+RUNTIME_BOTO3: Mapping[str, str] = {
+    "python3.9": "1.34.145",
+    "python3.10": "1.34.145",
+    "python3.11": "1.34.145",
+    "python3.12": "1.34.145",
+    "python3.13": "1.34.145",
+}
+_RUNTIME_BOTO_DISTS = ("boto3", "botocore", "s3transfer")
+_TEST_DIRS = frozenset({"tests", "test"})
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+# ---------------------------------------------------------------------------
+# Layer
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerPlan:
+    env: str
+    paths: Paths
+    runtime: str
+    python_version: str
+    architecture: str
+    glibc_floor: tuple[int, int]
+    builder: str
+    options: LayerOptions
+    requirements_file: RequirementsFile
+    identity: LayerIdentity
+    installer: Installer = field(compare=False, repr=False)
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        return self.requirements_file.requirements
+
+    @property
+    def digest(self) -> str:
+        return self.identity.digest
+
+    @property
+    def zip_path(self) -> Path:
+        return self.paths.build / "layers" / f"{self.digest}.zip"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.zip_path.with_suffix(".json")
+
+    @property
+    def sbom_path(self) -> Path:
+        return self.zip_path.with_suffix(".cdx.json")
+
+    @property
+    def s3_key(self) -> str:
+        return f"lambda/layer-{self.digest}.zip"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildResult:
+    artifact: Artifact
+    reused: bool
+    warnings: tuple[str, ...] = ()
+
+
+def layer_plan(
+    env: EnvConfig,
+    *,
+    builder: str | None = None,
+    architecture: str | None = None,
+    installer: Installer | None = None,
+) -> LayerPlan:
+    """Read and sync-check the lock, ask the builder its version, and derive the identity."""
+    builder = builder or env.builder
+    architecture = architecture or env.architecture
+    requirements = load_requirements_file(env.paths)
+    if installer is None:
+        kwargs: dict[str, Any] = {}
+        if builder == "docker":
+            kwargs = {"python_version": env.python_version, "architecture": architecture}
+        installer = get_installer(builder, **kwargs)
+    identity = layer_identity(
+        requirements.requirements,
+        runtime=env.runtime,
+        architecture=architecture,
+        glibc_floor=env.glibc_floor,
+        builder=installer.name,
+        builder_version=installer.version(),
+        options=env.layer,
+    )
+    return LayerPlan(
+        env=env.name,
+        paths=env.paths,
+        runtime=env.runtime,
+        python_version=env.python_version,
+        architecture=architecture,
+        glibc_floor=env.glibc_floor,
+        builder=installer.name,
+        options=env.layer,
+        requirements_file=requirements,
+        identity=identity,
+        installer=installer,
+    )
+
+
+def existing_layer(plan: LayerPlan) -> Artifact | None:
+    """The artifact of a previous build with this identity, if its zip still matches its manifest."""
+    if not plan.manifest_path.is_file():
+        return None
+    try:
+        artifact = load_manifest(plan.manifest_path)
+        artifact.check()
+    except BuildError:
+        return None
+    if artifact.kind != "layer" or artifact.identity != plan.digest:
+        return None
+    return artifact
+
+
+def _requirements_for_install(plan: LayerPlan, dest: Path) -> Path:
+    """Exactly the lines the identity hashed, so what is installed is what is named."""
+    lines = [f"--index-url {url}" for url in plan.requirements_file.index_urls[:1]]
+    lines += [f"--extra-index-url {url}" for url in plan.requirements_file.index_urls[1:]]
+    lines += [r.line for r in plan.requirements]
+    dest.write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def _dist_infos(site: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for info in site.glob("*.dist-info"):
+        name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
+        found[canonicalize_name(name)] = info
+    return found
+
+
+def _remove_distribution(site: Path, info: Path) -> None:
+    """Delete every file a distribution's RECORD lists, then its now-empty folders."""
+    record = info / "RECORD"
+    folders: set[Path] = set()
+    if record.is_file():
+        for row in record.read_text(encoding="utf-8").splitlines():
+            rel = row.split(",", 1)[0].strip()
+            if not rel:
+                continue
+            path = (site / rel).resolve()
+            if site.resolve() not in path.parents:
+                continue  # RECORD entries like ../../bin/x point outside --target; not ours to delete
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            folders.update(p for p in path.parents if site.resolve() in p.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    shutil.rmtree(info, ignore_errors=True)
+
+
+def _version_of(info: Path) -> str:
+    return info.name.removesuffix(".dist-info").rsplit("-", 1)[-1]
+
+
+def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str]:
+    """Make the installed tree deterministic and apply the packaging options; return warnings.
+
+    - ``bin/``: console scripts carry the build host's interpreter in their shebang and
+      Lambda never runs them.
+    - bytecode: Lambda compiles on import; ``.pyc`` embeds mtimes.
+    - ``exclude_runtime_boto``: boto3/botocore/s3transfer ship with the runtime; leaving
+      them out saves ~25 MB but the function then runs whatever version AWS bundles.
+    """
+    warnings: list[str] = []
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    for cache in sorted(site.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    for pyc in site.rglob("*.py[co]"):
+        pyc.unlink()
+    if options.exclude_runtime_boto:
+        infos = _dist_infos(site)
+        pinned_boto3 = infos.get("boto3")
+        bundled = RUNTIME_BOTO3.get(runtime)
+        if pinned_boto3 is not None and bundled is not None and _version_of(pinned_boto3) != bundled:
+            warnings.append(
+                f"exclude_runtime_boto: boto3 is pinned at {_version_of(pinned_boto3)} but {runtime} bundles "
+                f"about {bundled} (AWS updates it per region); the function will run the runtime's version"
+            )
+        for dist in _RUNTIME_BOTO_DISTS:
+            if dist in infos:
+                _remove_distribution(site, infos[dist])
+    if options.strip_tests:
+        for folder in sorted(site.rglob("*"), key=lambda p: len(p.parts)):
+            if folder.name in _TEST_DIRS and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+    return warnings
+
+
+def _tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def build_layer(
+    plan: LayerPlan,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    function_unzipped: int = 0,
+) -> BuildResult:
+    from deploy import audit
+
+    if not force:
+        found = existing_layer(plan)
+        if found is not None:
+            if not plan.sbom_path.is_file():
+                write_sbom(plan.sbom_path, layer_sbom(plan.identity, found.packages, plan.requirements))
+            _say(progress, f"layer {plan.identity.short} already built: {found.path}")
+            return BuildResult(artifact=found, reused=True)
+
+    tmp_parent = plan.paths.build / "tmp"
+    tmp_parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"layer-{plan.identity.short}-", dir=tmp_parent))
+    try:
+        root = work / "root"
+        site = root / "python"  # Lambda puts /opt/python on sys.path; the zip holds python/...
+        site.mkdir(parents=True)
+        requirements = _requirements_for_install(plan, work / "requirements.txt")
+        _say(
+            progress,
+            f"installing {len(plan.requirements)} packages with {plan.builder} "
+            f"for {plan.runtime} {plan.architecture} (glibc {plan.identity.glibc_floor})",
+        )
+        plan.installer.install(
+            requirements,
+            site,
+            python_version=plan.python_version,
+            architecture=plan.architecture,
+            glibc_floor=plan.glibc_floor,
+        )
+        warnings = post_process(site, plan.options, runtime=plan.runtime)
+        for warning in warnings:
+            _say(progress, f"warning: {warning}")
+
+        _say(progress, "auditing wheel tags, ELF files, sizes and secrets")
+        packages = audit.audit_layer(
+            site,
+            python_version=plan.python_version,
+            architecture=plan.architecture,
+            glibc_floor=plan.glibc_floor,
+        )
+        unzipped = _tree_size(root)
+        audit.check_budget(layer_unzipped=unzipped, function_unzipped=function_unzipped, packages=packages)
+
+        # A manifest from an earlier, broken build of this identity must not vouch for the new zip
+        # while it is being written.
+        plan.manifest_path.unlink(missing_ok=True)
+        _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
+        result = archive.write_zip(archive.collect(root), plan.zip_path, epoch=archive.ZIP_EPOCH)
+        artifact = Artifact(
+            kind="layer",
+            identity=plan.digest,
+            path=plan.zip_path,
+            sha256=result.sha256,
+            zipped_size=result.zipped_size,
+            unzipped_size=result.unzipped_size,
+            runtime=plan.runtime,
+            architecture=plan.architecture,
+            packages=tuple(packages),
+            inputs=plan.identity.to_json(),
+        )
+        write_sbom(plan.sbom_path, layer_sbom(plan.identity, packages, plan.requirements))
+        artifact.write_manifest()
+        _say(progress, f"layer {plan.identity.short} built: {result.zipped_size / 1e6:.1f} MB zipped")
+        return BuildResult(artifact=artifact, reused=False, warnings=tuple(warnings))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def top_packages(artifact: Artifact, n: int = 10) -> list[tuple[PackageInfo, float]]:
+    """The ``n`` largest packages and each one's share of Lambda's 250 MB unzipped budget."""
+    from deploy.audit import LAMBDA_UNZIPPED_LIMIT
+
+    ranked = sorted(artifact.packages, key=lambda p: (-p.size, p.name))[:n]
+    return [(p, p.size / LAMBDA_UNZIPPED_LIMIT) for p in ranked]
+
+
+# ---------------------------------------------------------------------------
+# Function code
+
+# Names that hold credentials. Git-ignored ones are skipped silently; any other is an error,
+# because a secret that is tracked (or about to be) is a leak to fix, not to hide.
+_SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "credentials", "*.p12", "*.pfx")
+_SECRET_DIRS = frozenset({".aws", ".ssh"})
+_SAFE_ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template"})
+# Not secrets, just not code that runs in Lambda.
+_SKIP_DIRS = frozenset(
+    {"tests", "test", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv", ".git"}
+)
+_SKIP_FILES = ("conftest.py", "test_*.py", "*_test.py", ".DS_Store", "*.py[cod]")
+FUNCTION_SOURCES = ("app", "lambdas")
+
+
+def _is_secret(rel: str) -> bool:
+    parts = rel.split("/")
+    if any(p in _SECRET_DIRS for p in parts):
+        return True
+    name = parts[-1]
+    return name not in _SAFE_ENV_TEMPLATES and any(fnmatch.fnmatchcase(name, pat) for pat in _SECRET_PATTERNS)
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return proc if proc.returncode == 0 else None
+
+
+def _git_ignored(paths: Paths) -> frozenset[str] | None:
+    """Backend-relative paths git ignores (folders end with "/"); None outside a git checkout."""
+    top = _git(paths.root, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    proc = _git(
+        paths.backend, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z", "--", "."
+    )
+    if proc is None:
+        return None
+    return frozenset(p for p in proc.stdout.split("\0") if p)
+
+
+def version_info(paths: Paths) -> dict[str, Any]:
+    """Which commit the code came from, without a build time: same commit, same bytes.
+
+    Outside a git checkout (a source tarball) the commit is ``"unknown"`` rather than an error,
+    so the code can still be built; ``dirty`` is then true because nothing vouches for it.
+    """
+    head = _git(paths.root, "show", "-s", "--format=%H%n%cI", "HEAD")
+    if head is None:
+        return {"commit": "unknown", "commit_time": None, "dirty": True}
+    commit, commit_time = head.stdout.split("\n")[:2]
+    status = _git(paths.root, "status", "--porcelain", "--", str(paths.backend))
+    dirty = status is None or bool(status.stdout.strip())
+    return {"commit": commit.strip(), "commit_time": commit_time.strip(), "dirty": dirty}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionPlan:
+    env: str
+    paths: Paths
+    runtime: str
+    architecture: str
+    version_info: Mapping[str, Any]
+    ignored: frozenset[str] | None  # git-ignored backend paths; None when not in a git checkout
+
+    @property
+    def out_dir(self) -> Path:
+        return self.paths.build / "functions"
+
+
+def function_plan(env: EnvConfig) -> FunctionPlan:
+    backend = env.paths.backend
+    missing = [p for p in (*FUNCTION_SOURCES, "VERSION") if not (backend / p).exists()]
+    if missing:
+        raise BuildError(f"{backend} lacks {', '.join(missing)}; cannot build the function code")
+    return FunctionPlan(
+        env=env.name,
+        paths=env.paths,
+        runtime=env.runtime,
+        architecture=env.architecture,
+        version_info=version_info(env.paths),
+        ignored=_git_ignored(env.paths),
+    )
+
+
+def _ignored(rel: str, ignored: frozenset[str] | None) -> bool:
+    if not ignored:
+        return False
+    if rel in ignored or f"{rel}/" in ignored:
+        return True
+    return any(rel.startswith(d) for d in ignored if d.endswith("/"))
+
+
+def _not_in(included: set[str], prefix: str) -> Callable[[str], bool]:
+    def ignore(rel: str) -> bool:
+        return f"{prefix}{rel}" not in included
+
+    return ignore
+
+
+def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
+    """The files of the function zip; refuses secrets that git would not ignore."""
+    from deploy import audit
+
+    backend = plan.paths.backend
+    secrets: list[str] = []
+
+    def exclude_under(top: str) -> Callable[[str], bool]:
+        def exclude(rel: str) -> bool:
+            full = f"{top}/{rel}"
+            if _ignored(full, plan.ignored):
+                return True
+            name = rel.rsplit("/", 1)[-1]
+            if _is_secret(rel):
+                secrets.append(f"backend/{full}")
+                return True
+            return name in _SKIP_DIRS or any(fnmatch.fnmatchcase(name, pat) for pat in _SKIP_FILES)
+
+        return exclude
+
+    entries: list[archive.Entry] = []
+    for top in FUNCTION_SOURCES:
+        entries += archive.collect(backend / top, prefix=f"{top}/", exclude=exclude_under(top), allowed_root=backend)
+    included = {e.name for e in entries}
+    for top in FUNCTION_SOURCES:
+        # Content scan (AWS keys, private keys) of exactly the files that go into the zip.
+        audit.check_secrets(backend / top, ignore=_not_in(included, f"{top}/"))
+    if secrets:
+        raise AuditError(
+            f"refusing to package secret-looking files: {', '.join(sorted(secrets))}",
+            hint="delete them, or add them to .gitignore if they must stay on this machine",
+        )
+    version = backend / "VERSION"
+    if version.is_symlink():
+        raise BuildError(f"{version} is a symlink; VERSION must be a regular file")
+    entries.append(archive.Entry(name="VERSION", source=version))
+    data = json.dumps(dict(plan.version_info), sort_keys=True, indent=2) + "\n"
+    entries.append(archive.Entry(name="version_info.json", data=data.encode()))
+    return entries
+
+
+def build_function(plan: FunctionPlan, *, progress: Progress | None = None) -> BuildResult:
+    """Zip the function code; identical inputs give an identical zip, so a rebuild is a no-op."""
+    entries = function_entries(plan)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    fd, pending_name = tempfile.mkstemp(dir=plan.out_dir, prefix=".function-", suffix=".zip")
+    os.close(fd)
+    pending = Path(pending_name)
+    try:
+        result = archive.write_zip(entries, pending, epoch=archive.ZIP_EPOCH)
+        if result.zipped_size >= FUNCTION_ZIPPED_LIMIT:
+            raise AuditError(
+                f"function code is {result.zipped_size:,} bytes zipped, over the {FUNCTION_ZIPPED_LIMIT:,} limit",
+                hint="dependencies belong in the layer (backend/pyproject.toml), not in backend/app or lambdas",
+            )
+        dest = plan.out_dir / f"{result.sha256}.zip"
+        artifact = Artifact(
+            kind="function",
+            identity=result.sha256,
+            path=dest,
+            sha256=result.sha256,
+            zipped_size=result.zipped_size,
+            unzipped_size=result.unzipped_size,
+            runtime=plan.runtime,
+            architecture=plan.architecture,
+            inputs={"version_info": dict(plan.version_info), "files": result.entries},
+        )
+        reused = False
+        with contextlib.suppress(BuildError):
+            previous = load_manifest(artifact.manifest_path)
+            previous.check()
+            reused = previous.sha256 == artifact.sha256
+        if reused:
+            _say(progress, f"function code {result.sha256[:12]} already built")
+            return BuildResult(artifact=artifact, reused=True)
+        pending.replace(dest)
+        artifact.write_manifest()
+        _say(progress, f"function code {result.sha256[:12]} built: {result.zipped_size / 1e3:.1f} kB zipped")
+        return BuildResult(artifact=artifact, reused=False)
+    finally:
+        pending.unlink(missing_ok=True)
+
+
+def latest_function(paths: Paths) -> Artifact | None:
+    """The most recently written function manifest, for tasks that run after build-function."""
+    manifests = sorted((paths.build / "functions").glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for manifest in manifests:
+        with contextlib.suppress(DeployError):
+            artifact = load_manifest(manifest)
+            artifact.check()
+            return artifact
+    return None
+
+
+__all__ = [
+    "FUNCTION_ZIPPED_LIMIT",
+    "RUNTIME_BOTO3",
+    "BuildResult",
+    "FunctionPlan",
+    "LayerPlan",
+    "build_function",
+    "build_layer",
+    "existing_layer",
+    "function_entries",
+    "function_plan",
+    "latest_function",
+    "layer_plan",
+    "post_process",
+    "top_packages",
+    "version_info",
+]
