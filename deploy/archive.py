@@ -298,6 +298,14 @@ def write_zip(
     )
 
 
+def _default_workers() -> int:
+    """One thread per usable core: compression is CPU-bound, extra threads only contend."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _write_members(
     ordered: Sequence[Entry],
     out: _HashingWriter,
@@ -309,7 +317,7 @@ def _write_members(
 ) -> int:
     central: list[bytes] = []
     unzipped = 0
-    pool = ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 2))
+    pool = ThreadPoolExecutor(max_workers=workers or _default_workers())
     pending: deque[tuple[Entry, Future[_Member], int]] = deque()
     in_flight = 0
     upcoming = iter(ordered)
