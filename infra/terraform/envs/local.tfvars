@@ -1,0 +1,14 @@
+# Local environment: everything runs against the moto server started by
+# `inv emulator.start`. The deploy task passes the endpoint itself, from
+# invoke.yaml (deploy.environments.local.emulator), e.g.
+#   -var aws_endpoint=http://127.0.0.1:5000
+environment                   = "local"
+aws_region                    = "us-east-1"
+runtime                       = "python3.12"
+architecture                  = "x86_64"
+log_retention_days            = 1
+artifact_bucket_force_destroy = true
+database_url                  = "sqlite:////tmp/bluemoxon-local.db"
+
+# No CI deploy role against the emulator.
+github_repository = ""

@@ -1,0 +1,236 @@
+locals {
+  prefix      = "${var.name_prefix}-${var.environment}"
+  bucket_name = "${var.name_prefix}-frontend-${var.environment}"
+  layer_name  = "${local.prefix}-deps"
+
+  # One entry per function: the logical key the tasks use, the handler relative to
+  # backend/ (the root of the code zip) and sizing defaults.
+  functions = {
+    api = {
+      name        = "${local.prefix}-api"
+      handler     = "app.main.handler"
+      memory_size = 512
+      timeout     = 30
+    }
+    cleanup = {
+      name        = "${local.prefix}-cleanup"
+      handler     = "lambdas.cleanup.handler.handler"
+      memory_size = 256
+      timeout     = 300
+    }
+    db_sync = {
+      name        = "${local.prefix}-db-sync"
+      handler     = "lambdas.db_sync.handler.handler"
+      memory_size = 512
+      timeout     = 900
+    }
+    eval_runbook_worker = {
+      name        = "${local.prefix}-eval-runbook-worker"
+      handler     = "lambdas.eval_runbook_worker.handler.handler"
+      memory_size = 1024
+      timeout     = 900
+    }
+  }
+
+  settings = {
+    for key, fn in local.functions : key => {
+      memory_size = coalesce(try(var.function_settings[key].memory_size, null), fn.memory_size)
+      timeout     = coalesce(try(var.function_settings[key].timeout, null), fn.timeout)
+    }
+  }
+
+  common_environment = {
+    ENVIRONMENT = var.environment
+  }
+  database_environment = var.database_url == "" ? {} : { DATABASE_URL = var.database_url }
+}
+
+# State is kept per environment in a workspace named after it (the deploy task runs
+# `terraform workspace select -or-create <env>`). Planning one env's variables
+# against another env's state would rename or destroy everything, so refuse.
+resource "terraform_data" "workspace_guard" {
+  input = var.environment
+
+  lifecycle {
+    precondition {
+      condition     = terraform.workspace == var.environment
+      error_message = "Workspace \"${terraform.workspace}\" holds another environment's state, but environment = \"${var.environment}\". Run `terraform workspace select -or-create ${var.environment}` (the inv infra.* tasks do this)."
+    }
+
+    # The cleanup function deletes under its prefix: it must never reach the artifacts
+    # the functions and the layer run from.
+    precondition {
+      condition     = !startswith(var.artifact_prefix, var.cleanup_prefix) && !startswith(var.cleanup_prefix, var.artifact_prefix)
+      error_message = "cleanup_prefix \"${var.cleanup_prefix}\" overlaps artifact_prefix \"${var.artifact_prefix}\": the cleanup function could delete deployed artifacts."
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Artifact bucket (the frontend bucket of the plan; Lambda artifacts under lambda/)
+
+resource "aws_s3_bucket" "artifacts" {
+  bucket        = local.bucket_name
+  force_destroy = var.artifact_bucket_force_destroy
+
+  depends_on = [terraform_data.workspace_guard]
+}
+
+resource "aws_s3_bucket_ownership_controls" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "artifacts" {
+  bucket                  = aws_s3_bucket.artifacts.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+# Versioned so an artifact key is never silently overwritten under a running function.
+resource "aws_s3_bucket_versioning" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------
+# The shared dependency layer and the four functions
+
+module "layer" {
+  source = "./modules/lambda-layer"
+
+  layer_name               = local.layer_name
+  description              = "Bootstrap version; inv deploy publishes the real dependencies."
+  compatible_runtimes      = [var.runtime]
+  compatible_architectures = [var.architecture]
+  s3_bucket                = aws_s3_object.bootstrap.bucket
+  s3_key                   = aws_s3_object.bootstrap.key
+}
+
+module "cleanup" {
+  source = "./modules/cleanup-lambda"
+
+  name                  = local.functions.cleanup.name
+  handler               = local.functions.cleanup.handler
+  runtime               = var.runtime
+  architecture          = var.architecture
+  layers                = [module.layer.version_arn]
+  s3_bucket             = aws_s3_object.bootstrap.bucket
+  s3_key                = aws_s3_object.bootstrap.key
+  memory_size           = local.settings.cleanup.memory_size
+  timeout               = local.settings.cleanup.timeout
+  log_retention_days    = var.log_retention_days
+  environment_variables = merge(local.common_environment, lookup(var.function_environment, "cleanup", {}))
+  cleanup_bucket_name   = aws_s3_bucket.artifacts.bucket
+  cleanup_bucket_arn    = aws_s3_bucket.artifacts.arn
+  cleanup_prefix        = var.cleanup_prefix
+}
+
+module "api" {
+  source = "./modules/lambda"
+
+  name               = local.functions.api.name
+  description        = "HTTP API."
+  handler            = local.functions.api.handler
+  runtime            = var.runtime
+  architecture       = var.architecture
+  layers             = [module.layer.version_arn]
+  s3_bucket          = aws_s3_object.bootstrap.bucket
+  s3_key             = aws_s3_object.bootstrap.key
+  memory_size        = local.settings.api.memory_size
+  timeout            = local.settings.api.timeout
+  log_retention_days = var.log_retention_days
+
+  environment_variables = merge(
+    local.common_environment,
+    local.database_environment,
+    { CLEANUP_FUNCTION_NAME = module.cleanup.function_name },
+    lookup(var.function_environment, "api", {}),
+  )
+
+  # The API starts cleanups asynchronously: it may invoke that one function (and its
+  # versions/alias), by the ARN the cleanup module reports.
+  policy_statements = [{
+    sid       = "InvokeCleanup"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.cleanup.function_arn, "${module.cleanup.function_arn}:*"]
+  }]
+}
+
+module "db_sync" {
+  source = "./modules/lambda"
+
+  name                  = local.functions.db_sync.name
+  description           = "Database synchronisation job."
+  handler               = local.functions.db_sync.handler
+  runtime               = var.runtime
+  architecture          = var.architecture
+  layers                = [module.layer.version_arn]
+  s3_bucket             = aws_s3_object.bootstrap.bucket
+  s3_key                = aws_s3_object.bootstrap.key
+  memory_size           = local.settings.db_sync.memory_size
+  timeout               = local.settings.db_sync.timeout
+  log_retention_days    = var.log_retention_days
+  environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "db_sync", {}))
+}
+
+module "eval_runbook_worker" {
+  source = "./modules/lambda"
+
+  name                  = local.functions.eval_runbook_worker.name
+  description           = "Evaluation runbook worker."
+  handler               = local.functions.eval_runbook_worker.handler
+  runtime               = var.runtime
+  architecture          = var.architecture
+  layers                = [module.layer.version_arn]
+  s3_bucket             = aws_s3_object.bootstrap.bucket
+  s3_key                = aws_s3_object.bootstrap.key
+  memory_size           = local.settings.eval_runbook_worker.memory_size
+  timeout               = local.settings.eval_runbook_worker.timeout
+  log_retention_days    = var.log_retention_days
+  environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "eval_runbook_worker", {}))
+}
+
+locals {
+  function_modules = {
+    api                 = module.api
+    cleanup             = module.cleanup
+    db_sync             = module.db_sync
+    eval_runbook_worker = module.eval_runbook_worker
+  }
+}
+
+# ---------------------------------------------------------------------------
+# CI: the role GitHub Actions assumes to deploy this environment (issue "CI")
+
+module "github_oidc" {
+  source = "./modules/github-oidc-deploy-role"
+  count  = var.github_repository != "" ? 1 : 0
+
+  github_repository    = var.github_repository
+  environment          = var.environment
+  role_name            = "${local.prefix}-github-deploy"
+  create_oidc_provider = var.create_github_oidc_provider
+  oidc_provider_arn    = var.github_oidc_provider_arn
+  layer_arn            = module.layer.layer_arn
+  function_arns        = [for m in values(local.function_modules) : m.function_arn]
+  artifact_bucket_arn  = aws_s3_bucket.artifacts.arn
+  artifact_prefix      = var.artifact_prefix
+  execution_role_arns  = [for m in values(local.function_modules) : m.role.arn]
+  log_group_arns       = [for m in values(local.function_modules) : m.log_group_arn]
+}

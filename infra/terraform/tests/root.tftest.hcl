@@ -1,0 +1,210 @@
+# The root module: names derived from the environment, the deploy_targets contract the
+# Python tasks parse, least-privilege roles, and the workspace guard.
+#
+# `terraform test` always runs in the "default" workspace, and the guard requires
+# workspace == environment, so these runs use environment = "default".
+
+mock_provider "aws" {
+  # Plan-only runs: use the mocked ARNs below while planning, not only on apply.
+  override_during = plan
+
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/mock" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::bluemoxon-frontend-default" }
+  }
+  mock_resource "aws_lambda_layer_version" {
+    defaults = {
+      arn       = "arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps:1"
+      layer_arn = "arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps"
+    }
+  }
+  mock_resource "aws_iam_openid_connect_provider" {
+    defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
+  }
+}
+
+variables {
+  environment = "default"
+}
+
+run "deploy_targets_contract" {
+  command = plan
+
+  override_resource {
+    target          = module.cleanup.module.function.aws_lambda_function.this
+    override_during = plan
+    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup" }
+  }
+
+  assert {
+    condition = output.deploy_targets == {
+      env          = "default"
+      region       = "us-east-1"
+      bucket       = "bluemoxon-frontend-default"
+      layer_name   = "bluemoxon-default-deps"
+      runtime      = "python3.12"
+      architecture = "x86_64"
+      alias        = "live"
+      functions = {
+        api                 = { name = "bluemoxon-default-api", handler = "app.main.handler" }
+        cleanup             = { name = "bluemoxon-default-cleanup", handler = "lambdas.cleanup.handler.handler" }
+        db_sync             = { name = "bluemoxon-default-db-sync", handler = "lambdas.db_sync.handler.handler" }
+        eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler" }
+      }
+    }
+    error_message = "deploy_targets must match the contract deploy/terraform.py parses."
+  }
+  assert {
+    condition     = aws_s3_object.bootstrap.key == "lambda/bootstrap.zip" && aws_s3_object.bootstrap.bucket == "bluemoxon-frontend-default"
+    error_message = "The bootstrap artifact lives at lambda/bootstrap.zip in the artifact bucket."
+  }
+  assert {
+    condition     = module.api.layers == tolist(["arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps:1"]) && module.cleanup.layers == module.api.layers
+    error_message = "The functions must be created with the shared layer."
+  }
+  assert {
+    condition     = module.api.environment_variables["CLEANUP_FUNCTION_NAME"] == module.cleanup.function_name
+    error_message = "The API must learn the cleanup function's name from the module."
+  }
+  assert {
+    condition = [for s in jsondecode(module.api.role_policy_json).Statement : s.Resource if s.Sid == "InvokeCleanup"][0] == [
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup:*",
+    ]
+    error_message = "The API may invoke only the cleanup function (and its versions/alias)."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for policy in [module.api.role_policy_json, module.cleanup.role_policy_json, module.db_sync.role_policy_json, module.eval_runbook_worker.role_policy_json] : [
+        for s in jsondecode(policy).Statement : [for a in s.Action : !strcontains(a, "*")]
+      ]
+    ]))
+    error_message = "No execution role may allow a wildcard action."
+  }
+  assert {
+    condition = length(flatten([
+      for policy in [module.cleanup.role_policy_json, module.db_sync.role_policy_json, module.eval_runbook_worker.role_policy_json] : [
+        for s in jsondecode(policy).Statement : s if contains(s.Action, "lambda:InvokeFunction")
+      ]
+    ])) == 0
+    error_message = "Only the API role may invoke functions."
+  }
+  assert {
+    condition     = output.github_deploy_role_arn == null && length(module.github_oidc) == 0
+    error_message = "The CI deploy role is off without github_repository."
+  }
+}
+
+run "arm64_and_overrides" {
+  command = plan
+
+  variables {
+    architecture      = "arm64"
+    function_settings = { api = { memory_size = 2048 } }
+  }
+
+  assert {
+    condition     = output.deploy_targets.architecture == "arm64"
+    error_message = "architecture must flow to the contract."
+  }
+}
+
+run "workspace_guard" {
+  command = plan
+
+  variables {
+    environment = "production"
+  }
+
+  expect_failures = [terraform_data.workspace_guard]
+}
+
+run "cleanup_prefix_must_not_reach_artifacts" {
+  command = plan
+
+  variables {
+    cleanup_prefix = "lambda/"
+  }
+
+  expect_failures = [terraform_data.workspace_guard]
+}
+
+run "rejects_unknown_architecture" {
+  command = plan
+
+  variables {
+    architecture = "sparc"
+  }
+
+  expect_failures = [var.architecture]
+}
+
+run "github_deploy_role" {
+  command = plan
+
+  variables {
+    github_repository = "example-org/bluemoxon"
+  }
+
+  override_resource {
+    target          = module.api.aws_lambda_function.this
+    override_during = plan
+    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-api" }
+  }
+  override_resource {
+    target          = module.cleanup.module.function.aws_lambda_function.this
+    override_during = plan
+    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup" }
+  }
+  override_resource {
+    target          = module.db_sync.aws_lambda_function.this
+    override_during = plan
+    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-db-sync" }
+  }
+  override_resource {
+    target          = module.eval_runbook_worker.aws_lambda_function.this
+    override_during = plan
+    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-eval-runbook-worker" }
+  }
+
+  assert {
+    condition     = length(module.github_oidc) == 1
+    error_message = "github_repository turns the CI deploy role on."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(module.github_oidc[0].policy_json).Statement : [for a in s.Action : !strcontains(a, "*")]
+    ]))
+    error_message = "The CI deploy role must not allow wildcard actions (no lambda:*, no s3:*)."
+  }
+  assert {
+    condition = [for s in jsondecode(module.github_oidc[0].policy_json).Statement : s.Resource if s.Sid == "PublishLayerVersions"][0] == [
+      "arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps"
+    ]
+    error_message = "The CI role publishes versions of this env's layer only."
+  }
+  assert {
+    condition = toset([for s in jsondecode(module.github_oidc[0].policy_json).Statement : s.Resource if s.Sid == "DeployFunctions"][0]) == toset([
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-api",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-api:*",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup:*",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-db-sync",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-db-sync:*",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-eval-runbook-worker",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-eval-runbook-worker:*",
+    ])
+    error_message = "The CI role deploys exactly the four functions."
+  }
+  assert {
+    condition = [for s in jsondecode(module.github_oidc[0].policy_json).Statement : s.Resource if s.Sid == "WriteArtifacts"][0] == [
+      "arn:aws:s3:::bluemoxon-frontend-default/lambda/*"
+    ]
+    error_message = "The CI role writes artifacts under lambda/ only."
+  }
+}

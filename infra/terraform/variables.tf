@@ -1,0 +1,129 @@
+variable "environment" {
+  description = "Environment name (local, staging, production); must equal the Terraform workspace."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,30}$", var.environment))
+    error_message = "environment must be lowercase letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name: <prefix>-<env>-<function>."
+  type        = string
+  default     = "bluemoxon"
+}
+
+variable "aws_region" {
+  description = "AWS region of the environment."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "aws_endpoint" {
+  description = "Endpoint URL of a local AWS emulator (moto), e.g. http://127.0.0.1:5000; null for real AWS. The deploy task passes it with -var."
+  type        = string
+  default     = null
+}
+
+variable "runtime" {
+  description = "Lambda runtime of the functions and the layer."
+  type        = string
+  default     = "python3.12"
+
+  validation {
+    condition     = can(regex("^python3\\.[0-9]+$", var.runtime))
+    error_message = "runtime must be a Python runtime such as python3.12."
+  }
+}
+
+variable "architecture" {
+  description = "Instruction set architecture of the functions and the layer."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "artifact_prefix" {
+  description = "Key prefix of the Lambda artifacts in the artifact bucket."
+  type        = string
+  default     = "lambda/"
+
+  validation {
+    condition     = endswith(var.artifact_prefix, "/") && !strcontains(var.artifact_prefix, "*")
+    error_message = "artifact_prefix must end with \"/\" and contain no wildcard."
+  }
+}
+
+variable "artifact_bucket_force_destroy" {
+  description = "Whether destroying the environment may delete a non-empty artifact bucket (true only for throwaway envs)."
+  type        = bool
+  default     = false
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' log groups, in days."
+  type        = number
+  default     = 30
+}
+
+variable "function_settings" {
+  description = "Per-function memory (MB) and timeout (s) overrides, keyed by api, cleanup, db_sync, eval_runbook_worker."
+  type = map(object({
+    memory_size = optional(number)
+    timeout     = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.function_settings) : contains(["api", "cleanup", "db_sync", "eval_runbook_worker"], k)])
+    error_message = "function_settings keys must be api, cleanup, db_sync or eval_runbook_worker."
+  }
+}
+
+variable "function_environment" {
+  description = "Extra environment variables per function key (api, cleanup, db_sync, eval_runbook_worker)."
+  type        = map(map(string))
+  default     = {}
+}
+
+variable "database_url" {
+  description = "DATABASE_URL given to the functions that use the database (api, db_sync, eval_runbook_worker)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "cleanup_prefix" {
+  description = "Key prefix of the artifact bucket the cleanup function may list, read and delete under; must not overlap artifact_prefix."
+  type        = string
+  default     = "tmp/"
+}
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose workflows deploy this env; empty disables the CI deploy role."
+  type        = string
+  default     = ""
+}
+
+variable "create_github_oidc_provider" {
+  description = "Whether this env creates the account's GitHub OIDC provider (false when another env in the same account already did)."
+  type        = bool
+  default     = true
+}
+
+variable "github_oidc_provider_arn" {
+  description = "Existing GitHub OIDC provider ARN, used when create_github_oidc_provider is false."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
