@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import calls
@@ -371,7 +371,7 @@ def apply_attach(
         for name, future in futures.items():
             try:
                 staged[name] = future.result()
-            except (DeployError, ClientError) as exc:
+            except (DeployError, ClientError, BotoCoreError) as exc:
                 errors[name] = _message(exc)
                 say(name, f"failed: {errors[name]}")
 
@@ -393,7 +393,7 @@ def apply_attach(
                 try:
                     move.result()
                     switched.add(name)
-                except (DeployError, ClientError) as exc:
+                except (DeployError, ClientError, BotoCoreError) as exc:
                     errors[name] = _message(exc)
                     say(name, f"failed: {errors[name]}")
 
@@ -405,7 +405,7 @@ def apply_attach(
             say(name, f"rolling alias {plan.alias} back to {fp.current_alias_version}")
             try:
                 _move_alias(lam, plan, name, fp.current_alias_version, policy, None)
-            except (DeployError, ClientError) as exc:
+            except (DeployError, ClientError, BotoCoreError) as exc:
                 rollback_errors[name] = _message(exc)
 
     outcomes: list[FunctionOutcome] = []

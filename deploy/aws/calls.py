@@ -28,6 +28,8 @@ ClientHook = Callable[[str, Any], None]
 _lock = threading.Lock()
 _counters: list[WriteCounter] = []
 _hooks: list[ClientHook] = []
+_sessions: dict[tuple[str | None, str, str | None], Any] = {}
+_session_lock = threading.Lock()
 
 
 def is_write(operation: str) -> bool:
@@ -85,9 +87,21 @@ def client_hook(hook: ClientHook) -> Iterator[None]:
             _hooks.remove(hook)
 
 
+def _session(env: EnvConfig, region: str) -> Any:
+    # Building a client from a fresh Session re-reads the service model (~0.1 s); one Session per
+    # (profile, region, endpoint) reuses it. Sessions are not thread-safe, hence the lock.
+    key = (env.profile, region, env.endpoint_url)
+    with _lock:
+        if key not in _sessions:
+            _sessions[key] = session.session_for(env, region)
+        return _sessions[key]
+
+
 def client(env: EnvConfig, service: str, region: str | None = None) -> Any:
-    """A client from :func:`deploy.aws.session.client` whose write calls are recorded."""
-    made = session.client(env, service, region)
+    """A client configured as :func:`deploy.aws.session.client` does, whose write calls are recorded."""
+    sess = _session(env, region or env.region)
+    with _session_lock:
+        made = sess.client(service, endpoint_url=env.endpoint_url, config=session._CLIENT_CONFIG)
     made.meta.events.register("before-call", _record(service))
     with _lock:
         hooks = list(_hooks)

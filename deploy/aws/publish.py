@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import calls
@@ -92,7 +92,9 @@ def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
                 ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": metadata},
                 Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
             )
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
+        # A half-finished upload leaves no object (S3 PUTs are atomic, multipart is aborted):
+        # a rerun finds nothing and uploads again.
         raise AwsError(f"upload of {artifact.path.name} to s3://{bucket}/{key} failed: {error_message(exc)}") from None
 
 
@@ -243,7 +245,7 @@ def publish_all(
     def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
         try:
             return publish_layer(env, targets, layer, dry_run=dry_run, progress=progress, region=region)
-        except (DeployError, ClientError) as exc:
+        except (DeployError, ClientError, BotoCoreError) as exc:
             return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(targets_by_region) or 1))) as pool:

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from deploy.artifact import Artifact
+from deploy.aws import calls
+from deploy.aws.publish import PublishResult, RegionFailure, plan_publish, publish_all, publish_layer
+from deploy.aws.share import grants, share_layer
+from deploy.config import EnvConfig, ShareSettings, Targets
+from deploy.errors import AwsError, BuildError, ConfigError
+from tests.aws.conftest import REGION, make_artifact
+
+
+def layer_versions(lam: Any, name: str) -> list[int]:
+    return [v["Version"] for v in lam.list_layer_versions(LayerName=name)["LayerVersions"]]
+
+
+def test_publish_uploads_then_a_rerun_writes_nothing(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, lam: Any, s3: Any
+) -> None:
+    with calls.count_writes() as first:
+        result = publish_layer(env, targets, layer)
+    assert result.uploaded and result.published and result.version == 1
+    assert first.operations() == ["PutObject", "PublishLayerVersion"]
+    got = lam.get_layer_version(LayerName=targets.layer_name, VersionNumber=1)
+    assert got["Content"]["CodeSha256"] == layer.code_sha256
+    assert got["Description"] == f"identity={layer.identity} sha256={layer.sha256}"
+    assert got["CompatibleRuntimes"] == ["python3.12"] and got["CompatibleArchitectures"] == ["x86_64"]
+    head = s3.head_object(Bucket=bucket, Key=layer.s3_key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == layer.code_sha256
+
+    with calls.count_writes() as second:
+        again = publish_layer(env, targets, layer)
+    assert second.count == 0
+    assert again == PublishResult(
+        region=REGION, layer_version_arn=result.layer_version_arn, version=1, uploaded=False, published=False
+    )
+    assert layer_versions(lam, targets.layer_name) == [1]
+
+
+def test_reuses_an_older_version_with_the_same_bytes(
+    env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path, lam: Any
+) -> None:
+    first = make_artifact(tmp_path, "layer", "v1")
+    second = make_artifact(tmp_path, "layer", "v2")
+    a = publish_layer(env, targets, first)
+    b = publish_layer(env, targets, second)
+    with calls.count_writes() as writes:
+        back = publish_layer(env, targets, first)
+    assert (a.version, b.version, back.version) == (1, 2, 1)
+    assert back.layer_version_arn == a.layer_version_arn and writes.count == 0
+
+
+def test_missing_bucket_is_named(env: EnvConfig, targets: Targets, layer: Artifact, aws: None) -> None:
+    with calls.count_writes() as writes, pytest.raises(AwsError, match=f"bucket {targets.bucket} does not exist"):
+        publish_layer(env, targets, layer)
+    assert writes.count == 0
+
+
+def test_modified_artifact_is_refused_before_any_aws_call(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, inject: Any
+) -> None:
+    layer.path.write_bytes(layer.path.read_bytes() + b"tampered")
+    made: list[str] = []
+    with (
+        calls.client_hook(lambda service, _client: made.append(service)),
+        pytest.raises(BuildError, match="does not match its manifest"),
+    ):
+        publish_layer(env, targets, layer)
+    assert made == []
+
+
+def test_dry_run_writes_nothing(env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, lam: Any) -> None:
+    with calls.count_writes() as writes:
+        result = publish_layer(env, targets, layer, dry_run=True)
+    assert writes.count == 0
+    assert result.dry_run and result.uploaded and result.published and result.layer_version_arn is None
+    assert layer_versions(lam, targets.layer_name) == []
+
+
+def test_network_error_mid_upload_then_rerun_converges(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, lam: Any, inject: Any
+) -> None:
+    failures = [1]
+
+    def drop_connection(**_: Any) -> None:
+        if failures:
+            failures.pop()
+            raise EndpointConnectionError(endpoint_url=f"https://{bucket}.s3.amazonaws.com")
+
+    inject("s3", "PutObject", drop_connection)
+    with pytest.raises(AwsError, match="upload of .* failed"):
+        publish_layer(env, targets, layer)
+    assert layer_versions(lam, targets.layer_name) == []
+    result = publish_layer(env, targets, layer)
+    assert result.uploaded and result.published
+    assert publish_layer(env, targets, layer).published is False
+    assert layer_versions(lam, targets.layer_name) == [1]
+
+
+def test_failure_after_upload_reuses_the_object(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, lam: Any, inject: Any
+) -> None:
+    from tests.aws.conftest import client_error
+
+    failures = [1]
+
+    def refuse(**_: Any) -> None:
+        if failures:
+            failures.pop()
+            raise client_error("ServiceException", "PublishLayerVersion")
+
+    inject("lambda", "PublishLayerVersion", refuse)
+    with pytest.raises(AwsError, match="publishing"):
+        publish_layer(env, targets, layer)
+    with calls.count_writes() as writes:
+        result = publish_layer(env, targets, layer)
+    assert writes.operations() == ["PublishLayerVersion"] and not result.uploaded
+    assert layer_versions(lam, targets.layer_name) == [1]
+
+
+def test_object_with_only_the_sha256_metadata_is_not_uploaded_again(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, s3: Any
+) -> None:
+    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=layer.path.read_bytes(), Metadata={"sha256": layer.sha256})
+    assert plan_publish(env, targets, layer).upload is False
+
+
+def test_object_with_other_bytes_under_the_key_is_replaced(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, s3: Any
+) -> None:
+    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=b"not the zip")
+    assert plan_publish(env, targets, layer).upload is True
+    assert publish_layer(env, targets, layer).published
+
+
+def test_publish_all_reports_each_region(env: EnvConfig, targets: Targets, bucket: str, layer: Artifact) -> None:
+    west = Targets(**{**targets.__dict__, "region": "eu-west-1", "bucket": "acme-test-artifacts-eu"})
+    boto3.client("s3", region_name="us-west-2").create_bucket(
+        Bucket="acme-test-artifacts-usw2", CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+    )
+    usw2 = Targets(**{**targets.__dict__, "region": "us-west-2", "bucket": "acme-test-artifacts-usw2"})
+    regions = {REGION: targets, "eu-west-1": west, "us-west-2": usw2}
+    with pytest.raises(AwsError, match=r"1 of 3 regions: eu-west-1: S3 bucket acme-test-artifacts-eu") as caught:
+        publish_all(env, regions, layer, max_workers=3)
+    results = caught.value.results  # type: ignore[attr-defined]
+    assert [type(r) for r in results] == [PublishResult, RegionFailure, PublishResult]
+    assert all(r.published for r in results if isinstance(r, PublishResult))
+    ok = publish_all(env, {REGION: targets, "us-west-2": usw2}, layer, max_workers=2)
+    assert [r.published for r in ok if isinstance(r, PublishResult)] == [False, False]
+
+
+def test_share_is_idempotent(env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, lam: Any) -> None:
+    arn = publish_layer(env, targets, layer).layer_version_arn
+    assert arn
+    settings = ShareSettings(accounts=("111122223333", "444455556666"))
+    first = share_layer(env, arn, settings)
+    assert first.added == ("share-account-111122223333", "share-account-444455556666")
+    with calls.count_writes() as writes:
+        second = share_layer(env, arn, settings)
+    assert second.added == () and len(second.existing) == 2 and writes.count == 0
+    policy = json.loads(lam.get_layer_version_policy(LayerName=targets.layer_name, VersionNumber=1)["Policy"])
+    assert sorted(s["Principal"] for s in policy["Statement"]) == ["111122223333", "444455556666"]
+    with calls.count_writes() as dry:
+        planned = share_layer(env, arn, ShareSettings(accounts=("777788889999",)), dry_run=True)
+    assert planned.added == ("share-account-777788889999",) and dry.count == 0
+
+
+def test_public_share_needs_allow_public() -> None:
+    with pytest.raises(ConfigError, match="public"):
+        grants(ShareSettings(accounts=("*",)))
+    assert [g.principal for g in grants(ShareSettings(accounts=("*",), allow_public=True))] == ["*"]
+    org = grants(ShareSettings(organization_id="o-abcdefghij"))
+    assert org[0].principal == "*" and org[0].organization_id == "o-abcdefghij"
+    with pytest.raises(ConfigError, match="12-digit"):
+        grants(ShareSettings(accounts=("12345",)))
