@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +53,7 @@ from typing import Any, Literal
 
 from deploy.archive import safe_extract
 from deploy.artifact import Artifact
+from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, ConfigError, VerifyError
 
@@ -72,7 +72,6 @@ LOG_LOOKBACK_MS = 30 * 1000
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
-_IDENTITY = re.compile(r"identity=([0-9A-Za-z_.-]+)")
 
 # ---------------------------------------------------------------------------
 # Smoke cases
@@ -857,7 +856,12 @@ class _Fetcher:
         return self._store(code_sha, data, name)
 
     def layer_zip(self, arn: str) -> tuple[Path, str]:
-        info = self.lam.get_layer_version_by_arn(Arn=arn)
+        # get_layer_version takes the unversioned ARN (any account's) plus the number; the emulator
+        # implements it, unlike get_layer_version_by_arn.
+        layer_arn, _, number = arn.rpartition(":")
+        if not layer_arn or not number.isdigit():
+            raise VerifyError(f"layer version ARN {arn!r} has no version number")
+        info = self.lam.get_layer_version(LayerName=layer_arn, VersionNumber=int(number))
         content = info.get("Content", {})
         code_sha = content.get("CodeSha256")
         if not code_sha:
@@ -867,8 +871,8 @@ class _Fetcher:
         data = self._from_url(content.get("Location"))
         if data is None or _code_sha(data) != code_sha:
             data = None
-            match = _IDENTITY.search(info.get("Description") or "")
-            keys = [f"lambda/layer-{match.group(1)}.zip"] if match else []
+            identity = identity_from_description(info.get("Description"))
+            keys = [f"lambda/layer-{identity}.zip"] if identity else []
             keys += self._layer_keys(content.get("CodeSize"))
             for key in dict.fromkeys(keys):
                 candidate = self._from_s3(key)

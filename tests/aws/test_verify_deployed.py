@@ -1,0 +1,427 @@
+"""verify_deployed against moto: state check, the exact deployed bytes (or a refusal), and the remote invoke."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from deploy import verify
+from deploy.artifact import Artifact
+from deploy.aws.publish import describe
+from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
+from deploy.errors import VerifyError
+
+REGION = "us-east-1"
+
+HANDLER = """
+import os
+import tinydep
+
+def handler(event, context):
+    return {"value": tinydep.VALUE, "custom": os.environ.get("CUSTOM"), "name": context.function_name}
+"""
+
+SMOKE = {
+    "ok": (
+        SmokeCase(name="answer", event={}, expect={"equals": {"value": 42, "custom": "deployed"}}),
+        SmokeCase(name="local-only", event={}, expect={"type": "dict", "remote": False}),
+    )
+}
+
+
+def zip_of(files: Mapping[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def artifact_of(tmp_path: Path, kind: str, data: bytes, identity: str | None = None) -> Artifact:
+    sha = hashlib.sha256(data).hexdigest()
+    path = tmp_path / f"{kind}-{sha[:12]}.zip"
+    path.write_bytes(data)
+    return Artifact(
+        kind=kind,  # type: ignore[arg-type]
+        identity=identity or (f"layerid-{sha[:16]}" if kind == "layer" else sha),
+        path=path,
+        sha256=sha,
+        zipped_size=len(data),
+        unzipped_size=0,
+        runtime="python3.12",
+        architecture="x86_64",
+    )
+
+
+@pytest.fixture(scope="module")
+def python312() -> Path:
+    return verify.find_runtime_python("3.12")
+
+
+@pytest.fixture
+def verify_env() -> EnvConfig:
+    return EnvConfig(name="test", region=REGION, verify=VerifySettings(smoke=SMOKE))
+
+
+@pytest.fixture
+def stack_targets(bucket: str) -> Targets:
+    return Targets(
+        env="test",
+        region=REGION,
+        bucket=bucket,
+        layer_name="acme-test-deps",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler"),),
+    )
+
+
+class Stack:
+    def __init__(self, tmp_path: Path, lam: Any, s3: Any, role: str, targets: Targets) -> None:
+        self.lam, self.s3, self.targets = lam, s3, targets
+        self.layer = artifact_of(tmp_path, "layer", zip_of({"python/tinydep/__init__.py": "VALUE = 42\n"}))
+        self.code = artifact_of(
+            tmp_path,
+            "function",
+            zip_of({"lambdas/__init__.py": "", "lambdas/ok/__init__.py": "", "lambdas/ok/handler.py": HANDLER}),
+        )
+        # As publish-layer and attach do it: objects keyed by identity / sha, code and layer from S3.
+        for art in (self.layer, self.code):
+            s3.put_object(Bucket=targets.bucket, Key=art.s3_key, Body=art.path.read_bytes())
+        made = lam.publish_layer_version(
+            LayerName=targets.layer_name,
+            Description=describe(self.layer),
+            Content={"S3Bucket": targets.bucket, "S3Key": self.layer.s3_key},
+            CompatibleRuntimes=["python3.12"],
+        )
+        self.layer_arn: str = made["LayerVersionArn"]
+        fn = targets.functions[0]
+        created = lam.create_function(
+            FunctionName=fn.name,
+            Runtime="python3.12",
+            Role=role,
+            Handler=fn.handler,
+            Code={"S3Bucket": targets.bucket, "S3Key": self.code.s3_key},
+            Layers=[self.layer_arn],
+            Environment={"Variables": {"CUSTOM": "deployed"}},
+            MemorySize=256,
+        )
+        self.created = created
+        version = lam.publish_version(FunctionName=fn.name)["Version"]
+        lam.create_alias(FunctionName=fn.name, Name="live", FunctionVersion=version)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, lam: Any, s3: Any, role: str, stack_targets: Targets) -> Stack:
+    return Stack(tmp_path, lam, s3, role, stack_targets)
+
+
+def layer_version(lam: Any, arn: str) -> Any:
+    layer_arn, _, number = arn.rpartition(":")
+    return lam.get_layer_version(LayerName=layer_arn, VersionNumber=int(number))
+
+
+class NoUrl:
+    """Code.Location as moto reports it is not fetchable; record that it was tried."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def __call__(self, url: str) -> bytes:
+        self.urls.append(url)
+        raise OSError("unreachable in tests")
+
+
+def test_moto_reports_code_sha256_as_base64_of_the_zip(stack: Stack) -> None:
+    assert stack.created["CodeSha256"] == stack.code.code_sha256
+    assert layer_version(stack.lam, stack.layer_arn)["Content"]["CodeSha256"] == stack.layer.code_sha256
+
+
+def test_deployed_bytes_from_s3_fallback_run_in_the_sandbox(
+    stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    fetch = NoUrl()
+    report = verify.verify_deployed(
+        verify_env,
+        stack.targets,
+        expected_layer=stack.layer,
+        expected_function=stack.code,
+        python=python312,
+        fetch=fetch,
+    )
+    assert report.ok, report.problems()
+    assert report.mode == "deployed"
+    [result] = report.functions
+    assert result.code_sha256 == stack.code.code_sha256
+    assert result.layers == (stack.layer_arn,)
+    assert {r.case for r in result.results} == {"answer", "local-only"}
+    assert all(r.where == "sandbox" for r in result.results)
+    # Both Locations were tried first, then S3 served the bytes.
+    assert len(fetch.urls) == 2
+
+
+def test_deployed_bytes_from_code_location(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:
+    """On real AWS the presigned Location serves the zip; our S3 copies are then not needed at all."""
+    by_sha = {
+        stack.code.code_sha256: stack.code.path.read_bytes(),
+        stack.layer.code_sha256: stack.layer.path.read_bytes(),
+    }
+    code_loc = stack.lam.get_function(FunctionName="acme-test-ok", Qualifier="live")["Code"]["Location"]
+    layer_loc = layer_version(stack.lam, stack.layer_arn)["Content"]["Location"]
+    served = {code_loc: by_sha[stack.code.code_sha256], layer_loc: by_sha[stack.layer.code_sha256]}
+    for art in (stack.code, stack.layer):
+        stack.s3.delete_object(Bucket=stack.targets.bucket, Key=art.s3_key)
+    report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=served.__getitem__)
+    assert report.ok, report.problems()
+
+
+def test_tampered_s3_object_is_refused(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:
+    tampered = zip_of({"lambdas/__init__.py": "", "lambdas/ok/__init__.py": "", "lambdas/ok/handler.py": "evil = 1\n"})
+    stack.s3.put_object(Bucket=stack.targets.bucket, Key=stack.code.s3_key, Body=tampered)
+    with pytest.raises(VerifyError) as info:
+        verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl())
+    assert info.value.message.startswith(
+        f"deployed zip for acme-test-ok does not match CodeSha256 {stack.code.code_sha256}"
+    )
+
+
+def test_missing_deployed_bytes_is_an_error(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:
+    stack.s3.delete_object(Bucket=stack.targets.bucket, Key=stack.code.s3_key)
+    with pytest.raises(VerifyError, match="cannot download the deployed code of acme-test-ok"):
+        verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl())
+
+
+def test_alias_serving_other_code_fails_the_state_check(
+    tmp_path: Path, stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    other = artifact_of(tmp_path, "function", zip_of({"lambdas/__init__.py": "# newer build\n"}))
+    report = verify.verify_deployed(
+        verify_env, stack.targets, expected_function=other, expected_layer=stack.layer, python=python312, fetch=NoUrl()
+    )
+    assert not report.ok
+    [result] = report.functions
+    assert result.error is not None
+    assert f"live serves code {stack.code.code_sha256}, expected {other.code_sha256}" in result.error
+    assert f"$LATEST serves code {stack.code.code_sha256}" in result.error
+    assert result.results == ()  # nothing ran
+
+
+def test_alias_with_other_layer_fails_the_state_check(
+    tmp_path: Path, stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    other = artifact_of(tmp_path, "layer", zip_of({"python/tinydep/__init__.py": "VALUE = 43\n"}))
+    report = verify.verify_deployed(
+        verify_env, stack.targets, expected_layer=other, expected_function=stack.code, python=python312, fetch=NoUrl()
+    )
+    assert not report.ok
+    assert f"live uses {stack.layer_arn} with CodeSha256 {stack.layer.code_sha256}" in (report.functions[0].error or "")
+
+
+def test_layer_found_by_content_when_description_has_no_identity(
+    tmp_path: Path, stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    """A layer published by someone else's tooling: search our layer objects for the matching bytes."""
+    data = stack.layer.path.read_bytes()
+    stack.s3.put_object(Bucket=stack.targets.bucket, Key="lambda/layer-decoy.zip", Body=b"x" * len(data))
+    stack.s3.put_object(Bucket=stack.targets.bucket, Key="lambda/layer-handmade.zip", Body=data)
+    made = stack.lam.publish_layer_version(
+        LayerName=stack.targets.layer_name,
+        Content={"S3Bucket": stack.targets.bucket, "S3Key": "lambda/layer-handmade.zip"},
+    )
+    stack.s3.delete_object(Bucket=stack.targets.bucket, Key=stack.layer.s3_key)
+    name = stack.targets.functions[0].name
+    stack.lam.update_function_configuration(FunctionName=name, Layers=[made["LayerVersionArn"]])
+    version = stack.lam.publish_version(FunctionName=name)["Version"]
+    stack.lam.update_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl())
+    assert report.ok, report.problems()
+    assert report.functions[0].layers == (made["LayerVersionArn"],)
+
+
+def test_remote_flag_adds_remote_results(
+    stack: Stack, verify_env: EnvConfig, python312: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, Mapping[str, str]]] = []
+
+    def fake_remote(
+        env: EnvConfig, fn: FunctionTarget, cases: Any, environment: Mapping[str, str], *, alias: str
+    ) -> list[verify.SmokeResult]:
+        seen.append((fn.name, environment))
+        return [
+            verify.SmokeResult(
+                case="answer", ok=False, summary="function error", duration_ms=1.0, error="boom", where="remote"
+            )
+        ]
+
+    monkeypatch.setattr(verify, "remote_check", fake_remote)
+    report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl(), remote=True)
+    assert seen == [("acme-test-ok", {"CUSTOM": "deployed"})]
+    assert not report.ok
+    assert report.problems() == ["acme-test-ok [remote] case answer: boom"]
+    # remote=None follows the environment's setting (false here): no remote call.
+    seen.clear()
+    assert verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl()).ok
+    assert seen == []
+
+
+# ---------------------------------------------------------------------------
+# Remote invoke, with Stubber
+
+
+def _stubbed() -> tuple[Any, Stubber, Any, Stubber]:
+    lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    logs = boto3.client("logs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    return lam, Stubber(lam), logs, Stubber(logs)
+
+
+def _invoke_response(payload: Any, *, function_error: str | None = None, log: str = "") -> dict[str, Any]:
+    from botocore.response import StreamingBody
+
+    raw = json.dumps(payload).encode()
+    resp: dict[str, Any] = {
+        "StatusCode": 200,
+        "Payload": StreamingBody(io.BytesIO(raw), len(raw)),
+        "LogResult": base64.b64encode(log.encode()).decode(),
+        "ExecutedVersion": "3",
+    }
+    if function_error:
+        resp["FunctionError"] = function_error
+    return resp
+
+
+INVOKE_PARAMS = {
+    "FunctionName": "acme-test-ok",
+    "Qualifier": "live",
+    "InvocationType": "RequestResponse",
+    "LogType": "Tail",
+    "Payload": ANY,
+}
+LOGS_PARAMS = {
+    "logGroupName": "/aws/lambda/acme-test-ok",
+    "filterPattern": '"ImportModuleError"',
+    "startTime": 1_000_000 - verify.LOG_LOOKBACK_MS,
+    "limit": 5,
+}
+FN = FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler")
+CASES = (
+    SmokeCase(name="answer", event={"q": 1}, expect={"equals": {"value": 42}}),
+    SmokeCase(name="never-remote", event={}, expect={"remote": False}),
+    SmokeCase(name="needs-env", event={}, expect={"requires_env": ["EVAL_API_URL"]}),
+)
+
+
+def _remote(lam: Any, logs: Any) -> list[verify.SmokeResult]:
+    env = EnvConfig(name="staging", region=REGION)
+    return verify.remote_check(env, FN, CASES, {"CUSTOM": "x"}, lam=lam, logs=logs, now_ms=lambda: 1_000_000)
+
+
+def test_remote_good_response() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response("invoke", _invoke_response({"value": 42}), INVOKE_PARAMS)
+    logs_stub.add_response("filter_log_events", {"events": []}, LOGS_PARAMS)
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    lam_stub.assert_no_pending_responses()
+    logs_stub.assert_no_pending_responses()
+    assert [(r.case, r.ok, r.where) for r in results] == [("answer", True, "remote"), ("needs-env", True, "remote")]
+    assert results[1].skipped == "needs EVAL_API_URL in the function's environment"
+
+
+def test_remote_function_error() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response(
+        "invoke",
+        _invoke_response({"errorMessage": "boom", "errorType": "RuntimeError"}, function_error="Unhandled"),
+        INVOKE_PARAMS,
+    )
+    logs_stub.add_response("filter_log_events", {"events": []}, LOGS_PARAMS)
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    answer = results[0]
+    assert not answer.ok and answer.summary == "function error" and answer.error == "RuntimeError: boom"
+
+
+def test_remote_import_module_error_in_log_tail() -> None:
+    tail = (
+        "START RequestId: 1\n[ERROR] Runtime.ImportModuleError: Unable to import module 'lambdas.ok.handler': "
+        "No module named 'tinydep'\nEND RequestId: 1\n"
+    )
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response(
+        "invoke",
+        _invoke_response(
+            {
+                "errorMessage": "Unable to import module 'lambdas.ok.handler': No module named 'tinydep'",
+                "errorType": "Runtime.ImportModuleError",
+            },
+            function_error="Unhandled",
+            log=tail,
+        ),
+        INVOKE_PARAMS,
+    )
+    logs_stub.add_response(
+        "filter_log_events",
+        {"events": [{"message": "[ERROR] Runtime.ImportModuleError: Unable to import module 'lambdas.ok.handler'"}]},
+        LOGS_PARAMS,
+    )
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    answer, _skipped, logs_result = results
+    assert not answer.ok
+    assert answer.error == (
+        "Runtime.ImportModuleError: Unable to import module 'lambdas.ok.handler': No module named 'tinydep'"
+    )
+    assert answer.traceback_tail is not None and "No module named 'tinydep'" in answer.traceback_tail
+    assert logs_result.case == "logs" and not logs_result.ok
+    assert "/aws/lambda/acme-test-ok logged 1 ImportModuleError event(s)" in (logs_result.error or "")
+
+
+def test_remote_import_error_in_log_tail_without_function_error_still_fails() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response(
+        "invoke",
+        _invoke_response({"value": 42}, log="[ERROR] Runtime.ImportModuleError: Unable to import module 'x'"),
+        INVOKE_PARAMS,
+    )
+    logs_stub.add_response("filter_log_events", {"events": []}, LOGS_PARAMS)
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    assert not results[0].ok and results[0].summary == "function error"
+
+
+def test_remote_response_mismatch() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response("invoke", _invoke_response({"value": 7}), INVOKE_PARAMS)
+    logs_stub.add_response("filter_log_events", {"events": []}, LOGS_PARAMS)
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    assert results[0].summary == "response mismatch" and results[0].error == "expected value == 42, got 7"
+
+
+def test_remote_without_log_group_is_not_an_error() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response("invoke", _invoke_response({"value": 42}), INVOKE_PARAMS)
+    logs_stub.add_client_error(
+        "filter_log_events", "ResourceNotFoundException", "no group", expected_params=LOGS_PARAMS
+    )
+    with lam_stub, logs_stub:
+        results = _remote(lam, logs)
+    assert all(r.ok for r in results)
+
+
+def test_remote_logs_access_denied_is_a_verify_error() -> None:
+    lam, lam_stub, logs, logs_stub = _stubbed()
+    lam_stub.add_response("invoke", _invoke_response({"value": 42}), INVOKE_PARAMS)
+    logs_stub.add_client_error("filter_log_events", "AccessDeniedException", "nope", expected_params=LOGS_PARAMS)
+    with lam_stub, logs_stub, pytest.raises(VerifyError, match="cannot read the logs of acme-test-ok"):
+        _remote(lam, logs)
