@@ -1,0 +1,396 @@
+"""Layer builds with a fake installer (no network) and function builds in throwaway git repos."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deploy.artifact import load_manifest, sha256_file
+from deploy.build import (
+    FUNCTION_ZIPPED_LIMIT,
+    build_function,
+    build_layer,
+    function_plan,
+    layer_plan,
+    post_process,
+    top_packages,
+    version_info,
+)
+from deploy.config import EnvConfig, LayerOptions, Paths
+from deploy.errors import AuditError, BuildError
+
+LOCKS = Path(__file__).resolve().parent.parent / "fixtures" / "locks"
+
+
+def _dist(site: Path, name: str, version: str, files: dict[str, bytes], tag: str = "py3-none-any") -> None:
+    """Lay out one installed wheel the way an installer leaves it in --target."""
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n")
+    (info / "INSTALLER").write_text("fake\n")
+    record = []
+    for rel, data in files.items():
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        record.append(f"{rel},,")
+    record += [f"{info.name}/{f},," for f in ("METADATA", "WHEEL", "INSTALLER", "RECORD")]
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+class FakeInstaller:
+    """Installs what the requirements name, as tiny pure-Python wheels."""
+
+    name = "fake"
+
+    def __init__(self, *, fail: bool = False, extra: dict[str, str] | None = None) -> None:
+        self.fail = fail
+        self.extra = extra or {}
+        self.calls: list[dict[str, object]] = []
+
+    def version(self) -> str:
+        return "1.0"
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None:
+        self.calls.append(
+            {
+                "requirements": requirements.read_text(),
+                "python": python_version,
+                "arch": architecture,
+                "glibc": glibc_floor,
+            }
+        )
+        _dist(target, "partial", "0", {"partial/__init__.py": b""})
+        if self.fail:
+            raise BuildError("fake install failed: six has no wheel for the target")
+        (target / "partial-0.dist-info").rename(target / "gone")
+        shutil.rmtree(target / "gone")
+        shutil.rmtree(target / "partial")
+        for line in requirements.read_text().splitlines():
+            if "==" not in line:
+                continue
+            name, version = line.split(" ")[0].split("==")
+            _dist(
+                target,
+                name,
+                version,
+                {
+                    f"{name}/__init__.py": f"__version__ = {version!r}\n".encode(),
+                    f"{name}/tests/test_it.py": b"def test(): pass\n",
+                    f"{name}/__pycache__/__init__.cpython-312.pyc": b"\x00junk",
+                },
+            )
+        for name, version in self.extra.items():
+            _dist(target, name, version, {f"{name}/__init__.py": b"# runtime sdk\n" * 100})
+        (target / "bin").mkdir(exist_ok=True)
+        (target / "bin" / "script").write_text("#!/host/python3\n")
+
+
+def _checkout(root: Path, case: str = "good") -> Paths:
+    backend = root / "backend"
+    backend.mkdir(parents=True, exist_ok=True)
+    shutil.copy(LOCKS / case / "requirements.txt", backend / "requirements.txt")
+    shutil.copy(LOCKS / "good" / "poetry.lock", backend / "poetry.lock")
+    return Paths(root=root)
+
+
+def _env(paths: Paths, **kwargs: object) -> EnvConfig:
+    return EnvConfig(name="test", region="us-east-1", paths=paths, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# Layer
+
+
+def test_layer_plan_paths_and_identity(tmp_path: Path) -> None:
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller())
+    assert plan.zip_path == tmp_path / ".build" / "layers" / f"{plan.digest}.zip"
+    assert plan.manifest_path.name == f"{plan.digest}.json"
+    assert plan.sbom_path.name == f"{plan.digest}.cdx.json"
+    assert plan.s3_key == f"lambda/layer-{plan.digest}.zip"
+    assert plan.identity.builder == "fake" and plan.identity.builder_version == "1.0"
+    arm = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller(), architecture="arm64")
+    assert arm.digest != plan.digest and arm.architecture == "arm64"
+    py311 = layer_plan(_env(_checkout(tmp_path), runtime="python3.11"), installer=FakeInstaller())
+    assert py311.glibc_floor == (2, 26) and py311.digest != plan.digest
+
+
+def test_layer_plan_refuses_stale_requirements(tmp_path: Path) -> None:
+    from deploy.errors import LockError
+
+    with pytest.raises(LockError, match=r"is stale: idna is 3\.9"):
+        layer_plan(_env(_checkout(tmp_path, "stale")), installer=FakeInstaller())
+
+
+def test_build_layer_layout_manifest_sbom_and_reuse(tmp_path: Path) -> None:
+    installer = FakeInstaller()
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=installer)
+    messages: list[str] = []
+    result = build_layer(plan, progress=messages.append)
+    assert not result.reused
+    art = result.artifact
+    assert art.kind == "layer" and art.identity == plan.digest and art.path == plan.zip_path
+    assert art.sha256 == sha256_file(plan.zip_path)
+    assert installer.calls[0]["glibc"] == (2, 34)
+    # The installer got exactly the canonical lines the identity hashed.
+    assert [line for line in str(installer.calls[0]["requirements"]).splitlines() if "==" in line] == list(
+        plan.identity.requirements
+    )
+    names = zipfile.ZipFile(art.path).namelist()
+    assert all(n.startswith("python/") for n in names)
+    assert "python/six/__init__.py" in names and "python/six-1.17.0.dist-info/METADATA" in names
+    assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
+    assert not any(n.startswith("python/bin/") for n in names)
+    assert "python/six/tests/test_it.py" in names  # strip_tests is off
+    assert {p.name for p in art.packages} == {"idna", "six"}
+    assert load_manifest(plan.manifest_path) == art
+    sbom = json.loads(plan.sbom_path.read_text())
+    assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"] == "1.5"
+    assert [c["purl"] for c in sbom["components"]] == ["pkg:pypi/idna@3.10", "pkg:pypi/six@1.17.0"]
+    assert sbom["components"][1]["hashes"][0] == {"alg": "SHA-256", "content": "a" * 64}
+    assert not list((tmp_path / ".build" / "tmp").iterdir())
+
+    again = build_layer(plan, progress=messages.append)
+    assert again.reused and again.artifact == art
+    assert len(installer.calls) == 1
+    assert messages[-1].startswith(f"layer {plan.digest[:12]} already built")
+
+    sbom_bytes = plan.sbom_path.read_bytes()
+    forced = build_layer(plan, force=True)
+    assert not forced.reused
+    assert forced.artifact.sha256 == art.sha256  # same inputs, same bytes
+    assert plan.sbom_path.read_bytes() == sbom_bytes
+
+
+def test_tampered_zip_is_rebuilt(tmp_path: Path) -> None:
+    installer = FakeInstaller()
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=installer)
+    first = build_layer(plan).artifact
+    plan.zip_path.write_bytes(b"not the zip")
+    second = build_layer(plan)
+    assert not second.reused and second.artifact.sha256 == first.sha256
+    assert len(installer.calls) == 2
+
+
+def test_zip_without_manifest_is_not_trusted(tmp_path: Path) -> None:
+    installer = FakeInstaller()
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=installer)
+    build_layer(plan)
+    plan.manifest_path.unlink()
+    assert not build_layer(plan).reused
+
+
+def test_failed_install_leaves_nothing_behind(tmp_path: Path) -> None:
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller(fail=True))
+    with pytest.raises(BuildError, match="six has no wheel"):
+        build_layer(plan)
+    assert not plan.zip_path.exists() and not plan.manifest_path.exists()
+    assert not list((tmp_path / ".build" / "tmp").iterdir())
+
+
+def test_interrupt_leaves_nothing_behind(tmp_path: Path) -> None:
+    class Interrupted(FakeInstaller):
+        def install(self, requirements: Path, target: Path, **kwargs: object) -> None:  # type: ignore[override]
+            (target / "half").write_text("x")
+            raise KeyboardInterrupt
+
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        build_layer(plan)
+    assert not list((tmp_path / ".build" / "tmp").iterdir())
+    assert not plan.manifest_path.exists()
+
+
+def test_exclude_runtime_boto_and_strip_tests(tmp_path: Path) -> None:
+    options = LayerOptions(exclude_runtime_boto=True, strip_tests=True)
+    extra = {"boto3": "0.0.1", "botocore": "0.0.1", "s3transfer": "0.0.1", "jmespath": "1.0.1"}
+    plan = layer_plan(_env(_checkout(tmp_path), layer=options), installer=FakeInstaller(extra=extra))
+    result = build_layer(plan)
+    names = zipfile.ZipFile(result.artifact.path).namelist()
+    assert not any(n.split("/")[1].startswith(("boto3", "botocore", "s3transfer")) for n in names)
+    assert "python/jmespath/__init__.py" in names  # not part of what the runtime guarantees to ship
+    assert not any("/tests/" in n for n in names)
+    assert any("boto3 is pinned at 0.0.1" in w for w in result.warnings)
+    assert {p.name for p in result.artifact.packages} == {"idna", "jmespath", "six"}
+
+
+def test_post_process_without_boto_pins_no_warning(tmp_path: Path) -> None:
+    _dist(tmp_path, "six", "1.17.0", {"six.py": b""})
+    assert post_process(tmp_path, LayerOptions(exclude_runtime_boto=True), runtime="python3.12") == []
+    assert (tmp_path / "six.py").exists()
+
+
+def test_top_packages_shares_of_the_budget(tmp_path: Path) -> None:
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller(extra={"big": "1.0"}))
+    art = build_layer(plan).artifact
+    rows = top_packages(art, 2)
+    assert len(rows) == 2
+    assert rows[0][0].name == "big"
+    assert rows[0][0].size >= rows[1][0].size
+    assert rows[0][1] == pytest.approx(rows[0][0].size / 262_144_000)
+
+
+def test_over_budget_layer_is_refused(tmp_path: Path) -> None:
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller())
+    with pytest.raises(AuditError, match="size budget exceeded"):
+        build_layer(plan, function_unzipped=262_144_000)
+    assert not plan.manifest_path.exists()
+
+
+# ---------------------------------------------------------------------------
+# Function code
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+00:00",
+        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
+    }
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def _backend(root: Path, *, git: bool = True) -> Paths:
+    backend = root / "backend"
+    (backend / "app" / "routes").mkdir(parents=True)
+    (backend / "app" / "__init__.py").write_text("")
+    (backend / "app" / "main.py").write_text("def handler(event, context):\n    return {'ok': True}\n")
+    (backend / "app" / "routes" / "__init__.py").write_text("")
+    (backend / "app" / "tests").mkdir()
+    (backend / "app" / "tests" / "test_main.py").write_text("def test(): pass\n")
+    (backend / "lambdas" / "cleanup").mkdir(parents=True)
+    (backend / "lambdas" / "__init__.py").write_text("")
+    (backend / "lambdas" / "cleanup" / "handler.py").write_text("def handler(event, context):\n    return 1\n")
+    (backend / "VERSION").write_text("1.2.3\n")
+    (root / ".gitignore").write_text("__pycache__/\n.env\n*.pem\nnotes.local\n.build/\n")
+    if git:
+        _git(root, "init", "-q")
+        _git(root, "add", "-A")
+        _git(root, "commit", "-q", "-m", "init")
+    return Paths(root=root)
+
+
+def _names(zip_path: Path) -> list[str]:
+    return zipfile.ZipFile(zip_path).namelist()
+
+
+def test_function_zip_is_deterministic_and_reused(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "__pycache__").mkdir()
+    (paths.backend / "app" / "__pycache__" / "main.cpython-312.pyc").write_bytes(b"x")
+    first = build_function(function_plan(_env(paths)))
+    assert not first.reused
+    art = first.artifact
+    assert art.kind == "function" and art.identity == art.sha256
+    assert art.path == tmp_path / ".build" / "functions" / f"{art.sha256}.zip"
+    assert _names(art.path) == [
+        "VERSION",
+        "app/__init__.py",
+        "app/main.py",
+        "app/routes/__init__.py",
+        "lambdas/__init__.py",
+        "lambdas/cleanup/handler.py",
+        "version_info.json",
+    ]
+    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
+    assert info == {
+        "commit": _git(tmp_path, "rev-parse", "HEAD").strip(),
+        "commit_time": "2024-01-01T00:00:00+00:00",
+        "dirty": False,
+    }
+    second = build_function(function_plan(_env(paths)))
+    assert second.reused and second.artifact.sha256 == art.sha256
+    shutil.rmtree(tmp_path / ".build")
+    third = build_function(function_plan(_env(paths)))
+    assert not third.reused and third.artifact.sha256 == art.sha256
+    assert load_manifest(third.artifact.manifest_path) == third.artifact
+    assert [p.name for p in (tmp_path / ".build" / "functions").iterdir() if p.name.startswith(".")] == []
+
+
+def test_dirty_tree_is_recorded(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    clean = build_function(function_plan(_env(paths))).artifact
+    (paths.backend / "app" / "main.py").write_text("def handler(event, context):\n    return 2\n")
+    assert version_info(paths)["dirty"] is True
+    dirty = build_function(function_plan(_env(paths))).artifact
+    assert dirty.sha256 != clean.sha256
+
+
+def test_git_ignored_files_and_secrets_are_skipped_silently(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "notes.local").write_text("scratch")
+    (paths.backend / "app" / ".env").write_text("DB_PASSWORD=hunter2\n")
+    (paths.backend / "app" / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    names = _names(build_function(function_plan(_env(paths))).artifact.path)
+    assert not any(n.endswith(("notes.local", ".env", ".pem")) for n in names)
+
+
+@pytest.mark.parametrize("secret", ["app/id_rsa", "lambdas/cleanup/credentials", "app/.aws/config", "app/prod.key"])
+def test_secret_file_not_ignored_is_an_error(tmp_path: Path, secret: str) -> None:
+    paths = _backend(tmp_path)
+    path = paths.backend / secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("secret\n")
+    with pytest.raises(AuditError) as err:
+        build_function(function_plan(_env(paths)))
+    shown = "backend/app/.aws" if ".aws" in secret else f"backend/{secret}"
+    assert shown in str(err.value)
+    assert not (tmp_path / ".build" / "functions").exists() or not list((tmp_path / ".build" / "functions").iterdir())
+
+
+def test_aws_key_in_code_is_an_error(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "settings.py").write_text(
+        'KEY = "AKIAQWERTYUIOPASDFGH"\nSECRET = "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"\n'
+    )
+    with pytest.raises(AuditError, match=r"settings\.py"):
+        build_function(function_plan(_env(paths)))
+
+
+def test_symlink_outside_backend_is_an_error(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("elsewhere")
+    (paths.backend / "app" / "linked.txt").symlink_to(outside)
+    with pytest.raises(BuildError, match=r"linked\.txt points outside"):
+        build_function(function_plan(_env(paths)))
+
+
+def test_oversized_function_is_refused(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "blob.bin").write_bytes(os.urandom(FUNCTION_ZIPPED_LIMIT + 1024))
+    with pytest.raises(AuditError, match="over the 1,000,000 limit"):
+        build_function(function_plan(_env(paths)))
+    assert not any((tmp_path / ".build" / "functions").iterdir())
+
+
+def test_outside_git_commit_is_unknown(tmp_path: Path) -> None:
+    paths = _backend(tmp_path, git=False)
+    art = build_function(function_plan(_env(paths))).artifact
+    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
+    assert info == {"commit": "unknown", "commit_time": None, "dirty": True}
+
+
+def test_function_plan_needs_the_sources(tmp_path: Path) -> None:
+    (tmp_path / "backend").mkdir()
+    with pytest.raises(BuildError, match="lacks app, lambdas, VERSION"):
+        function_plan(_env(Paths(root=tmp_path)))
