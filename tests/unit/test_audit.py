@@ -344,3 +344,35 @@ def test_audit_layer_passes_a_good_tree_and_fails_a_bad_one(tmp_path: Path) -> N
     with pytest.raises(AuditError, match=r"pure/\.env"):
         audit.audit_layer(site, **TARGET)
     assert audit.audit_layer(site, **TARGET, allow=["pure/.env"])
+
+
+# ----------------------------------------------------------------------------- the real backend dependencies
+
+_BACKEND_DEPS = ["boto3", "sqlalchemy", "httpx", "pydantic", "fastapi", "mangum", "psycopg[binary]"]
+
+
+def _uv_target(site: Path, platform: str) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    cmd = [uv, "pip", "install", "--quiet", "--target", str(site), "--python-platform", platform]
+    cmd += ["--python-version", "3.12", "--only-binary", ":all:", *_BACKEND_DEPS]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+@pytest.mark.network
+def test_real_backend_dependencies(tmp_path: Path) -> None:
+    """The audit must accept what uv installs for Lambda python3.12 x86_64 (CA bundles, AWS doc examples)
+    and refuse the same dependencies installed for aarch64."""
+    _uv_target(tmp_path / "x86", "x86_64-manylinux_2_34")
+    packages = audit.audit_layer(tmp_path / "x86", **TARGET)
+    names = {p.name.lower() for p in packages}
+    assert {"boto3", "botocore", "sqlalchemy", "psycopg-binary", "pydantic_core"} <= names
+
+    _uv_target(tmp_path / "arm", "aarch64-manylinux_2_34")
+    audit.audit_layer(tmp_path / "arm", **{**TARGET, "architecture": "arm64"})
+    with pytest.raises(AuditError, match="built for aarch64, target is x86_64") as err:
+        audit.audit_layer(tmp_path / "arm", **TARGET)
+    assert "psycopg-binary" in str(err.value)
+    with pytest.raises(AuditError, match=r"\(psycopg-binary\): machine aarch64, expected x86_64"):
+        audit.check_elf(tmp_path / "arm", architecture="x86_64")
