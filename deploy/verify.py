@@ -626,7 +626,9 @@ def _run_sandbox(
 
     try:
         proc = subprocess.run(
-            [str(python), "-I", "-S", str(RUNNER), str(spec_path)],
+            # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
+            # are timed as Lambda pays them).
+            [str(python), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
             capture_output=True,
             timeout=timeout_s,
             env=environment,
@@ -673,6 +675,8 @@ def _run_sandbox(
                 error=("; ".join(problems) or None),
             )
         )
+    order = {c.name: i for i, c in enumerate(job.cases)}
+    results.sort(key=lambda r: order.get(r.case, len(order)))
     return FunctionVerify(
         key=job.target.key,
         name=job.target.name,

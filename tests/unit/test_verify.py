@@ -177,6 +177,12 @@ def test_handler_module_missing(tmp_path: Path, python312: Path) -> None:
     assert result.results == ()
 
 
+def test_malformed_handler_name(tmp_path: Path, python312: Path) -> None:
+    result = run_one(tmp_path, python312, modules=OK_MODULES, handler="handler")
+    assert not result.ok
+    assert (result.error or "").startswith("Runtime.MalformedHandlerName: Bad handler 'handler'")
+
+
 def test_handler_attribute_typo(tmp_path: Path, python312: Path) -> None:
     result = run_one(tmp_path, python312, modules=OK_MODULES, handler="lambdas.ok.handler.handlr")
     assert not result.ok
@@ -274,6 +280,7 @@ def test_case_needing_unset_environment_is_skipped_not_failed(tmp_path: Path, py
     smoke = (*ECHO, SmokeCase(name="needs", event={}, expect={"requires_env": ["NOT_SET_HERE"]}))
     result = run_one(tmp_path, python312, modules=OK_MODULES, smoke=smoke)
     assert result.ok, result.problems()
+    assert [r.case for r in result.results] == ["echo", "needs"]  # reported in the order configured
     skipped = [r for r in result.results if r.skipped]
     assert [r.case for r in skipped] == ["needs"]
     assert skipped[0].skipped == "needs NOT_SET_HERE in the function's environment"
