@@ -1,0 +1,423 @@
+"""Run Terraform for one environment and read its ``deploy_targets`` output.
+
+Terraform (``infra/terraform``) is the source of truth for every resource name; the
+tasks never build one themselves. Each environment gets its own workspace (its own
+state) and its own ``TF_DATA_DIR`` (``infra/terraform/.terraform-<env>``), so two
+environments never share a selected workspace or provider cache, and the root
+module refuses to plan when the workspace and ``var.environment`` disagree.
+
+Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
+``TF_PLUGIN_MIRROR``) ``init`` installs from it and never reaches the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.errors import ConfigError, TerraformError
+
+MIN_VERSION: tuple[int, int] = (1, 5)
+DEFAULT_PLUGIN_MIRROR = Path("/opt/tf-plugins")
+MIRROR_ENV_VAR = "TF_PLUGIN_MIRROR"
+OUTPUT_NAME = "deploy_targets"
+FUNCTION_KEYS = ("api", "cleanup", "db_sync", "eval_runbook_worker")
+STDERR_TAIL = 20
+
+#: Phrases Terraform prints when it cannot reach the provider registry.
+_REGISTRY_UNREACHABLE = (
+    "could not connect to registry",
+    "failed to query available provider packages",
+    "failed to retrieve authentication checksums",
+    "dial tcp",
+    "no such host",
+    "i/o timeout",
+    "connection refused",
+)
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Terraform:
+    """How to run Terraform for one environment; built by ``terraform_for``."""
+
+    binary: Path
+    workdir: Path
+    env: str
+    var_file: Path
+    variables: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Path
+    environ: Mapping[str, str] = field(default_factory=dict)
+    plugin_mirror: Path | None = None
+
+    def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The child's environment: ours, plus per-env data dir and credentials."""
+        env = dict(os.environ if base is None else base)
+        env.update(self.environ)
+        env["TF_DATA_DIR"] = str(self.data_dir)
+        env["TF_IN_AUTOMATION"] = "1"
+        env["TF_INPUT"] = "0"
+        return env
+
+    def var_args(self) -> list[str]:
+        args = ["-var-file", str(self.var_file)]
+        for name, value in sorted(self.variables.items()):
+            args += ["-var", f"{name}={value}"]
+        return args
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers (unit-tested without Terraform)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``terraform version -json`` → (major, minor, patch)."""
+    try:
+        data = json.loads(text)
+        raw = data["terraform_version"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TerraformError(f"cannot read the output of `terraform version -json`: {text[:200]!r}") from exc
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", str(raw))
+    if not match:
+        raise TerraformError(f"unrecognised Terraform version {raw!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def resolve_plugin_mirror(environ: Mapping[str, str], default: Path = DEFAULT_PLUGIN_MIRROR) -> Path | None:
+    """The provider mirror to install from, or None for a normal (registry) init.
+
+    ``TF_PLUGIN_MIRROR`` wins: a path selects that mirror (it must exist), an empty
+    value turns the mirror off. Otherwise the default mirror is used when present.
+    """
+    if MIRROR_ENV_VAR in environ:
+        value = environ[MIRROR_ENV_VAR].strip()
+        if not value:
+            return None
+        mirror = Path(value)
+        if not mirror.is_dir():
+            raise TerraformError(
+                f"{MIRROR_ENV_VAR}={value} is not a directory",
+                hint="point it at a provider mirror (`terraform providers mirror DIR`) or leave it empty",
+            )
+        return mirror
+    return default if default.is_dir() else None
+
+
+def init_args(plugin_mirror: Path | None) -> list[str]:
+    """Arguments of ``terraform init``; with a mirror, the registry is never contacted."""
+    args = ["init", "-input=false", "-no-color"]
+    if plugin_mirror is not None:
+        args += ["-plugin-dir", str(plugin_mirror)]
+    return args
+
+
+def registry_unreachable(stderr: str) -> bool:
+    lowered = stderr.lower()
+    return "registry.terraform.io" in lowered and any(phrase in lowered for phrase in _REGISTRY_UNREACHABLE)
+
+
+def tail(text: str, lines: int = STDERR_TAIL) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _not_applied(env: str) -> TerraformError:
+    return TerraformError(
+        f"terraform has not been applied for env {env}: run `inv infra.apply --env {env}`",
+        hint=f"the {OUTPUT_NAME} output is missing from the {env} workspace's state",
+    )
+
+
+def _field(tree: Mapping[str, Any], name: str, where: str) -> str:
+    value = tree.get(name)
+    if not isinstance(value, str) or not value:
+        raise TerraformError(f"terraform output {where}.{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
+    """Parse ``terraform output -json`` (or just its ``deploy_targets`` value) into Targets."""
+    if not outputs or OUTPUT_NAME not in outputs:
+        raise _not_applied(env)
+    raw = outputs[OUTPUT_NAME]
+    # `terraform output -json` wraps each output as {"value": ..., "type": ..., "sensitive": ...}.
+    if isinstance(raw, Mapping) and "value" in raw and "type" in raw:
+        raw = raw["value"]
+    if raw is None:
+        raise _not_applied(env)
+    if not isinstance(raw, Mapping):
+        raise TerraformError(f"terraform output {OUTPUT_NAME} must be an object, got {type(raw).__name__}")
+
+    found_env = _field(raw, "env", OUTPUT_NAME)
+    if found_env != env:
+        raise TerraformError(
+            f"terraform state is for env {found_env!r}, not {env!r}: refusing to use another environment's names",
+            hint=f"run `inv infra.apply --env {env}`; the state must come from the {env} workspace",
+        )
+
+    functions_raw = raw.get("functions")
+    if not isinstance(functions_raw, Mapping) or not functions_raw:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions must be a non-empty object")
+    missing = [key for key in FUNCTION_KEYS if key not in functions_raw]
+    if missing:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions lacks {', '.join(missing)}")
+    functions = []
+    for key in sorted(functions_raw):
+        fn = functions_raw[key]
+        where = f"{OUTPUT_NAME}.functions.{key}"
+        if not isinstance(fn, Mapping):
+            raise TerraformError(f"terraform output {where} must be an object")
+        functions.append(
+            FunctionTarget(key=str(key), name=_field(fn, "name", where), handler=_field(fn, "handler", where))
+        )
+
+    alias = raw.get("alias", "live")
+    if not isinstance(alias, str) or not alias:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.alias must be a non-empty string")
+    return Targets(
+        env=found_env,
+        region=_field(raw, "region", OUTPUT_NAME),
+        bucket=_field(raw, "bucket", OUTPUT_NAME),
+        layer_name=_field(raw, "layer_name", OUTPUT_NAME),
+        runtime=_field(raw, "runtime", OUTPUT_NAME),
+        architecture=_field(raw, "architecture", OUTPUT_NAME),
+        functions=tuple(functions),
+        alias=alias,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Running Terraform
+
+
+def find_terraform(
+    min_version: tuple[int, int] = MIN_VERSION,
+    *,
+    binary: str | Path | None = None,
+    path: str | None = None,
+) -> Path:
+    """Locate the terraform binary (on ``path``/PATH unless given) and check its version."""
+    if binary is not None:
+        candidate = Path(binary)
+        if not candidate.is_file() or not os.access(candidate, os.X_OK):
+            raise TerraformError(f"terraform not found at {candidate}", hint="install Terraform >= 1.5")
+    else:
+        found = shutil.which("terraform", path=path)
+        if found is None:
+            raise TerraformError(
+                "terraform not found on PATH",
+                hint=f"install Terraform >= {min_version[0]}.{min_version[1]} (https://developer.hashicorp.com/terraform/install)",
+            )
+        candidate = Path(found)
+    try:
+        proc = subprocess.run(
+            [str(candidate), "version", "-json"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TerraformError(f"cannot run {candidate} version: {exc}") from exc
+    if proc.returncode != 0:
+        raise TerraformError(f"`{candidate} version -json` failed (exit {proc.returncode}):\n{tail(proc.stderr)}")
+    version = parse_version(proc.stdout)
+    if version[:2] < min_version:
+        found_text = ".".join(map(str, version))
+        raise TerraformError(
+            f"terraform {found_text} at {candidate} is too old; need >= {min_version[0]}.{min_version[1]}",
+            hint="`terraform workspace select -or-create` and the check blocks need 1.5",
+        )
+    return candidate
+
+
+def terraform_for(
+    env: EnvConfig,
+    *,
+    binary: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Terraform:
+    """The Terraform runner of one environment; fails early when its tfvars file is missing."""
+    environ = os.environ if environ is None else environ
+    workdir = env.paths.terraform
+    var_file = workdir / env.tfvars
+    if not var_file.is_file():
+        raise ConfigError(
+            f"tfvars file {var_file} for env {env.name} does not exist",
+            hint=f"create it or fix deploy.environments.{env.name}.tfvars in invoke.yaml (relative to {workdir})",
+        )
+    variables: dict[str, str] = {}
+    child_env: dict[str, str] = {"AWS_DEFAULT_REGION": env.region, "AWS_REGION": env.region}
+    if env.endpoint_url:
+        # The emulator accepts any credentials; fixed dummies keep a developer's real
+        # keys out of every request made to it.
+        variables["aws_endpoint"] = env.endpoint_url
+        child_env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+    elif env.profile:
+        child_env["AWS_PROFILE"] = env.profile
+    return Terraform(
+        binary=binary if binary is not None else find_terraform(),
+        workdir=workdir,
+        env=env.name,
+        var_file=var_file,
+        variables=variables,
+        data_dir=workdir / f".terraform-{env.name}",
+        environ=child_env,
+        plugin_mirror=resolve_plugin_mirror(environ),
+    )
+
+
+def _run(
+    tf: Terraform,
+    args: Sequence[str],
+    *,
+    ok_codes: tuple[int, ...] = (0,),
+    echo: Echo | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run terraform; stream merged output line by line through ``echo`` when given."""
+    cmd = [str(tf.binary), *args]
+    what = f"terraform {args[0]} ({tf.env})"
+    try:
+        if echo is None:
+            proc = subprocess.run(
+                cmd, cwd=tf.workdir, env=tf.process_env(), capture_output=True, text=True, check=False
+            )
+        else:
+            last: deque[str] = deque(maxlen=STDERR_TAIL)
+            out: list[str] = []
+            with subprocess.Popen(
+                cmd,
+                cwd=tf.workdir,
+                env=tf.process_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            ) as child:
+                assert child.stdout is not None
+                for raw_line in child.stdout:
+                    line = raw_line.rstrip("\n")
+                    echo(line)
+                    out.append(line)
+                    last.append(line)
+            proc = subprocess.CompletedProcess(cmd, child.returncode, "\n".join(out), "\n".join(last))
+    except OSError as exc:
+        raise TerraformError(f"cannot run {what}: {exc}") from exc
+    if proc.returncode not in ok_codes:
+        raise TerraformError(f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr or proc.stdout)}")
+    return proc
+
+
+def init(tf: Terraform, *, echo: Echo | None = None) -> None:
+    """``terraform init`` into the env's data dir, from the provider mirror when there is one."""
+    try:
+        _run(tf, [*init_args(tf.plugin_mirror), "-upgrade=false"], echo=echo)
+    except TerraformError as exc:
+        if tf.plugin_mirror is None and registry_unreachable(str(exc)):
+            raise TerraformError(
+                "terraform init could not reach the provider registry (registry.terraform.io)",
+                hint=f"set {MIRROR_ENV_VAR} to a provider mirror (e.g. {DEFAULT_PLUGIN_MIRROR}) or go online",
+            ) from exc
+        raise
+
+
+def select_workspace(tf: Terraform) -> None:
+    """Select (creating on first use) the workspace named after the environment."""
+    _run(tf, ["workspace", "select", "-or-create", tf.env])
+
+
+def _initialised(tf: Terraform) -> bool:
+    return (tf.data_dir / "modules" / "modules.json").is_file() and (tf.data_dir / "providers").is_dir()
+
+
+def _run_initialised(
+    tf: Terraform,
+    args: Sequence[str],
+    *,
+    ok_codes: tuple[int, ...] = (0,),
+    echo: Echo | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command that needs an initialised data dir and the env's workspace.
+
+    A data dir from an older checkout (a module or provider added since) makes
+    Terraform ask for `terraform init`: do that once and retry.
+    """
+    if not _initialised(tf):
+        init(tf, echo=echo)
+    try:
+        select_workspace(tf)
+        return _run(tf, args, ok_codes=ok_codes, echo=echo)
+    except TerraformError as exc:
+        if "terraform init" not in str(exc):
+            raise
+    init(tf, echo=echo)
+    select_workspace(tf)
+    return _run(tf, args, ok_codes=ok_codes, echo=echo)
+
+
+def apply(tf: Terraform, *, auto_approve: bool = True, echo: Echo | None = print) -> None:
+    """Create or update the environment; progress streams through ``echo``."""
+    args = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
+    if auto_approve:
+        args.append("-auto-approve")
+    _run_initialised(tf, args, echo=echo)
+    forget_targets(tf)
+
+
+def plan(tf: Terraform, *, detailed_exitcode: bool = True, echo: Echo | None = None) -> bool:
+    """Plan the environment; True when Terraform wants to change something (drift)."""
+    args = ["plan", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
+    if detailed_exitcode:
+        # 0 = no changes, 2 = changes, 1 = error.
+        proc = _run_initialised(tf, [*args, "-detailed-exitcode"], ok_codes=(0, 2), echo=echo)
+        return proc.returncode == 2
+    proc = _run_initialised(tf, args, echo=echo)
+    return "No changes." not in proc.stdout
+
+
+def output_json(tf: Terraform) -> dict[str, Any]:
+    """``terraform output -json`` of the env's workspace ({} when never applied)."""
+    proc = _run_initialised(tf, ["output", "-json", "-no-color"])
+    text = proc.stdout.strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TerraformError(f"terraform output -json ({tf.env}) is not JSON: {text[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise TerraformError(f"terraform output -json ({tf.env}) is not an object")
+    return data
+
+
+_TARGETS_CACHE: dict[tuple[str, Path], Targets] = {}
+
+
+def forget_targets(tf: Terraform | None = None) -> None:
+    """Drop cached targets (all, or one env's) after an apply changed them."""
+    if tf is None:
+        _TARGETS_CACHE.clear()
+    else:
+        _TARGETS_CACHE.pop((tf.env, tf.workdir), None)
+
+
+def load_targets(env: EnvConfig, *, tf: Terraform | None = None) -> Targets:
+    """The env's resource names from Terraform state, read once per process."""
+    key = (env.name, env.paths.terraform)
+    if key in _TARGETS_CACHE:
+        return _TARGETS_CACHE[key]
+    runner = tf if tf is not None else terraform_for(env)
+    targets = targets_from_outputs(output_json(runner), env.name)
+    if targets.region != env.region:
+        raise ConfigError(
+            f"env {env.name}: invoke.yaml says region {env.region} but Terraform deployed to {targets.region}",
+            hint=f"make deploy.environments.{env.name}.region and aws_region in {runner.var_file.name} agree",
+        )
+    _TARGETS_CACHE[key] = targets
+    return targets

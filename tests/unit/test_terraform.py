@@ -1,0 +1,379 @@
+"""deploy.terraform without real Terraform: output parsing, errors, mirror choice.
+
+Subprocess behaviour is exercised with small fake ``terraform`` scripts written to
+tmp_path, so the tests need neither Terraform nor a network.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import terraform as tfm
+from deploy.config import EmulatorSettings, EnvConfig, Paths, Targets
+from deploy.errors import ConfigError, TerraformError
+
+FUNCTIONS = {
+    "api": {"name": "bluemoxon-local-api", "handler": "app.main.handler"},
+    "cleanup": {"name": "bluemoxon-local-cleanup", "handler": "lambdas.cleanup.handler.handler"},
+    "db_sync": {"name": "bluemoxon-local-db-sync", "handler": "lambdas.db_sync.handler.handler"},
+    "eval_runbook_worker": {
+        "name": "bluemoxon-local-eval-runbook-worker",
+        "handler": "lambdas.eval_runbook_worker.handler.handler",
+    },
+}
+
+
+def deploy_targets(env: str = "local", **changes: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "env": env,
+        "region": "us-east-1",
+        "bucket": f"bluemoxon-frontend-{env}",
+        "layer_name": f"bluemoxon-{env}-deps",
+        "runtime": "python3.12",
+        "architecture": "x86_64",
+        "alias": "live",
+        "functions": json.loads(json.dumps(FUNCTIONS)),
+    }
+    value.update(changes)
+    return value
+
+
+def output_json(value: Any) -> dict[str, Any]:
+    """The shape `terraform output -json` prints."""
+    return {
+        "deploy_targets": {"sensitive": False, "type": ["object", {}], "value": value},
+        "layer_arn": {"sensitive": False, "type": "string", "value": "arn:aws:lambda:us-east-1:1:layer:x"},
+    }
+
+
+def fake_terraform(directory: Path, body: str) -> Path:
+    """A `terraform` executable running ``body`` (Python) with ``argv`` and ``log`` defined."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "terraform"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "argv = sys.argv[1:]\n"
+        f"log = open({str(directory / 'calls.log')!r}, 'a')\n"
+        "log.write(' '.join(argv) + '\\n'); log.close()\n" + body
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def calls(script: Path) -> list[str]:
+    log = script.parent / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def env_config(root: Path, name: str = "local", *, local: bool = True, region: str = "us-east-1") -> EnvConfig:
+    tf_dir = root / "infra" / "terraform"
+    (tf_dir / "envs").mkdir(parents=True, exist_ok=True)
+    (tf_dir / "envs" / f"{name}.tfvars").write_text(f'environment = "{name}"\n')
+    return EnvConfig(
+        name=name,
+        region=region,
+        emulator=EmulatorSettings(port=5055) if local else None,
+        endpoint_url="http://127.0.0.1:5055" if local else None,
+        profile=None if local else f"bluemoxon-{name}",
+        tfvars=f"envs/{name}.tfvars",
+        paths=Paths(root=root),
+    )
+
+
+def runner(tmp_path: Path, script: Path, *, initialised: bool = True) -> tfm.Terraform:
+    cfg = env_config(tmp_path)
+    tf = tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: ""})
+    if initialised:
+        (tf.data_dir / "modules").mkdir(parents=True)
+        (tf.data_dir / "modules" / "modules.json").write_text("{}")
+        (tf.data_dir / "providers").mkdir()
+    return tf
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    tfm.forget_targets()
+
+
+# ---------------------------------------------------------------------------
+# targets_from_outputs
+
+
+def test_targets_from_terraform_output_json() -> None:
+    targets = tfm.targets_from_outputs(output_json(deploy_targets()), "local")
+    assert isinstance(targets, Targets)
+    assert targets.bucket == "bluemoxon-frontend-local"
+    assert targets.layer_name == "bluemoxon-local-deps"
+    assert targets.alias == "live"
+    assert [f.key for f in targets.functions] == ["api", "cleanup", "db_sync", "eval_runbook_worker"]
+    assert targets.function("db_sync").name == "bluemoxon-local-db-sync"
+    assert targets.function("api").handler == "app.main.handler"
+
+
+def test_targets_from_bare_value() -> None:
+    targets = tfm.targets_from_outputs({"deploy_targets": deploy_targets("staging")}, "staging")
+    assert targets.env == "staging"
+    assert targets.function("cleanup").handler == "lambdas.cleanup.handler.handler"
+
+
+@pytest.mark.parametrize("outputs", [{}, {"layer_arn": {"value": "x", "type": "string"}}, output_json(None)])
+def test_not_applied(outputs: dict[str, Any]) -> None:
+    with pytest.raises(TerraformError, match=r"not been applied for env staging: run `inv infra\.apply --env staging`"):
+        tfm.targets_from_outputs(outputs, "staging")
+
+
+def test_state_of_another_environment_is_refused() -> None:
+    with pytest.raises(TerraformError, match=r"state is for env 'staging', not 'production'"):
+        tfm.targets_from_outputs(output_json(deploy_targets("staging")), "production")
+
+
+def test_missing_function_is_named() -> None:
+    value = deploy_targets()
+    del value["functions"]["db_sync"]
+    with pytest.raises(TerraformError, match="lacks db_sync"):
+        tfm.targets_from_outputs(output_json(value), "local")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"bucket": ""}, "bucket"), ({"layer_name": 3}, "layer_name"), ({"region": None}, "region")],
+)
+def test_bad_field_is_named(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(TerraformError, match=f"deploy_targets.{field} must be a non-empty string"):
+        tfm.targets_from_outputs(output_json(deploy_targets(**changes)), "local")
+
+
+def test_bad_function_handler_is_named() -> None:
+    value = deploy_targets()
+    value["functions"]["api"]["handler"] = ""
+    with pytest.raises(TerraformError, match=r"deploy_targets.functions.api.handler"):
+        tfm.targets_from_outputs(output_json(value), "local")
+
+
+# ---------------------------------------------------------------------------
+# Plugin mirror and init arguments
+
+
+def test_mirror_used_when_present(tmp_path: Path) -> None:
+    assert tfm.resolve_plugin_mirror({}, default=tmp_path) == tmp_path
+    assert tfm.init_args(tmp_path) == ["init", "-input=false", "-no-color", "-plugin-dir", str(tmp_path)]
+
+
+def test_normal_init_when_mirror_absent(tmp_path: Path) -> None:
+    mirror = tfm.resolve_plugin_mirror({}, default=tmp_path / "absent")
+    assert mirror is None
+    assert "-plugin-dir" not in tfm.init_args(mirror)
+
+
+def test_mirror_from_environment_wins(tmp_path: Path) -> None:
+    own = tmp_path / "mirror"
+    own.mkdir()
+    assert tfm.resolve_plugin_mirror({tfm.MIRROR_ENV_VAR: str(own)}, default=tmp_path) == own
+    assert tfm.resolve_plugin_mirror({tfm.MIRROR_ENV_VAR: ""}, default=tmp_path) is None
+
+
+def test_mirror_from_environment_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(TerraformError, match=r"TF_PLUGIN_MIRROR=.*absent is not a directory"):
+        tfm.resolve_plugin_mirror({tfm.MIRROR_ENV_VAR: str(tmp_path / "absent")})
+
+
+def test_registry_unreachable_detection() -> None:
+    offline = (
+        "Error: Failed to query available provider packages\n"
+        "Could not retrieve the list of available versions for provider hashicorp/aws: "
+        "could not connect to registry.terraform.io: dial tcp: lookup registry.terraform.io: no such host"
+    )
+    assert tfm.registry_unreachable(offline)
+    assert not tfm.registry_unreachable("Error: Unsupported argument")
+
+
+def test_init_offline_without_mirror_explains(tmp_path: Path) -> None:
+    script = fake_terraform(
+        tmp_path / "bin",
+        "sys.stderr.write('Error: Failed to query available provider packages\\n"
+        "could not connect to registry.terraform.io: dial tcp: i/o timeout\\n')\nsys.exit(1)\n",
+    )
+    tf = runner(tmp_path, script, initialised=False)
+    with pytest.raises(TerraformError, match="could not reach the provider registry") as info:
+        tfm.init(tf)
+    assert "TF_PLUGIN_MIRROR" in str(info.value)
+
+
+def test_init_uses_mirror_and_env_data_dir(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    script = fake_terraform(tmp_path / "bin", "print(os.environ['TF_DATA_DIR'])\n")
+    cfg = env_config(tmp_path)
+    tf = tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: str(mirror)})
+    tfm.init(tf)
+    assert calls(script) == [f"init -input=false -no-color -plugin-dir {mirror} -upgrade=false"]
+    assert tf.data_dir == cfg.paths.terraform / ".terraform-local"
+
+
+# ---------------------------------------------------------------------------
+# terraform_for and find_terraform
+
+
+def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
+    tf = tfm.terraform_for(env_config(tmp_path), binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+    assert tf.var_args() == [
+        "-var-file",
+        str(tmp_path / "infra/terraform/envs/local.tfvars"),
+        "-var",
+        "aws_endpoint=http://127.0.0.1:5055",
+    ]
+    child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key", "PATH": "/usr/bin"})
+    assert child["AWS_ACCESS_KEY_ID"] == "test"
+    assert child["AWS_SECRET_ACCESS_KEY"] == "test"
+    assert child["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert child["TF_DATA_DIR"].endswith(".terraform-local")
+
+
+def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
+    cfg = env_config(tmp_path, "staging", local=False, region="us-west-2")
+    tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+    assert tf.variables == {}
+    child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
+    assert child["AWS_PROFILE"] == "bluemoxon-staging"
+    assert child["AWS_ACCESS_KEY_ID"] == "real-key"
+    assert child["TF_DATA_DIR"].endswith(".terraform-staging")
+
+
+def test_missing_tfvars_is_named(tmp_path: Path) -> None:
+    cfg = env_config(tmp_path)
+    (cfg.paths.terraform / "envs" / "local.tfvars").unlink()
+    with pytest.raises(ConfigError, match=r"tfvars file .*envs/local\.tfvars for env local does not exist"):
+        tfm.terraform_for(cfg, binary=Path("/bin/true"))
+
+
+def test_terraform_not_on_path(tmp_path: Path) -> None:
+    with pytest.raises(TerraformError, match="terraform not found on PATH"):
+        tfm.find_terraform(path=str(tmp_path))
+
+
+def test_terraform_binary_missing(tmp_path: Path) -> None:
+    with pytest.raises(TerraformError, match=r"terraform not found at .*nope"):
+        tfm.find_terraform(binary=tmp_path / "nope")
+
+
+def test_terraform_too_old_names_version(tmp_path: Path) -> None:
+    fake_terraform(tmp_path, "print(json.dumps({'terraform_version': '1.4.7'}))\n")
+    with pytest.raises(TerraformError, match=r"terraform 1\.4\.7 at .* is too old; need >= 1\.5"):
+        tfm.find_terraform(path=str(tmp_path))
+
+
+def test_terraform_new_enough(tmp_path: Path) -> None:
+    script = fake_terraform(tmp_path, "print(json.dumps({'terraform_version': '1.11.4', 'platform': 'linux_amd64'}))\n")
+    assert tfm.find_terraform(path=str(tmp_path)) == script
+    with pytest.raises(TerraformError, match=r"need >= 1\.12"):
+        tfm.find_terraform((1, 12), binary=script)
+
+
+def test_unreadable_version_output(tmp_path: Path) -> None:
+    fake_terraform(tmp_path, "print('Terraform v1.11.4')\n")
+    with pytest.raises(TerraformError, match="cannot read the output of `terraform version -json`"):
+        tfm.find_terraform(path=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# Running commands
+
+
+def test_failure_reports_last_lines_of_stderr(tmp_path: Path) -> None:
+    script = fake_terraform(
+        tmp_path / "bin",
+        "for i in range(30):\n    sys.stderr.write(f'line {i}\\n')\nsys.exit(1)\n",
+    )
+    tf = runner(tmp_path, script)
+    with pytest.raises(TerraformError, match=r"terraform workspace \(local\) failed \(exit 1\)") as info:
+        tfm.select_workspace(tf)
+    message = str(info.value)
+    assert "line 29" in message
+    assert "line 10" in message
+    assert "line 9\n" not in message
+
+
+def test_select_workspace_creates_env_workspace(tmp_path: Path) -> None:
+    script = fake_terraform(tmp_path / "bin", "")
+    tfm.select_workspace(runner(tmp_path, script))
+    assert calls(script) == ["workspace select -or-create local"]
+
+
+@pytest.mark.parametrize(("code", "changes"), [(0, False), (2, True)])
+def test_plan_detailed_exitcode(tmp_path: Path, code: int, changes: bool) -> None:
+    script = fake_terraform(tmp_path / "bin", f"sys.exit({code} if argv[0] == 'plan' else 0)\n")
+    assert tfm.plan(runner(tmp_path, script)) is changes
+    plan_call = calls(script)[-1]
+    assert plan_call.startswith("plan -input=false")
+    assert "-detailed-exitcode" in plan_call
+    assert "-var aws_endpoint=http://127.0.0.1:5055" in plan_call
+
+
+def test_plan_error_is_not_drift(tmp_path: Path) -> None:
+    script = fake_terraform(
+        tmp_path / "bin", "if argv[0] == 'plan':\n    sys.stderr.write('Error: boom\\n'); sys.exit(1)\n"
+    )
+    with pytest.raises(TerraformError, match="Error: boom"):
+        tfm.plan(runner(tmp_path, script))
+
+
+def test_uninitialised_data_dir_is_initialised_first(tmp_path: Path) -> None:
+    script = fake_terraform(tmp_path / "bin", "")
+    tfm.plan(runner(tmp_path, script, initialised=False))
+    assert [c.split()[0] for c in calls(script)] == ["init", "workspace", "plan"]
+
+
+def test_stale_data_dir_is_reinitialised_once(tmp_path: Path) -> None:
+    marker = tmp_path / "initialised"
+    script = fake_terraform(
+        tmp_path / "bin",
+        f"marker = {str(marker)!r}\n"
+        "if argv[0] == 'init':\n    open(marker, 'w').close()\n"
+        "elif argv[0] == 'output' and not os.path.exists(marker):\n"
+        "    sys.stderr.write('Error: Module not installed. Run \"terraform init\".\\n'); sys.exit(1)\n"
+        "elif argv[0] == 'output':\n    print('{}')\n",
+    )
+    assert tfm.output_json(runner(tmp_path, script)) == {}
+    assert [c.split()[0] for c in calls(script)] == ["workspace", "output", "init", "workspace", "output"]
+
+
+def test_apply_streams_progress(tmp_path: Path) -> None:
+    script = fake_terraform(
+        tmp_path / "bin",
+        "if argv[0] == 'apply':\n    print('aws_s3_bucket.artifacts: Creating...')\n    print('Apply complete!')\n",
+    )
+    lines: list[str] = []
+    tfm.apply(runner(tmp_path, script), echo=lines.append)
+    assert lines == ["aws_s3_bucket.artifacts: Creating...", "Apply complete!"]
+    assert "-auto-approve" in calls(script)[-1]
+
+
+def test_load_targets_reads_once_per_process(tmp_path: Path) -> None:
+    payload = json.dumps(output_json(deploy_targets()))
+    script = fake_terraform(tmp_path / "bin", f"if argv[0] == 'output':\n    print({payload!r})\n")
+    cfg = env_config(tmp_path)
+    tf = runner(tmp_path, script)
+    first = tfm.load_targets(cfg, tf=tf)
+    second = tfm.load_targets(cfg, tf=tf)
+    assert first is second
+    assert sum(c.startswith("output") for c in calls(script)) == 1
+
+
+def test_load_targets_not_applied(tmp_path: Path) -> None:
+    script = fake_terraform(tmp_path / "bin", "if argv[0] == 'output':\n    print('{}')\n")
+    with pytest.raises(TerraformError, match="has not been applied for env local"):
+        tfm.load_targets(env_config(tmp_path), tf=runner(tmp_path, script))
+
+
+def test_load_targets_region_must_match_invoke_yaml(tmp_path: Path) -> None:
+    payload = json.dumps(output_json(deploy_targets(region="eu-west-1")))
+    script = fake_terraform(tmp_path / "bin", f"if argv[0] == 'output':\n    print({payload!r})\n")
+    with pytest.raises(ConfigError, match=r"invoke\.yaml says region us-east-1 but Terraform deployed to eu-west-1"):
+        tfm.load_targets(env_config(tmp_path), tf=runner(tmp_path, script))
