@@ -40,15 +40,6 @@ Progress = Callable[[str], None]
 #: Function code goes up as a direct upload when small; 1 MB keeps it "small code, big layer".
 FUNCTION_ZIPPED_LIMIT = 1_000_000
 
-#: boto3 that the Lambda Python runtimes bundled when last checked. AWS updates it per region
-#: without notice, so this only feeds a warning, never a decision.
-RUNTIME_BOTO3: Mapping[str, str] = {
-    "python3.9": "1.34.145",
-    "python3.10": "1.34.145",
-    "python3.11": "1.34.145",
-    "python3.12": "1.34.145",
-    "python3.13": "1.34.145",
-}
 _RUNTIME_BOTO_DISTS = ("boto3", "botocore", "s3transfer")
 _TEST_DIRS = frozenset({"tests", "test"})
 
@@ -223,11 +214,12 @@ def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str
     if options.exclude_runtime_boto:
         infos = _dist_infos(site)
         pinned_boto3 = infos.get("boto3")
-        bundled = RUNTIME_BOTO3.get(runtime)
-        if pinned_boto3 is not None and bundled is not None and _version_of(pinned_boto3) != bundled:
+        # AWS documents no fixed boto3 per runtime: it varies by region and changes without notice,
+        # so a pinned boto3 that we drop is always worth a warning rather than a table lookup.
+        if pinned_boto3 is not None:
             warnings.append(
-                f"exclude_runtime_boto: boto3 is pinned at {_version_of(pinned_boto3)} but {runtime} bundles "
-                f"about {bundled} (AWS updates it per region); the function will run the runtime's version"
+                f"exclude_runtime_boto: boto3 is pinned at {_version_of(pinned_boto3)} but left out of the layer; "
+                f"{runtime} functions will run the boto3 the runtime bundles (its version varies by region and time)"
             )
         for dist in _RUNTIME_BOTO_DISTS:
             if dist in infos:
@@ -527,7 +519,6 @@ def latest_function(paths: Paths) -> Artifact | None:
 
 __all__ = [
     "FUNCTION_ZIPPED_LIMIT",
-    "RUNTIME_BOTO3",
     "BuildResult",
     "FunctionPlan",
     "LayerPlan",
