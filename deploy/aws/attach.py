@@ -314,8 +314,9 @@ def _move_alias(lam: Any, plan: AttachPlan, name: str, version: str, policy: Ret
         raise AttachError(f"{name}: moving alias {plan.alias} to {version}: {error_message(exc)}") from None
 
 
-def _message(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DeployError) else error_message(exc)
+def _message(name: str, exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, DeployError) else error_message(exc)
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def apply_attach(
@@ -372,7 +373,7 @@ def apply_attach(
             try:
                 staged[name] = future.result()
             except (DeployError, ClientError, BotoCoreError) as exc:
-                errors[name] = _message(exc)
+                errors[name] = _message(name, exc)
                 say(name, f"failed: {errors[name]}")
 
     # Phase 2: move the aliases, only if everything staged.
@@ -394,7 +395,7 @@ def apply_attach(
                     move.result()
                     switched.add(name)
                 except (DeployError, ClientError, BotoCoreError) as exc:
-                    errors[name] = _message(exc)
+                    errors[name] = _message(name, exc)
                     say(name, f"failed: {errors[name]}")
 
     # Phase 3: on any failure, put back every alias we moved.
@@ -406,7 +407,7 @@ def apply_attach(
             try:
                 _move_alias(lam, plan, name, fp.current_alias_version, policy, None)
             except (DeployError, ClientError, BotoCoreError) as exc:
-                rollback_errors[name] = _message(exc)
+                rollback_errors[name] = _message(name, exc)
 
     outcomes: list[FunctionOutcome] = []
     for fp in plan.functions:
@@ -453,8 +454,7 @@ def apply_attach(
     if not result.ok:
         failed = [o for o in outcomes if o.status == "failed"]
         err = AttachError(
-            "attach failed; aliases restored to their previous versions: "
-            + "; ".join(f"{o.name}: {o.error}" for o in failed)
+            "attach failed; aliases restored to their previous versions: " + "; ".join(str(o.error) for o in failed)
         )
         err.result = result  # type: ignore[attr-defined]
         raise err

@@ -91,10 +91,22 @@ def inject() -> Iterator[Callable[[str, str, Callable[..., Any]], None]]:
     on clients the library creates; it may raise or return fake_response(...) or None."""
     registered: list[tuple[str, str, Callable[..., Any]]] = []
 
+    def keep_api_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)
+
+    def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
+        # before-call sees the serialized request; hand the handler the API parameters instead.
+        def before_call(context: dict[str, Any], **kw: Any) -> Any:
+            kw.pop("params", None)
+            return handler(params=context.get("api_params", {}), context=context, **kw)
+
+        return before_call
+
     def hook(service: str, client: Any) -> None:
         for svc, op, handler in registered:
             if svc == service:
-                client.meta.events.register(f"before-call.{svc}.{op}", handler)
+                client.meta.events.register(f"before-parameter-build.{svc}.{op}", keep_api_params)
+                client.meta.events.register(f"before-call.{svc}.{op}", wrap(handler))
 
     with calls.client_hook(hook):
         yield lambda service, op, handler: registered.append((service, op, handler))

@@ -95,7 +95,7 @@ def test_network_error_mid_upload_then_rerun_converges(
             raise EndpointConnectionError(endpoint_url=f"https://{bucket}.s3.amazonaws.com")
 
     inject("s3", "PutObject", drop_connection)
-    with pytest.raises(AwsError, match="upload of .* failed"):
+    with pytest.raises(AwsError, match=r"upload of .* failed"):
         publish_layer(env, targets, layer)
     assert layer_versions(lam, targets.layer_name) == []
     result = publish_layer(env, targets, layer)
