@@ -126,7 +126,7 @@ def test_desired_layers_rules() -> None:
     ours = "arn:aws:lambda:us-east-1:123456789012:layer:deps"
     assert desired_layers([f"{ours}:1", FOREIGN_A, f"{ours}:2"], f"{ours}:5", function="f") == (f"{ours}:5", FOREIGN_A)
     assert desired_layers([], f"{ours}:5", function="f") == (f"{ours}:5",)
-    with pytest.raises(AttachError, match="fn-x: attaching .* would make 6 layers"):
+    with pytest.raises(AttachError, match=r"fn-x: attaching .* would make 6 layers"):
         desired_layers(
             [f"arn:aws:lambda:us-east-1:1:layer:x{i}:1".replace(":1:", ":999999999999:", 1) for i in range(5)],
             f"{ours}:5",

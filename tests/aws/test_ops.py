@@ -1,0 +1,139 @@
+"""rollback, prune-layers and status against moto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.artifact import Artifact
+from deploy.aws import calls
+from deploy.aws.attach import attach
+from deploy.aws.prune import plan_prune, prune
+from deploy.aws.publish import publish_layer
+from deploy.aws.rollback import restore_aliases, rollback, snapshot_aliases
+from deploy.aws.status import status
+from deploy.config import EnvConfig, Targets
+from deploy.errors import AwsError, ConfigError, DriftError
+from tests.aws.conftest import alias_versions, create_function, make_artifact
+
+
+@pytest.fixture
+def twice(env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path) -> Targets:
+    """Two deploys after Terraform's: versions 1 (placeholder), 2 (layer v1), 3 (layer v2); alias at 3."""
+    arn1 = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn1
+    attach(env, deployed, function=code, layer_version_arn=arn1)
+    arn2 = publish_layer(env, deployed, make_artifact(tmp_path, "layer", "deps v2")).layer_version_arn
+    assert arn2
+    attach(env, deployed, function=code, layer_version_arn=arn2)
+    return deployed
+
+
+def test_rollback_to_previous_then_to_a_given_version(env: EnvConfig, twice: Targets, lam: Any) -> None:
+    outcomes = rollback(env, twice)
+    assert {(o.from_version, o.to_version, o.changed) for o in outcomes} == {("3", "2", True)}
+    assert set(alias_versions(lam, twice).values()) == {"2"}
+    rollback(env, twice, to="3")
+    assert set(alias_versions(lam, twice).values()) == {"3"}
+    with calls.count_writes() as writes:
+        dry = rollback(env, twice, to="1", dry_run=True)
+    assert writes.count == 0 and all(o.changed and o.dry_run for o in dry)
+
+
+def test_rollback_to_a_missing_version_is_refused_before_any_write(env: EnvConfig, twice: Targets, lam: Any) -> None:
+    lam.delete_function(FunctionName=twice.functions[3].name, Qualifier="2")
+    with (
+        calls.count_writes() as writes,
+        pytest.raises(AwsError, match=f"{twice.functions[3].name}: version 2 does not exist"),
+    ):
+        rollback(env, twice, to="2")
+    assert writes.count == 0 and set(alias_versions(lam, twice).values()) == {"3"}
+    with pytest.raises(AwsError, match="version 9 does not exist"):
+        rollback(env, twice, to="9")
+
+
+def test_rollback_with_no_previous_version_is_refused(env: EnvConfig, deployed: Targets) -> None:
+    with calls.count_writes() as writes, pytest.raises(AwsError, match="no previous version"):
+        rollback(env, deployed)
+    assert writes.count == 0
+
+
+def test_snapshot_and_restore(env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, lam: Any) -> None:
+    before = snapshot_aliases(env, deployed)
+    assert before == {fn.name: "1" for fn in deployed.functions}
+    arn = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn
+    attach(env, deployed, function=code, layer_version_arn=arn)
+    outcomes = restore_aliases(env, deployed, before)
+    assert all(o.changed for o in outcomes) and alias_versions(lam, deployed) == before
+    with calls.count_writes() as writes:
+        restore_aliases(env, deployed, before)
+    assert writes.count == 0
+
+
+def test_prune_never_deletes_a_referenced_version(
+    env: EnvConfig, twice: Targets, tmp_path: Path, lam: Any, role: str
+) -> None:
+    # Layer versions: 1 placeholder (function versions 1), 2 (function versions 2), 3 (alias), 4 and 5 unused.
+    for content in ("deps v3", "deps v4"):
+        publish_layer(env, twice, make_artifact(tmp_path, "layer", content))
+    old = lam.get_layer_version(LayerName=twice.layer_name, VersionNumber=1)["LayerVersionArn"]
+    for fn in twice.functions:  # drop the references from versions 1 so only a foreign function keeps layer v1
+        lam.delete_function(FunctionName=fn.name, Qualifier="1")
+    create_function(lam, role, "someone-elses-function", [old])
+    plan = plan_prune(env, twice, keep=1)
+    assert plan.delete == (4,)
+    assert plan.kept == (1, 2, 3, 5)
+    assert "someone-elses-function:1" in plan.protected[1] and "someone-elses-function:live" in plan.protected[1]
+    assert f"{twice.functions[0].name}:live" in plan.protected[3]
+    assert f"{twice.functions[0].name}:2" in plan.protected[2]
+
+    with calls.count_writes() as writes:
+        unconfirmed = prune(env, twice, plan, yes=False)
+    assert writes.count == 0 and unconfirmed.deleted == () and unconfirmed.skipped == (4,)
+    done = prune(env, twice, plan, yes=True)
+    assert done.deleted == (4,)
+    left = [v["Version"] for v in lam.list_layer_versions(LayerName=twice.layer_name)["LayerVersions"]]
+    assert sorted(left) == [1, 2, 3, 5]
+
+
+def test_prune_spares_a_version_referenced_after_the_plan(
+    env: EnvConfig, twice: Targets, lam: Any, role: str, tmp_path: Path
+) -> None:
+    publish_layer(env, twice, make_artifact(tmp_path, "layer", "deps v3"))
+    plan = plan_prune(env, twice, keep=1)
+    assert 1 not in plan.delete  # still used by the functions' version 1
+    assert plan.delete == ()
+    with pytest.raises(ConfigError, match="keep must be at least 1"):
+        plan_prune(env, twice, keep=0)
+
+
+def test_status_in_sync_and_drift(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path, lam: Any
+) -> None:
+    arn = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn
+    drift = status(env, deployed, layer=layer, function=code)
+    assert not drift.in_sync and len(drift.differences) == 8
+    with pytest.raises(DriftError, match="deployed code"):
+        drift.raise_for_drift()
+
+    attach(env, deployed, function=code, layer_version_arn=arn)
+    report = status(env, deployed, layer=layer, function=code)
+    assert report.in_sync and report.differences == []
+    report.raise_for_drift()
+    row = report.to_json()["functions"][0]
+    assert row["alias_version"] == "2" and row["layer_version"] == 2 and row["layer_identity"] == layer.identity
+    assert row["code_sha256"] == code.code_sha256
+
+    other_code = make_artifact(tmp_path, "function", "changed = True")
+    other_layer = make_artifact(tmp_path, "layer", "deps v9", identity="another-identity")
+    changed = status(env, deployed, layer=other_layer, function=other_code)
+    assert len(changed.differences) == 8
+    assert any("identity " + layer.identity in d and "another-identity" in d for d in changed.differences)
+
+    lam.delete_function(FunctionName=deployed.functions[0].name)
+    missing = status(env, deployed, layer=layer, function=code)
+    assert missing.differences == [f"{deployed.functions[0].name}: function does not exist"]
