@@ -1,0 +1,117 @@
+"""publish + attach twice against a real moto server over HTTP, as the local environment runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deploy.aws import calls
+from deploy.aws.attach import attach
+from deploy.aws.publish import publish_layer
+from deploy.config import EnvConfig, FunctionTarget, Targets
+from tests.aws.conftest import make_artifact, zip_bytes
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # readiness poll on a real process, not a timing assumption
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not start: {(tmp_path / 'moto.log').read_text()}")
+                time.sleep(0.1)
+        request = urllib.request.Request(
+            f"{url}/moto-api/config", data=json.dumps({"lambda": {"use_docker": False}}).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        urllib.request.urlopen(request, timeout=5).close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_publish_and_attach_twice_over_http(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    env = EnvConfig(name="local", region=REGION, endpoint_url=server)
+    boto: dict[str, Any] = {
+        "region_name": REGION,
+        "endpoint_url": server,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    s3, lam, iam = (boto3.client(s, **boto) for s in ("s3", "lambda", "iam"))
+    s3.create_bucket(Bucket="local-artifacts")
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    functions = tuple(FunctionTarget(key=k, name=f"local-{k}", handler="handler.handler") for k in ("api", "cleanup"))
+    for fn in functions:
+        lam.create_function(
+            FunctionName=fn.name,
+            Runtime="python3.12",
+            Role=role,
+            Handler=fn.handler,
+            Code={"ZipFile": zip_bytes("old")},
+        )
+        lam.create_alias(
+            FunctionName=fn.name, Name="live", FunctionVersion=lam.publish_version(FunctionName=fn.name)["Version"]
+        )
+    targets = Targets(
+        env="local",
+        region=REGION,
+        bucket="local-artifacts",
+        layer_name="local-deps",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=functions,
+    )
+    layer = make_artifact(tmp_path, "layer", "deps")
+    code = make_artifact(tmp_path, "function", "def handler(e, c): return 1")
+
+    def deploy() -> None:
+        arn = publish_layer(env, targets, layer).layer_version_arn
+        assert arn
+        assert attach(env, targets, function=code, layer_version_arn=arn).ok
+
+    deploy()
+    with calls.count_writes() as writes:
+        deploy()
+    assert writes.count == 0
+    assert len(lam.list_layer_versions(LayerName="local-deps")["LayerVersions"]) == 1
+    for fn in functions:
+        versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=fn.name)["Versions"]]
+        assert versions == ["$LATEST", "1", "2"]  # Terraform's 1 and exactly one from the deploys
+        served = lam.get_function_configuration(FunctionName=fn.name, Qualifier="live")
+        assert served["Version"] == "2" and served["CodeSha256"] == code.code_sha256
