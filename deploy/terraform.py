@@ -232,7 +232,7 @@ def find_terraform(
         found_text = ".".join(map(str, version))
         raise TerraformError(
             f"terraform {found_text} at {candidate} is too old; need >= {min_version[0]}.{min_version[1]}",
-            hint="`terraform workspace select -or-create` and the check blocks need 1.5",
+            hint="infra/terraform requires >= 1.5 (workspace select -or-create, terraform_data, strcontains)",
         )
     return candidate
 
