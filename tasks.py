@@ -86,6 +86,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
         "json": "print the JSON report on stdout",
         "report_file": "also write the JSON report here (and a Markdown summary beside it)",
         "skip_infra": "do not run terraform apply first",
+        "skip_local_verify": "skip the sandbox run before upload (the final verify still gates and rolls back)",
     }
 )
 @deploy_task
@@ -96,12 +97,18 @@ def deploy(
     json: bool = False,
     report_file: str | None = None,
     skip_infra: bool = False,
+    skip_local_verify: bool = False,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
 
     pipeline.deploy(
-        env_config(c, env), dry_run=dry_run, as_json=json, report_file=report_file, apply_infra=not skip_infra
+        env_config(c, env),
+        dry_run=dry_run,
+        as_json=json,
+        report_file=report_file,
+        apply_infra=not skip_infra,
+        verify_local_first=not skip_local_verify,
     )
 
 

@@ -292,7 +292,9 @@ def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | No
     max_workers = merged.get("max_workers", 8)
     if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
         raise ConfigError(f"invoke.yaml: {key}.max_workers must be a positive integer")
-    profile = merged.get("profile")
+    # An empty profile (e.g. INVOKE_DEPLOY_ENVIRONMENTS_STAGING_PROFILE="" under OIDC in CI)
+    # means boto3's default credential chain.
+    profile = merged.get("profile") or None
     if profile is not None and not isinstance(profile, str):
         raise ConfigError(f"invoke.yaml: {key}.profile must be a string or null")
 

@@ -1,26 +1,40 @@
 """What each task does, step by step: the glue between settings, builds, AWS and reports.
 
 Tasks call exactly one function here; each function logs its steps and delegates the
-work to the module that owns the concept.
+work to the module that owns the concept. ``deploy`` chains the others and is the only
+place that decides what happens when a step fails (roll the aliases back, report).
 """
 
 from __future__ import annotations
 
-from deploy import emulator
-from deploy.config import EnvConfig
-from deploy.errors import ConfigError
-from deploy.report import progress, say
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deploy import build, emulator, terraform
+from deploy.artifact import Artifact
+from deploy.aws import attach as attach_mod
+from deploy.aws import calls, prune, publish
+from deploy.aws import rollback as rollback_mod
+from deploy.aws import status as status_mod
+from deploy.config import EnvConfig, Targets
+from deploy.errors import AttachError, BuildError, ConfigError, DeployError, VerifyError
+from deploy.report import bars, emit_json, human_size, progress, say, table, write_report
+
+# ---------------------------------------------------------------------------- emulator
 
 
-def _require_local(env: EnvConfig) -> None:
+def _require_local(env: EnvConfig) -> emulator.EmulatorState | None:
     if env.emulator is None:
         raise ConfigError(f"environment {env.name!r} has no emulator settings; local.* tasks are for `--env local`")
+    return None
 
 
 def emulator_up(env: EnvConfig) -> emulator.EmulatorState:
     _require_local(env)
     assert env.emulator is not None
-    progress(f"starting moto server on {env.emulator.url}")
     state = emulator.up(env.emulator, env.paths.local_state)
     verb = "reusing" if state.reused else "started"
     say(f"{verb} moto server pid {state.pid} on {state.url} (log: {state.logfile})")
@@ -37,3 +51,538 @@ def emulator_status(env: EnvConfig) -> None:
     _require_local(env)
     assert env.emulator is not None
     say(emulator.status(env.emulator, env.paths.local_state))
+
+
+def _ensure_reachable(env: EnvConfig) -> None:
+    """For local: the emulator must answer before any AWS call (start it with local.up / deploy)."""
+    if env.emulator is not None:
+        emulator.assert_reachable(env.emulator.url)
+
+
+# ---------------------------------------------------------------------------- Terraform
+
+
+def infra_init(env: EnvConfig) -> None:
+    tf = terraform.terraform_for(env)
+    progress(f"terraform init ({'mirror ' + str(tf.plugin_mirror) if tf.plugin_mirror else 'registry'})")
+    terraform.init(tf)
+    terraform.select_workspace(tf)
+
+
+def infra_apply(env: EnvConfig) -> Targets:
+    if env.emulator is not None:
+        emulator_up(env)
+    tf = terraform.terraform_for(env)
+    progress(f"terraform apply ({env.name}, {tf.var_file.name})")
+    terraform.apply(tf, echo=None)
+    terraform.forget_targets(tf)
+    return terraform.load_targets(env, tf=tf)
+
+
+def infra_plan(env: EnvConfig, *, detailed_exitcode: bool = False) -> bool:
+    _ensure_reachable(env)
+    tf = terraform.terraform_for(env)
+    changes = terraform.plan(tf, detailed_exitcode=True, echo=print)
+    if changes and detailed_exitcode:
+        from deploy.errors import DriftError
+
+        raise DriftError(f"terraform plan for {env.name} has changes (drift between state and configuration)")
+    say("no changes" if not changes else "plan has changes")
+    return changes
+
+
+def _targets(env: EnvConfig) -> Targets:
+    _ensure_reachable(env)
+    return terraform.load_targets(env)
+
+
+def _targets_by_region(env: EnvConfig, targets: Targets) -> dict[str, Targets]:
+    """The primary region from Terraform plus any extra regions (bucket per region) from settings."""
+    regions = {targets.region: targets}
+    for region, bucket in env.extra_regions.items():
+        regions[region] = dataclasses.replace(targets, region=region, bucket=bucket)
+    return regions
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def _progress_line(message: str) -> None:
+    progress(message)
+
+
+def build_function(env: EnvConfig) -> build.BuildResult:
+    result = build.build_function(build.function_plan(env), progress=_progress_line)
+    art = result.artifact
+    say(f"function {art.sha256[:12]}: {human_size(art.zipped_size)} zipped, {human_size(art.unzipped_size)} unzipped")
+    return result
+
+
+def build_layer(
+    env: EnvConfig,
+    *,
+    architecture: str | None = None,
+    builder: str | None = None,
+    function_unzipped: int = 0,
+) -> build.BuildResult:
+    plan = build.layer_plan(env, builder=builder, architecture=architecture)
+    result = build.build_layer(plan, progress=_progress_line, function_unzipped=function_unzipped)
+    art = result.artifact
+    for warning in result.warnings:
+        say(f"[yellow]warning:[/] {warning}")
+    state = "already built, nothing to do" if result.reused else "built"
+    say(
+        f"layer {art.identity[:12]} {state}: {human_size(art.zipped_size)} zipped, "
+        f"{human_size(art.unzipped_size)} unzipped, {len(art.packages)} packages ({art.path})"
+    )
+    return result
+
+
+def _built_layer(env: EnvConfig) -> Artifact:
+    """The layer artifact for the env's current identity; refuse to go on without one."""
+    plan = build.layer_plan(env)
+    artifact = build.existing_layer(plan)
+    if artifact is None:
+        raise BuildError(
+            f"no layer artifact for identity {plan.identity.digest[:12]} in {env.paths.build / 'layers'}",
+            hint=f"run `inv build-layer --env {env.name}` first",
+        )
+    artifact.check()
+    return artifact
+
+
+def layer_report(env: EnvConfig, *, top: int = 15) -> None:
+    from deploy.audit import LAMBDA_UNZIPPED_LIMIT
+
+    artifact = _built_layer(env)
+    rows = [(pkg.name, pkg.size) for pkg, _share in build.top_packages(artifact, top)]
+    say(f"layer {artifact.identity[:12]}: {human_size(artifact.unzipped_size)} unzipped of the 262 MB budget")
+    say(bars(rows, budget=LAMBDA_UNZIPPED_LIMIT))
+    share = 100 * artifact.unzipped_size / LAMBDA_UNZIPPED_LIMIT
+    say(f"total {human_size(artifact.unzipped_size)} = {share:.1f}% of Lambda's unzipped limit")
+
+
+# ---------------------------------------------------------------------------- AWS steps
+
+
+def _aws_progress(what: str, message: str) -> None:
+    progress(f"{what}: {message}")
+
+
+def _publish(env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool) -> list[publish.PublishResult]:
+    results = publish.publish_all(env, _targets_by_region(env, targets), layer, dry_run=dry_run, progress=_aws_progress)
+    return [r for r in results if isinstance(r, publish.PublishResult)]
+
+
+def _pub_json(result: publish.PublishResult) -> dict[str, Any]:
+    action = "published" if result.published else "reused"
+    if result.dry_run:
+        action = "would publish" if result.published else "would reuse"
+    return {**dataclasses.asdict(result), "action": action}
+
+
+def publish_layer(env: EnvConfig, *, dry_run: bool = False, as_json: bool = False) -> list[publish.PublishResult]:
+    targets = _targets(env)
+    layer = _built_layer(env)
+    results = _publish(env, targets, layer, dry_run=dry_run)
+    if as_json:
+        emit_json({"env": env.name, "publish": [_pub_json(r) for r in results]})
+    else:
+        table(
+            f"publish-layer {env.name}",
+            ["region", "layer version", "uploaded", "action"],
+            [(r.region, r.layer_version_arn or "(new)", r.uploaded, _pub_json(r)["action"]) for r in results],
+        )
+    return results
+
+
+def _layer_arn_for_attach(env: EnvConfig, targets: Targets, layer: Artifact) -> str:
+    lam = calls.client(env, "lambda", targets.region)
+    found = publish.find_layer_version(lam, targets.layer_name, layer.code_sha256)
+    if found is None:
+        raise AttachError(
+            f"layer {layer.identity[:12]} is not published as a version of {targets.layer_name}",
+            hint=f"run `inv publish-layer --env {env.name}` first",
+        )
+    return found[0]
+
+
+def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, str]]:
+    return [
+        (o.name, o.status, f"{o.old_version} → {o.new_version}", o.error or "")
+        for o in sorted(result.outcomes, key=lambda o: o.name)
+    ]
+
+
+def attach(env: EnvConfig, *, dry_run: bool = False, as_json: bool = False) -> attach_mod.AttachResult:
+    targets = _targets(env)
+    layer = _built_layer(env)
+    function = build.build_function(build.function_plan(env)).artifact
+    arn = _layer_arn_for_attach(env, targets, layer)
+    try:
+        result = attach_mod.attach(
+            env,
+            targets,
+            function=function,
+            layer_version_arn=arn,
+            dry_run=dry_run,
+            max_workers=env.max_workers,
+            progress=_aws_progress,
+        )
+    except AttachError as exc:
+        failed = getattr(exc, "result", None)
+        if failed is not None:
+            _show_attach(failed, as_json=as_json, env=env)
+        raise
+    _show_attach(result, as_json=as_json, env=env)
+    return result
+
+
+def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConfig) -> None:
+    if as_json:
+        emit_json({"env": env.name, **result.to_json()})
+    else:
+        table(f"attach {env.name}", ["function", "outcome", "live", "error"], _attach_rows(result))
+
+
+def status(env: EnvConfig, *, as_json: bool = False) -> status_mod.StatusReport:
+    targets = _targets(env)
+    layer_plan = build.layer_plan(env)
+    layer = build.existing_layer(layer_plan)
+    function = build.build_function(build.function_plan(env)).artifact
+    report = status_mod.status(env, targets, layer=layer, function=function)
+    if layer is None:
+        report.differences.append(f"layer {layer_plan.identity.digest[:12]} is not built locally")
+    if as_json:
+        emit_json({"env": env.name, **report.to_json()})
+    else:
+        table(
+            f"status {env.name}",
+            ["function", "code", "layer", "live", "last update"],
+            [
+                (
+                    row.name,
+                    "missing"
+                    if not row.exists
+                    else ("in sync" if row.code_sha256 == row.local_code_sha256 else "differs"),
+                    f"v{row.layer_version} ({(row.layer_identity or '?')[:12]})",
+                    row.alias_version or "-",
+                    row.last_update_status or "-",
+                )
+                for row in report.rows
+            ],
+        )
+        for diff in report.differences:
+            say(f"  - {diff}")
+    report.raise_for_drift()
+    say("in sync: a deploy would change nothing")
+    return report
+
+
+def rollback(env: EnvConfig, *, to: str | None = None, dry_run: bool = False) -> None:
+    targets = _targets(env)
+    outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=dry_run)
+    table(
+        f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
+        ["function", "live", "changed"],
+        [(o.name, f"{o.from_version} → {o.to_version}", o.changed) for o in outcomes],
+    )
+
+
+def prune_layers(env: EnvConfig, *, keep: int = 3, yes: bool = False) -> None:
+    if keep < 1:
+        raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
+    targets = _targets(env)
+    plan = prune.plan_prune(env, targets, keep=keep)
+    for version, users in sorted(plan.protected.items()):
+        say(f"keeping {targets.layer_name}:{version}: referenced by {', '.join(users)}")
+    if not plan.delete:
+        say("nothing to prune")
+        return
+    verb = "deleting" if yes else "would delete (rerun with --yes)"
+    say(f"{verb}: " + ", ".join(f"{targets.layer_name}:{v}" for v in plan.delete))
+    result = prune.prune(env, targets, plan, yes=yes)
+    if yes:
+        say(f"deleted {len(result.deleted)} layer version(s); skipped {len(result.skipped)}")
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[str, str]]:
+    """The variables each function has on Lambda, so the sandbox runs handlers as configured."""
+    lam = calls.client(env, "lambda", targets.region)
+    out: dict[str, dict[str, str]] = {}
+    for fn in targets.functions:
+        try:
+            config = lam.get_function_configuration(FunctionName=fn.name)
+        except lam.exceptions.ResourceNotFoundException:
+            continue
+        out[fn.key] = dict(config.get("Environment", {}).get("Variables", {}))
+    return out
+
+
+def _verify_rows(report: Any) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for fn in report.functions:
+        smoke = ", ".join(
+            f"{r.case}: {'skipped' if getattr(r, 'skipped', False) else ('ok' if r.ok else 'FAILED')}"
+            for r in fn.results
+        )
+        duration = sum(r.duration_ms or 0 for r in fn.results)
+        imported = f"{fn.import_ms:.0f} ms" if fn.import_ms is not None else "-"
+        rows.append((fn.name, imported, smoke or (fn.error or ""), f"{duration:.0f} ms"))
+    return rows
+
+
+def _show_verify(report: Any, *, title: str) -> None:
+    table(title, ["function", "import", "smoke", "duration"], _verify_rows(report))
+    for fn in report.functions:
+        if not fn.ok:
+            tail = fn.traceback_tail or next((r.traceback_tail for r in fn.results if r.traceback_tail), None)
+            for problem in fn.problems():
+                say(f"[red]✗[/] {problem}")
+            if tail:
+                say(tail)
+
+
+def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
+    from deploy import verify as verify_mod
+
+    progress(f"verify --local: running each handler on the built zips under python{env.python_version}")
+    report = verify_mod.verify_local(
+        env, targets, layer=layer, function=function, environment=_function_environments(env, targets)
+    )
+    _show_verify(report, title=f"verify (local artifacts) {env.name}")
+    return report
+
+
+def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, function: Artifact | None) -> Any:
+    from deploy import verify as verify_mod
+
+    progress(f"verify: fetching the deployed bytes and running them under python{env.python_version}")
+    report = verify_mod.verify_deployed(env, targets, expected_layer=layer, expected_function=function)
+    _show_verify(report, title=f"verify (deployed) {env.name}")
+    return report
+
+
+def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False) -> None:
+    targets = _targets(env)
+    if local:
+        function = build.build_function(build.function_plan(env)).artifact
+        report = _verify_local(env, targets, _built_layer(env), function)
+    else:
+        report = _verify_deployed(env, targets, None, None)
+    if as_json:
+        emit_json(report.to_json())
+    report.raise_for_failures()
+
+
+# ---------------------------------------------------------------------------- deploy
+
+
+def _artifact_json(artifact: Artifact) -> dict[str, Any]:
+    return {
+        "identity": artifact.identity,
+        "sha256": artifact.sha256,
+        "code_sha256": artifact.code_sha256,
+        "s3_key": artifact.s3_key,
+        "zipped_size": artifact.zipped_size,
+        "unzipped_size": artifact.unzipped_size,
+    }
+
+
+def deploy(
+    env: EnvConfig,
+    *,
+    dry_run: bool = False,
+    as_json: bool = False,
+    report_file: str | None = None,
+    apply_infra: bool = True,
+    verify_local_first: bool = True,
+) -> Mapping[str, Any]:
+    """build-layer, build-function, verify --local, publish-layer, attach, verify; all or nothing.
+
+    With nothing changed, no AWS write call is made (counted, and reported as ``aws_write_calls``).
+    """
+    started = time.monotonic()
+    report: dict[str, Any] = {"env": env.name, "dry_run": dry_run, "ok": False, "rolled_back": False}
+    with calls.count_writes() as writes:
+        try:
+            _deploy_steps(env, report, dry_run=dry_run, apply_infra=apply_infra, verify_local_first=verify_local_first)
+            report["ok"] = True
+        except DeployError as exc:
+            report["error"] = str(exc)
+            raise
+        finally:
+            report["aws_write_calls"] = writes.count
+            report["aws_write_operations"] = [f"{svc}:{op}" for svc, op in writes.calls]
+            report["seconds"] = round(time.monotonic() - started, 2)
+            if report_file:
+                json_path, md_path = write_report(report, Path(report_file))
+                say(f"report written to {json_path} and {md_path}")
+            if as_json:
+                emit_json(report)
+    _summary(report)
+    return report
+
+
+def _summary(report: Mapping[str, Any]) -> None:
+    functions = report.get("functions") or []
+    if functions:
+        table(
+            f"deploy {report['env']}" + (" (dry run)" if report.get("dry_run") else ""),
+            ["function", "outcome", "live"],
+            [(f["name"], f["status"], f"{f['old_version']} → {f['new_version']}") for f in functions],
+        )
+    changed = any(f["status"] != "unchanged" for f in functions)
+    say(
+        f"{'nothing changed' if not changed else 'deployed'} in {report.get('seconds')} s; "
+        f"{report.get('aws_write_calls')} AWS write call(s)"
+    )
+
+
+def _deploy_steps(
+    env: EnvConfig, report: dict[str, Any], *, dry_run: bool, apply_infra: bool, verify_local_first: bool
+) -> None:
+    if apply_infra and not dry_run:
+        targets = infra_apply(env)
+    else:
+        if env.emulator is not None and not dry_run:
+            emulator_up(env)
+        targets = _targets(env)
+
+    function = build_function(env).artifact
+    layer = build_layer(env, function_unzipped=function.unzipped_size).artifact
+    report["layer"] = _artifact_json(layer)
+    report["function"] = _artifact_json(function)
+
+    # Reads only: what would change? A deploy with nothing to change skips the sandbox runs
+    # (the deployed bytes were verified when they were deployed) and writes nothing.
+    pub_plan = publish.plan_publish(env, targets, layer)
+    layer_arn = pub_plan.existing_arn
+    pending = pub_plan.upload or pub_plan.publish
+    attach_plan = None
+    if layer_arn is not None:
+        attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=layer_arn)
+        pending = pending or attach_plan.upload_code or any(_changes(fp) for fp in attach_plan.functions)
+    else:
+        pending = True
+
+    if dry_run:
+        _dry_run_report(env, targets, layer, function, report, pub_plan, attach_plan)
+        return
+    if not pending and not env.extra_regions:
+        progress("nothing to deploy: layer published, code and layers attached, aliases current")
+        report["publish"] = [
+            {"region": targets.region, "layer_version_arn": layer_arn, "published": False, "uploaded": False}
+        ]
+        assert attach_plan is not None
+        report["functions"] = [
+            {
+                "name": fp.name,
+                "status": "unchanged",
+                "old_version": fp.current_alias_version,
+                "new_version": fp.current_alias_version,
+            }
+            for fp in attach_plan.functions
+        ]
+        report["verify"] = {"skipped": "nothing changed"}
+        return
+
+    verify_report: dict[str, Any] = {}
+    report["verify"] = verify_report
+    if verify_local_first:
+        local_report = _verify_local(env, targets, layer, function)
+        verify_report["local"] = local_report.to_json()
+        local_report.raise_for_failures()  # nothing has been uploaded yet
+
+    snapshot = rollback_mod.snapshot_aliases(env, targets)
+    publishes = _publish(env, targets, layer, dry_run=False)
+    report["publish"] = [_pub_json(p) for p in publishes]
+    primary = next(p for p in publishes if p.region == targets.region)
+    assert primary.layer_version_arn is not None
+    try:
+        result = attach_mod.attach(
+            env,
+            targets,
+            function=function,
+            layer_version_arn=primary.layer_version_arn,
+            max_workers=env.max_workers,
+            progress=_aws_progress,
+        )
+    except AttachError as exc:
+        failed = getattr(exc, "result", None)
+        if failed is not None:
+            report["functions"] = [dataclasses.asdict(o) for o in failed.outcomes]
+            report["rolled_back"] = True
+        raise
+    report["functions"] = [dataclasses.asdict(o) for o in result.outcomes]
+
+    deployed = _verify_deployed(env, targets, layer, function)
+    verify_report["deployed"] = deployed.to_json()
+    if not deployed.ok:
+        progress("verify failed: moving every live alias back to what it served before this deploy")
+        rollback_mod.restore_aliases(env, targets, snapshot)
+        report["rolled_back"] = True
+        for fn in report["functions"]:
+            fn["status"] = "rolled_back"
+        try:
+            deployed.raise_for_failures()
+        except VerifyError as exc:
+            raise VerifyError(f"{exc.message}\n  every live alias was moved back", hint=exc.hint) from None
+
+
+def _changes(fp: attach_mod.FunctionPlan) -> bool:
+    return fp.update_code or fp.update_layers or fp.publish
+
+
+def _dry_run_report(
+    env: EnvConfig,
+    targets: Targets,
+    layer: Artifact,
+    function: Artifact,
+    report: dict[str, Any],
+    pub_plan: publish.PublishPlan,
+    attach_plan: attach_mod.AttachPlan | None,
+) -> None:
+    report["publish"] = [
+        {
+            "region": pub_plan.region,
+            "layer_version_arn": pub_plan.existing_arn,
+            "uploaded": pub_plan.upload,
+            "published": pub_plan.publish,
+            "action": "would publish" if pub_plan.publish else "would reuse",
+        }
+    ]
+    say(
+        f"would {'upload' if pub_plan.upload else 'not upload'} s3://{pub_plan.bucket}/{pub_plan.key}; "
+        f"would {'publish a new' if pub_plan.publish else 'reuse'} version of {pub_plan.layer_name}"
+    )
+    functions = []
+    for fn in targets.functions:
+        fp = next((p for p in attach_plan.functions if p.name == fn.name), None) if attach_plan else None
+        if fp is None:  # the layer version does not exist yet: every function gets it
+            functions.append(
+                {
+                    "name": fn.name,
+                    "status": "would update",
+                    "old_version": None,
+                    "new_version": "(new)",
+                    "update_code": None,
+                    "update_layers": True,
+                }
+            )
+            continue
+        functions.append(
+            {
+                "name": fp.name,
+                "status": "would update" if _changes(fp) else "unchanged",
+                "old_version": fp.current_alias_version,
+                "new_version": "(new)" if _changes(fp) else fp.current_alias_version,
+                "update_code": fp.update_code,
+                "update_layers": fp.update_layers,
+            }
+        )
+    report["functions"] = functions
+    report["verify"] = {"skipped": "dry run"}

@@ -1,0 +1,1 @@
+"""The library every task calls: build, publish, attach, verify Lambda layers and code."""

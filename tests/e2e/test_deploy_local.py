@@ -1,0 +1,178 @@
+"""End to end on the embedded default: fresh moto server → `inv deploy --env local` twice.
+
+Runs the real CLI in a throwaway copy of the repository (its own git history, Terraform
+state and emulator port), so it never touches the developer's `.local/` or state.
+Properties checked: the first deploy creates everything with no manual step; the second
+changes nothing (no write call, no new layer or function version); `terraform plan`
+shows no drift after either; a broken function is stopped before upload by the local
+verify, and when forced past it, the deployed verify fails and every alias is restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.network]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Project:
+    root: Path
+    port: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_"))}
+        env["INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT"] = str(self.port)
+        env["PYTHONPATH"] = str(self.root)
+        return env
+
+    def inv(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"inv {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def git(self, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+def _copy_repo(dest: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in files:
+        if not raw:
+            continue
+        rel = raw.decode()
+        src = ROOT / rel
+        if not src.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    root = tmp_path_factory.mktemp("clone")
+    _copy_repo(root)
+    proj = Project(root=root, port=free_port())
+    proj.git("init", "-q", "-b", "main")
+    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "add", "-A")
+    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qm", "snapshot")
+    try:
+        yield proj
+    finally:
+        proj.inv("local.down", check=False)
+
+
+def _report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def _alias_versions(proj: Project) -> dict[str, str]:
+    lam = proj.client("lambda")
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    return {n: lam.get_alias(FunctionName=n, Name="live")["FunctionVersion"] for n in names}
+
+
+def test_first_deploy_creates_everything_then_rerun_changes_nothing(project: Project) -> None:
+    first = _report(project.inv("deploy", "--env", "local", "--json"))
+    assert first["ok"] is True
+    assert {fn["status"] for fn in first["functions"]} == {"updated"}
+    assert len(first["functions"]) == 4
+    assert first["publish"][0]["published"] is True
+    # The healthy deploy's verify ran the real handlers with the real layer under python3.12.
+    verify = first["verify"]["deployed"]
+    assert verify["ok"] is True
+    assert {f["key"] for f in verify["functions"]} == {"api", "cleanup", "db_sync", "eval_runbook_worker"}
+    assert all(r["ok"] for f in verify["functions"] for r in f["results"])
+
+    lam = project.client("lambda")
+    layer_versions = lam.list_layer_versions(LayerName="bluemoxon-local-deps")["LayerVersions"]
+    aliases = _alias_versions(project)
+    assert set(aliases) == {
+        "bluemoxon-local-api",
+        "bluemoxon-local-cleanup",
+        "bluemoxon-local-db-sync",
+        "bluemoxon-local-eval-runbook-worker",
+    }
+
+    assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
+
+    second = _report(project.inv("deploy", "--env", "local", "--json"))
+    assert second["ok"] is True
+    assert second["aws_write_calls"] == 0
+    assert {fn["status"] for fn in second["functions"]} == {"unchanged"}
+    assert second["publish"][0]["published"] is False
+    assert lam.list_layer_versions(LayerName="bluemoxon-local-deps")["LayerVersions"] == layer_versions
+    assert _alias_versions(project) == aliases
+    assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
+    assert project.inv("status", "--env", "local").returncode == 0
+
+
+def test_broken_function_never_reaches_traffic(project: Project) -> None:
+    # Runs after the healthy deploy above (same module fixture); deploy it first if run alone.
+    if project.inv("status", "--env", "local", check=False).returncode != 0:
+        project.inv("deploy", "--env", "local")
+    before = _alias_versions(project)
+    handler = project.root / "backend" / "lambdas" / "cleanup" / "handler.py"
+    original = handler.read_text()
+    handler.write_text(original + "\nimport module_that_is_not_in_the_layer  # noqa\n")
+    project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "break cleanup")
+    try:
+        # Gate 1: the sandbox run of the local artifacts stops it before anything is uploaded.
+        gated = project.inv("deploy", "--env", "local", check=False)
+        assert gated.returncode != 0
+        assert "bluemoxon-local-cleanup" in gated.stderr or "cleanup" in gated.stderr
+        assert "module_that_is_not_in_the_layer" in gated.stderr
+        assert _alias_versions(project) == before
+
+        # Gate 2: forced past the local gate, the deployed verify fails and every alias is restored.
+        forced = project.inv("deploy", "--env", "local", "--skip-local-verify", "--json", check=False)
+        assert forced.returncode != 0
+        report = _report(forced)
+        assert report["ok"] is False
+        assert report["rolled_back"] is True
+        assert "module_that_is_not_in_the_layer" in forced.stderr
+        assert _alias_versions(project) == before
+    finally:
+        handler.write_text(original)
+        project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "fix cleanup")
