@@ -139,13 +139,19 @@ def prune_layers(c: Any, env: str = "local", keep: int = 3, yes: bool = False) -
     pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes)
 
 
-@task(help={"runs": "runs per measurement (median reported)", "output": "folder for bench.json and bench.md"})
+@task(
+    help={
+        "runs": "runs per measurement (median reported)",
+        "output": "folder for bench.json and bench.md",
+        "only": "build or deploy (default: both)",
+    }
+)
 @deploy_task
-def bench(c: Any, runs: int = 3, output: str = ".build/bench") -> None:
+def bench(c: Any, runs: int = 3, output: str = ".build/bench", only: str | None = None) -> None:
     """Benchmark builds and deploys against their floors; writes JSON and a Markdown table."""
     from deploy import bench as bench_mod
 
-    bench_mod.run_all(env_config(c, "local"), runs=runs, output=Path(output))
+    bench_mod.run_all(env_config(c, "local"), runs=runs, output=Path(output), only=only)
 
 
 # --------------------------------------------------------------------------- local emulator

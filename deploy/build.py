@@ -207,6 +207,8 @@ def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str
     """
     warnings: list[str] = []
     shutil.rmtree(site / "bin", ignore_errors=True)
+    # uv leaves its (empty) install lock file in the --target folder; it is not part of any package.
+    (site / ".lock").unlink(missing_ok=True)
     for cache in sorted(site.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache, ignore_errors=True)
     for pyc in site.rglob("*.py[co]"):

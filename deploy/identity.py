@@ -21,7 +21,7 @@ from deploy.config import LayerOptions
 from deploy.lock import Requirement
 
 #: Bump when build.py changes what it removes or adds after install; old layers then rebuild.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -279,6 +279,15 @@ def status(env: EnvConfig, *, as_json: bool = False) -> status_mod.StatusReport:
     return report
 
 
+def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
+    """The layer version Terraform created (and would recreate if pruned) is never pruned."""
+    outputs = terraform.output_json(terraform.terraform_for(env))
+    arn = (outputs.get("layer_bootstrap_version_arn") or {}).get("value")
+    if not isinstance(arn, str) or not arn.rsplit(":", 1)[-1].isdigit():
+        return {}
+    return {int(arn.rsplit(":", 1)[-1]): "terraform (aws_lambda_layer_version.this)"}
+
+
 def rollback(env: EnvConfig, *, to: str | None = None, dry_run: bool = False) -> None:
     targets = _targets(env)
     outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=dry_run)
@@ -293,7 +302,7 @@ def prune_layers(env: EnvConfig, *, keep: int = 3, yes: bool = False) -> None:
     if keep < 1:
         raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
     targets = _targets(env)
-    plan = prune.plan_prune(env, targets, keep=keep)
+    plan = prune.plan_prune(env, targets, keep=keep, protect=_terraform_layer_versions(env))
     for version, users in sorted(plan.protected.items()):
         say(f"keeping {targets.layer_name}:{version}: referenced by {', '.join(users)}")
     if not plan.delete:

@@ -101,7 +101,7 @@ def client(env: EnvConfig, service: str, region: str | None = None) -> Any:
     """A client configured as :func:`deploy.aws.session.client` does, whose write calls are recorded."""
     sess = _session(env, region or env.region)
     with _session_lock:
-        made = sess.client(service, endpoint_url=env.endpoint_url, config=session._CLIENT_CONFIG)
+        made = sess.client(service, endpoint_url=env.endpoint_url, config=session.CLIENT_CONFIG)
     made.meta.events.register("before-call", _record(service))
     with _lock:
         hooks = list(_hooks)

@@ -82,7 +82,10 @@ def _layer_base(lam: Any, layer_name: str, versions: list[int]) -> str:
     return arn.rsplit(":", 1)[0]
 
 
-def plan_prune(env: EnvConfig, targets: Targets, *, keep: int) -> PrunePlan:
+def plan_prune(
+    env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None
+) -> PrunePlan:
+    """``protect`` names versions owned elsewhere (Terraform's first version: deleting it is drift)."""
     if keep < 1:
         raise ConfigError(f"prune-layers: keep must be at least 1, got {keep}")
     lam = calls.client(env, "lambda", targets.region)
@@ -90,6 +93,8 @@ def plan_prune(env: EnvConfig, targets: Targets, *, keep: int) -> PrunePlan:
     if not versions:
         return PrunePlan(layer_name=targets.layer_name, region=targets.region, delete=(), kept=())
     refs = references(lam, _layer_base(lam, targets.layer_name, versions))
+    for version, owner in (protect or {}).items():
+        refs.setdefault(version, []).append(owner)
     newest = set(versions[-keep:])
     delete = tuple(v for v in versions if v not in newest and v not in refs)
     kept = tuple(v for v in versions if v not in delete)

@@ -14,24 +14,28 @@ from botocore.config import Config
 from deploy.config import EnvConfig
 
 #: Credentials the moto server accepts; never real ones.
-EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+EMULATOR_ACCESS_KEY = "testing"
+EMULATOR_SECRET_KEY = "testing"  # noqa: S105 - moto's documented dummy secret
 
 # Standard mode retries throttling with backoff; our own retry loop (deploy.aws.retry)
 # handles what botocore does not: ResourceConflictException while an update is in progress.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 
 
 def session_for(env: EnvConfig, region: str | None = None) -> boto3.Session:
     region = region or env.region
     if env.endpoint_url:
-        return boto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+        return boto3.Session(
+            region_name=region, aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY
+        )
     return boto3.Session(region_name=region, profile_name=env.profile)
 
 
 def client(env: EnvConfig, service: str, region: str | None = None, **config: Any) -> Any:
     """A boto3 client for ``service`` in ``region`` (default: the environment's)."""
-    cfg = _CLIENT_CONFIG.merge(Config(**config)) if config else _CLIENT_CONFIG
-    return session_for(env, region).client(service, endpoint_url=env.endpoint_url, config=cfg)
+    cfg = CLIENT_CONFIG.merge(Config(**config)) if config else CLIENT_CONFIG
+    sess: Any = session_for(env, region)  # Any: the stubs type client() per literal service name
+    return sess.client(service, endpoint_url=env.endpoint_url, config=cfg)
 
 
 def sandbox_environment(env: EnvConfig, region: str | None = None) -> dict[str, str]:
@@ -40,14 +44,15 @@ def sandbox_environment(env: EnvConfig, region: str | None = None) -> dict[str, 
     if env.endpoint_url:
         out.update(
             AWS_ENDPOINT_URL=env.endpoint_url,
-            AWS_ACCESS_KEY_ID=EMULATOR_CREDENTIALS["aws_access_key_id"],
-            AWS_SECRET_ACCESS_KEY=EMULATOR_CREDENTIALS["aws_secret_access_key"],
+            AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
         )
-    else:
-        creds = session_for(env, region).get_credentials()
-        if creds is not None:
-            frozen = creds.get_frozen_credentials()
+        return out
+    creds = session_for(env, region).get_credentials()
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        if frozen.access_key and frozen.secret_key:
             out.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
-            if frozen.token:
-                out["AWS_SESSION_TOKEN"] = frozen.token
+        if frozen.token:
+            out["AWS_SESSION_TOKEN"] = frozen.token
     return out

@@ -1,0 +1,450 @@
+"""Benchmarks: our steps against their floors, as ratios measured in one run.
+
+Not timed tests: nothing here asserts; it measures, compares with the targets from the
+issues, and writes ``bench.json`` and ``bench.md`` (the README quotes the table).
+
+- build: cold build-layer vs the floor (``uv pip install --target`` + ``zip -qrX`` on the
+  same wheels) and vs the seed plan's path (``pip install -t`` + ``zip -r -x "*.pyc"``),
+  with the installer caches warm; no-op build-layer; build-function.
+- deploy (local moto server + Terraform): first ``inv deploy --env local`` on a fresh
+  emulator, the no-change rerun, a code-only attach of the four functions, and attaching a
+  layer to 50 functions concurrently vs one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy import build
+from deploy.artifact import Artifact, sha256_file
+from deploy.config import EmulatorSettings, EnvConfig, FunctionTarget, Paths, Targets
+from deploy.errors import BuildError
+from deploy.install import UvInstaller
+from deploy.report import progress, say, table
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurement:
+    name: str
+    runs: tuple[float, ...]
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+
+def _timed(fn: Callable[[], Any], runs: int, *, before: Callable[[], Any] | None = None) -> tuple[float, ...]:
+    out = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return tuple(out)
+
+
+def _require(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        raise BuildError(f"the benchmark needs `{tool}` on PATH for its floor", hint=f"apt-get install {tool}")
+    return found
+
+
+def _project_copy(root: Path, dest: Path) -> Path:
+    """A git checkout of the tracked files, so builds and Terraform state stay out of the real tree."""
+    dest.mkdir(parents=True, exist_ok=True)
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, files):
+        src = root / raw.decode()
+        if src.is_file():
+            target = dest / raw.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], [*ident, "add", "-A"], [*ident, "commit", "-qm", "bench"]):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
+    zip_bin = _require("zip")
+    proj = _project_copy(env.paths.root, work / "build-proj")
+    penv = dataclasses.replace(env, paths=Paths(root=proj))
+    plan = build.layer_plan(penv)
+    reqs = work / "requirements.txt"
+    reqs.write_text("\n".join(r.line for r in plan.requirements) + "\n")
+    installer = UvInstaller()
+    uv_argv = installer.argv(
+        reqs,
+        work / "floor" / "python",
+        python_version=plan.python_version,
+        architecture=plan.architecture,
+        glibc_floor=plan.glibc_floor,
+    )
+
+    def clean(*paths: Path) -> Callable[[], None]:
+        def run() -> None:
+            for p in paths:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
+
+        return run
+
+    def floor() -> None:
+        subprocess.run(uv_argv, check=True, capture_output=True)
+        subprocess.run([zip_bin, "-qrX", str(work / "floor.zip"), "."], cwd=work / "floor", check=True)
+
+    seed_dir = work / "seed"
+
+    def seed() -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-t",
+                str(seed_dir),
+                "-r",
+                str(reqs),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run([zip_bin, "-qr", str(work / "seed.zip"), ".", "-x", "*.pyc"], cwd=seed_dir, check=True)
+
+    layers_dir = proj / ".build" / "layers"
+
+    def ours() -> None:
+        build.build_layer(build.layer_plan(penv))
+
+    progress("bench: warming the uv and pip caches")
+    floor()
+    seed()
+    clean(work / "floor", work / "floor.zip", seed_dir, work / "seed.zip")()
+
+    progress(f"bench: cold build-layer vs floor vs seed path, {runs} runs each")
+    ours_runs: list[float] = []
+    floor_runs: list[float] = []
+    seed_runs: list[float] = []
+    for _ in range(runs):  # interleaved so machine load hits all three alike
+        ours_runs += _timed(ours, 1, before=clean(layers_dir))
+        floor_runs += _timed(floor, 1, before=clean(work / "floor", work / "floor.zip"))
+        seed_runs += _timed(seed, 1, before=clean(seed_dir, work / "seed.zip"))
+    ours_m = statistics.median(ours_runs)
+    floor_m = statistics.median(floor_runs)
+    seed_m = statistics.median(seed_runs)
+
+    progress("bench: no-op build-layer and build-function")
+    noop = _timed(ours, max(runs, 5))
+    func = _timed(lambda: build.build_function(build.function_plan(penv)), max(runs, 5))
+
+    return [
+        Measurement(
+            name="cold build-layer (ours)",
+            runs=tuple(ours_runs),
+            target="≤ 1.0× floor",
+            met=ours_m <= floor_m,
+            note=f"{ours_m / floor_m:.2f}× the floor; {seed_m / ours_m:.1f}× faster than the seed path",
+        ),
+        Measurement(name="floor: uv pip install --target + zip -qrX", runs=tuple(floor_runs)),
+        Measurement(
+            name="seed path: pip install -t + zip -r",
+            runs=tuple(seed_runs),
+            target="ours ≥ 5× faster",
+            met=seed_m / ours_m >= 5,
+        ),
+        Measurement(name="no-op build-layer", runs=noop, target="≤ 0.3 s", met=statistics.median(noop) <= 0.3),
+        Measurement(name="build-function", runs=func, target="≤ 0.5 s", met=statistics.median(func) <= 0.5),
+    ]
+
+
+# ---------------------------------------------------------------------------- deploy
+
+
+@contextmanager
+def _emulator(work: Path) -> Iterator[EmulatorSettings]:
+    from deploy import emulator
+
+    with socket_free_port() as port:
+        settings = EmulatorSettings(port=port)
+    state_dir = work / "emulator"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    emulator.up(settings, state_dir)
+    try:
+        yield settings
+    finally:
+        emulator.down(settings, state_dir)
+
+
+@contextmanager
+def socket_free_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+def _inv(proj: Path, port: int, *args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_"))}
+    env["INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT"] = str(port)
+    env["PYTHONPATH"] = str(proj)
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", *args, "--json"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"bench: inv {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def _small_zip(path: Path, marker: str) -> Artifact:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("handler.py", date_time=(1980, 1, 1, 0, 0, 0))
+        zf.writestr(info, f"MARKER = {marker!r}\n\ndef handler(event, context):\n    return MARKER\n")
+    path.write_bytes(buf.getvalue())
+    digest = sha256_file(path)
+    return Artifact(
+        kind="function",
+        identity=digest,
+        path=path,
+        sha256=digest,
+        zipped_size=path.stat().st_size,
+        unzipped_size=64,
+        runtime="python3.12",
+        architecture="x86_64",
+    )
+
+
+def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
+    from deploy.aws import attach as attach_mod
+    from deploy.aws import calls
+
+    out: list[Measurement] = []
+    first_runs: list[float] = []
+    rerun_runs: list[float] = []
+    for i in range(runs):
+        proj = _project_copy(env.paths.root, work / f"deploy-proj-{i}")
+        with socket_free_port() as port:
+            pass
+        progress(f"bench: fresh emulator on {port} → inv deploy --env local (run {i + 1}/{runs})")
+        try:
+            start = time.perf_counter()
+            _inv(proj, port, "deploy", "--env", "local")
+            first_runs.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            report = _inv(proj, port, "deploy", "--env", "local")
+            rerun_runs.append(time.perf_counter() - start)
+            if report.get("aws_write_calls") != 0:
+                raise BuildError(f"bench: the no-change rerun made {report.get('aws_write_calls')} write calls")
+        finally:
+            subprocess.run(
+                [sys.executable, "-m", "invoke", "local.down"],
+                cwd=proj,
+                env={
+                    **os.environ,
+                    "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": str(port),
+                    "PYTHONPATH": str(proj),
+                },
+                capture_output=True,
+                check=False,
+            )
+    out.append(
+        Measurement(
+            name="first inv deploy --env local (fresh emulator)",
+            runs=tuple(first_runs),
+            target="< 60 s",
+            met=statistics.median(first_runs) < 60,
+        )
+    )
+    out.append(
+        Measurement(
+            name="no-change inv deploy --env local",
+            runs=tuple(rerun_runs),
+            target="< 10 s",
+            met=statistics.median(rerun_runs) < 10,
+            note="0 AWS write calls",
+        )
+    )
+
+    # In-process attach benchmarks on one emulator: 4 real-sized functions code-only, and 50.
+    with _emulator(work) as settings:
+        benv = dataclasses.replace(env, endpoint_url=settings.url, emulator=settings, paths=Paths(root=work))
+        lam = calls.client(benv, "lambda")
+        s3 = calls.client(benv, "s3")
+        iam = calls.client(benv, "iam")
+        s3.create_bucket(Bucket="bench-artifacts")
+        role = iam.create_role(
+            RoleName="bench",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        layer_zip = _small_zip(work / "layer.zip", "layer")
+        layer_arns = []
+        for marker in ("a", "b"):
+            lz = _small_zip(work / f"layer-{marker}.zip", marker)
+            layer_arns.append(
+                lam.publish_layer_version(LayerName="bench-deps", Content={"ZipFile": lz.path.read_bytes()})[
+                    "LayerVersionArn"
+                ]
+            )
+        del layer_zip
+
+        def make_functions(n: int, prefix: str) -> Targets:
+            fns = []
+            for k in range(n):
+                name = f"{prefix}-{k:02d}"
+                lam.create_function(
+                    FunctionName=name,
+                    Runtime="python3.12",
+                    Role=role,
+                    Handler="handler.handler",
+                    Code={"ZipFile": _small_zip(work / "seed.zip", "seed").path.read_bytes()},
+                    Layers=[layer_arns[0]],
+                    Publish=True,
+                )
+                lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+                fns.append(FunctionTarget(key=name, name=name, handler="handler.handler"))
+            return Targets(
+                env="bench",
+                region=env.region,
+                bucket="bench-artifacts",
+                layer_name="bench-deps",
+                runtime="python3.12",
+                architecture="x86_64",
+                functions=tuple(fns),
+            )
+
+        four = make_functions(4, "code")
+        code_runs = []
+        for i in range(max(runs, 3)):
+            art = _small_zip(work / f"code-{i}.zip", f"code-{i}")
+            start = time.perf_counter()
+            attach_mod.attach(benv, four, function=art, layer_version_arn=layer_arns[0], max_workers=8)
+            code_runs.append(time.perf_counter() - start)
+        out.append(
+            Measurement(
+                name="code-only attach, 4 functions (upload, update, version, alias)",
+                runs=tuple(code_runs),
+                target="< 3 s",
+                met=statistics.median(code_runs) < 3,
+            )
+        )
+
+        fifty = make_functions(50, "many")
+        code = _small_zip(work / "many.zip", "seed")
+        serial: list[float] = []
+        parallel: list[float] = []
+        flip = 1
+        for _ in range(runs):
+            for workers, sink in ((1, serial), (16, parallel)):
+                start = time.perf_counter()
+                attach_mod.attach(benv, fifty, function=code, layer_version_arn=layer_arns[flip], max_workers=workers)
+                sink.append(time.perf_counter() - start)
+                flip = 1 - flip
+        ratio = statistics.median(serial) / statistics.median(parallel)
+        out.append(Measurement(name="layer attach, 50 functions, one at a time", runs=tuple(serial)))
+        out.append(
+            Measurement(
+                name="layer attach, 50 functions, 16 in parallel",
+                runs=tuple(parallel),
+                target="≥ 3× faster than one at a time",
+                met=ratio >= 3,
+                note=f"{ratio:.1f}× faster",
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def to_markdown(results: list[Measurement], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), median of {meta['runs']} runs.",
+        "",
+        "| measurement | median | runs | target | met | note |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for m in results:
+        met = "" if m.met is None else ("yes" if m.met else "**no**")
+        runs = ", ".join(f"{r:.2f}" for r in m.runs)
+        lines.append(f"| {m.name} | {m.median:.2f} s | {runs} | {m.target} | {met} | {m.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = None) -> list[Measurement]:
+    output.mkdir(parents=True, exist_ok=True)
+    results: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        if only in (None, "build"):
+            results += bench_build(env, runs, work / "build")
+        if only in (None, "deploy"):
+            results += bench_deploy(env, runs, work / "deploy")
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "cpus": os.cpu_count(),
+        "runs": runs,
+        "python": platform.python_version(),
+    }
+    data = {"meta": meta, "results": [{**dataclasses.asdict(m), "median": m.median} for m in results]}
+    (output / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
+    (output / "bench.md").write_text(to_markdown(results, meta))
+    table(
+        "benchmarks",
+        ["measurement", "median", "target", "met", "note"],
+        [(m.name, f"{m.median:.2f} s", m.target, "" if m.met is None else m.met, m.note) for m in results],
+    )
+    say(f"written {output / 'bench.json'} and {output / 'bench.md'}")
+    return results
