@@ -233,6 +233,13 @@ def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str
     return warnings
 
 
+# Deflate level 1 zips the real backend layer twice as fast as level 6 for a zip 6% larger
+# (31.9 vs 30.1 MB): build time is paid on every dependency change, the extra bytes once per
+# upload, far below Lambda's 50 MB direct-upload line. Changing it changes the bytes, so it
+# is covered by identity.FORMAT_VERSION.
+LAYER_COMPRESSLEVEL = 1
+
+
 def _tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -292,7 +299,9 @@ def build_layer(
         # while it is being written.
         plan.manifest_path.unlink(missing_ok=True)
         _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
-        result = archive.write_zip(archive.collect(root), plan.zip_path, epoch=archive.ZIP_EPOCH)
+        result = archive.write_zip(
+            archive.collect(root), plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL
+        )
         artifact = Artifact(
             kind="layer",
             identity=plan.digest,
