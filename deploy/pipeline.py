@@ -69,13 +69,24 @@ def infra_init(env: EnvConfig) -> None:
     terraform.select_workspace(tf)
 
 
-def infra_apply(env: EnvConfig) -> Targets:
-    if env.emulator is not None:
-        emulator_up(env)
+def _apply_context(env: EnvConfig) -> dict[str, str]:
+    """What the resources' existence depends on beyond Terraform's files: the emulator process."""
+    if env.emulator is None:
+        return {}
+    state = emulator_up(env)
+    return {"emulator": f"{state.url} pid {state.pid}"}
+
+
+def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
+    """terraform apply; with ``only_if_changed`` (deploy), skip it when its fingerprint is unchanged."""
+    extra = _apply_context(env)
     tf = terraform.terraform_for(env)
+    if only_if_changed and not terraform.apply_needed(tf, extra=extra):
+        progress("terraform: configuration, variables and state unchanged since the last apply; skipping it")
+        return terraform.load_targets(env, tf=tf)
     progress(f"terraform apply ({env.name}, {tf.var_file.name})")
     terraform.apply(tf, echo=None)
-    terraform.forget_targets(tf)
+    terraform.record_apply(tf, extra=extra)
     return terraform.load_targets(env, tf=tf)
 
 
@@ -455,7 +466,7 @@ def _deploy_steps(
     env: EnvConfig, report: dict[str, Any], *, dry_run: bool, apply_infra: bool, verify_local_first: bool
 ) -> None:
     if apply_infra and not dry_run:
-        targets = infra_apply(env)
+        targets = infra_apply(env, only_if_changed=True)
     else:
         if env.emulator is not None and not dry_run:
             emulator_up(env)

@@ -12,6 +12,7 @@ Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -394,6 +395,58 @@ def output_json(tf: Terraform) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TerraformError(f"terraform output -json ({tf.env}) is not an object")
     return data
+
+
+# ---------------------------------------------------------------------------
+# Apply fingerprint: lets `deploy` skip a no-op apply (most of a no-change deploy's time)
+
+
+def fingerprint(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> str:
+    """sha256 over everything an apply depends on: configuration, var-file, variables, provider
+    lock, the binary, and the workspace's state (serial + lineage), plus ``extra`` (for the
+    emulator: its pid, since a restarted moto server has lost every resource)."""
+    digest = hashlib.sha256()
+
+    def feed(label: str, data: bytes) -> None:
+        digest.update(f"{label}\0{len(data)}\0".encode())
+        digest.update(data)
+
+    for path in sorted(tf.workdir.rglob("*.tf")):
+        rel = path.relative_to(tf.workdir)
+        if rel.parts[0].startswith((".terraform", "tests")):
+            continue
+        feed(str(rel), path.read_bytes())
+    lock = tf.workdir / ".terraform.lock.hcl"
+    feed("lock", lock.read_bytes() if lock.is_file() else b"")
+    feed("var-file", tf.var_file.read_bytes())
+    feed("vars", json.dumps(sorted(tf.variables.items())).encode())
+    feed("binary", str(tf.binary).encode())
+    state_file = tf.workdir / "terraform.tfstate.d" / tf.env / "terraform.tfstate"
+    try:
+        state = json.loads(state_file.read_text())
+        feed("state", f"{state.get('lineage')}:{state.get('serial')}".encode())
+    except (OSError, ValueError):
+        feed("state", b"none")
+    feed("extra", json.dumps(sorted((extra or {}).items())).encode())
+    return digest.hexdigest()
+
+
+def _stamp(tf: Terraform) -> Path:
+    return tf.data_dir / "last-apply.sha256"
+
+
+def apply_needed(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> bool:
+    """False only when nothing an apply depends on changed since the last successful one."""
+    try:
+        return _stamp(tf).read_text().strip() != fingerprint(tf, extra=extra)
+    except OSError:
+        return True
+
+
+def record_apply(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> None:
+    """Remember the fingerprint after a successful apply (the state's serial is final by then)."""
+    tf.data_dir.mkdir(parents=True, exist_ok=True)
+    _stamp(tf).write_text(fingerprint(tf, extra=extra) + "\n")
 
 
 _TARGETS_CACHE: dict[tuple[str, Path], Targets] = {}
