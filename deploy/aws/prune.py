@@ -82,9 +82,7 @@ def _layer_base(lam: Any, layer_name: str, versions: list[int]) -> str:
     return arn.rsplit(":", 1)[0]
 
 
-def plan_prune(
-    env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None
-) -> PrunePlan:
+def plan_prune(env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None) -> PrunePlan:
     """``protect`` names versions owned elsewhere (Terraform's first version: deleting it is drift)."""
     if keep < 1:
         raise ConfigError(f"prune-layers: keep must be at least 1, got {keep}")
