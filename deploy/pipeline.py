@@ -16,7 +16,7 @@ from typing import Any
 from deploy import build, emulator, terraform
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
-from deploy.aws import calls, prune, publish
+from deploy.aws import calls, prune, publish, share
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
 from deploy.config import EnvConfig, Targets
@@ -181,8 +181,20 @@ def _aws_progress(what: str, message: str) -> None:
 
 
 def _publish(env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool) -> list[publish.PublishResult]:
+    sharing = bool(env.share.accounts or env.share.organization_id)
+    if sharing:
+        share.grants(env.share)  # a refused (e.g. public) share fails here, before any upload
     results = publish.publish_all(env, _targets_by_region(env, targets), layer, dry_run=dry_run, progress=_aws_progress)
-    return [r for r in results if isinstance(r, publish.PublishResult)]
+    published = [r for r in results if isinstance(r, publish.PublishResult)]
+    if sharing:
+        for result in published:
+            if result.layer_version_arn is None:
+                continue  # dry run of a version that does not exist yet
+            shared = share.share_layer(env, result.layer_version_arn, env.share, dry_run=dry_run)
+            if shared.added:
+                verb = "would grant" if dry_run else "granted"
+                _aws_progress(result.region, f"{verb} layer use: {', '.join(shared.added)}")
+    return published
 
 
 def _pub_json(result: publish.PublishResult) -> dict[str, Any]:

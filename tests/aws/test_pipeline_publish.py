@@ -1,0 +1,44 @@
+"""The deploy pipeline's publish step: sharing settings are validated before any write and applied after."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import pipeline
+from deploy.aws import calls
+from deploy.config import EnvConfig, ShareSettings, Targets
+from deploy.errors import ConfigError
+from tests.aws.conftest import make_artifact
+
+
+def test_public_share_refused_before_any_write(env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path) -> None:
+    layer = make_artifact(tmp_path, "layer", "deps-v1", identity="a" * 64)
+    public = dataclasses.replace(env, share=ShareSettings(accounts=("*",)))
+    with calls.count_writes() as writes, pytest.raises(ConfigError, match="public"):
+        pipeline._publish(public, targets, layer, dry_run=False)
+    assert writes.count == 0
+
+
+def test_layer_shared_with_listed_account_once(
+    env: EnvConfig, targets: Targets, bucket: str, lam: Any, tmp_path: Path
+) -> None:
+    layer = make_artifact(tmp_path, "layer", "deps-v1", identity="b" * 64)
+    shared = dataclasses.replace(env, share=ShareSettings(accounts=("210987654321",)))
+    [first] = pipeline._publish(shared, targets, layer, dry_run=False)
+    assert first.published
+    assert first.layer_version_arn is not None
+    policy = json.loads(
+        lam.get_layer_version_policy(LayerName=targets.layer_name, VersionNumber=first.version)["Policy"]
+    )
+    principals = {json.dumps(s["Principal"]) for s in policy["Statement"]}
+    assert any("210987654321" in p for p in principals)
+    # A rerun converges: same version, no new permission statement, no write at all.
+    with calls.count_writes() as writes:
+        [again] = pipeline._publish(shared, targets, layer, dry_run=False)
+    assert again.layer_version_arn == first.layer_version_arn
+    assert writes.count == 0
