@@ -107,6 +107,24 @@ class ShareSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StateSettings:
+    """Where Terraform keeps this environment's state: an S3 bucket (created if missing).
+
+    Remote state is what lets CI runners, which start empty, see what the last deploy made;
+    for ``local`` the bucket lives in the emulator, so a fresh emulator is a fresh state.
+    """
+
+    bucket: str
+    key: str = "terraform.tfstate"
+    region: str | None = None  # default: the environment's region
+    lock: bool = True  # S3-native lock file (Terraform >= 1.10)
+
+
+#: The emulator's state bucket when invoke.yaml names none: it only ever exists inside moto.
+EMULATOR_STATE = StateSettings(bucket="terraform-state", key="terraform.tfstate")
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvConfig:
     """Everything a task needs to know about one environment, before Terraform."""
 
@@ -123,6 +141,7 @@ class EnvConfig:
     layer: LayerOptions = field(default_factory=LayerOptions)
     verify: VerifySettings = field(default_factory=VerifySettings)
     share: ShareSettings = field(default_factory=ShareSettings)
+    state: StateSettings | None = None
     max_workers: int = 8
     paths: Paths = field(default_factory=Paths)
 
@@ -288,6 +307,24 @@ def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | No
         allow_public=_bool(share_tree, "allow_public", f"{key}.share", False),
     )
 
+    state = None
+    if "state" in own:
+        state_tree = _mapping(own["state"], f"{key}.state")
+        lock = state_tree.get("lock", True)
+        if not isinstance(lock, bool):
+            raise ConfigError(f"invoke.yaml: {key}.state.lock must be true or false")
+        region = state_tree.get("region")
+        if region is not None and not isinstance(region, str):
+            raise ConfigError(f"invoke.yaml: {key}.state.region must be a string")
+        state = StateSettings(
+            bucket=_str(state_tree, "bucket", f"{key}.state"),
+            key=_str(state_tree, "key", f"{key}.state", "terraform.tfstate"),
+            region=region,
+            lock=lock,
+        )
+    elif emulator is not None:
+        state = EMULATOR_STATE
+
     extra = _mapping(merged.get("extra_regions"), f"{key}.extra_regions")
     max_workers = merged.get("max_workers", 8)
     if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
@@ -312,6 +349,7 @@ def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | No
         layer=layer,
         verify=verify,
         share=share,
+        state=state,
         max_workers=max_workers,
         paths=paths or Paths(),
     )

@@ -70,11 +70,14 @@ def infra_init(env: EnvConfig) -> None:
 
 
 def _apply_context(env: EnvConfig) -> dict[str, str]:
-    """What the resources' existence depends on beyond Terraform's files: the emulator process."""
-    if env.emulator is None:
-        return {}
-    state = emulator_up(env)
-    return {"emulator": f"{state.url} pid {state.pid}"}
+    """What an apply depends on beyond Terraform's files: the remote state object's ETag, and for
+    local the emulator process (a restarted moto server has lost every resource)."""
+    extra: dict[str, str] = {}
+    if env.emulator is not None:
+        state = emulator_up(env)
+        extra["emulator"] = f"{state.url} pid {state.pid}"
+    extra["state"] = terraform.state_identity(env)
+    return extra
 
 
 def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
@@ -86,7 +89,7 @@ def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
         return terraform.load_targets(env, tf=tf)
     progress(f"terraform apply ({env.name}, {tf.var_file.name})")
     terraform.apply(tf, echo=None)
-    terraform.record_apply(tf, extra=extra)
+    terraform.record_apply(tf, extra={**extra, "state": terraform.state_identity(env)})
     return terraform.load_targets(env, tf=tf)
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.config import EMULATOR_STATE, EnvConfig, FunctionTarget, Targets
 from deploy.errors import ConfigError, TerraformError
 
-MIN_VERSION: tuple[int, int] = (1, 5)
+MIN_VERSION: tuple[int, int] = (1, 10)  # the S3 backend's use_lockfile
 DEFAULT_PLUGIN_MIRROR = Path("/opt/tf-plugins")
 MIRROR_ENV_VAR = "TF_PLUGIN_MIRROR"
 OUTPUT_NAME = "deploy_targets"
@@ -60,6 +60,10 @@ class Terraform:
     data_dir: Path
     environ: Mapping[str, str] = field(default_factory=dict)
     plugin_mirror: Path | None = None
+    #: ``-backend-config`` values for the S3 backend (see ``backend_config``); {} = none configured.
+    backend: Mapping[str, Any] = field(default_factory=dict)
+    #: Run before ``init`` (creates the state bucket when it is missing).
+    prepare: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The child's environment: ours, plus per-env data dir and credentials."""
@@ -121,6 +125,109 @@ def init_args(plugin_mirror: Path | None) -> list[str]:
     if plugin_mirror is not None:
         args += ["-plugin-dir", str(plugin_mirror)]
     return args
+
+
+def backend_config(env: EnvConfig) -> dict[str, Any]:
+    """The S3 backend settings of ``env`` (partial configuration: versions.tf declares ``backend "s3" {}``)."""
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        raise ConfigError(
+            f"invoke.yaml: missing key deploy.environments.{env.name}.state (the Terraform state bucket)",
+            hint="add state: {bucket: <name>, key: <path>} so every machine and CI run shares one state",
+        )
+    config: dict[str, Any] = {
+        "bucket": state.bucket,
+        "key": state.key,
+        "region": state.region or env.region,
+        "encrypt": True,
+        "use_lockfile": state.lock,
+    }
+    if env.endpoint_url:
+        # The emulator: path-style S3 on one URL, dummy credentials, no AWS account lookups.
+        config.update(
+            endpoints={"s3": env.endpoint_url},
+            use_path_style=True,
+            skip_credentials_validation=True,
+            skip_requesting_account_id=True,
+            skip_metadata_api_check=True,
+            skip_region_validation=True,
+            access_key="test",
+            secret_key="test",  # noqa: S106 - the emulator's dummy credentials
+        )
+    elif env.profile:
+        config["profile"] = env.profile
+    return config
+
+
+def backend_hcl(config: Mapping[str, Any]) -> str:
+    """Render backend settings as an HCL file for ``-backend-config`` (values are JSON-compatible)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in sorted(v.items())) + " }"
+        return json.dumps(str(v))
+
+    return "".join(f"{k} = {value(v)}\n" for k, v in sorted(config.items()))
+
+
+def ensure_state_bucket(env: EnvConfig) -> None:
+    """Create the state bucket when missing: versioned (state history), encrypted, never public."""
+    from botocore.exceptions import ClientError
+
+    from deploy.aws.session import client
+
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        return
+    region = state.region or env.region
+    s3 = client(env, "s3", region)
+    bucket = state.bucket
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise TerraformError(f"state bucket {bucket} is not usable: {exc}") from None
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+
+
+def state_identity(env: EnvConfig) -> str:
+    """The ETag of the env's state object (it changes whenever Terraform writes state)."""
+    from botocore.exceptions import ClientError
+
+    from deploy.aws.session import client
+
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        return "none"
+    s3 = client(env, "s3", state.region or env.region)
+    try:
+        head = s3.head_object(Bucket=state.bucket, Key=f"env:/{env.name}/{state.key}")
+    except ClientError:
+        return "none"
+    return str(head.get("ETag", "none"))
 
 
 def registry_unreachable(stderr: str) -> bool:
@@ -233,7 +340,7 @@ def find_terraform(
         found_text = ".".join(map(str, version))
         raise TerraformError(
             f"terraform {found_text} at {candidate} is too old; need >= {min_version[0]}.{min_version[1]}",
-            hint="infra/terraform requires >= 1.5 (workspace select -or-create, terraform_data, strcontains)",
+            hint="infra/terraform needs >= 1.10 (the S3 backend's use_lockfile, workspace select -or-create)",
         )
     return candidate
 
@@ -271,6 +378,8 @@ def terraform_for(
         data_dir=workdir / f".terraform-{env.name}",
         environ=child_env,
         plugin_mirror=resolve_plugin_mirror(environ),
+        backend=backend_config(env),
+        prepare=lambda: ensure_state_bucket(env),
     )
 
 
@@ -317,8 +426,18 @@ def _run(
 
 def init(tf: Terraform, *, echo: Echo | None = None) -> None:
     """``terraform init`` into the env's data dir, from the provider mirror when there is one."""
+    if tf.prepare is not None:
+        tf.prepare()
+    backend_args: list[str] = []
+    if tf.backend:
+        tf.data_dir.mkdir(parents=True, exist_ok=True)
+        hcl = tf.data_dir / "backend.hcl"
+        hcl.write_text(backend_hcl(tf.backend))
+        # -reconfigure: the settings are derived from invoke.yaml on every run (e.g. the
+        # emulator's port), never migrated from whatever an older data dir recorded.
+        backend_args = ["-reconfigure", f"-backend-config={hcl}"]
     try:
-        _run(tf, [*init_args(tf.plugin_mirror), "-upgrade=false"], echo=echo)
+        _run(tf, [*init_args(tf.plugin_mirror), "-upgrade=false", *backend_args], echo=echo)
     except TerraformError as exc:
         if tf.plugin_mirror is None and registry_unreachable(str(exc)):
             raise TerraformError(
@@ -334,6 +453,10 @@ def select_workspace(tf: Terraform) -> None:
 
 
 def _initialised(tf: Terraform) -> bool:
+    if tf.backend:
+        hcl = tf.data_dir / "backend.hcl"
+        if not hcl.is_file() or hcl.read_text() != backend_hcl(tf.backend):
+            return False  # first run, or the backend moved (e.g. another emulator port)
     return (tf.data_dir / "modules" / "modules.json").is_file() and (tf.data_dir / "providers").is_dir()
 
 
@@ -403,8 +526,8 @@ def output_json(tf: Terraform) -> dict[str, Any]:
 
 def fingerprint(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> str:
     """sha256 over everything an apply depends on: configuration, var-file, variables, provider
-    lock, the binary, and the workspace's state (serial + lineage), plus ``extra`` (for the
-    emulator: its pid, since a restarted moto server has lost every resource)."""
+    lock and the binary, plus ``extra``: the remote state object's ETag (``state_identity``) and,
+    for the emulator, its pid (a restarted moto server has lost every resource)."""
     digest = hashlib.sha256()
 
     def feed(label: str, data: bytes) -> None:
@@ -421,12 +544,6 @@ def fingerprint(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> str
     feed("var-file", tf.var_file.read_bytes())
     feed("vars", json.dumps(sorted(tf.variables.items())).encode())
     feed("binary", str(tf.binary).encode())
-    state_file = tf.workdir / "terraform.tfstate.d" / tf.env / "terraform.tfstate"
-    try:
-        state = json.loads(state_file.read_text())
-        feed("state", f"{state.get('lineage')}:{state.get('serial')}".encode())
-    except (OSError, ValueError):
-        feed("state", b"none")
     feed("extra", json.dumps(sorted((extra or {}).items())).encode())
     return digest.hexdigest()
 

@@ -6,6 +6,7 @@ tmp_path, so the tests need neither Terraform nor a network.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploy import terraform as tfm
-from deploy.config import EmulatorSettings, EnvConfig, Paths, Targets
+from deploy.config import EmulatorSettings, EnvConfig, Paths, StateSettings, Targets
 from deploy.errors import ConfigError, TerraformError
 
 FUNCTIONS = {
@@ -89,8 +90,11 @@ def env_config(root: Path, name: str = "local", *, local: bool = True, region: s
 
 def runner(tmp_path: Path, script: Path, *, initialised: bool = True) -> tfm.Terraform:
     cfg = env_config(tmp_path)
-    tf = tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: ""})
+    # No state bucket to create: these tests run a fake terraform, not AWS.
+    tf = dataclasses.replace(tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: ""}), prepare=None)
     if initialised:
+        (tf.data_dir).mkdir(parents=True, exist_ok=True)
+        (tf.data_dir / "backend.hcl").write_text(tfm.backend_hcl(tf.backend))
         (tf.data_dir / "modules").mkdir(parents=True)
         (tf.data_dir / "modules" / "modules.json").write_text("{}")
         (tf.data_dir / "providers").mkdir()
@@ -211,10 +215,41 @@ def test_init_uses_mirror_and_env_data_dir(tmp_path: Path) -> None:
     mirror.mkdir()
     script = fake_terraform(tmp_path / "bin", "print(os.environ['TF_DATA_DIR'])\n")
     cfg = env_config(tmp_path)
-    tf = tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: str(mirror)})
+    tf = dataclasses.replace(
+        tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: str(mirror)}), prepare=None
+    )
     tfm.init(tf)
-    assert calls(script) == [f"init -input=false -no-color -plugin-dir {mirror} -upgrade=false"]
+    hcl = tf.data_dir / "backend.hcl"
+    assert calls(script) == [
+        f"init -input=false -no-color -plugin-dir {mirror} -upgrade=false -reconfigure -backend-config={hcl}"
+    ]
     assert tf.data_dir == cfg.paths.terraform / ".terraform-local"
+    # The emulator's state bucket, reached on the emulator's URL with path-style S3.
+    text = hcl.read_text()
+    assert 'bucket = "terraform-state"' in text
+    assert 'endpoints = { s3 = "http://127.0.0.1:5055" }' in text
+    assert "use_path_style = true" in text
+
+
+def test_remote_env_without_state_settings_is_a_config_error(tmp_path: Path) -> None:
+    cfg = env_config(tmp_path, "staging", local=False, region="us-west-2")
+    with pytest.raises(ConfigError, match=r"missing key deploy\.environments\.staging\.state"):
+        tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+
+
+def test_remote_backend_config_uses_profile_and_lock(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(
+        env_config(tmp_path, "staging", local=False, region="us-west-2"),
+        state=StateSettings(bucket="tf-state-staging", key="app/terraform.tfstate"),
+    )
+    assert tfm.backend_config(cfg) == {
+        "bucket": "tf-state-staging",
+        "key": "app/terraform.tfstate",
+        "region": "us-west-2",
+        "encrypt": True,
+        "use_lockfile": True,
+        "profile": "bluemoxon-staging",
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -237,7 +272,9 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
 
 
 def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
-    cfg = env_config(tmp_path, "staging", local=False, region="us-west-2")
+    cfg = dataclasses.replace(
+        env_config(tmp_path, "staging", local=False, region="us-west-2"), state=StateSettings(bucket="tf-state")
+    )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.variables == {}
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
@@ -265,7 +302,7 @@ def test_terraform_binary_missing(tmp_path: Path) -> None:
 
 def test_terraform_too_old_names_version(tmp_path: Path) -> None:
     fake_terraform(tmp_path, "print(json.dumps({'terraform_version': '1.4.7'}))\n")
-    with pytest.raises(TerraformError, match=r"terraform 1\.4\.7 at .* is too old; need >= 1\.5"):
+    with pytest.raises(TerraformError, match=r"terraform 1\.4\.7 at .* is too old; need >= 1\.10"):
         tfm.find_terraform(path=str(tmp_path))
 
 

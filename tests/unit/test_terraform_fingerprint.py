@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -28,32 +27,26 @@ def tf(tmp_path: Path) -> Terraform:
     )
 
 
-def _write_state(tf: Terraform, serial: int) -> None:
-    state = tf.workdir / "terraform.tfstate.d" / "local" / "terraform.tfstate"
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"lineage": "abc", "serial": serial}))
-
-
 def test_no_stamp_means_apply(tf: Terraform) -> None:
     assert apply_needed(tf)
 
 
 def test_recorded_apply_is_skipped_until_something_changes(tf: Terraform) -> None:
-    _write_state(tf, 3)
-    record_apply(tf, extra={"emulator": "pid 1"})
-    assert not apply_needed(tf, extra={"emulator": "pid 1"})
+    record_apply(tf, extra={"emulator": "pid 1", "state": '"etag-1"'})
+    assert not apply_needed(tf, extra={"emulator": "pid 1", "state": '"etag-1"'})
     # a restarted emulator has lost every resource
-    assert apply_needed(tf, extra={"emulator": "pid 2"})
+    assert apply_needed(tf, extra={"emulator": "pid 2", "state": '"etag-1"'})
+    # someone else applied (the state object changed)
+    assert apply_needed(tf, extra={"emulator": "pid 1", "state": '"etag-2"'})
 
 
 @pytest.mark.parametrize(
     "change",
-    ["root", "module", "tfvars", "state", "variables", "tests-ignored"],
+    ["root", "module", "tfvars", "variables", "tests-ignored"],
 )
 def test_each_input_changes_the_fingerprint(tf: Terraform, change: str) -> None:
     import dataclasses
 
-    _write_state(tf, 3)
     before = fingerprint(tf)
     other = tf
     if change == "root":
@@ -62,8 +55,6 @@ def test_each_input_changes_the_fingerprint(tf: Terraform, change: str) -> None:
         (tf.workdir / "modules" / "lambda" / "main.tf").write_text("# changed\n")
     elif change == "tfvars":
         tf.var_file.write_text('environment = "local"\nlog_retention_days = 7\n')
-    elif change == "state":
-        _write_state(tf, 4)
     elif change == "variables":
         other = dataclasses.replace(tf, variables={"aws_endpoint": "http://127.0.0.1:5001"})
     elif change == "tests-ignored":
