@@ -77,3 +77,24 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         check_settings_file(bad)
+
+
+def test_state_settings_parsed_and_emulator_default() -> None:
+    local = load_env(SETTINGS, "local")
+    assert local.state is not None
+    assert local.state.bucket == "terraform-state"
+    remote = {"region": "us-west-2", "state": {"bucket": "tf-state", "key": "app/tf.tfstate", "lock": False}}
+    env = load_env({"environments": {"staging": remote}}, "staging")
+    assert env.state is not None
+    assert (env.state.bucket, env.state.key, env.state.lock) == ("tf-state", "app/tf.tfstate", False)
+    assert load_env({"environments": {"staging": {"region": "us-west-2"}}}, "staging").state is None
+
+
+def test_bad_state_settings_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"missing key deploy\.environments\.staging\.state\.bucket"):
+        load_env({"environments": {"staging": {"region": "us-west-2", "state": {"key": "x"}}}}, "staging")
+
+
+def test_empty_profile_means_default_credentials() -> None:
+    env = load_env({"environments": {"staging": {"region": "us-west-2", "profile": ""}}}, "staging")
+    assert env.profile is None
