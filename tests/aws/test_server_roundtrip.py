@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,51 +12,16 @@ from deploy.aws import calls
 from deploy.aws.attach import attach
 from deploy.aws.publish import publish_layer
 from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.emulator import EmulatorState
 from tests.aws.conftest import make_artifact, zip_bytes
 
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # readiness poll on a real process, not a timing assumption
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start: {(tmp_path / 'moto.log').read_text()}")
-                time.sleep(0.1)
-        request = urllib.request.Request(
-            f"{url}/moto-api/config", data=json.dumps({"lambda": {"use_docker": False}}).encode(), method="POST"
-        )
-        request.add_header("Content-Type", "application/json")
-        urllib.request.urlopen(request, timeout=5).close()
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def test_publish_and_attach_twice_over_http(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_and_attach_twice_over_http(
+    moto_server: EmulatorState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = moto_server.url
     for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
     env = EnvConfig(name="local", region=REGION, endpoint_url=server)

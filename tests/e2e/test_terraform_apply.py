@@ -11,14 +11,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +21,7 @@ from packaging.version import Version
 
 from deploy import terraform as tfm
 from deploy.config import ROOT, EmulatorSettings, EnvConfig, Paths
+from deploy.emulator import EmulatorState
 from deploy.errors import TerraformError
 
 pytestmark = pytest.mark.e2e
@@ -45,59 +39,15 @@ FUNCTION_NAMES = {
 MIN_MOTO = Version("5.2.5")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _http(url: str, data: dict[str, Any] | None = None) -> bytes:
-    body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url, data=body, method="GET" if data is None else "POST")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return bytes(response.read())
-
-
 @pytest.fixture
-def moto_endpoint(tmp_path: Path) -> Iterator[str]:
+def moto_endpoint(moto_server: EmulatorState) -> str:
+    """The project's own emulator (deploy.emulator via tests/conftest.py), on a free port."""
     import moto
 
     assert Version(moto.__version__) >= MIN_MOTO, (
         f"moto {moto.__version__} < {MIN_MOTO}: layers break with use_docker=false"
     )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "moto.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(
-                    f"moto server exited with {server.returncode}: {(tmp_path / 'moto.log').read_text()[-2000:]}"
-                )
-            try:
-                _http(f"{url}/moto-api/")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail("moto server did not answer within 30 s")
-                time.sleep(0.1)  # readiness poll, not a timing assumption
-        # Functions must never be run in Docker here (there is no engine); this has to be
-        # set before the first function exists.
-        _http(f"{url}/moto-api/config", {"lambda": {"use_docker": False}})
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        log.close()
+    return moto_server.url
 
 
 @pytest.fixture
