@@ -16,6 +16,9 @@ module "function" {
   timeout            = var.timeout
   log_retention_days = var.log_retention_days
 
+  reserved_concurrent_executions = var.reserved_concurrent_executions
+  tracing_mode                   = var.tracing_mode
+
   environment_variables = merge(var.environment_variables, {
     CLEANUP_BUCKET = var.cleanup_bucket_name
     CLEANUP_PREFIX = var.cleanup_prefix

@@ -90,3 +90,15 @@ variable "cleanup_prefix" {
     error_message = "cleanup_prefix must be a non-empty key prefix ending with \"/\" and without wildcards."
   }
 }
+
+variable "reserved_concurrent_executions" {
+  description = "Concurrency reserved for (and capping) the function; -1 leaves it on the account's unreserved pool."
+  type        = number
+  default     = -1
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing mode, Active or PassThrough."
+  type        = string
+  default     = "Active"
+}

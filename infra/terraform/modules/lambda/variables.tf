@@ -127,3 +127,25 @@ variable "alias_name" {
   type        = string
   default     = "live"
 }
+
+variable "reserved_concurrent_executions" {
+  description = "Concurrency reserved for (and capping) the function; -1 leaves it on the account's unreserved pool."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.reserved_concurrent_executions >= -1 && floor(var.reserved_concurrent_executions) == var.reserved_concurrent_executions
+    error_message = "reserved_concurrent_executions must be a whole number, -1 (unreserved) or more."
+  }
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing mode: Active samples and traces every function itself; PassThrough only follows an upstream sampling decision."
+  type        = string
+  default     = "Active"
+
+  validation {
+    condition     = contains(["Active", "PassThrough"], var.tracing_mode)
+    error_message = "tracing_mode must be Active or PassThrough."
+  }
+}
