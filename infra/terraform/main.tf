@@ -4,31 +4,42 @@ locals {
   layer_name  = "${local.prefix}-deps"
 
   # One entry per function: the logical key the tasks use, the handler relative to
-  # backend/ (the root of the code zip) and sizing defaults.
+  # backend/ (the root of the code zip) and sizing defaults. reserved_concurrency -1
+  # leaves a function on the account's unreserved pool; 1 runs it one at a time.
   functions = {
     api = {
       name        = "${local.prefix}-api"
       handler     = "app.main.handler"
       memory_size = 512
       timeout     = 30
+      # Follows traffic: a reservation would cap requests and carve the shared pool.
+      reserved_concurrency = -1
     }
     cleanup = {
       name        = "${local.prefix}-cleanup"
       handler     = "lambdas.cleanup.handler.handler"
       memory_size = 256
       timeout     = 300
+      # Two sweeps at once would only race on the same deletes.
+      reserved_concurrency = 1
     }
     db_sync = {
       name        = "${local.prefix}-db-sync"
       handler     = "lambdas.db_sync.handler.handler"
       memory_size = 512
       timeout     = 900
+      # Each run upserts the same tables in one transaction: concurrent runs would
+      # contend on the same rows, so a second invoke is throttled instead.
+      reserved_concurrency = 1
     }
     eval_runbook_worker = {
       name        = "${local.prefix}-eval-runbook-worker"
       handler     = "lambdas.eval_runbook_worker.handler.handler"
       memory_size = 1024
       timeout     = 900
+      # Fed by SQS: its event source mapping's maximum_concurrency is the cap; a
+      # reservation under a poller throttles batches back onto the queue.
+      reserved_concurrency = -1
     }
   }
 
@@ -36,6 +47,10 @@ locals {
     for key, fn in local.functions : key => {
       memory_size = coalesce(try(var.function_settings[key].memory_size, null), fn.memory_size)
       timeout     = coalesce(try(var.function_settings[key].timeout, null), fn.timeout)
+      # Lambda keeps 100 of the account's concurrency unreserved, so an account with a
+      # low limit (new ones may start at 10) refuses any reservation: such an env sets
+      # reserved_concurrency = -1 in function_settings.
+      reserved_concurrency = coalesce(try(var.function_settings[key].reserved_concurrency, null), fn.reserved_concurrency)
     }
   }
 
@@ -70,6 +85,10 @@ resource "terraform_data" "workspace_guard" {
 # Artifact bucket (the frontend bucket of the plan; Lambda artifacts under lambda/)
 
 resource "aws_s3_bucket" "artifacts" {
+  # checkov:skip=CKV_AWS_145: SSE-S3 (AES256) below; build artifacts and the frontend are not secret, and SSE-KMS would add a key and KMS calls on every Lambda code fetch.
+  # checkov:skip=CKV_AWS_144: everything here is rebuilt byte-identically from git (content-addressed keys), and Lambda keeps its own copy of deployed code; a replica adds nothing.
+  # checkov:skip=CKV_AWS_18: only the deploy role writes and Lambda reads; server access logs would need a second, unlogged bucket per env for no consumer.
+  # checkov:skip=CKV2_AWS_62: nothing reacts to object events here: the deploy tasks drive publish and attach themselves.
   bucket        = local.bucket_name
   force_destroy = var.artifact_bucket_force_destroy
 
@@ -108,6 +127,39 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
   }
 }
 
+# Deploys never overwrite an artifact key (keys are content-addressed), so noncurrent
+# versions only come from deletes (pruning, cleanup): keep them for a rollback window,
+# then let S3 drop them. Lambda copies code on update, so no function runs from them.
+resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  rule {
+    id     = "expire-noncurrent-lambda-artifacts"
+    status = "Enabled"
+    filter {
+      prefix = var.artifact_prefix
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = var.artifact_noncurrent_days
+    }
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  # A lifecycle rule on a bucket without versioning would act on current objects.
+  depends_on = [aws_s3_bucket_versioning.artifacts]
+}
+
 # ---------------------------------------------------------------------------
 # The shared dependency layer and the four functions
 
@@ -136,12 +188,15 @@ module "cleanup" {
   timeout               = local.settings.cleanup.timeout
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, lookup(var.function_environment, "cleanup", {}))
-  cleanup_bucket_name   = aws_s3_bucket.artifacts.bucket
-  cleanup_bucket_arn    = aws_s3_bucket.artifacts.arn
-  cleanup_prefix        = var.cleanup_prefix
+
+  reserved_concurrent_executions = local.settings.cleanup.reserved_concurrency
+  cleanup_bucket_name            = aws_s3_bucket.artifacts.bucket
+  cleanup_bucket_arn             = aws_s3_bucket.artifacts.arn
+  cleanup_prefix                 = var.cleanup_prefix
 }
 
 module "api" {
+  # checkov:skip=CKV_AWS_115: the HTTP API's concurrency follows traffic; a reservation would cap user requests and carve the pool the other functions share (set one per env via function_settings).
   source = "./modules/lambda"
 
   name               = local.functions.api.name
@@ -156,6 +211,8 @@ module "api" {
   timeout            = local.settings.api.timeout
   log_retention_days = var.log_retention_days
 
+  reserved_concurrent_executions = local.settings.api.reserved_concurrency
+
   environment_variables = merge(
     local.common_environment,
     local.database_environment,
@@ -163,7 +220,7 @@ module "api" {
     lookup(var.function_environment, "api", {}),
   )
 
-  # The API starts cleanups asynchronously: it may invoke that one function (and its
+  # The admin API runs cleanups (RequestResponse): it may invoke that one function (and its
   # versions/alias), by the ARN the cleanup module reports.
   policy_statements = [{
     sid       = "InvokeCleanup"
@@ -187,9 +244,12 @@ module "db_sync" {
   timeout               = local.settings.db_sync.timeout
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "db_sync", {}))
+
+  reserved_concurrent_executions = local.settings.db_sync.reserved_concurrency
 }
 
 module "eval_runbook_worker" {
+  # checkov:skip=CKV_AWS_115: SQS-fed; the cap belongs on the event source mapping (maximum_concurrency), since reserved concurrency under an SQS poller throttles batches back to the queue.
   source = "./modules/lambda"
 
   name                  = local.functions.eval_runbook_worker.name
@@ -204,6 +264,8 @@ module "eval_runbook_worker" {
   timeout               = local.settings.eval_runbook_worker.timeout
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "eval_runbook_worker", {}))
+
+  reserved_concurrent_executions = local.settings.eval_runbook_worker.reserved_concurrency
 }
 
 locals {

@@ -65,6 +65,17 @@ variable "artifact_bucket_force_destroy" {
   default     = false
 }
 
+variable "artifact_noncurrent_days" {
+  description = "Days S3 keeps a deleted or replaced artifact's old version (the rollback window) before expiring it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.artifact_noncurrent_days >= 1 && floor(var.artifact_noncurrent_days) == var.artifact_noncurrent_days
+    error_message = "artifact_noncurrent_days must be a whole number of days, 1 or more."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of the functions' log groups, in days."
   type        = number
@@ -72,10 +83,11 @@ variable "log_retention_days" {
 }
 
 variable "function_settings" {
-  description = "Per-function memory (MB) and timeout (s) overrides, keyed by api, cleanup, db_sync, eval_runbook_worker."
+  description = "Per-function memory (MB), timeout (s) and reserved concurrency (-1 = unreserved) overrides, keyed by api, cleanup, db_sync, eval_runbook_worker."
   type = map(object({
-    memory_size = optional(number)
-    timeout     = optional(number)
+    memory_size          = optional(number)
+    timeout              = optional(number)
+    reserved_concurrency = optional(number)
   }))
   default = {}
 
