@@ -72,6 +72,20 @@ run "creates_function_alias_role_and_log_group" {
     ]
     error_message = "The role may write only to its own log group."
   }
+  assert {
+    condition     = aws_lambda_function.this[0].tracing_config[0].mode == "Active"
+    error_message = "Functions trace with X-Ray (Active) by default."
+  }
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.this[0].policy).Statement : s if s.Sid == "WriteTraces"][0].Action == [
+      "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    ]
+    error_message = "Active tracing needs the role to send segments: without it Lambda refuses the configuration."
+  }
+  assert {
+    condition     = aws_lambda_function.this[0].reserved_concurrent_executions == -1
+    error_message = "No concurrency is reserved unless asked for."
+  }
 }
 
 # What `inv deploy` changes (code, layers, alias version) must not be planned back:
@@ -129,4 +143,41 @@ run "rejects_unknown_architecture" {
   }
 
   expect_failures = [var.architecture]
+}
+
+run "pass_through_tracing_and_reserved_concurrency" {
+  command = plan
+
+  module {
+    source = "./modules/lambda"
+  }
+
+  variables {
+    tracing_mode                   = "PassThrough"
+    reserved_concurrent_executions = 1
+  }
+
+  assert {
+    condition     = aws_lambda_function.this[0].tracing_config[0].mode == "PassThrough" && aws_lambda_function.this[0].reserved_concurrent_executions == 1
+    error_message = "tracing_mode and reserved_concurrent_executions must reach the function."
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this[0].policy).Statement : s if s.Sid == "WriteTraces"]) == 0
+    error_message = "Without Active tracing the role gets no X-Ray permission."
+  }
+}
+
+run "rejects_bad_tracing_and_concurrency" {
+  command = plan
+
+  module {
+    source = "./modules/lambda"
+  }
+
+  variables {
+    tracing_mode                   = "Off"
+    reserved_concurrent_executions = -2
+  }
+
+  expect_failures = [var.tracing_mode, var.reserved_concurrent_executions]
 }

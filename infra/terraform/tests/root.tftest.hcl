@@ -98,6 +98,22 @@ run "deploy_targets_contract" {
     condition     = output.github_deploy_role_arn == null && length(module.github_oidc) == 0
     error_message = "The CI deploy role is off without github_repository."
   }
+  assert {
+    condition = {
+      api                 = module.api.reserved_concurrent_executions
+      cleanup             = module.cleanup.reserved_concurrent_executions
+      db_sync             = module.db_sync.reserved_concurrent_executions
+      eval_runbook_worker = module.eval_runbook_worker.reserved_concurrent_executions
+    } == { api = -1, cleanup = 1, db_sync = 1, eval_runbook_worker = -1 }
+    error_message = "cleanup and db_sync run one at a time; the API and the SQS worker stay on the unreserved pool."
+  }
+  assert {
+    condition = [
+      for r in aws_s3_bucket_lifecycle_configuration.artifacts.rule : [r.filter[0].prefix, r.noncurrent_version_expiration[0].noncurrent_days]
+      if r.id == "expire-noncurrent-lambda-artifacts"
+    ] == [["lambda/", 30]]
+    error_message = "Noncurrent artifact versions under lambda/ expire after the rollback window."
+  }
 }
 
 run "arm64_and_overrides" {
@@ -105,7 +121,12 @@ run "arm64_and_overrides" {
 
   variables {
     architecture      = "arm64"
-    function_settings = { api = { memory_size = 2048 } }
+    function_settings = { api = { memory_size = 2048 }, db_sync = { reserved_concurrency = -1 } }
+  }
+
+  assert {
+    condition     = module.db_sync.reserved_concurrent_executions == -1 && module.cleanup.reserved_concurrent_executions == 1
+    error_message = "function_settings must override one function's reserved concurrency and leave the others."
   }
 
   assert {

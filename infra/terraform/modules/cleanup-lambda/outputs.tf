@@ -48,3 +48,8 @@ output "environment_variables" {
   value       = module.function.environment_variables
   sensitive   = true
 }
+
+output "reserved_concurrent_executions" {
+  description = "Concurrency reserved for the function; -1 when it runs on the account's unreserved pool."
+  value       = module.function.reserved_concurrent_executions
+}

@@ -56,3 +56,8 @@ output "environment_variables" {
   value       = try(aws_lambda_function.this[0].environment[0].variables, {})
   sensitive   = true
 }
+
+output "reserved_concurrent_executions" {
+  description = "Concurrency reserved for the function; -1 when it runs on the account's unreserved pool."
+  value       = try(aws_lambda_function.this[0].reserved_concurrent_executions, null)
+}
