@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit
 
 from deploy.config import EnvConfig, Paths, load_env
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import AwsError, ConfigError, DeployError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,6 +32,9 @@ def deploy_task(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except DeployError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except (BotoCoreError, ClientError) as exc:
+            # Credentials, profiles, endpoints: AWS said no before our code could name the step.
+            raise Exit(f"error: AWS: {exc}", code=AwsError.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted; nothing half-written is kept, rerun to converge", code=130) from None
 

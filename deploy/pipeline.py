@@ -19,7 +19,7 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
-from deploy.config import EnvConfig, Targets
+from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig, Targets
 from deploy.errors import AttachError, BuildError, ConfigError, DeployError, VerifyError
 from deploy.report import bars, emit_json, human_size, progress, say, table, write_report
 
@@ -139,6 +139,10 @@ def build_layer(
     builder: str | None = None,
     function_unzipped: int = 0,
 ) -> build.BuildResult:
+    if architecture is not None and architecture not in ARCHITECTURES:
+        raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    if builder is not None and builder not in BUILDERS:
+        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
     result = build.build_layer(plan, progress=_progress_line, function_unzipped=function_unzipped)
     art = result.artifact

@@ -78,3 +78,24 @@ def test_missing_invoke_yaml_names_the_key(tmp_path: Path) -> None:
     result = _inv("status", "--env", "local", cwd=proj)
     assert result.returncode == 2
     assert "missing key deploy" in result.stderr
+
+
+def test_aws_sdk_errors_become_a_clear_exit() -> None:
+    from botocore.exceptions import ProfileNotFound
+
+    @deploy_task
+    def needs_profile() -> None:
+        raise ProfileNotFound(profile="bluemoxon-staging")
+
+    with pytest.raises(Exit) as exc:
+        needs_profile()
+    assert exc.value.code == 8
+    assert "bluemoxon-staging" in str(exc.value.message)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--arch", "sparc"), ("--builder", "make")])
+def test_bad_build_flags_exit_2_before_any_work(flag: str, value: str) -> None:
+    result = _inv("build-layer", flag, value)
+    assert result.returncode == 2
+    assert f"{flag} {value!r} is not one of" in result.stderr
+    assert "installing" not in result.stderr
