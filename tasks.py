@@ -143,7 +143,7 @@ def prune_layers(c: Any, env: str = "local", keep: int = 3, yes: bool = False) -
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build or deploy (default: both)",
+        "only": "build, deploy or attach (default: all)",
     }
 )
 @deploy_task

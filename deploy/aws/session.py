@@ -19,7 +19,11 @@ EMULATOR_SECRET_KEY = "testing"  # noqa: S105 - moto's documented dummy secret
 
 # Standard mode retries throttling with backoff; our own retry loop (deploy.aws.retry)
 # handles what botocore does not: ResourceConflictException while an update is in progress.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+# One client serves a whole thread pool (attach runs up to max_workers functions at once), so
+# its connection pool must be larger than botocore's default of 10.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60, max_pool_connections=32
+)
 
 
 def session_for(env: EnvConfig, region: str | None = None) -> boto3.Session:
