@@ -449,7 +449,7 @@ def init(tf: Terraform, *, echo: Echo | None = None) -> None:
 
 def select_workspace(tf: Terraform) -> None:
     """Select (creating on first use) the workspace named after the environment."""
-    _run(tf, ["workspace", "select", "-or-create", tf.env])
+    _run(tf, ["workspace", "select", "-no-color", "-or-create", tf.env])
 
 
 def _initialised(tf: Terraform) -> bool:
@@ -474,6 +474,8 @@ def _run_initialised(
     """
     if not _initialised(tf):
         init(tf, echo=echo)
+    elif tf.prepare is not None:
+        tf.prepare()  # the state bucket may be gone even when the data dir is set up (a fresh emulator)
     try:
         select_workspace(tf)
         return _run(tf, args, ok_codes=ok_codes, echo=echo)

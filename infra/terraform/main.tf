@@ -131,6 +131,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
 # versions only come from deletes (pruning, cleanup): keep them for a rollback window,
 # then let S3 drop them. Lambda copies code on update, so no function runs from them.
 resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  count  = var.artifact_lifecycle_enabled ? 1 : 0
   bucket = aws_s3_bucket.artifacts.id
 
   rule {

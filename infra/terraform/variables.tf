@@ -65,6 +65,12 @@ variable "artifact_bucket_force_destroy" {
   default     = false
 }
 
+variable "artifact_lifecycle_enabled" {
+  description = "Manage the artifact bucket's lifecycle rules. On create the AWS provider waits about a minute for them to read back stable, which a disposable emulator need not pay."
+  type        = bool
+  default     = true
+}
+
 variable "artifact_noncurrent_days" {
   description = "Days S3 keeps a deleted or replaced artifact's old version (the rollback window) before expiring it."
   type        = number

@@ -340,7 +340,7 @@ def test_failure_reports_last_lines_of_stderr(tmp_path: Path) -> None:
 def test_select_workspace_creates_env_workspace(tmp_path: Path) -> None:
     script = fake_terraform(tmp_path / "bin", "")
     tfm.select_workspace(runner(tmp_path, script))
-    assert calls(script) == ["workspace select -or-create local"]
+    assert calls(script) == ["workspace select -no-color -or-create local"]
 
 
 @pytest.mark.parametrize(("code", "changes"), [(0, False), (2, True)])
@@ -414,3 +414,13 @@ def test_load_targets_region_must_match_invoke_yaml(tmp_path: Path) -> None:
     script = fake_terraform(tmp_path / "bin", f"if argv[0] == 'output':\n    print({payload!r})\n")
     with pytest.raises(ConfigError, match=r"invoke\.yaml says region us-east-1 but Terraform deployed to eu-west-1"):
         tfm.load_targets(env_config(tmp_path), tf=runner(tmp_path, script))
+
+
+def test_state_bucket_is_prepared_even_when_the_data_dir_is_set_up(tmp_path: Path) -> None:
+    """A fresh emulator has no state bucket although the data dir says `initialised`."""
+    script = fake_terraform(tmp_path / "bin", "print('{}')\n")
+    prepared: list[str] = []
+    tf = dataclasses.replace(runner(tmp_path, script), prepare=lambda: prepared.append("bucket"))
+    tfm.output_json(tf)
+    assert prepared == ["bucket"]
+    assert [c.split()[0] for c in calls(script)] == ["workspace", "output"]

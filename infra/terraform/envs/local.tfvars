@@ -1,5 +1,5 @@
 # Local environment: everything runs against the moto server started by
-# `inv emulator.start`. The deploy task passes the endpoint itself, from
+# `inv local.up` (or `inv deploy --env local`, which starts it). The deploy task passes the endpoint itself, from
 # invoke.yaml (deploy.environments.local.emulator), e.g.
 #   -var aws_endpoint=http://127.0.0.1:5000
 environment                   = "local"
@@ -8,7 +8,10 @@ runtime                       = "python3.12"
 architecture                  = "x86_64"
 log_retention_days            = 1
 artifact_bucket_force_destroy = true
-database_url                  = "sqlite:////tmp/bluemoxon-local.db"
+# The emulator is thrown away with its buckets; lifecycle rules there would only cost the
+# provider's one-time ~55 s wait for them to read back stable on every fresh emulator.
+artifact_lifecycle_enabled = false
+database_url               = "sqlite:////tmp/bluemoxon-local.db"
 
 # No CI deploy role against the emulator.
 github_repository = ""

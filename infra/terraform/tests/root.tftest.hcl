@@ -109,10 +109,23 @@ run "deploy_targets_contract" {
   }
   assert {
     condition = [
-      for r in aws_s3_bucket_lifecycle_configuration.artifacts.rule : [r.filter[0].prefix, r.noncurrent_version_expiration[0].noncurrent_days]
+      for r in aws_s3_bucket_lifecycle_configuration.artifacts[0].rule : [r.filter[0].prefix, r.noncurrent_version_expiration[0].noncurrent_days]
       if r.id == "expire-noncurrent-lambda-artifacts"
     ] == [["lambda/", 30]]
     error_message = "Noncurrent artifact versions under lambda/ expire after the rollback window."
+  }
+}
+
+run "lifecycle_rules_can_be_switched_off" {
+  command = plan
+
+  variables {
+    artifact_lifecycle_enabled = false
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_lifecycle_configuration.artifacts) == 0
+    error_message = "A disposable (emulator) environment can skip the lifecycle rules."
   }
 }
 
