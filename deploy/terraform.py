@@ -420,7 +420,9 @@ def _run(
     except OSError as exc:
         raise TerraformError(f"cannot run {what}: {exc}") from exc
     if proc.returncode not in ok_codes:
-        raise TerraformError(f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr or proc.stdout)}")
+        err = TerraformError(f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr or proc.stdout)}")
+        err.output = f"{proc.stdout}\n{proc.stderr}"  # type: ignore[attr-defined]  # the whole text, for orphans()
+        raise err
     return proc
 
 
@@ -487,12 +489,38 @@ def _run_initialised(
     return _run(tf, args, ok_codes=ok_codes, echo=echo)
 
 
+# A create whose response was lost (a dropped connection; the SDK then retries the POST)
+# leaves the resource in AWS but not in state, and every later apply fails with
+# "already exists". For the resources below the name is ours and unambiguous, so apply
+# adopts it (terraform import) and applies again, once: a rerun converges.
+_ALIAS_EXISTS = re.compile(
+    r"Alias already exists: arn:aws[\w-]*:lambda:[\w-]+:\d+:function:(?P<function>[\w-]+):(?P<alias>[\w-]+)"
+    r".*?\n\s*with (?P<address>[\w.\[\]\"-]+),",
+    re.DOTALL,
+)
+
+
+def orphans(error_text: str) -> list[tuple[str, str]]:
+    """``(address, import id)`` of resources an apply failed to create because they already exist."""
+    return [(m["address"], f"{m['function']}/{m['alias']}") for m in _ALIAS_EXISTS.finditer(error_text)]
+
+
 def apply(tf: Terraform, *, auto_approve: bool = True, echo: Echo | None = print) -> None:
     """Create or update the environment; progress streams through ``echo``."""
     args = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
     if auto_approve:
         args.append("-auto-approve")
-    _run_initialised(tf, args, echo=echo)
+    try:
+        _run_initialised(tf, args, echo=echo)
+    except TerraformError as exc:
+        found = orphans(getattr(exc, "output", str(exc)))
+        if not found:
+            raise
+        for address, import_id in found:
+            if echo is not None:
+                echo(f"adopting {address} ({import_id}): created by an earlier attempt, missing from state")
+            _run(tf, ["import", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args(), address, import_id])
+        _run_initialised(tf, args, echo=echo)
     forget_targets(tf)
 
 

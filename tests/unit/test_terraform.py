@@ -424,3 +424,48 @@ def test_state_bucket_is_prepared_even_when_the_data_dir_is_set_up(tmp_path: Pat
     tfm.output_json(tf)
     assert prepared == ["bucket"]
     assert [c.split()[0] for c in calls(script)] == ["workspace", "output"]
+
+
+LOST_ALIAS_ERROR = """terraform apply (local) failed (exit 1):
+Error: creating Lambda Alias (live): operation error Lambda: CreateAlias, https response error StatusCode: 409, \
+RequestID: X, api error ConflictException: Alias already exists: \
+arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-local-eval-runbook-worker:live
+
+  with module.eval_runbook_worker.aws_lambda_alias.live[0],
+  on modules/lambda/main.tf line 140, in resource "aws_lambda_alias" "live":
+"""
+
+
+def test_orphaned_alias_is_recognised() -> None:
+    assert tfm.orphans(LOST_ALIAS_ERROR) == [
+        ("module.eval_runbook_worker.aws_lambda_alias.live[0]", "bluemoxon-local-eval-runbook-worker/live")
+    ]
+    assert tfm.orphans("Error: creating Lambda Function: AccessDenied") == []
+
+
+def test_apply_adopts_an_orphaned_alias_then_converges(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    body = (
+        f"marker = {str(marker)!r}\n"
+        "if argv[0] == 'import':\n    open(marker, 'w').close()\n    sys.exit(0)\n"
+        "if argv[0] == 'apply' and not os.path.exists(marker):\n"
+        f"    sys.stderr.write({LOST_ALIAS_ERROR!r}); sys.exit(1)\n"
+    )
+    script = fake_terraform(tmp_path / "bin", body)
+    lines: list[str] = []
+    tfm.apply(runner(tmp_path, script), echo=lines.append)
+    ops = [c.split()[0] for c in calls(script)]
+    assert ops == ["workspace", "apply", "import", "workspace", "apply"]
+    assert calls(script)[2].endswith(
+        "module.eval_runbook_worker.aws_lambda_alias.live[0] bluemoxon-local-eval-runbook-worker/live"
+    )
+    assert any("adopting module.eval_runbook_worker.aws_lambda_alias.live[0]" in line for line in lines)
+
+
+def test_other_apply_errors_are_not_retried(tmp_path: Path) -> None:
+    script = fake_terraform(
+        tmp_path / "bin", "if argv[0] == 'apply':\n    sys.stderr.write('Error: AccessDenied'); sys.exit(1)\n"
+    )
+    with pytest.raises(TerraformError, match="AccessDenied"):
+        tfm.apply(runner(tmp_path, script), echo=None)
+    assert [c.split()[0] for c in calls(script)] == ["workspace", "apply"]
