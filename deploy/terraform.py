@@ -502,7 +502,8 @@ _ALIAS_EXISTS = re.compile(
 
 def orphans(error_text: str) -> list[tuple[str, str]]:
     """``(address, import id)`` of resources an apply failed to create because they already exist."""
-    return [(m["address"], f"{m['function']}/{m['alias']}") for m in _ALIAS_EXISTS.finditer(error_text)]
+    found = {m["address"]: f"{m['function']}/{m['alias']}" for m in _ALIAS_EXISTS.finditer(error_text)}
+    return sorted(found.items())
 
 
 def apply(tf: Terraform, *, auto_approve: bool = True, echo: Echo | None = print) -> None:
