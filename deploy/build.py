@@ -258,6 +258,10 @@ def build_layer(
         if found is not None:
             if not plan.sbom_path.is_file():
                 write_sbom(plan.sbom_path, layer_sbom(plan.identity, found.packages, plan.requirements))
+            # The function may have grown since the layer was built: the budget is checked again.
+            audit.check_budget(
+                layer_unzipped=found.unzipped_size, function_unzipped=function_unzipped, packages=found.packages
+            )
             _say(progress, f"layer {plan.identity.short} already built: {found.path}")
             return BuildResult(artifact=found, reused=True)
 

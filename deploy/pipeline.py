@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from deploy import build, emulator, terraform
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
@@ -542,11 +544,41 @@ def _deploy_steps(
     primary = next(p for p in publishes if p.region == targets.region)
     assert primary.layer_version_arn is not None
     try:
+        _attach_and_verify(env, targets, layer, function, primary.layer_version_arn, report)
+    except BaseException as exc:
+        # Whatever stopped us after aliases may have moved (a failed verify, an AWS error while
+        # fetching or invoking, Ctrl-C): every alias goes back to what it served before.
+        _restore(env, targets, snapshot, report)
+        if isinstance(exc, VerifyError):
+            raise VerifyError(f"{exc.message}\n  every live alias was moved back", hint=exc.hint) from None
+        raise
+
+
+def _restore(env: EnvConfig, targets: Targets, snapshot: Mapping[str, str], report: dict[str, Any]) -> None:
+    progress("moving every live alias back to what it served before this deploy")
+    try:
+        outcomes = rollback_mod.restore_aliases(env, targets, snapshot)
+    except (DeployError, BotoCoreError, ClientError) as err:
+        report["rolled_back"] = False
+        report["rollback_error"] = str(err)
+        say(f"[red]could not restore the aliases:[/] {err}; run `inv rollback --env {env.name}`")
+        return
+    report["rolled_back"] = True
+    moved = {o.name for o in outcomes if o.changed}
+    for fn in report.get("functions") or []:
+        if fn["name"] in moved or fn["status"] == "updated":
+            fn["status"] = "rolled_back"
+
+
+def _attach_and_verify(
+    env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, layer_arn: str, report: dict[str, Any]
+) -> None:
+    try:
         result = attach_mod.attach(
             env,
             targets,
             function=function,
-            layer_version_arn=primary.layer_version_arn,
+            layer_version_arn=layer_arn,
             max_workers=env.max_workers,
             progress=_aws_progress,
         )
@@ -554,22 +586,12 @@ def _deploy_steps(
         failed = getattr(exc, "result", None)
         if failed is not None:
             report["functions"] = [dataclasses.asdict(o) for o in failed.outcomes]
-            report["rolled_back"] = True
         raise
     report["functions"] = [dataclasses.asdict(o) for o in result.outcomes]
 
     deployed = _verify_deployed(env, targets, layer, function)
-    verify_report["deployed"] = deployed.to_json()
-    if not deployed.ok:
-        progress("verify failed: moving every live alias back to what it served before this deploy")
-        rollback_mod.restore_aliases(env, targets, snapshot)
-        report["rolled_back"] = True
-        for fn in report["functions"]:
-            fn["status"] = "rolled_back"
-        try:
-            deployed.raise_for_failures()
-        except VerifyError as exc:
-            raise VerifyError(f"{exc.message}\n  every live alias was moved back", hint=exc.hint) from None
+    report["verify"]["deployed"] = deployed.to_json()
+    deployed.raise_for_failures()
 
 
 def _changes(fp: attach_mod.FunctionPlan) -> bool:

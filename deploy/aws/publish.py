@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -96,6 +97,8 @@ def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
         # A half-finished upload leaves no object (S3 PUTs are atomic, multipart is aborted):
         # a rerun finds nothing and uploads again.
         raise AwsError(f"upload of {artifact.path.name} to s3://{bucket}/{key} failed: {error_message(exc)}") from None
+    except Boto3Error as exc:  # the managed (multipart) transfer wraps ClientError in S3UploadFailedError
+        raise AwsError(f"upload of {artifact.path.name} to s3://{bucket}/{key} failed: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

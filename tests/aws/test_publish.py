@@ -180,3 +180,28 @@ def test_public_share_needs_allow_public() -> None:
     assert org[0].principal == "*" and org[0].organization_id == "o-abcdefghij"
     with pytest.raises(ConfigError, match="12-digit"):
         grants(ShareSettings(accounts=("12345",)))
+
+
+def test_multipart_upload_failure_is_a_clear_error(
+    env: EnvConfig,
+    targets: Targets,
+    bucket: str,
+    layer: Artifact,
+    lam: Any,
+    inject: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large layers go through the managed transfer, which wraps errors in boto3's own exception type."""
+    from deploy.aws import publish as publish_mod
+    from tests.aws.conftest import client_error
+
+    monkeypatch.setattr(publish_mod, "MULTIPART_THRESHOLD", 1)
+
+    def refuse(**_: Any) -> None:
+        raise client_error("AccessDenied", "PutObject")
+
+    inject("s3", "PutObject", refuse)
+    inject("s3", "CreateMultipartUpload", refuse)
+    with pytest.raises(AwsError, match=r"upload of .* failed"):
+        publish_layer(env, targets, layer)
+    assert layer_versions(lam, targets.layer_name) == []

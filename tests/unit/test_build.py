@@ -252,6 +252,14 @@ def test_over_budget_layer_is_refused(tmp_path: Path) -> None:
     assert not plan.manifest_path.exists()
 
 
+def test_reused_layer_is_checked_against_the_grown_function(tmp_path: Path) -> None:
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller())
+    built = build_layer(plan).artifact
+    with pytest.raises(AuditError, match="size budget exceeded"):
+        build_layer(plan, function_unzipped=262_144_000 - built.unzipped_size + 1)
+    assert build_layer(plan, function_unzipped=1000).reused
+
+
 # ---------------------------------------------------------------------------
 # Function code
 
