@@ -23,7 +23,7 @@ from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
 from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig, Targets
 from deploy.errors import AttachError, BuildError, ConfigError, DeployError, VerifyError
-from deploy.report import bars, emit_json, human_size, progress, say, table, write_report
+from deploy.report import bars, emit_json, human_size, progress, raw, say, table, write_report
 
 # ---------------------------------------------------------------------------- emulator
 
@@ -90,7 +90,7 @@ def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
         progress("terraform: configuration, variables and state unchanged since the last apply; skipping it")
         return terraform.load_targets(env, tf=tf)
     progress(f"terraform apply ({env.name}, {tf.var_file.name})")
-    terraform.apply(tf, echo=None)
+    terraform.apply(tf, echo=raw)
     terraform.record_apply(tf, extra={**extra, "state": terraform.state_identity(env)})
     return terraform.load_targets(env, tf=tf)
 

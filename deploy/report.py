@@ -22,6 +22,11 @@ def say(message: str) -> None:
     console.print(message)
 
 
+def raw(line: str) -> None:
+    """A line of a tool's own output (Terraform), shown as is: no markup, dimmed."""
+    console.print(line, markup=False, highlight=False, style="dim")
+
+
 def progress(step: str) -> None:
     """One line per long step, so a slow deploy never looks hung."""
     console.print(f"[bold cyan]›[/] {step}")

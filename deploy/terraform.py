@@ -176,7 +176,7 @@ def ensure_state_bucket(env: EnvConfig) -> None:
     """Create the state bucket when missing: versioned (state history), encrypted, never public."""
     from botocore.exceptions import ClientError
 
-    from deploy.aws.session import client
+    from deploy.aws.calls import client
 
     state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
     if state is None:
@@ -217,7 +217,7 @@ def state_identity(env: EnvConfig) -> str:
     """The ETag of the env's state object (it changes whenever Terraform writes state)."""
     from botocore.exceptions import ClientError
 
-    from deploy.aws.session import client
+    from deploy.aws.calls import client
 
     state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
     if state is None:

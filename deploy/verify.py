@@ -944,7 +944,7 @@ def verify_deployed(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> VerifyReport:
     """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it."""
-    from deploy.aws.session import client
+    from deploy.aws.calls import client
 
     functions = _functions_of(targets)
     cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
@@ -1037,7 +1037,7 @@ def remote_check(
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
 ) -> list[SmokeResult]:
     """Invoke the alias with each remote-safe case, then look for import errors in its recent logs."""
-    from deploy.aws.session import client
+    from deploy.aws.calls import client
 
     lam = lam or client(env, "lambda")
     logs = logs or client(env, "logs")

@@ -455,9 +455,12 @@ def apply_attach(
     result = AttachResult(outcomes=tuple(outcomes), ok=not errors and not rollback_errors)
     if not result.ok:
         failed = [o for o in outcomes if o.status == "failed"]
-        err = AttachError(
-            "attach failed; aliases restored to their previous versions: " + "; ".join(str(o.error) for o in failed)
+        restored = (
+            "aliases restored to their previous versions"
+            if not rollback_errors
+            else "aliases NOT restored for " + ", ".join(sorted(rollback_errors)) + " (run `inv rollback`)"
         )
+        err = AttachError(f"attach failed; {restored}: " + "; ".join(str(o.error) for o in failed))
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result

@@ -217,7 +217,8 @@ module "api" {
   environment_variables = merge(
     local.common_environment,
     local.database_environment,
-    { CLEANUP_FUNCTION_NAME = module.cleanup.function_name },
+    # The alias, not $LATEST: admin cleanups run what `live` serves, even mid-deploy or after a rollback.
+    { CLEANUP_FUNCTION_NAME = module.cleanup.alias_arn },
     lookup(var.function_environment, "api", {}),
   )
 

@@ -143,7 +143,7 @@ def test_apply_creates_everything_and_deploys_are_not_drift(
         assert [layer["Arn"] for layer in config["Layers"]] == [layer_versions[0]["LayerVersionArn"]]
         assert lam.get_alias(FunctionName=fn.name, Name="live")["FunctionVersion"] == "1"
     api_env = lam.get_function_configuration(FunctionName=FUNCTION_NAMES["api"])["Environment"]["Variables"]
-    assert api_env["CLEANUP_FUNCTION_NAME"] == FUNCTION_NAMES["cleanup"]
+    assert api_env["CLEANUP_FUNCTION_NAME"].endswith(f":function:{FUNCTION_NAMES['cleanup']}:live")
 
     iam = _client("iam", moto_endpoint)
     policy = iam.get_role_policy(RoleName=FUNCTION_NAMES["api"], PolicyName=f"{FUNCTION_NAMES['api']}-least-privilege")

@@ -23,6 +23,9 @@ mock_provider "aws" {
       layer_arn = "arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps"
     }
   }
+  mock_resource "aws_lambda_alias" {
+    defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup:live" }
+  }
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
   }
@@ -68,8 +71,8 @@ run "deploy_targets_contract" {
     error_message = "The functions must be created with the shared layer."
   }
   assert {
-    condition     = module.api.environment_variables["CLEANUP_FUNCTION_NAME"] == module.cleanup.function_name
-    error_message = "The API must learn the cleanup function's name from the module."
+    condition     = module.api.environment_variables["CLEANUP_FUNCTION_NAME"] == module.cleanup.alias_arn
+    error_message = "The API must invoke the cleanup function's live alias, from the module."
   }
   assert {
     condition = [for s in jsondecode(module.api.role_policy_json).Statement : s.Resource if s.Sid == "InvokeCleanup"][0] == [
