@@ -362,6 +362,10 @@ def terraform_for(
         )
     variables: dict[str, str] = {}
     child_env: dict[str, str] = {"AWS_DEFAULT_REGION": env.region, "AWS_REGION": env.region}
+    backend = backend_config(env)
+    # The CI deploy role (modules/github-oidc-deploy-role) is granted exactly this state object.
+    variables["state_bucket"] = str(backend["bucket"])
+    variables["state_key"] = str(backend["key"])
     if env.endpoint_url:
         # The emulator accepts any credentials; fixed dummies keep a developer's real
         # keys out of every request made to it.
@@ -378,7 +382,7 @@ def terraform_for(
         data_dir=workdir / f".terraform-{env.name}",
         environ=child_env,
         plugin_mirror=resolve_plugin_mirror(environ),
-        backend=backend_config(env),
+        backend=backend,
         prepare=lambda: ensure_state_bucket(env),
     )
 

@@ -297,4 +297,6 @@ module "github_oidc" {
   artifact_prefix      = var.artifact_prefix
   execution_role_arns  = [for m in values(local.function_modules) : m.role.arn]
   log_group_arns       = [for m in values(local.function_modules) : m.log_group_arn]
+  state_bucket         = var.state_bucket
+  state_key            = var.state_key
 }

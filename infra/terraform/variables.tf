@@ -145,3 +145,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "state_bucket" {
+  description = "The S3 bucket of this environment's Terraform state; passed by the tasks from invoke.yaml (state.bucket) so the CI role may read and write it."
+  type        = string
+  default     = null
+}
+
+variable "state_key" {
+  description = "The key of the state object in state_bucket; passed by the tasks from invoke.yaml (state.key)."
+  type        = string
+  default     = "terraform.tfstate"
+}

@@ -263,6 +263,10 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         str(tmp_path / "infra/terraform/envs/local.tfvars"),
         "-var",
         "aws_endpoint=http://127.0.0.1:5055",
+        "-var",
+        "state_bucket=terraform-state",
+        "-var",
+        "state_key=terraform.tfstate",
     ]
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key", "PATH": "/usr/bin"})
     assert child["AWS_ACCESS_KEY_ID"] == "test"
@@ -276,7 +280,7 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         env_config(tmp_path, "staging", local=False, region="us-west-2"), state=StateSettings(bucket="tf-state")
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
-    assert tf.variables == {}
+    assert tf.variables == {"state_bucket": "tf-state", "state_key": "terraform.tfstate"}  # no endpoint
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
     assert child["AWS_ACCESS_KEY_ID"] == "real-key"

@@ -8,6 +8,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
   }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/bluemoxon-staging-github-deploy" }
+  }
 }
 
 variables {
@@ -55,4 +58,34 @@ run "rejects_bad_repository" {
   }
 
   expect_failures = [var.github_repository]
+}
+
+run "state_object_and_log_reads_granted" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    state_bucket   = "bluemoxon-terraform-state-staging"
+    state_key      = "bluemoxon/terraform.tfstate"
+    log_group_arns = ["arn:aws:logs:us-west-2:123456789012:log-group:/aws/lambda/bluemoxon-staging-api"]
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if s.Sid == "ReadWriteState"
+      ]) == [
+      "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate",
+      "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.tflock",
+    ]
+    error_message = "The CI role reads and writes exactly its environment's state object and lock file."
+  }
+  assert {
+    condition = contains(one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Action if s.Sid == "ReadLogGroups"
+    ]), "logs:FilterLogEvents")
+    error_message = "verify's remote check reads the functions' logs."
+  }
 }

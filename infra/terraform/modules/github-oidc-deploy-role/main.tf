@@ -103,9 +103,25 @@ locals {
       Resource = compact([local.oidc_provider_arn])
     },
     {
+      # FilterLogEvents: verify's remote check reads recent logs for Runtime.ImportModuleError.
       Sid      = "ReadLogGroups"
-      Action   = ["logs:DescribeLogGroups", "logs:ListTagsForResource", "logs:ListTagsLogGroup"]
+      Action   = ["logs:DescribeLogGroups", "logs:ListTagsForResource", "logs:ListTagsLogGroup", "logs:FilterLogEvents"]
       Resource = flatten([for arn in var.log_group_arns : [arn, "${arn}:*"]])
+    },
+  ]
+
+  # terraform refresh reads the deploy role itself; the state object and its S3 lock file.
+  state_object = var.state_bucket == null ? null : "arn:aws:s3:::${var.state_bucket}/env:/${var.environment}/${var.state_key}"
+  extra_statements = var.state_bucket == null ? [] : [
+    {
+      Sid      = "ListStateBucket"
+      Action   = ["s3:ListBucket", "s3:GetBucketVersioning", "s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration"]
+      Resource = ["arn:aws:s3:::${var.state_bucket}"]
+    },
+    {
+      Sid      = "ReadWriteState"
+      Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+      Resource = [local.state_object, "${local.state_object}.tflock"]
     },
   ]
 }
@@ -155,7 +171,13 @@ resource "aws_iam_role_policy" "this" {
   name = "${var.role_name}-deploy"
   role = aws_iam_role.this.id
   policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [for s in local.statements : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0]
+    Version = "2012-10-17"
+    Statement = [
+      for s in concat(local.statements, local.extra_statements, [{
+        Sid      = "ReadThisRole"
+        Action   = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"]
+        Resource = [aws_iam_role.this.arn]
+      }]) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
+    ]
   })
 }

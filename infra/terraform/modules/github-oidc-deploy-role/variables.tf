@@ -61,3 +61,15 @@ variable "log_group_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "state_bucket" {
+  description = "S3 bucket holding this environment's Terraform state (the deploy workflow runs terraform apply); null to grant nothing."
+  type        = string
+  default     = null
+}
+
+variable "state_key" {
+  description = "Key of the state object inside state_bucket (workspace prefix env:/<environment>/ is added)."
+  type        = string
+  default     = "terraform.tfstate"
+}
