@@ -149,6 +149,14 @@ def _read(lam: Any, name: str, alias: str) -> tuple[Mapping[str, Any], Mapping[s
     return latest, current, served
 
 
+#: Configuration a published version freezes, which Terraform (not the tasks) changes on $LATEST.
+_VERSIONED_CONFIG = ("Handler", "Runtime", "Role", "MemorySize", "Timeout", "Environment", "TracingConfig")
+
+
+def frozen_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: config.get(key) for key in _VERSIONED_CONFIG}
+
+
 def _plan_function(
     fn: FunctionTarget,
     state: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]],
@@ -161,7 +169,13 @@ def _plan_function(
     new_layers = desired_layers(old_layers, layer_version_arn, function=fn.name)
     update_code = latest.get("CodeSha256") != code_sha256
     update_layers = old_layers != new_layers
-    stale_alias = served.get("CodeSha256") != code_sha256 or _layer_arns(served) != new_layers
+    stale_alias = (
+        served.get("CodeSha256") != code_sha256
+        or _layer_arns(served) != new_layers
+        # Terraform changed $LATEST's configuration (variables, memory, ...): a version freezes
+        # configuration too, so `live` only sees the change once a new version is published.
+        or frozen_config(served) != frozen_config(latest)
+    )
     return FunctionPlan(
         name=fn.name,
         key=fn.key,

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import calls
+from deploy.aws.attach import frozen_config
 from deploy.aws.publish import identity_from_description
 from deploy.aws.retry import error_code, error_message
 from deploy.config import EnvConfig, Targets
@@ -120,6 +121,13 @@ def status(
                     f"{fn.name}: layer version {layer_version} has identity {row.layer_identity} "
                     f"!= local {layer.identity}"
                 )
+        # What deploy plans from: $LATEST (left ahead of `live` by a rolled-back deploy) and the
+        # configuration Terraform changed on $LATEST that no version has frozen yet.
+        latest_ahead = latest.get("CodeSha256") != served.get("CodeSha256")
+        if function is not None and alias_version and latest_ahead and latest.get("CodeSha256") != function.code_sha256:
+            diffs.append(f"{fn.name}: $LATEST code {latest.get('CodeSha256')} != local {function.code_sha256}")
+        if alias_version and frozen_config(served) != frozen_config(latest):
+            diffs.append(f"{fn.name}: $LATEST configuration differs from what {targets.alias} serves")
         if row.last_update_status not in (None, "Successful"):
             diffs.append(f"{fn.name}: last update {row.last_update_status}")
     return StatusReport(rows=tuple(rows), differences=diffs)

@@ -360,3 +360,18 @@ def test_stale_alias_with_a_current_latest_is_published_and_switched(
         apply_attach(env, deployed, plan, function=code)
     assert writes.operations().count("UpdateFunctionCode") == 3
     assert layers_of(lam, name) == [layer_arn]
+
+
+def test_configuration_changed_by_terraform_reaches_live(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
+) -> None:
+    """Terraform updates $LATEST's variables; only a new version makes `live` serve them."""
+    attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    changed = deployed.functions[0].name
+    lam.update_function_configuration(FunctionName=changed, Environment={"Variables": {"LOG_LEVEL": "debug"}})
+    result = attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    status = {o.name: o.status for o in result.outcomes}
+    assert status.pop(changed) == "updated"
+    assert set(status.values()) == {"unchanged"}
+    served = lam.get_function_configuration(FunctionName=changed, Qualifier="live")
+    assert served["Environment"]["Variables"] == {"LOG_LEVEL": "debug"}

@@ -137,3 +137,25 @@ def test_status_in_sync_and_drift(
     lam.delete_function(FunctionName=deployed.functions[0].name)
     missing = status(env, deployed, layer=layer, function=code)
     assert missing.differences == [f"{deployed.functions[0].name}: function does not exist"]
+
+
+def test_status_sees_latest_left_ahead_and_unversioned_configuration(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path, lam: Any, s3: Any
+) -> None:
+    """After a rolled-back deploy $LATEST holds other code; deploy would act, so status is not in sync."""
+    arn = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn
+    attach(env, deployed, function=code, layer_version_arn=arn)
+    first = deployed.functions[0].name
+    other = make_artifact(tmp_path, "function", "rolled back = True")
+    s3.put_object(Bucket=deployed.bucket, Key=other.s3_key, Body=other.path.read_bytes())
+    lam.update_function_code(FunctionName=first, S3Bucket=deployed.bucket, S3Key=other.s3_key)
+    report = status(env, deployed, layer=layer, function=code)
+    assert [d for d in report.differences if "$LATEST code" in d] == [
+        f"{first}: $LATEST code {other.code_sha256} != local {code.code_sha256}"
+    ]
+
+    second = deployed.functions[1].name
+    lam.update_function_configuration(FunctionName=second, MemorySize=1024)
+    report = status(env, deployed, layer=layer, function=code)
+    assert f"{second}: $LATEST configuration differs from what live serves" in report.differences
