@@ -315,7 +315,25 @@ class _Stager:
         return str(version["Version"])
 
 
-def _move_alias(lam: Any, plan: AttachPlan, name: str, version: str, policy: RetryPolicy, rev: str | None) -> None:
+def _description(text: str | None) -> dict[str, Any]:
+    return {} if text is None else {"Description": text}
+
+
+def previous_marker(version: str) -> str:
+    """The alias description that tells `inv rollback` which version served before this one."""
+    return f"previous={version}"
+
+
+def _move_alias(
+    lam: Any,
+    plan: AttachPlan,
+    name: str,
+    version: str,
+    policy: RetryPolicy,
+    rev: str | None,
+    *,
+    description: str | None = None,
+) -> None:
     try:
         call(
             lam.update_alias,
@@ -325,6 +343,7 @@ def _move_alias(lam: Any, plan: AttachPlan, name: str, version: str, policy: Ret
             Name=plan.alias,
             FunctionVersion=version,
             **_revision(rev),
+            **_description(description),
         )
     except ClientError as exc:
         raise AttachError(f"{name}: moving alias {plan.alias} to {version}: {error_message(exc)}") from None
@@ -398,7 +417,15 @@ def apply_attach(
 
         def switch(fp: FunctionPlan, version: str) -> None:
             say(fp.name, f"moving alias {plan.alias} {fp.current_alias_version} → {version}")
-            _move_alias(lam, plan, fp.name, version, policy, fp.alias_revision_id)
+            _move_alias(
+                lam,
+                plan,
+                fp.name,
+                version,
+                policy,
+                fp.alias_revision_id,
+                description=previous_marker(fp.current_alias_version),
+            )
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             moves = {

@@ -7,6 +7,7 @@ first alias moves, so a typo changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,11 +66,18 @@ def _apply(
                     FunctionName=name,
                     Name=targets.alias,
                     FunctionVersion=to,
+                    Description=f"rolled back from {current}",
                 )
             except ClientError as exc:
                 raise AwsError(f"{name}: moving alias {targets.alias} to {to}: {error_message(exc)}") from None
         out.append(RollbackOutcome(name=name, from_version=current, to_version=to, changed=changed, dry_run=dry_run))
     return tuple(out)
+
+
+def _recorded_previous(lam: Any, name: str, alias: str) -> int | None:
+    description = str(lam.get_alias(FunctionName=name, Name=alias).get("Description") or "")
+    match = re.fullmatch(r"previous=(\d+)", description.strip())
+    return int(match[1]) if match else None
 
 
 def rollback(
@@ -88,6 +96,12 @@ def rollback(
                     "nothing was changed"
                 )
             moves.append((fn.name, current, str(int(to))))
+            continue
+        recorded = _recorded_previous(lam, fn.name, targets.alias)
+        if recorded is not None and recorded in versions and str(recorded) != current:
+            # What the alias served before the last deploy moved it; a version a failed deploy
+            # published but never served is skipped.
+            moves.append((fn.name, current, str(recorded)))
             continue
         older = [v for v in versions if current.isdigit() and v < int(current)]
         if not older:

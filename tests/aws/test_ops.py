@@ -159,3 +159,25 @@ def test_status_sees_latest_left_ahead_and_unversioned_configuration(
     lam.update_function_configuration(FunctionName=second, MemorySize=1024)
     report = status(env, deployed, layer=layer, function=code)
     assert f"{second}: $LATEST configuration differs from what live serves" in report.differences
+
+
+def test_rollback_returns_to_what_served_not_to_an_unserved_version(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path, lam: Any, s3: Any
+) -> None:
+    """A failed deploy leaves a published version that never served; rollback must skip it."""
+    arn = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn
+    attach(env, deployed, function=code, layer_version_arn=arn)  # live: 1 → 2
+    first = deployed.functions[0].name
+    broken = make_artifact(tmp_path, "function", "broken release")
+    s3.put_object(Bucket=deployed.bucket, Key=broken.s3_key, Body=broken.path.read_bytes())
+    lam.update_function_code(FunctionName=first, S3Bucket=deployed.bucket, S3Key=broken.s3_key)
+    unserved = lam.publish_version(FunctionName=first, Description="published by a deploy whose verify failed")
+    assert unserved["Version"] == "3"
+    newer = make_artifact(tmp_path, "function", "next release")
+    attach(env, deployed, function=newer, layer_version_arn=arn)  # live: 2 → 4 for the first function
+    assert alias_versions(lam, deployed)[first] == "4"
+    assert lam.get_alias(FunctionName=first, Name="live")["Description"] == "previous=2"
+    outcomes = {o.name: o for o in rollback(env, deployed)}
+    assert (outcomes[first].from_version, outcomes[first].to_version) == ("4", "2")
+    assert alias_versions(lam, deployed)[first] == "2"

@@ -146,6 +146,8 @@ resource "aws_lambda_alias" "live" {
   function_version = aws_lambda_function.this[0].version
 
   lifecycle {
-    ignore_changes = [function_version, routing_config]
+    # The tasks move the version and record the one it replaced in the description
+    # ("previous=N"), which `inv rollback` goes back to.
+    ignore_changes = [function_version, routing_config, description]
   }
 }
