@@ -172,23 +172,31 @@ def up(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the task's process group; `down` stops it
         )
-    deadline = clock() + timeout
-    while not is_moto(settings.url, timeout=1.0):
-        if proc.poll() is not None:
-            raise EmulatorError(
-                f"moto server exited with code {proc.returncode} before answering on {settings.url}",
-                hint=f"log ({logfile}):\n{_log_tail(logfile)}",
-            )
-        if clock() > deadline:
-            proc.kill()
-            proc.wait()
-            raise EmulatorError(
-                f"moto server did not answer on {settings.url} within {timeout:.0f} s",
-                hint=f"log ({logfile}):\n{_log_tail(logfile)}",
-            )
-        time.sleep(0.1)  # polling a child process's readiness, not timing a test
-    configure(settings.url)
+    # Recorded at once, so an interrupted start leaves a pidfile `down` can act on, never an orphan.
     _write_pidfile(pidfile, _PidRecord(pid=proc.pid, host=settings.host, port=settings.port))
+    try:
+        deadline = clock() + timeout
+        # Ready means *our* child answers: it must still be running (a concurrent `up` that won
+        # the port would answer too, while our child died on the bind).
+        while not (is_moto(settings.url, timeout=1.0) and proc.poll() is None):
+            if proc.poll() is not None:
+                raise EmulatorError(
+                    f"moto server exited with code {proc.returncode} before answering on {settings.url}",
+                    hint=f"log ({logfile}):\n{_log_tail(logfile)}",
+                )
+            if clock() > deadline:
+                raise EmulatorError(
+                    f"moto server did not answer on {settings.url} within {timeout:.0f} s",
+                    hint=f"log ({logfile}):\n{_log_tail(logfile)}",
+                )
+            time.sleep(0.1)  # polling a child process's readiness, not timing a test
+        configure(settings.url)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        pidfile.unlink(missing_ok=True)
+        raise
     return EmulatorState(pid=proc.pid, url=settings.url, pidfile=pidfile, logfile=logfile)
 
 

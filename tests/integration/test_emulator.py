@@ -113,3 +113,26 @@ def test_port_taken_by_something_else(tmp_path: Path) -> None:
 def test_unreachable_emulator_is_named() -> None:
     with pytest.raises(EmulatorError, match="is not answering"):
         emulator.assert_reachable(f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_server_that_dies_on_start_is_named_and_leaves_nothing(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'cannot bind' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    settings = EmulatorSettings(port=free_port())
+    with pytest.raises(EmulatorError, match="exited with code 3") as err:
+        emulator.up(settings, tmp_path, python=str(fake))
+    assert "cannot bind" in str(err.value)
+    assert not emulator.pidfile_path(tmp_path, settings).exists()
+
+
+def test_interrupted_start_kills_the_child_and_removes_the_pidfile(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=free_port())
+
+    def interrupted() -> float:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        emulator.up(settings, tmp_path, clock=interrupted)
+    assert not emulator.pidfile_path(tmp_path, settings).exists()
+    assert not emulator.port_open(settings.host, settings.port)
