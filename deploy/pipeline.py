@@ -509,11 +509,12 @@ def _deploy_steps(
         pending = pending or attach_plan.upload_code or any(_changes(fp) for fp in attach_plan.functions)
     else:
         pending = True
+    pending = pending or _regions_or_shares_pending(env, targets, layer)
 
     if dry_run:
         _dry_run_report(env, targets, layer, function, report, pub_plan, attach_plan)
         return
-    if not pending and not env.extra_regions:
+    if not pending:
         progress("nothing to deploy: layer published, code and layers attached, aliases current")
         report["publish"] = [
             {"region": targets.region, "layer_version_arn": layer_arn, "published": False, "uploaded": False}
@@ -592,6 +593,22 @@ def _attach_and_verify(
     deployed = _verify_deployed(env, targets, layer, function)
     report["verify"]["deployed"] = deployed.to_json()
     deployed.raise_for_failures()
+
+
+def _regions_or_shares_pending(env: EnvConfig, targets: Targets, layer: Artifact) -> bool:
+    """Reads only: an extra region still missing the layer, or a configured share not granted yet."""
+    for region, regional in _targets_by_region(env, targets).items():
+        plan = publish.plan_publish(env, regional, layer, region=region)
+        if plan.upload or plan.publish:
+            return True
+        sharing = bool(env.share.accounts or env.share.organization_id)
+        if (
+            sharing
+            and plan.existing_arn is not None
+            and share.share_layer(env, plan.existing_arn, env.share, dry_run=True).added
+        ):
+            return True
+    return False
 
 
 def _changes(fp: attach_mod.FunctionPlan) -> bool:

@@ -42,3 +42,17 @@ def test_layer_shared_with_listed_account_once(
         [again] = pipeline._publish(shared, targets, layer, dry_run=False)
     assert again.layer_version_arn == first.layer_version_arn
     assert writes.count == 0
+
+
+def test_new_share_settings_make_an_otherwise_unchanged_deploy_pending(
+    env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path
+) -> None:
+    layer = make_artifact(tmp_path, "layer", "deps-v1", identity="c" * 64)
+    pipeline._publish(env, targets, layer, dry_run=False)
+    assert not pipeline._regions_or_shares_pending(env, targets, layer)
+    shared = dataclasses.replace(env, share=ShareSettings(accounts=("210987654321",)))
+    with calls.count_writes() as writes:
+        assert pipeline._regions_or_shares_pending(shared, targets, layer)
+    assert writes.count == 0
+    pipeline._publish(shared, targets, layer, dry_run=False)
+    assert not pipeline._regions_or_shares_pending(shared, targets, layer)

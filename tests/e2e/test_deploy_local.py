@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
+from deploy.errors import VerifyError
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -160,14 +161,15 @@ def test_broken_function_never_reaches_traffic(project: Project) -> None:
     try:
         # Gate 1: the sandbox run of the local artifacts stops it before anything is uploaded.
         gated = project.inv("deploy", "--env", "local", check=False)
-        assert gated.returncode != 0
+        assert gated.returncode == VerifyError.exit_code, gated.stderr
         assert "bluemoxon-local-cleanup" in gated.stderr or "cleanup" in gated.stderr
         assert "module_that_is_not_in_the_layer" in gated.stderr
+        assert "Traceback (most recent call last)" not in gated.stderr.split("error:")[-1]
         assert _alias_versions(project) == before
 
         # Gate 2: forced past the local gate, the deployed verify fails and every alias is restored.
         forced = project.inv("deploy", "--env", "local", "--skip-local-verify", "--json", check=False)
-        assert forced.returncode != 0
+        assert forced.returncode == VerifyError.exit_code, forced.stderr
         report = _report(forced)
         assert report["ok"] is False
         assert report["rolled_back"] is True
