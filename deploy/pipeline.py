@@ -476,11 +476,12 @@ def _summary(report: Mapping[str, Any]) -> None:
             ["function", "outcome", "live"],
             [(f["name"], f["status"], f"{f['old_version']} → {f['new_version']}") for f in functions],
         )
-    changed = any(f["status"] != "unchanged" for f in functions)
-    say(
-        f"{'nothing changed' if not changed else 'deployed'} in {report.get('seconds')} s; "
-        f"{report.get('aws_write_calls')} AWS write call(s)"
-    )
+    changed = sum(1 for f in functions if f["status"] != "unchanged")
+    if report.get("dry_run"):
+        verdict = f"dry run: {changed} function(s) would change" if changed else "dry run: nothing would change"
+    else:
+        verdict = "deployed" if changed else "nothing changed"
+    say(f"{verdict} in {report.get('seconds')} s; {report.get('aws_write_calls')} AWS write call(s)")
 
 
 def _deploy_steps(
