@@ -148,6 +148,15 @@ def test_first_deploy_creates_everything_then_rerun_changes_nothing(project: Pro
     assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
     assert project.inv("status", "--env", "local").returncode == 0
 
+    # A code change: --dry-run names it and writes nothing.
+    version = project.root / "backend" / "VERSION"
+    version.write_text("9.9.9\n")
+    dry = _report(project.inv("deploy", "--env", "local", "--dry-run", "--json"))
+    version.write_text((ROOT / "backend" / "VERSION").read_text())
+    assert dry["aws_write_calls"] == 0
+    assert {fn["status"] for fn in dry["functions"]} == {"would update"}
+    assert _alias_versions(project) == aliases
+
 
 def test_broken_function_never_reaches_traffic(project: Project) -> None:
     # Runs after the healthy deploy above (same module fixture); deploy it first if run alone.
