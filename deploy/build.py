@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from deploy import archive
 from deploy.artifact import Artifact, PackageInfo, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
-from deploy.errors import AuditError, BuildError, DeployError
+from deploy.errors import AuditError, BuildError
 from deploy.identity import LayerIdentity, layer_identity
 from deploy.install import Installer, get_installer
 from deploy.lock import Requirement, RequirementsFile, load_requirements_file
@@ -521,17 +521,6 @@ def build_function(plan: FunctionPlan, *, progress: Progress | None = None) -> B
         pending.unlink(missing_ok=True)
 
 
-def latest_function(paths: Paths) -> Artifact | None:
-    """The most recently written function manifest, for tasks that run after build-function."""
-    manifests = sorted((paths.build / "functions").glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for manifest in manifests:
-        with contextlib.suppress(DeployError):
-            artifact = load_manifest(manifest)
-            artifact.check()
-            return artifact
-    return None
-
-
 __all__ = [
     "FUNCTION_ZIPPED_LIMIT",
     "BuildResult",
@@ -542,7 +531,6 @@ __all__ = [
     "existing_layer",
     "function_entries",
     "function_plan",
-    "latest_function",
     "layer_plan",
     "post_process",
     "top_packages",

@@ -237,11 +237,6 @@ def status(settings: EmulatorSettings, state_dir: Path) -> str:
     return f"stale pidfile {pidfile} (pid {record.pid}); run `inv local.down`"
 
 
-def ensure_up(settings: EmulatorSettings, state_dir: Path) -> EmulatorState:
-    """``deploy --env local`` starts the emulator when needed."""
-    return up(settings, state_dir)
-
-
 def assert_reachable(url: str) -> None:
     """Clear error when the emulator died mid-deploy (rather than a botocore stack trace)."""
     if not is_moto(url):
