@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +10,9 @@ import pytest
 
 from deploy import audit
 from deploy.artifact import PackageInfo
+from deploy.config import ROOT
 from deploy.errors import AuditError, ConfigError
+from deploy.install import UvInstaller
 from tests.unit import wheelfactory as wf
 
 TARGET = {"python_version": "3.12", "architecture": "x86_64", "glibc_floor": (2, 34)}
@@ -206,7 +207,6 @@ def test_glibc_string_outside_version_needs_is_not_a_requirement(tmp_path: Path)
     assert info.glibc == (2, 17)
 
 
-@pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils readelf not installed")
 def test_factory_elf_agrees_with_readelf(tmp_path: Path) -> None:
     path = tmp_path / "lib.so"
     path.write_bytes(wf.elf_bytes(wf.EM_AARCH64, glibc=["GLIBC_2.17", "GLIBC_2.38"]))
@@ -348,28 +348,28 @@ def test_audit_layer_passes_a_good_tree_and_fails_a_bad_one(tmp_path: Path) -> N
 
 # ----------------------------------------------------------------------------- the real backend dependencies
 
-_BACKEND_DEPS = ["boto3", "sqlalchemy", "httpx", "pydantic", "fastapi", "mangum", "psycopg[binary]"]
 
-
-def _uv_target(site: Path, platform: str) -> None:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not on PATH")
-    cmd = [uv, "pip", "install", "--quiet", "--target", str(site), "--python-platform", platform]
-    cmd += ["--python-version", "3.12", "--only-binary", ":all:", *_BACKEND_DEPS]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+def _install_backend(site: Path, architecture: str) -> None:
+    """The backend's locked, hash-pinned requirements, installed by the layer build's own installer."""
+    UvInstaller().install(
+        ROOT / "backend" / "requirements.txt",
+        site,
+        python_version="3.12",
+        architecture=architecture,
+        glibc_floor=(2, 34),
+    )
 
 
 @pytest.mark.network
 def test_real_backend_dependencies(tmp_path: Path) -> None:
     """The audit must accept what uv installs for Lambda python3.12 x86_64 (CA bundles, AWS doc examples)
     and refuse the same dependencies installed for aarch64."""
-    _uv_target(tmp_path / "x86", "x86_64-manylinux_2_34")
+    _install_backend(tmp_path / "x86", "x86_64")
     packages = audit.audit_layer(tmp_path / "x86", **TARGET)
     names = {p.name.lower() for p in packages}
     assert {"boto3", "botocore", "sqlalchemy", "psycopg-binary", "pydantic_core"} <= names
 
-    _uv_target(tmp_path / "arm", "aarch64-manylinux_2_34")
+    _install_backend(tmp_path / "arm", "arm64")
     audit.audit_layer(tmp_path / "arm", **{**TARGET, "architecture": "arm64"})
     with pytest.raises(AuditError, match="built for aarch64, target is x86_64") as err:
         audit.audit_layer(tmp_path / "arm", **TARGET)
