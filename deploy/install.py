@@ -141,6 +141,15 @@ def _run(runner: Runner, argv: Sequence[str], tool: str) -> subprocess.Completed
         raise BuildError(f"{tool} is not installed: {argv[0]} was not found") from None
 
 
+def _tool_version(runner: Runner, argv: Sequence[str], tool: str) -> str:
+    """The second word of ``<tool> --version`` (``uv 0.13.9 (...)``, ``pip 24.2 from ...``)."""
+    proc = _run(runner, argv, tool)
+    parts = proc.stdout.split()
+    if proc.returncode != 0 or len(parts) < 2:
+        raise BuildError(f"`{tool} --version` failed: {_tail(proc.stderr or proc.stdout)}")
+    return parts[1]
+
+
 def find_uv() -> str:
     """The uv installed alongside this Python (the ``uv`` PyPI package) first, then PATH."""
     try:
@@ -170,11 +179,7 @@ class UvInstaller:
 
     def version(self) -> str:
         """``uv 0.13.9 (x86_64-unknown-linux-gnu)`` → ``0.13.9``: the host triple must not reach the identity."""
-        proc = _run(self._runner, [self.uv_bin, "--version"], "uv")
-        parts = proc.stdout.split()
-        if proc.returncode != 0 or len(parts) < 2:
-            raise BuildError(f"`uv --version` failed: {_tail(proc.stderr or proc.stdout)}")
-        return parts[1]
+        return _tool_version(self._runner, [self.uv_bin, "--version"], "uv")
 
     def argv(
         self,
@@ -234,11 +239,7 @@ class PipInstaller:
         self._runner = runner
 
     def version(self) -> str:
-        proc = _run(self._runner, [self.python, "-m", "pip", "--version"], "pip")
-        parts = proc.stdout.split()
-        if proc.returncode != 0 or len(parts) < 2:
-            raise BuildError(f"`pip --version` failed: {_tail(proc.stderr or proc.stdout)}")
-        return parts[1]
+        return _tool_version(self._runner, [self.python, "-m", "pip", "--version"], "pip")
 
     def argv(
         self,
