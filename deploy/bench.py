@@ -34,6 +34,7 @@ from typing import Any
 from deploy import build
 from deploy.artifact import Artifact, sha256_file
 from deploy.config import EmulatorSettings, EnvConfig, FunctionTarget, Paths, Targets
+from deploy.emulator import free_port
 from deploy.errors import BuildError
 from deploy.install import UvInstaller
 from deploy.report import progress, say, table
@@ -198,8 +199,7 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 def _emulator(work: Path) -> Iterator[EmulatorSettings]:
     from deploy import emulator
 
-    with socket_free_port() as port:
-        settings = EmulatorSettings(port=port)
+    settings = EmulatorSettings(port=emulator.free_port())
     state_dir = work / "emulator"
     state_dir.mkdir(parents=True, exist_ok=True)
     emulator.up(settings, state_dir)
@@ -207,15 +207,6 @@ def _emulator(work: Path) -> Iterator[EmulatorSettings]:
         yield settings
     finally:
         emulator.down(settings, state_dir)
-
-
-@contextmanager
-def socket_free_port() -> Iterator[int]:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
 
 
 def _inv(proj: Path, port: int, *args: str) -> dict[str, Any]:
@@ -262,8 +253,7 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     rerun_runs: list[float] = []
     for i in range(runs):
         proj = _project_copy(env.paths.root, work / f"deploy-proj-{i}")
-        with socket_free_port() as port:
-            pass
+        port = free_port()
         progress(f"bench: fresh emulator on {port} → inv deploy --env local (run {i + 1}/{runs})")
         try:
             start = time.perf_counter()

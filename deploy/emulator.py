@@ -72,6 +72,13 @@ def is_moto(url: str, *, timeout: float = 2.0) -> bool:
     return isinstance(data, dict) and "lambda" in data
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for throwaway emulators in tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def port_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

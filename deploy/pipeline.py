@@ -21,38 +21,32 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
-from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig, Targets
-from deploy.errors import AttachError, BuildError, ConfigError, DeployError, VerifyError
+from deploy.config import ARCHITECTURES, BUILDERS, EmulatorSettings, EnvConfig, Targets
+from deploy.errors import AttachError, BuildError, ConfigError, DeployError, DriftError, VerifyError
 from deploy.report import bars, emit_json, human_size, progress, raw, say, table, write_report
 
 # ---------------------------------------------------------------------------- emulator
 
 
-def _require_local(env: EnvConfig) -> emulator.EmulatorState | None:
+def _emulator(env: EnvConfig) -> EmulatorSettings:
     if env.emulator is None:
         raise ConfigError(f"environment {env.name!r} has no emulator settings; local.* tasks are for `--env local`")
-    return None
+    return env.emulator
 
 
 def emulator_up(env: EnvConfig) -> emulator.EmulatorState:
-    _require_local(env)
-    assert env.emulator is not None
-    state = emulator.up(env.emulator, env.paths.local_state)
+    state = emulator.up(_emulator(env), env.paths.local_state)
     verb = "reusing" if state.reused else "started"
     say(f"{verb} moto server pid {state.pid} on {state.url} (log: {state.logfile})")
     return state
 
 
 def emulator_down(env: EnvConfig) -> None:
-    _require_local(env)
-    assert env.emulator is not None
-    say(emulator.down(env.emulator, env.paths.local_state))
+    say(emulator.down(_emulator(env), env.paths.local_state))
 
 
 def emulator_status(env: EnvConfig) -> None:
-    _require_local(env)
-    assert env.emulator is not None
-    say(emulator.status(env.emulator, env.paths.local_state))
+    say(emulator.status(_emulator(env), env.paths.local_state))
 
 
 def _ensure_reachable(env: EnvConfig) -> None:
@@ -100,8 +94,6 @@ def infra_plan(env: EnvConfig, *, detailed_exitcode: bool = False) -> bool:
     tf = terraform.terraform_for(env)
     changes = terraform.plan(tf, detailed_exitcode=True, echo=print)
     if changes and detailed_exitcode:
-        from deploy.errors import DriftError
-
         raise DriftError(f"terraform plan for {env.name} has changes (drift between state and configuration)")
     say("no changes" if not changes else "plan has changes")
     return changes
@@ -123,12 +115,8 @@ def _targets_by_region(env: EnvConfig, targets: Targets) -> dict[str, Targets]:
 # ---------------------------------------------------------------------------- build
 
 
-def _progress_line(message: str) -> None:
-    progress(message)
-
-
 def build_function(env: EnvConfig) -> build.BuildResult:
-    result = build.build_function(build.function_plan(env), progress=_progress_line)
+    result = build.build_function(build.function_plan(env), progress=progress)
     art = result.artifact
     say(f"function {art.sha256[:12]}: {human_size(art.zipped_size)} zipped, {human_size(art.unzipped_size)} unzipped")
     return result
@@ -146,7 +134,7 @@ def build_layer(
     if builder is not None and builder not in BUILDERS:
         raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
-    result = build.build_layer(plan, progress=_progress_line, function_unzipped=function_unzipped)
+    result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
     art = result.artifact
     for warning in result.warnings:
         say(f"[yellow]warning:[/] {warning}")
