@@ -498,7 +498,7 @@ def _deploy_steps(
         pending = pending or attach_plan.upload_code or any(_changes(fp) for fp in attach_plan.functions)
     else:
         pending = True
-    pending = pending or _regions_or_shares_pending(env, targets, layer)
+    pending = pending or _regions_or_shares_pending(env, targets, layer, known={targets.region: pub_plan})
 
     if dry_run:
         _dry_run_report(env, targets, layer, function, report, pub_plan, attach_plan)
@@ -584,10 +584,14 @@ def _attach_and_verify(
     deployed.raise_for_failures()
 
 
-def _regions_or_shares_pending(env: EnvConfig, targets: Targets, layer: Artifact) -> bool:
-    """Reads only: an extra region still missing the layer, or a configured share not granted yet."""
+def _regions_or_shares_pending(
+    env: EnvConfig, targets: Targets, layer: Artifact, *, known: Mapping[str, publish.PublishPlan] | None = None
+) -> bool:
+    """Reads only: an extra region still missing the layer, or a configured share not granted yet.
+
+    ``known`` holds plans already read (the primary region's), so no region is read twice."""
     for region, regional in _targets_by_region(env, targets).items():
-        plan = publish.plan_publish(env, regional, layer, region=region)
+        plan = (known or {}).get(region) or publish.plan_publish(env, regional, layer, region=region)
         if plan.upload or plan.publish:
             return True
         sharing = bool(env.share.accounts or env.share.organization_id)
