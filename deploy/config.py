@@ -3,7 +3,7 @@
 Settings flow one way (Invoke defaults → invoke.yaml → ``INVOKE_*`` variables → flags);
 this module only validates what Invoke merged and names the key at fault. Resource
 names (bucket, layer, functions) never live here: they come from Terraform outputs
-as ``Targets`` (see ``deploy.terraform``).
+as ``Targets`` (see ``deploy.terraform.targets``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import dataclasses
 from typing import Any
 
 from deploy.aws import calls
+from deploy.aws.state_bucket import ensure_state_bucket
 from deploy.config import EnvConfig, StateSettings
-from deploy.terraform import ensure_state_bucket
 
 
 def _state_env(env: EnvConfig) -> EnvConfig:

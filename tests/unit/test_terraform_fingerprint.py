@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.terraform import Terraform, apply_needed, fingerprint, record_apply
+from deploy.terraform.fingerprint import apply_needed, fingerprint, record_apply
+from deploy.terraform.runner import Terraform
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ run "deploy_targets_contract" {
         eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler" }
       }
     }
-    error_message = "deploy_targets must match the contract deploy/terraform.py parses."
+    error_message = "deploy_targets must match the contract deploy/terraform/targets.py parses."
   }
   assert {
     condition     = aws_s3_object.bootstrap.key == "lambda/bootstrap.zip" && aws_s3_object.bootstrap.bucket == "bluemoxon-frontend-default"

@@ -1,10 +1,10 @@
-"""Run Terraform for one environment and read its ``deploy_targets`` output.
+"""Run Terraform for one environment: find the binary, ``init`` (mirror aware), select the
+env's workspace, run ``apply``/``plan``/``output`` and read the ``deploy_targets`` output.
 
-Terraform (``infra/terraform``) is the source of truth for every resource name; the
-tasks never build one themselves. Each environment gets its own workspace (its own
-state) and its own ``TF_DATA_DIR`` (``infra/terraform/.terraform-<env>``), so two
-environments never share a selected workspace or provider cache, and the root
-module refuses to plan when the workspace and ``var.environment`` disagree.
+Each environment gets its own workspace (its own state) and its own ``TF_DATA_DIR``
+(``infra/terraform/.terraform-<env>``), so two environments never share a selected
+workspace or provider cache, and the root module refuses to plan when the workspace and
+``var.environment`` disagree.
 
 Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 ``TF_PLUGIN_MIRROR``) ``init`` installs from it and never reaches the registry.
@@ -12,7 +12,6 @@ Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.config import EMULATOR_STATE, EnvConfig, FunctionTarget, Targets
+from deploy.aws.state_bucket import ensure_state_bucket
+from deploy.config import EMULATOR_STATE, EnvConfig, Targets
 from deploy.errors import ConfigError, TerraformError
+from deploy.terraform.targets import targets_from_outputs
 
 MIN_VERSION: tuple[int, int] = (1, 10)  # the S3 backend's use_lockfile
 DEFAULT_PLUGIN_MIRROR = Path("/opt/tf-plugins")
 MIRROR_ENV_VAR = "TF_PLUGIN_MIRROR"
-OUTPUT_NAME = "deploy_targets"
-FUNCTION_KEYS = ("api", "cleanup", "db_sync", "eval_runbook_worker")
 STDERR_TAIL = 20
 
 #: Phrases Terraform prints when it cannot reach the provider registry.
@@ -172,82 +171,6 @@ def backend_hcl(config: Mapping[str, Any]) -> str:
     return "".join(f"{k} = {value(v)}\n" for k, v in sorted(config.items()))
 
 
-def ensure_state_bucket(env: EnvConfig) -> None:
-    """Create the state bucket when missing, and make sure it is versioned (state history),
-    encrypted and never public, repairing a bucket an interrupted first run left half set up."""
-    from botocore.exceptions import ClientError
-
-    from deploy.aws.calls import client
-
-    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
-    if state is None:
-        return
-    region = state.region or env.region
-    s3 = client(env, "s3", region)
-    bucket = state.bucket
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise TerraformError(f"state bucket {bucket} is not usable: {exc}") from None
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            s3.create_bucket(**kwargs)
-        except ClientError as create_exc:
-            if str(create_exc.response.get("Error", {}).get("Code", "")) != "BucketAlreadyOwnedByYou":
-                raise TerraformError(f"cannot create state bucket {bucket}: {create_exc}") from None
-    _harden_state_bucket(s3, bucket)
-
-
-def _harden_state_bucket(s3: Any, bucket: str) -> None:
-    """Each setting is read first and written only when missing: an existing bucket costs reads only."""
-    from botocore.exceptions import ClientError
-
-    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    block = {
-        "BlockPublicAcls": True,
-        "IgnorePublicAcls": True,
-        "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True,
-    }
-    try:
-        current = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    except ClientError:
-        current = {}
-    if any(not current.get(k) for k in block):
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
-    try:
-        s3.get_bucket_encryption(Bucket=bucket)
-    except ClientError:
-        s3.put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
-        )
-
-
-def state_identity(env: EnvConfig) -> str:
-    """The ETag of the env's state object (it changes whenever Terraform writes state)."""
-    from botocore.exceptions import ClientError
-
-    from deploy.aws.calls import client
-
-    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
-    if state is None:
-        return "none"
-    s3 = client(env, "s3", state.region or env.region)
-    try:
-        head = s3.head_object(Bucket=state.bucket, Key=f"env:/{env.name}/{state.key}")
-    except ClientError:
-        return "none"
-    return str(head.get("ETag", "none"))
-
-
 def registry_unreachable(stderr: str) -> bool:
     lowered = stderr.lower()
     return "registry.terraform.io" in lowered and any(phrase in lowered for phrase in _REGISTRY_UNREACHABLE)
@@ -255,71 +178,6 @@ def registry_unreachable(stderr: str) -> bool:
 
 def tail(text: str, lines: int = STDERR_TAIL) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _not_applied(env: str) -> TerraformError:
-    return TerraformError(
-        f"terraform has not been applied for env {env}: run `inv infra.apply --env {env}`",
-        hint=f"the {OUTPUT_NAME} output is missing from the {env} workspace's state",
-    )
-
-
-def _field(tree: Mapping[str, Any], name: str, where: str) -> str:
-    value = tree.get(name)
-    if not isinstance(value, str) or not value:
-        raise TerraformError(f"terraform output {where}.{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
-    """Parse ``terraform output -json`` (or just its ``deploy_targets`` value) into Targets."""
-    if not outputs or OUTPUT_NAME not in outputs:
-        raise _not_applied(env)
-    raw = outputs[OUTPUT_NAME]
-    # `terraform output -json` wraps each output as {"value": ..., "type": ..., "sensitive": ...}.
-    if isinstance(raw, Mapping) and "value" in raw and "type" in raw:
-        raw = raw["value"]
-    if raw is None:
-        raise _not_applied(env)
-    if not isinstance(raw, Mapping):
-        raise TerraformError(f"terraform output {OUTPUT_NAME} must be an object, got {type(raw).__name__}")
-
-    found_env = _field(raw, "env", OUTPUT_NAME)
-    if found_env != env:
-        raise TerraformError(
-            f"terraform state is for env {found_env!r}, not {env!r}: refusing to use another environment's names",
-            hint=f"run `inv infra.apply --env {env}`; the state must come from the {env} workspace",
-        )
-
-    functions_raw = raw.get("functions")
-    if not isinstance(functions_raw, Mapping) or not functions_raw:
-        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions must be a non-empty object")
-    missing = [key for key in FUNCTION_KEYS if key not in functions_raw]
-    if missing:
-        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions lacks {', '.join(missing)}")
-    functions = []
-    for key in sorted(functions_raw):
-        fn = functions_raw[key]
-        where = f"{OUTPUT_NAME}.functions.{key}"
-        if not isinstance(fn, Mapping):
-            raise TerraformError(f"terraform output {where} must be an object")
-        functions.append(
-            FunctionTarget(key=str(key), name=_field(fn, "name", where), handler=_field(fn, "handler", where))
-        )
-
-    alias = raw.get("alias", "live")
-    if not isinstance(alias, str) or not alias:
-        raise TerraformError(f"terraform output {OUTPUT_NAME}.alias must be a non-empty string")
-    return Targets(
-        env=found_env,
-        region=_field(raw, "region", OUTPUT_NAME),
-        bucket=_field(raw, "bucket", OUTPUT_NAME),
-        layer_name=_field(raw, "layer_name", OUTPUT_NAME),
-        runtime=_field(raw, "runtime", OUTPUT_NAME),
-        architecture=_field(raw, "architecture", OUTPUT_NAME),
-        functions=tuple(functions),
-        alias=alias,
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -571,52 +429,6 @@ def output_json(tf: Terraform) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TerraformError(f"terraform output -json ({tf.env}) is not an object")
     return data
-
-
-# ---------------------------------------------------------------------------
-# Apply fingerprint: lets `deploy` skip a no-op apply (most of a no-change deploy's time)
-
-
-def fingerprint(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> str:
-    """sha256 over everything an apply depends on: configuration, var-file, variables, provider
-    lock and the binary, plus ``extra``: the remote state object's ETag (``state_identity``) and,
-    for the emulator, its pid (a restarted moto server has lost every resource)."""
-    digest = hashlib.sha256()
-
-    def feed(label: str, data: bytes) -> None:
-        digest.update(f"{label}\0{len(data)}\0".encode())
-        digest.update(data)
-
-    for path in sorted(tf.workdir.rglob("*.tf")):
-        rel = path.relative_to(tf.workdir)
-        if rel.parts[0].startswith((".terraform", "tests")):
-            continue
-        feed(str(rel), path.read_bytes())
-    lock = tf.workdir / ".terraform.lock.hcl"
-    feed("lock", lock.read_bytes() if lock.is_file() else b"")
-    feed("var-file", tf.var_file.read_bytes())
-    feed("vars", json.dumps(sorted(tf.variables.items())).encode())
-    feed("binary", str(tf.binary).encode())
-    feed("extra", json.dumps(sorted((extra or {}).items())).encode())
-    return digest.hexdigest()
-
-
-def _stamp(tf: Terraform) -> Path:
-    return tf.data_dir / "last-apply.sha256"
-
-
-def apply_needed(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> bool:
-    """False only when nothing an apply depends on changed since the last successful one."""
-    try:
-        return _stamp(tf).read_text().strip() != fingerprint(tf, extra=extra)
-    except OSError:
-        return True
-
-
-def record_apply(tf: Terraform, *, extra: Mapping[str, str] | None = None) -> None:
-    """Remember the fingerprint after a successful apply (the state's serial is final by then)."""
-    tf.data_dir.mkdir(parents=True, exist_ok=True)
-    _stamp(tf).write_text(fingerprint(tf, extra=extra) + "\n")
 
 
 _TARGETS_CACHE: dict[tuple[str, Path], Targets] = {}

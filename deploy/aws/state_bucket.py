@@ -1,0 +1,85 @@
+"""The S3 bucket holding Terraform state: created on first use, kept versioned, encrypted
+and private; its state object's ETag tells whether Terraform wrote state since last time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.config import EMULATOR_STATE, EnvConfig
+from deploy.errors import TerraformError
+
+
+def ensure_state_bucket(env: EnvConfig) -> None:
+    """Create the state bucket when missing, and make sure it is versioned (state history),
+    encrypted and never public, repairing a bucket an interrupted first run left half set up."""
+    from botocore.exceptions import ClientError
+
+    from deploy.aws.calls import client
+
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        return
+    region = state.region or env.region
+    s3 = client(env, "s3", region)
+    bucket = state.bucket
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise TerraformError(f"state bucket {bucket} is not usable: {exc}") from None
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            s3.create_bucket(**kwargs)
+        except ClientError as create_exc:
+            if str(create_exc.response.get("Error", {}).get("Code", "")) != "BucketAlreadyOwnedByYou":
+                raise TerraformError(f"cannot create state bucket {bucket}: {create_exc}") from None
+    _harden_state_bucket(s3, bucket)
+
+
+def _harden_state_bucket(s3: Any, bucket: str) -> None:
+    """Each setting is read first and written only when missing: an existing bucket costs reads only."""
+    from botocore.exceptions import ClientError
+
+    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    block = {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    try:
+        current = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except ClientError:
+        current = {}
+    if any(not current.get(k) for k in block):
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+    try:
+        s3.get_bucket_encryption(Bucket=bucket)
+    except ClientError:
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+
+
+def state_identity(env: EnvConfig) -> str:
+    """The ETag of the env's state object (it changes whenever Terraform writes state)."""
+    from botocore.exceptions import ClientError
+
+    from deploy.aws.calls import client
+
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        return "none"
+    s3 = client(env, "s3", state.region or env.region)
+    try:
+        head = s3.head_object(Bucket=state.bucket, Key=f"env:/{env.name}/{state.key}")
+    except ClientError:
+        return "none"
+    return str(head.get("ETag", "none"))

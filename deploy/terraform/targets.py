@@ -1,0 +1,81 @@
+"""Parse Terraform's ``deploy_targets`` output into ``Targets``.
+
+Terraform (``infra/terraform``) is the source of truth for every resource name; the
+tasks never build one themselves, they read them from this output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from deploy.config import FunctionTarget, Targets
+from deploy.errors import TerraformError
+
+OUTPUT_NAME = "deploy_targets"
+FUNCTION_KEYS = ("api", "cleanup", "db_sync", "eval_runbook_worker")
+
+
+def _not_applied(env: str) -> TerraformError:
+    return TerraformError(
+        f"terraform has not been applied for env {env}: run `inv infra.apply --env {env}`",
+        hint=f"the {OUTPUT_NAME} output is missing from the {env} workspace's state",
+    )
+
+
+def _field(tree: Mapping[str, Any], name: str, where: str) -> str:
+    value = tree.get(name)
+    if not isinstance(value, str) or not value:
+        raise TerraformError(f"terraform output {where}.{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
+    """Parse ``terraform output -json`` (or just its ``deploy_targets`` value) into Targets."""
+    if not outputs or OUTPUT_NAME not in outputs:
+        raise _not_applied(env)
+    raw = outputs[OUTPUT_NAME]
+    # `terraform output -json` wraps each output as {"value": ..., "type": ..., "sensitive": ...}.
+    if isinstance(raw, Mapping) and "value" in raw and "type" in raw:
+        raw = raw["value"]
+    if raw is None:
+        raise _not_applied(env)
+    if not isinstance(raw, Mapping):
+        raise TerraformError(f"terraform output {OUTPUT_NAME} must be an object, got {type(raw).__name__}")
+
+    found_env = _field(raw, "env", OUTPUT_NAME)
+    if found_env != env:
+        raise TerraformError(
+            f"terraform state is for env {found_env!r}, not {env!r}: refusing to use another environment's names",
+            hint=f"run `inv infra.apply --env {env}`; the state must come from the {env} workspace",
+        )
+
+    functions_raw = raw.get("functions")
+    if not isinstance(functions_raw, Mapping) or not functions_raw:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions must be a non-empty object")
+    missing = [key for key in FUNCTION_KEYS if key not in functions_raw]
+    if missing:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions lacks {', '.join(missing)}")
+    functions = []
+    for key in sorted(functions_raw):
+        fn = functions_raw[key]
+        where = f"{OUTPUT_NAME}.functions.{key}"
+        if not isinstance(fn, Mapping):
+            raise TerraformError(f"terraform output {where} must be an object")
+        functions.append(
+            FunctionTarget(key=str(key), name=_field(fn, "name", where), handler=_field(fn, "handler", where))
+        )
+
+    alias = raw.get("alias", "live")
+    if not isinstance(alias, str) or not alias:
+        raise TerraformError(f"terraform output {OUTPUT_NAME}.alias must be a non-empty string")
+    return Targets(
+        env=found_env,
+        region=_field(raw, "region", OUTPUT_NAME),
+        bucket=_field(raw, "bucket", OUTPUT_NAME),
+        layer_name=_field(raw, "layer_name", OUTPUT_NAME),
+        runtime=_field(raw, "runtime", OUTPUT_NAME),
+        architecture=_field(raw, "architecture", OUTPUT_NAME),
+        functions=tuple(functions),
+        alias=alias,
+    )
