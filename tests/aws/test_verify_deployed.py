@@ -20,6 +20,7 @@ from deploy.artifact import Artifact
 from deploy.aws.publish import describe
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
 from deploy.errors import VerifyError
+from deploy.verify import deployed
 
 REGION = "us-east-1"
 
@@ -263,7 +264,7 @@ def test_remote_flag_adds_remote_results(
             )
         ]
 
-    monkeypatch.setattr(verify, "remote_check", fake_remote)
+    monkeypatch.setattr(deployed, "remote_check", fake_remote)
     report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl(), remote=True)
     assert seen == [("acme-test-ok", {"CUSTOM": "deployed"})]
     assert not report.ok

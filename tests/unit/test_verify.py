@@ -17,6 +17,7 @@ from deploy import verify
 from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
 from deploy.errors import ConfigError, VerifyError
+from deploy.verify import sandbox
 
 HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 # The other architecture's ELF machine number: what a wrong-platform wheel slips into a layer.
@@ -143,17 +144,17 @@ def test_healthy_function_imports_and_answers(tmp_path: Path, python312: Path) -
 def test_sandbox_is_lambda_shaped_and_isolated(tmp_path: Path, python312: Path) -> None:
     """Check what the handler saw: Lambda's variables and path order, and none of the developer's site-packages."""
     seen: dict[str, Any] = {}
-    original = verify.check_expect
+    original = sandbox.check_expect
 
     def capture(expect: Mapping[str, Any], response: Any) -> list[str]:
         seen.update(response)
         return original(expect, response)
 
-    verify.check_expect = capture  # type: ignore[assignment]
+    sandbox.check_expect = capture  # type: ignore[assignment]
     try:
         result = run_one(tmp_path, python312, modules=OK_MODULES, environment={"ok": {"CUSTOM": "from-config"}})
     finally:
-        verify.check_expect = original  # type: ignore[assignment]
+        sandbox.check_expect = original  # type: ignore[assignment]
     assert result.ok, result.problems()
     assert seen["function_name"] == seen["env_name"] == "bluemoxon-test-ok"
     assert seen["handler_env"] == "lambdas.ok.handler.handler"

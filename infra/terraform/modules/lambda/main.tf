@@ -81,7 +81,7 @@ resource "aws_iam_role_policy" "this" {
 # its code, its layers, its published versions and where the `live` alias points.
 resource "aws_lambda_function" "this" {
   # checkov:skip=CKV_AWS_117: this stack defines no VPC, subnet or private endpoint for the functions to reach; they call S3, EVAL_API_URL and DATABASE_URL over TLS, and a VPC would only add NAT cost.
-  # checkov:skip=CKV_AWS_272: no signing profile; deploy/verify.py checks every deployed zip's sha256 against Lambda's CodeSha256 before the live alias moves, and artifacts are content-addressed.
+  # checkov:skip=CKV_AWS_272: no signing profile; deploy/verify/deployed.py checks every deployed zip's sha256 against Lambda's CodeSha256 before the live alias moves, and artifacts are content-addressed.
   # checkov:skip=CKV_AWS_173: Lambda encrypts env vars at rest with the aws/lambda key; a CMK needs a KMS key and endpoint this stack (and its moto e2e) does not have. DATABASE_URL belongs in a secret store.
   # checkov:skip=CKV_AWS_116: this stack wires no async trigger: the API invokes cleanup with RequestResponse (the caller sees failures), and the SQS-fed worker's redrive belongs on its queue, not a Lambda DLQ.
   count = var.create ? 1 : 0

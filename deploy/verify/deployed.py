@@ -1,0 +1,262 @@
+"""Verify what is deployed: check what the ``live`` alias serves against the expected artifacts,
+download the deployed bytes, refuse them unless they hash to the CodeSha256 Lambda reports, run
+them in the sandbox and (``remote``) invoke the alias itself."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import tempfile
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deploy.artifact import Artifact
+from deploy.aws.publish import identity_from_description
+from deploy.config import EnvConfig, Targets
+from deploy.errors import VerifyError
+from deploy.verify.remote import _with_remote, remote_check
+from deploy.verify.results import FunctionVerify, VerifyReport, _report
+from deploy.verify.sandbox import (
+    DEFAULT_TIMEOUT_S,
+    _extract,
+    _functions_of,
+    _Job,
+    _run_jobs,
+    _Tree,
+    find_runtime_python,
+)
+from deploy.verify.smoke import smoke_cases
+
+HTTP_TIMEOUT_S = 15.0
+
+
+def _hex_of(code_sha: str) -> str:
+    return base64.b64decode(code_sha).hex()
+
+
+def http_get(url: str) -> bytes:
+    """Download a presigned Code.Location / Content.Location URL."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"not an HTTP URL: {url[:40]}")
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 - scheme checked above
+        data: bytes = resp.read()
+    return data
+
+
+def _code_sha(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+@dataclass
+class _Fetcher:
+    env: EnvConfig
+    bucket: str
+    s3: Any
+    lam: Any
+    fetch: Callable[[str], bytes] | None
+    dest: Path
+    cache: dict[str, Path] = field(default_factory=dict)
+
+    def _from_url(self, url: str | None) -> bytes | None:
+        # The emulator's Locations name hosts it does not serve; go straight to our S3 copy.
+        if not url or self.fetch is None or self.env.endpoint_url:
+            return None
+        try:
+            return self.fetch(url)
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    def _from_s3(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError:
+            return None
+        return body
+
+    def _store(self, code_sha: str, data: bytes, what: str) -> Path:
+        if _code_sha(data) != code_sha:
+            raise VerifyError(
+                f"deployed zip for {what} does not match CodeSha256 {code_sha} (downloaded bytes hash to "
+                f"{_code_sha(data)}); refusing to run it",
+                hint=f"the S3 object in {self.bucket} was changed after the deploy; redeploy",
+            )
+        path = self.dest / f"{_hex_of(code_sha)}.zip"
+        path.write_bytes(data)
+        self.cache[code_sha] = path
+        return path
+
+    def function_zip(self, name: str, qualifier: str, code_sha: str) -> Path:
+        if code_sha in self.cache:
+            return self.cache[code_sha]
+        location = self.lam.get_function(FunctionName=name, Qualifier=qualifier)["Code"].get("Location")
+        data = self._from_url(location)
+        if data is None or _code_sha(data) != code_sha:
+            data = self._from_s3(f"lambda/function-{_hex_of(code_sha)}.zip")
+        if data is None:
+            raise VerifyError(
+                f"cannot download the deployed code of {name}: Code.Location failed and "
+                f"s3://{self.bucket}/lambda/function-{_hex_of(code_sha)}.zip is missing"
+            )
+        return self._store(code_sha, data, name)
+
+    def layer_zip(self, arn: str) -> tuple[Path, str]:
+        # get_layer_version takes the unversioned ARN (any account's) plus the number; the emulator
+        # implements it, unlike get_layer_version_by_arn.
+        layer_arn, _, number = arn.rpartition(":")
+        if not layer_arn or not number.isdigit():
+            raise VerifyError(f"layer version ARN {arn!r} has no version number")
+        info = self.lam.get_layer_version(LayerName=layer_arn, VersionNumber=int(number))
+        content = info.get("Content", {})
+        code_sha = content.get("CodeSha256")
+        if not code_sha:
+            raise VerifyError(f"layer version {arn} reports no CodeSha256")
+        if code_sha in self.cache:
+            return self.cache[code_sha], code_sha
+        data = self._from_url(content.get("Location"))
+        if data is None or _code_sha(data) != code_sha:
+            data = None
+            identity = identity_from_description(info.get("Description"))
+            keys = [f"lambda/layer-{identity}.zip"] if identity else []
+            keys += self._layer_keys(content.get("CodeSize"))
+            for key in dict.fromkeys(keys):
+                candidate = self._from_s3(key)
+                if candidate is not None and _code_sha(candidate) == code_sha:
+                    data = candidate
+                    break
+                data = data or candidate
+        if data is None:
+            raise VerifyError(
+                f"cannot download layer version {arn}: Content.Location failed and "
+                f"no lambda/layer-*.zip in {self.bucket} matches it"
+            )
+        return self._store(code_sha, data, arn), code_sha
+
+    def _layer_keys(self, size: int | None) -> list[str]:
+        """Our layer objects whose size fits: hashing only those keeps the search cheap."""
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="lambda/layer-"):
+            keys += [o["Key"] for o in page.get("Contents", []) if size is None or o.get("Size") == size]
+        return keys
+
+
+def _state_problems(
+    cfg_alias: Mapping[str, Any],
+    cfg_latest: Mapping[str, Any],
+    layer_shas: Mapping[str, str],
+    targets: Targets,
+    expected_layer: Artifact | None,
+    expected_function: Artifact | None,
+) -> list[str]:
+    problems = []
+    if expected_function is not None:
+        for label, cfg in ((targets.alias, cfg_alias), ("$LATEST", cfg_latest)):
+            if cfg.get("CodeSha256") != expected_function.code_sha256:
+                problems.append(
+                    f"{label} serves code {cfg.get('CodeSha256')}, expected {expected_function.code_sha256} "
+                    f"({expected_function.path.name})"
+                )
+    if expected_layer is not None:
+        ours = [a for a in layer_shas if f":layer:{targets.layer_name}:" in a]
+        if not ours:
+            problems.append(f"{targets.alias} has no version of layer {targets.layer_name}")
+        for arn in ours:
+            if layer_shas[arn] != expected_layer.code_sha256:
+                problems.append(
+                    f"{targets.alias} uses {arn} with CodeSha256 {layer_shas[arn]}, "
+                    f"expected {expected_layer.code_sha256}"
+                )
+        latest = [lay["Arn"] for lay in cfg_latest.get("Layers", [])]
+        alias_layers = [lay["Arn"] for lay in cfg_alias.get("Layers", [])]
+        if latest != alias_layers:
+            problems.append(f"$LATEST layers {latest} differ from {targets.alias} layers {alias_layers}")
+    return problems
+
+
+def verify_deployed(
+    env: EnvConfig,
+    targets: Targets,
+    *,
+    expected_layer: Artifact | None = None,
+    expected_function: Artifact | None = None,
+    python: Path | None = None,
+    remote: bool | None = None,
+    fetch: Callable[[str], bytes] | None = http_get,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> VerifyReport:
+    """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it."""
+    from deploy.aws.calls import client
+
+    functions = _functions_of(targets)
+    cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
+    python = python or find_runtime_python(env.python_version)
+    remote = env.verify.remote if remote is None else remote
+    lam = client(env, "lambda")
+    s3 = client(env, "s3")
+    states: dict[str, FunctionVerify] = {}
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        root = Path(tmp)
+        (root / "zips").mkdir()
+        fetcher = _Fetcher(env=env, bucket=targets.bucket, s3=s3, lam=lam, fetch=fetch, dest=root / "zips")
+        trees: dict[tuple[str, ...], _Tree] = {}
+        jobs: list[_Job] = []
+        for fn in functions:
+            cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=targets.alias)
+            cfg_latest = lam.get_function_configuration(FunctionName=fn.name)
+            layer_arns = [lay["Arn"] for lay in cfg_alias.get("Layers", [])]
+            layer_zips = [fetcher.layer_zip(arn) for arn in layer_arns]
+            layer_shas = dict(zip(layer_arns, (sha for _, sha in layer_zips), strict=True))
+            problems = _state_problems(cfg_alias, cfg_latest, layer_shas, targets, expected_layer, expected_function)
+            if problems:
+                states[fn.key] = FunctionVerify(
+                    key=fn.key,
+                    name=fn.name,
+                    import_ms=None,
+                    results=(),
+                    ok=False,
+                    error="; ".join(problems),
+                    code_sha256=cfg_alias.get("CodeSha256"),
+                    layers=tuple(layer_arns),
+                )
+                continue
+            code_zip = fetcher.function_zip(fn.name, targets.alias, cfg_alias["CodeSha256"])
+            tree_key = (cfg_alias["CodeSha256"], *(sha for _, sha in layer_zips))
+            if tree_key not in trees:
+                base = root / "trees" / str(len(trees))
+                tree = _Tree(task_root=base / "task", opt=base / "opt")
+                # Lambda extracts layers in order into /opt; a later one overwrites an earlier one's files.
+                for path, _ in layer_zips:
+                    _extract(path, tree.opt, f"layer {path.name} of {fn.name}")
+                _extract(code_zip, tree.task_root, f"code of {fn.name}")
+                trees[tree_key] = tree
+            jobs.append(
+                _Job(
+                    target=replace(fn, handler=cfg_alias.get("Handler") or fn.handler),
+                    tree=trees[tree_key],
+                    cases=cases[fn.key],
+                    environment=dict((cfg_alias.get("Environment") or {}).get("Variables") or {}),
+                    memory_mb=int(cfg_alias.get("MemorySize") or 128),
+                    function_arn=cfg_alias.get("FunctionArn"),
+                    code_sha256=cfg_alias["CodeSha256"],
+                    layers=tuple(layer_arns),
+                )
+            )
+        sandboxed = (
+            {r.key: r for r in _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s)} if jobs else {}
+        )
+    results: list[FunctionVerify] = []
+    for fn in functions:
+        if fn.key in states:
+            results.append(states[fn.key])
+            continue
+        result = sandboxed[fn.key]
+        if remote and result.ok:
+            job = next(j for j in jobs if j.target.key == fn.key)
+            result = _with_remote(result, remote_check(env, fn, job.cases, job.environment, alias=targets.alias))
+        results.append(result)
+    return _report(env, "deployed", results, python)

@@ -1,0 +1,128 @@
+"""The remote invoke on real AWS: the only verify path that touches the account, as the deployer,
+outside the sandbox. Invokes the alias with each remote-safe case, then scans its recent logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from deploy.config import EnvConfig, FunctionTarget, SmokeCase
+from deploy.errors import VerifyError
+from deploy.verify.results import FunctionVerify, SmokeResult
+from deploy.verify.smoke import _short, _skip_reason, check_expect
+
+#: Log events a little older than our first invoke still count (clock skew), but not an earlier
+#: deploy's errors that were already rolled back.
+LOG_LOOKBACK_MS = 30 * 1000
+
+
+def _with_remote(result: FunctionVerify, remote_results: Sequence[SmokeResult]) -> FunctionVerify:
+    merged = (*result.results, *remote_results)
+    return replace(result, results=merged, ok=result.ok and all(r.ok for r in remote_results))
+
+
+def remote_check(
+    env: EnvConfig,
+    fn: FunctionTarget,
+    cases: Sequence[SmokeCase],
+    environment: Mapping[str, str],
+    *,
+    alias: str = "live",
+    lam: Any = None,
+    logs: Any = None,
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+) -> list[SmokeResult]:
+    """Invoke the alias with each remote-safe case, then look for import errors in its recent logs."""
+    from deploy.aws.calls import client
+
+    lam = lam or client(env, "lambda")
+    logs = logs or client(env, "logs")
+    started = now_ms()
+    out: list[SmokeResult] = []
+    for case in cases:
+        if case.expect.get("remote") is False:
+            continue
+        reason = _skip_reason(case, environment)
+        if reason:
+            out.append(
+                SmokeResult(
+                    case=case.name,
+                    ok=True,
+                    summary=f"skipped: {reason}",
+                    duration_ms=0.0,
+                    skipped=reason,
+                    where="remote",
+                )
+            )
+            continue
+        t0 = time.perf_counter()
+        resp = lam.invoke(
+            FunctionName=fn.name,
+            Qualifier=alias,
+            InvocationType="RequestResponse",
+            LogType="Tail",
+            Payload=json.dumps(case.event).encode(),
+        )
+        duration = round((time.perf_counter() - t0) * 1000, 2)
+        raw = resp["Payload"].read() if resp.get("Payload") is not None else b""
+        log_tail = base64.b64decode(resp.get("LogResult") or "").decode("utf-8", "replace")
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw.decode("utf-8", "replace")
+        error: str | None = None
+        summary = "ok"
+        if resp.get("FunctionError") or "Runtime.ImportModuleError" in log_tail:
+            summary = "function error"
+            if isinstance(payload, Mapping) and "errorMessage" in payload:
+                error = f"{payload.get('errorType', 'Error')}: {payload['errorMessage']}"
+            else:
+                error = f"FunctionError {resp.get('FunctionError') or 'in log'}: {_short(payload)}"
+        else:
+            problems = check_expect(case.expect, payload)
+            if problems:
+                summary, error = "response mismatch", "; ".join(problems)
+        out.append(
+            SmokeResult(
+                case=case.name,
+                ok=error is None,
+                summary=summary,
+                duration_ms=duration,
+                error=error,
+                traceback_tail=log_tail[-2000:] if error else None,
+                where="remote",
+            )
+        )
+    out += _log_import_errors(logs, fn.name, since_ms=started - LOG_LOOKBACK_MS)
+    return out
+
+
+def _log_import_errors(logs: Any, name: str, *, since_ms: int) -> list[SmokeResult]:
+    from botocore.exceptions import ClientError
+
+    try:
+        resp = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{name}", filterPattern='"ImportModuleError"', startTime=since_ms, limit=5
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return []  # no log group yet: the function never logged anything, so no import error either
+        raise VerifyError(f"cannot read the logs of {name}: {exc}") from None
+    events = resp.get("events", [])
+    if not events:
+        return []
+    message = events[-1].get("message", "").strip()
+    return [
+        SmokeResult(
+            case="logs",
+            ok=False,
+            summary="import error in recent logs",
+            duration_ms=0.0,
+            error=f"/aws/lambda/{name} logged {len(events)} ImportModuleError event(s) recently: {message[:500]}",
+            where="remote",
+        )
+    ]

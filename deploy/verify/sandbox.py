@@ -1,0 +1,448 @@
+"""The sandbox: the runtime's own interpreter in a fresh process per function, with only the
+extracted function zip (the task root) and layer zip(s) (``/opt``) on ``sys.path`` in Lambda's order.
+
+``verify_local`` runs the artifacts just built; ``deploy.verify.deployed`` runs the deployed bytes
+through the same jobs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from deploy.archive import safe_extract
+from deploy.artifact import Artifact
+from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
+from deploy.errors import BuildError, VerifyError
+from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
+from deploy.verify.smoke import _skip_reason, check_expect, smoke_cases
+
+RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
+DEFAULT_TIMEOUT_S = 60.0
+#: Two cores on CI runners: more parallel interpreters only thrash.
+MAX_WORKERS = 2
+#: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):
+#: a function may rely on them without shipping them, so the sandbox lends the host's copies.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+_ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
+
+#: Environment the sandbox forces per function; ``{tmp}`` is the function's scratch directory.
+#: The sandbox runs on the deployer's machine, outside the VPC: it must never reach the real
+#: databases or post to real services — that is the remote invoke's job.
+SANDBOX_ENV: Mapping[str, Mapping[str, str]] = {
+    "*": {"DATABASE_URL": "sqlite:///{tmp}/sandbox.db"},
+    "db_sync": {"SOURCE_DATABASE_URL": "sqlite:///{tmp}/sandbox-source.db"},
+    "eval_runbook_worker": {"EVAL_API_URL": ""},
+}
+
+
+def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
+    """(``X.Y``, the real executable) — a pyenv shim resolves to the interpreter behind it, which the
+    sandbox must call directly: it runs with a scrubbed environment in which the shim cannot work."""
+    try:
+        proc = subprocess.run(
+            [str(path), "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=None if env is None else dict(env),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = proc.stdout.split("\n")
+    if proc.returncode != 0 or len(lines) < 2 or not lines[1].strip():
+        return None
+    return lines[0].strip(), Path(lines[1].strip())
+
+
+def find_runtime_python(python_version: str, *, env: Mapping[str, str] = os.environ) -> Path:
+    """The interpreter matching Lambda's runtime: ``pythonX.Y`` on PATH, else pyenv's.
+
+    Running the version check matters: a pyenv shim on PATH exists even when the version is not
+    installed, and only fails when run.
+    """
+    exe = f"python{python_version}"
+    candidates: list[Path] = []
+    found = shutil.which(exe, path=env.get("PATH", ""))
+    if found:
+        candidates.append(Path(found))
+    pyenv_root = (
+        Path(env["PYENV_ROOT"])
+        if env.get("PYENV_ROOT")
+        else (Path(env["HOME"]) / ".pyenv" if env.get("HOME") else None)
+    )
+    pyenv = shutil.which("pyenv", path=env.get("PATH", ""))
+    if pyenv:
+        try:
+            proc = subprocess.run(
+                [pyenv, "prefix", python_version],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                env=dict(env),
+            )
+            if proc.returncode == 0:
+                candidates += [Path(p) / "bin" / exe for p in proc.stdout.split(":") if p.strip()]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    if pyenv_root is not None and (pyenv_root / "versions").is_dir():
+        # Newest patch release first.
+        versions = sorted(
+            (pyenv_root / "versions").glob(f"{python_version}.*"),
+            key=lambda p: [int(x) if x.isdigit() else 0 for x in p.name.split(".")],
+            reverse=True,
+        )
+        candidates += [v / "bin" / exe for v in versions]
+    for candidate in candidates:
+        found_version = _python_version_of(candidate, env) if candidate.is_file() else None
+        if found_version is not None and found_version[0] == python_version:
+            return found_version[1]
+    raise VerifyError(
+        f"runtime python{python_version} needs a Python {python_version} interpreter to verify; "
+        f"install it (e.g. `pyenv install {python_version}`) or configure verify.docker",
+        hint=f"looked for {exe} on PATH and under {pyenv_root or '~/.pyenv'}/versions",
+    )
+
+
+def _host_architecture() -> str:
+    machine = platform.machine().lower()
+    return _MACHINES.get(machine, machine)
+
+
+def _elf_machine(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
+    number = int.from_bytes(head[18:20], order)
+    return _ELF_MACHINES.get(number, f"machine {number}")
+
+
+def _native_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and (p.suffix == ".so" or ".so." in p.name)]
+
+
+# ---------------------------------------------------------------------------
+# Sandbox
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Tree:
+    """One extracted function + layers combination, shared by the functions that deploy it."""
+
+    task_root: Path
+    opt: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Job:
+    target: FunctionTarget
+    tree: _Tree
+    cases: tuple[SmokeCase, ...]
+    environment: Mapping[str, str]  # the function's configured variables
+    memory_mb: int = 128
+    function_arn: str | None = None
+    code_sha256: str | None = None
+    layers: tuple[str, ...] = ()
+
+
+def _extract(zip_path: Path, dest: Path, what: str) -> None:
+    try:
+        safe_extract(zip_path, dest)
+    except BuildError as exc:
+        raise VerifyError(f"{what}: {exc.message}", hint="the zip is unsafe or unreadable; nothing was run") from None
+
+
+def _runtime_dir(root: Path) -> Path:
+    """Symlink the host's copies of what Lambda's runtime provides (pure Python) into one folder."""
+    import importlib.util
+
+    out = root / "runtime"
+    out.mkdir(exist_ok=True)
+    for name in RUNTIME_PROVIDED:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        source = Path(spec.origin)
+        source = source.parent if spec.submodule_search_locations else source
+        link = out / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    return out
+
+
+def _sys_path(tree: _Tree, python_version: str, runtime: Path) -> list[str]:
+    # Lambda: /var/task, /opt/python/lib/pythonX.Y/site-packages, /opt/python, then the runtime's own.
+    return [
+        str(tree.task_root),
+        str(tree.opt / "python" / "lib" / f"python{python_version}" / "site-packages"),
+        str(tree.opt / "python"),
+        str(runtime),
+    ]
+
+
+def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, base: Mapping[str, str]) -> dict[str, str]:
+    tmp = scratch / "tmp"
+    home = scratch / "home"
+    tmp.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    name = job.target.name
+    out: dict[str, str] = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
+        "LAMBDA_TASK_ROOT": str(job.tree.task_root),
+        "LAMBDA_RUNTIME_DIR": str(scratch),
+        "LD_LIBRARY_PATH": f"{job.tree.task_root}:{job.tree.task_root / 'lib'}:{job.tree.opt / 'lib'}",
+        "_HANDLER": job.target.handler,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{env.runtime}",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(job.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "deploy-verify",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    }
+    out.update(base)
+    out.update(job.environment)
+    for scope in ("*", job.target.key):
+        for key, value in SANDBOX_ENV.get(scope, {}).items():
+            out[key] = value.replace("{tmp}", str(tmp))
+    return out
+
+
+def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
+    """Turn 'No module named badmod._ext' into 'badmod/_ext…aarch64….so is an arm64 extension'."""
+    missing = raw.get("missing_module")
+    if not isinstance(missing, str):
+        return ""
+    parts = missing.split(".")
+    hints = []
+    for root in (job.tree.task_root, job.tree.opt / "python"):
+        folder = root.joinpath(*parts[:-1])
+        if not folder.is_dir():
+            continue
+        for candidate in folder.glob(f"{parts[-1]}.*so"):
+            machine = _elf_machine(candidate)
+            rel = candidate.relative_to(root)
+            if machine is not None and machine != host_arch:
+                hints.append(f"{rel} is a {machine} extension; this function runs on {host_arch}")
+            else:
+                hints.append(f"{rel} exists but is not loadable by this runtime (wrong Python version or platform tag)")
+    return ("; " + "; ".join(hints)) if hints else ""
+
+
+def _run_sandbox(
+    env: EnvConfig, job: _Job, *, python: Path, runtime: Path, scratch: Path, base: Mapping[str, str], timeout_s: float
+) -> FunctionVerify:
+    scratch.mkdir(parents=True, exist_ok=True)
+    environment = _sandbox_env(env, job, scratch, base)
+    to_run = []
+    skipped: list[SmokeResult] = []
+    for case in job.cases:
+        reason = _skip_reason(case, environment)
+        if reason:
+            skipped.append(
+                SmokeResult(case=case.name, ok=True, summary=f"skipped: {reason}", duration_ms=0.0, skipped=reason)
+            )
+        else:
+            to_run.append(case)
+    spec = {
+        "task_root": str(job.tree.task_root),
+        "sys_path": _sys_path(job.tree, env.python_version, runtime),
+        "handler": job.target.handler,
+        "events": [{"name": c.name, "event": c.event} for c in to_run],
+        "timeout_s": timeout_s,
+        "context": {
+            "function_name": job.target.name,
+            "memory_limit_in_mb": job.memory_mb,
+            "invoked_function_arn": job.function_arn
+            or f"arn:aws:lambda:{env.region}:000000000000:function:{job.target.name}",
+        },
+    }
+    spec_path = scratch / "spec.json"
+    spec_path.write_text(json.dumps(spec, default=str))
+
+    def failed(error: str, tail: str | None = None, import_ms: float | None = None) -> FunctionVerify:
+        return FunctionVerify(
+            key=job.target.key,
+            name=job.target.name,
+            import_ms=import_ms,
+            results=tuple(skipped),
+            ok=False,
+            error=error,
+            traceback_tail=tail,
+            code_sha256=job.code_sha256,
+            layers=job.layers,
+        )
+
+    try:
+        proc = subprocess.run(
+            # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
+            # are timed as Lambda pays them).
+            [str(python), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
+            capture_output=True,
+            timeout=timeout_s,
+            env=environment,
+            cwd=job.tree.task_root,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return failed(f"timed out after {timeout_s:g} s (import or smoke events did not finish)")
+    stderr_tail = proc.stderr.decode("utf-8", "replace")[-2000:] or None
+    try:
+        raw = json.loads(proc.stdout)
+    except ValueError:
+        return failed(f"sandbox process exited with {proc.returncode} without a report", stderr_tail)
+    import_ms = raw.get("import_ms")
+    if raw.get("error"):
+        hint = (
+            _import_hint(job, raw, _host_architecture()) if raw.get("error_type") == "Runtime.ImportModuleError" else ""
+        )
+        return failed(raw["error"] + hint, raw.get("traceback_tail") or stderr_tail, import_ms)
+
+    by_name = {c.name: c for c in to_run}
+    results = list(skipped)
+    for entry in raw.get("results", []):
+        case = by_name[entry["name"]]
+        if not entry.get("ok"):
+            results.append(
+                SmokeResult(
+                    case=case.name,
+                    ok=False,
+                    summary="handler raised",
+                    duration_ms=entry.get("duration_ms", 0.0),
+                    error=entry.get("error"),
+                    traceback_tail=entry.get("traceback_tail"),
+                )
+            )
+            continue
+        problems = check_expect(case.expect, entry.get("response"))
+        results.append(
+            SmokeResult(
+                case=case.name,
+                ok=not problems,
+                summary="ok" if not problems else "response mismatch",
+                duration_ms=entry.get("duration_ms", 0.0),
+                error=("; ".join(problems) or None),
+            )
+        )
+    order = {c.name: i for i, c in enumerate(job.cases)}
+    results.sort(key=lambda r: order.get(r.case, len(order)))
+    return FunctionVerify(
+        key=job.target.key,
+        name=job.target.name,
+        import_ms=import_ms,
+        results=tuple(results),
+        ok=all(r.ok for r in results),
+        code_sha256=job.code_sha256,
+        layers=job.layers,
+    )
+
+
+def _check_architecture(env: EnvConfig, trees: Iterable[_Tree]) -> None:
+    host = _host_architecture()
+    if env.architecture == host:
+        return
+    for tree in trees:
+        native = _native_files(tree.opt) + _native_files(tree.task_root)
+        if native:
+            raise VerifyError(
+                f"cannot verify {env.architecture} artifacts with native code on a {host} machine "
+                f"(e.g. {native[0].name}); run verify on a {env.architecture} host",
+            )
+
+
+def _run_jobs(
+    env: EnvConfig, jobs: Sequence[_Job], *, python: Path, root: Path, timeout_s: float
+) -> list[FunctionVerify]:
+    from deploy.aws.session import sandbox_environment
+
+    _check_architecture(env, {j.tree for j in jobs})
+    runtime = _runtime_dir(root)
+    base = sandbox_environment(env)
+    workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(
+                _run_sandbox,
+                env,
+                job,
+                python=python,
+                runtime=runtime,
+                scratch=root / "run" / job.target.key,
+                base=base,
+                timeout_s=timeout_s,
+            )
+            for job in jobs
+        ]
+        return [f.result() for f in futures]
+
+
+def _functions_of(targets_or_functions: Targets | Sequence[FunctionTarget]) -> tuple[FunctionTarget, ...]:
+    functions = (
+        targets_or_functions.functions if isinstance(targets_or_functions, Targets) else tuple(targets_or_functions)
+    )
+    if not functions:
+        raise VerifyError("nothing to verify: no functions given")
+    return functions
+
+
+def verify_local(
+    env: EnvConfig,
+    targets_or_functions: Targets | Sequence[FunctionTarget],
+    *,
+    layer: Artifact,
+    function: Artifact,
+    python: Path | None = None,
+    environment: Mapping[str, Mapping[str, str]] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> VerifyReport:
+    """Run the built artifacts (before upload) in the sandbox.
+
+    ``environment`` maps a function key to the variables it will have on Lambda (optional).
+    """
+    functions = _functions_of(targets_or_functions)
+    jobs_cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
+    python = python or find_runtime_python(env.python_version)
+    for artifact in (layer, function):
+        try:
+            artifact.check()
+        except BuildError as exc:
+            raise VerifyError(exc.message, hint=exc.hint) from None
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        root = Path(tmp)
+        tree = _Tree(task_root=root / "task", opt=root / "opt")
+        _extract(layer.path, tree.opt, f"layer {layer.path.name}")
+        _extract(function.path, tree.task_root, f"function {function.path.name}")
+        jobs = [
+            _Job(
+                target=fn,
+                tree=tree,
+                cases=jobs_cases[fn.key],
+                environment=dict((environment or {}).get(fn.key, {})),
+                code_sha256=function.code_sha256,
+                layers=(layer.path.name,),
+            )
+            for fn in functions
+        ]
+        results = _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s)
+    return _report(env, "local", results, python)
