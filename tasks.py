@@ -22,13 +22,25 @@ ENV_HELP = {"env": "environment from invoke.yaml: local, staging or production"}
 # --------------------------------------------------------------------------- build
 
 
-@task(help={**ENV_HELP, "arch": "x86_64 or arm64 (default: the environment's)", "builder": "uv, pip or docker"})
+REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead of building (--no-remote-cache: build)"
+
+
+@task(
+    help={
+        **ENV_HELP,
+        "arch": "x86_64 or arm64 (default: the environment's)",
+        "builder": "uv, pip or docker",
+        "remote_cache": REMOTE_CACHE_HELP,
+    }
+)
 @deploy_task
-def build_layer(c: Any, env: str = "local", arch: str | None = None, builder: str | None = None) -> None:
-    """Build the dependency layer zip for the locked requirements (no-op when already built)."""
+def build_layer(
+    c: Any, env: str = "local", arch: str | None = None, builder: str | None = None, remote_cache: bool = True
+) -> None:
+    """Build the dependency layer zip for the locked requirements (no-op when already built or cached)."""
     from deploy import pipeline
 
-    pipeline.build_layer(env_config(c, env), architecture=arch, builder=builder)
+    pipeline.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
 
 
 @task(help=ENV_HELP)
@@ -87,6 +99,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
         "report_file": "also write the JSON report here (and a Markdown summary beside it)",
         "skip_infra": "do not run terraform apply first",
         "skip_local_verify": "skip the sandbox run before upload (the final verify still gates and rolls back)",
+        "remote_cache": REMOTE_CACHE_HELP,
     }
 )
 @deploy_task
@@ -98,6 +111,7 @@ def deploy(
     report_file: str | None = None,
     skip_infra: bool = False,
     skip_local_verify: bool = False,
+    remote_cache: bool = True,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -109,6 +123,7 @@ def deploy(
         report_file=report_file,
         apply_infra=not skip_infra,
         verify_local_first=not skip_local_verify,
+        remote_cache=remote_cache,
     )
 
 

@@ -69,6 +69,11 @@ class Artifact:
         return self.path.with_suffix(".json")
 
     @property
+    def sbom_path(self) -> Path:
+        """The CycloneDX SBOM a layer build writes beside its zip."""
+        return self.path.with_suffix(".cdx.json")
+
+    @property
     def s3_key(self) -> str:
         if self.kind == "layer":
             return f"lambda/layer-{self.identity}.zip"

@@ -85,7 +85,7 @@ class LayerPlan:
 
     @property
     def sbom_path(self) -> Path:
-        return self.zip_path.with_suffix(".cdx.json")
+        return self.zip_path.with_suffix(".cdx.json")  # = Artifact.sbom_path of the built layer
 
     @property
     def s3_key(self) -> str:

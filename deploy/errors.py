@@ -78,6 +78,12 @@ class VerifyError(DeployError):
     exit_code = 11
 
 
+class CacheError(BuildError):
+    """A cached layer in the artifact bucket disagrees with its manifest or its published version."""
+
+    exit_code = 14
+
+
 class DriftError(DeployError):
     """``status`` found differences between what is deployed and the local artifacts."""
 

@@ -21,8 +21,19 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
+from deploy.aws.retry import error_message
 from deploy.config import ARCHITECTURES, BUILDERS, EmulatorSettings, EnvConfig, Targets
-from deploy.errors import AttachError, BuildError, ConfigError, DeployError, DriftError, VerifyError
+from deploy.errors import (
+    AttachError,
+    AwsError,
+    BuildError,
+    ConfigError,
+    DeployError,
+    DriftError,
+    EmulatorError,
+    TerraformError,
+    VerifyError,
+)
 from deploy.report import bars, emit_json, human_size, progress, raw, say, table, write_report
 
 # ---------------------------------------------------------------------------- emulator
@@ -128,12 +139,15 @@ def build_layer(
     architecture: str | None = None,
     builder: str | None = None,
     function_unzipped: int = 0,
+    remote_cache: bool = True,
 ) -> build.BuildResult:
     if architecture is not None and architecture not in ARCHITECTURES:
         raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
     if builder is not None and builder not in BUILDERS:
         raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
+    if remote_cache and build.existing_layer(plan) is None:
+        _read_through(env, plan)
     result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
     art = result.artifact
     for warning in result.warnings:
@@ -144,6 +158,35 @@ def build_layer(
         f"{human_size(art.unzipped_size)} unzipped, {len(art.packages)} packages ({art.path})"
     )
     return result
+
+
+def _read_through(env: EnvConfig, plan: build.LayerPlan) -> None:
+    """Fetch this identity's layer from the artifact bucket instead of building it, when it is there.
+
+    Reads only. A miss (no Terraform outputs yet, emulator down, bucket or object missing) is one
+    line and a local build; a checksum disagreement is a CacheError and stops the build."""
+    from deploy.aws import cache
+
+    try:
+        targets = _targets(env)
+        lam = calls.client(env, "lambda", targets.region)
+        published = publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
+        s3 = calls.client(env, "s3", targets.region)
+        got = cache.fetch_layer(
+            s3,
+            targets.bucket,
+            plan.digest,
+            plan.zip_path.parent,
+            published_code_sha256=published[1] if published else None,
+        )
+    except (TerraformError, EmulatorError, AwsError) as exc:
+        got = cache.CacheMiss(reason=exc.message)
+    except (BotoCoreError, ClientError) as exc:
+        got = cache.CacheMiss(reason=error_message(exc))
+    if isinstance(got, cache.CacheMiss):
+        progress(f"remote cache: {got.reason}; building locally")
+        return
+    progress(f"remote cache: layer {plan.identity.short} fetched from {got.source} (nothing to install)")
 
 
 def _built_layer(env: EnvConfig) -> Artifact:
@@ -429,6 +472,7 @@ def deploy(
     report_file: str | None = None,
     apply_infra: bool = True,
     verify_local_first: bool = True,
+    remote_cache: bool = True,
 ) -> Mapping[str, Any]:
     """build-layer, build-function, verify --local, publish-layer, attach, verify; all or nothing.
 
@@ -438,7 +482,14 @@ def deploy(
     report: dict[str, Any] = {"env": env.name, "dry_run": dry_run, "ok": False, "rolled_back": False}
     with calls.count_writes() as writes:
         try:
-            _deploy_steps(env, report, dry_run=dry_run, apply_infra=apply_infra, verify_local_first=verify_local_first)
+            _deploy_steps(
+                env,
+                report,
+                dry_run=dry_run,
+                apply_infra=apply_infra,
+                verify_local_first=verify_local_first,
+                remote_cache=remote_cache,
+            )
             report["ok"] = True
         except DeployError as exc:
             report["error"] = str(exc)
@@ -473,7 +524,13 @@ def _summary(report: Mapping[str, Any]) -> None:
 
 
 def _deploy_steps(
-    env: EnvConfig, report: dict[str, Any], *, dry_run: bool, apply_infra: bool, verify_local_first: bool
+    env: EnvConfig,
+    report: dict[str, Any],
+    *,
+    dry_run: bool,
+    apply_infra: bool,
+    verify_local_first: bool,
+    remote_cache: bool = True,
 ) -> None:
     if apply_infra and not dry_run:
         targets = infra_apply(env, only_if_changed=True)
@@ -483,7 +540,7 @@ def _deploy_steps(
         targets = _targets(env)
 
     function = build_function(env).artifact
-    layer = build_layer(env, function_unzipped=function.unzipped_size).artifact
+    layer = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache).artifact
     report["layer"] = _artifact_json(layer)
     report["function"] = _artifact_json(function)
 

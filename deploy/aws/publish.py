@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
-from deploy.aws import calls
+from deploy.aws import cache, calls
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError
@@ -141,6 +141,19 @@ def find_layer_version(lam: Any, layer_name: str, code_sha256: str) -> tuple[str
     return None
 
 
+def find_version_by_identity(lam: Any, layer_name: str, identity: str) -> tuple[str, str] | None:
+    """The newest version of ``layer_name`` published for ``identity``: (ARN, CodeSha256).
+
+    Reads the identity back from the description :func:`describe` wrote, so it needs no local zip."""
+    pages = lam.get_paginator("list_layer_versions").paginate(LayerName=layer_name)
+    versions = [v for page in pages for v in page.get("LayerVersions", [])]
+    for entry in sorted(versions, key=lambda v: int(v["Version"]), reverse=True):
+        if identity_from_description(entry.get("Description")) == identity:
+            got = lam.get_layer_version(LayerName=layer_name, VersionNumber=int(entry["Version"]))
+            return str(got["LayerVersionArn"]), str(got.get("Content", {}).get("CodeSha256"))
+    return None
+
+
 def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
     """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
     if layer.kind != "layer":
@@ -197,6 +210,9 @@ def publish_layer(
     if plan.upload:
         say(plan.region, f"uploading {layer.path.name} to s3://{plan.bucket}/{plan.key}")
         upload(s3, plan.bucket, plan.key, layer)
+        # Write-through: the manifest and SBOM beside the zip let any machine reuse this build.
+        if layer.sbom_path.is_file():
+            cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
     say(plan.region, f"publishing a version of {plan.layer_name}")
     try:
         made = call(

@@ -187,3 +187,44 @@ def test_broken_function_never_reaches_traffic(project: Project) -> None:
     finally:
         handler.write_text(original)
         project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "fix cleanup")
+
+
+def test_a_fresh_clone_fetches_the_layer_instead_of_installing(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Runner B reuses runner A's build through the artifact bucket, with no index and no uv cache."""
+    if project.inv("status", "--env", "local", check=False).returncode != 0:
+        project.inv("deploy", "--env", "local")
+    built_a = sorted((project.root / ".build" / "layers").glob("*.zip"))
+    assert len(built_a) == 1
+
+    clone = Project(root=tmp_path_factory.mktemp("clone-b"), port=project.port)
+    _copy_repo(clone.root)
+    shutil.rmtree(clone.root / ".build", ignore_errors=True)
+    # The installer cannot work here: its index refuses connections and there is no cache to fall back on.
+    offline = {"UV_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple", "UV_NO_CACHE": "1", "UV_OFFLINE": "1"}
+    env = {**clone.env, **offline}
+
+    def build(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "build-layer", "--env", "local", *flags],
+            cwd=clone.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+
+    fetched = build()
+    assert fetched.returncode == 0, fetched.stderr
+    assert "fetched from s3://" in fetched.stderr
+    built_b = sorted((clone.root / ".build" / "layers").glob("*.zip"))
+    assert [p.name for p in built_b] == [p.name for p in built_a]
+    assert built_b[0].read_bytes() == built_a[0].read_bytes()
+    assert (clone.root / ".build" / "layers" / built_a[0].name.replace(".zip", ".cdx.json")).is_file()
+
+    # Proof that the installer really was unusable: without the cache the same build fails.
+    shutil.rmtree(clone.root / ".build")
+    local_only = build("--no-remote-cache")
+    assert local_only.returncode != 0

@@ -1,0 +1,211 @@
+"""The artifact bucket as a content-addressed build cache that every machine reads through.
+
+A layer's identity hashes everything that decides its bytes (``identity.py``) and the build is
+reproducible, so the zip another runner uploaded under ``lambda/layer-<identity>.zip`` is the
+zip this runner would build. Fetching it (with its manifest and SBOM) replaces the install, the
+audit's install-time steps and the zip, the way Bazel's and Pants' remote caches work, with S3
+as the shared store.
+
+Trust comes from checksums, never from the key: the manifest records the zip's sha256, S3
+reports the SHA-256 of what it stored (``ChecksumMode=ENABLED``), a published layer version
+reports its CodeSha256, and the downloaded bytes are hashed again before anything uses them.
+A disagreement is a :class:`CacheError` naming both values: it can only mean a tampered object
+or a reproducibility bug, and silently rebuilding over the key would hide either. A missing
+object or an unreadable bucket is only a miss, and the caller builds locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from boto3.exceptions import Boto3Error
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.artifact import Artifact, code_sha256, load_manifest
+from deploy.aws.retry import error_code, error_message
+from deploy.errors import CacheError
+
+_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheKeys:
+    """Where one layer identity lives in a bucket: the zip and, beside it, what describes it."""
+
+    zip: str
+    manifest: str
+    sbom: str
+
+    @classmethod
+    def for_identity(cls, identity: str) -> CacheKeys:
+        base = f"lambda/layer-{identity}"
+        return cls(zip=f"{base}.zip", manifest=f"{base}.json", sbom=f"{base}.cdx.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheHit:
+    """A cached layer whose checksums agree, fetched into the local build folder."""
+
+    artifact: Artifact
+    source: str  # s3://bucket/key of the zip
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheMiss:
+    """Nothing usable in the bucket for this identity; ``reason`` is the one line a user sees."""
+
+    reason: str
+
+
+def _b64_to_hex(value: str) -> str:
+    return base64.b64decode(value).hex()
+
+
+def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return dict(s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"))
+    except ClientError as exc:
+        if error_code(exc) in _ABSENT:
+            return None
+        raise
+
+
+def _full_object_sha256(head: dict[str, Any]) -> str | None:
+    """S3's SHA-256 of the whole object, base64; None for a multipart (composite) checksum."""
+    value = head.get("ChecksumSHA256")
+    if not isinstance(value, str) or "-" in value or head.get("ChecksumType") == "COMPOSITE":
+        return None
+    return value
+
+
+def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
+    """Stream ``key`` into ``dest`` (atomically: a tmp file renamed at the end) and return its sha256."""
+    tmp = dest.with_name(f".{dest.name}.part")
+    digest = hashlib.sha256()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with tmp.open("wb") as out:
+            for chunk in iter(lambda: body.read(_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest.hexdigest()
+
+
+def fetch_layer(
+    s3: Any,
+    bucket: str,
+    identity: str,
+    layers_dir: Path,
+    *,
+    published_code_sha256: str | None = None,
+) -> CacheHit | CacheMiss:
+    """Fetch the layer ``identity`` from ``bucket`` into ``layers_dir``, or say why not.
+
+    ``published_code_sha256`` is the CodeSha256 of a layer version that already carries this
+    identity, when there is one: the cached bytes must be those bytes too.
+    """
+    keys = CacheKeys.for_identity(identity)
+    where = f"s3://{bucket}/{keys.zip}"
+    try:
+        manifest_head = _head(s3, bucket, keys.manifest)
+        if manifest_head is None:
+            return CacheMiss(reason=f"no cached manifest for layer {identity[:12]} in s3://{bucket}")
+        zip_head = _head(s3, bucket, keys.zip)
+        if zip_head is None:
+            return CacheMiss(reason=f"the cached manifest for layer {identity[:12]} has no zip beside it")
+        if _head(s3, bucket, keys.sbom) is None:
+            return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
+        manifest_raw = s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read()
+    except ClientError as exc:
+        return CacheMiss(reason=f"artifact bucket {bucket} unreadable ({error_message(exc)})")
+    except BotoCoreError as exc:
+        return CacheMiss(reason=f"artifact bucket {bucket} unreachable ({exc})")
+
+    try:
+        manifest = json.loads(manifest_raw)
+        expected_hex = str(manifest["sha256"])
+        bytes.fromhex(expected_hex)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CacheError(f"cached manifest s3://{bucket}/{keys.manifest} is malformed: {exc}") from None
+    if manifest.get("kind") != "layer" or manifest.get("identity") != identity:
+        raise CacheError(
+            f"cached manifest s3://{bucket}/{keys.manifest} describes {manifest.get('kind')} "
+            f"{str(manifest.get('identity'))[:12]}, not layer {identity[:12]}"
+        )
+    expected_b64 = code_sha256(expected_hex)
+    stored = _full_object_sha256(zip_head)
+    if stored is not None and stored != expected_b64:
+        raise CacheError(
+            f"{where} has S3 checksum sha256 {_b64_to_hex(stored)[:16]}…, "
+            f"but its manifest records {expected_hex[:16]}…",
+            hint="the cached object was changed after upload; delete both objects (or rerun with "
+            "--no-remote-cache) after finding out why",
+        )
+    if published_code_sha256 is not None and published_code_sha256 != expected_b64:
+        raise CacheError(
+            f"{where}'s manifest records sha256 {expected_hex[:16]}…, but the published layer version with "
+            f"this identity has CodeSha256 sha256 {_b64_to_hex(published_code_sha256)[:16]}…",
+            hint="one identity built into two different zips: a reproducibility bug; report it",
+        )
+
+    layers_dir.mkdir(parents=True, exist_ok=True)
+    zip_path = layers_dir / f"{identity}.zip"
+    manifest_path = zip_path.with_suffix(".json")
+    sbom_path = zip_path.with_suffix(".cdx.json")
+    try:
+        got = _download(s3, bucket, keys.zip, zip_path)
+        if got != expected_hex:
+            zip_path.unlink(missing_ok=True)
+            raise CacheError(
+                f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
+                hint="the object changed while it was read, or the transfer was corrupted; rerun",
+            )
+        _download(s3, bucket, keys.sbom, sbom_path)
+    except (ClientError, BotoCoreError, Boto3Error, OSError) as exc:
+        zip_path.unlink(missing_ok=True)
+        sbom_path.unlink(missing_ok=True)
+        return CacheMiss(reason=f"download of {where} failed ({error_message(exc)})")
+    # The manifest goes last: a local manifest vouches for a complete zip and nothing less.
+    manifest["path"] = zip_path.name
+    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(manifest_path)
+    artifact = load_manifest(manifest_path)
+    artifact.check()
+    return CacheHit(artifact=artifact, source=where)
+
+
+def sidecars_present(s3: Any, bucket: str, identity: str) -> bool:
+    """Reads only: are the manifest and SBOM of ``identity`` beside its zip?"""
+    keys = CacheKeys.for_identity(identity)
+    return _head(s3, bucket, keys.manifest) is not None and _head(s3, bucket, keys.sbom) is not None
+
+
+def upload_sidecars(s3: Any, bucket: str, artifact: Artifact, sbom_path: Path) -> None:
+    """Put the manifest and SBOM beside the uploaded zip, so any machine can reuse the build.
+
+    The manifest goes last: a reader treats "manifest present" as "cache entry complete"."""
+    keys = CacheKeys.for_identity(artifact.identity)
+    for key, path in ((keys.sbom, sbom_path), (keys.manifest, artifact.manifest_path)):
+        data = path.read_bytes()
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                ContentType="application/json",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=digest,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise CacheError(f"upload of {path.name} to s3://{bucket}/{key} failed: {error_message(exc)}") from None
