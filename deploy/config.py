@@ -30,6 +30,7 @@ BUILDERS = ("uv", "pip", "docker")
 ROOT = Path(__file__).resolve().parent.parent
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_LAYER_ARN = re.compile(r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+(:\d+)?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +96,8 @@ class SmokeCase:
 class VerifySettings:
     remote: bool = False
     smoke: Mapping[str, tuple[SmokeCase, ...]] = field(default_factory=dict)
+    #: Layer ARNs (account and name; any version) not ours whose code verify may run.
+    trusted_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,7 +298,15 @@ def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | No
                 )
             )
         smoke[str(fn_key)] = tuple(parsed)
-    verify = VerifySettings(remote=_bool(verify_tree, "remote", f"{key}.verify", False), smoke=smoke)
+    trusted = verify_tree.get("trusted_layers", []) or []
+    if not isinstance(trusted, list) or not all(isinstance(a, str) and _LAYER_ARN.match(a) for a in trusted):
+        raise ConfigError(
+            f"invoke.yaml: {key}.verify.trusted_layers must be a list of layer ARNs "
+            "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
+        )
+    verify = VerifySettings(
+        remote=_bool(verify_tree, "remote", f"{key}.verify", False), smoke=smoke, trusted_layers=tuple(trusted)
+    )
 
     share_tree = _mapping(merged.get("share"), f"{key}.share")
     accounts = share_tree.get("accounts", []) or []

@@ -40,23 +40,3 @@ def client(env: EnvConfig, service: str, region: str | None = None, **config: An
     cfg = CLIENT_CONFIG.merge(Config(**config)) if config else CLIENT_CONFIG
     sess: Any = session_for(env, region)  # Any: the stubs type client() per literal service name
     return sess.client(service, endpoint_url=env.endpoint_url, config=cfg)
-
-
-def sandbox_environment(env: EnvConfig, region: str | None = None) -> dict[str, str]:
-    """Environment variables that make boto3 inside a handler reach the same AWS we deploy to."""
-    out = {"AWS_REGION": region or env.region, "AWS_DEFAULT_REGION": region or env.region}
-    if env.endpoint_url:
-        out.update(
-            AWS_ENDPOINT_URL=env.endpoint_url,
-            AWS_ACCESS_KEY_ID=EMULATOR_ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=EMULATOR_SECRET_KEY,
-        )
-        return out
-    creds = session_for(env, region).get_credentials()
-    if creds is not None:
-        frozen = creds.get_frozen_credentials()
-        if frozen.access_key and frozen.secret_key:
-            out.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
-        if frozen.token:
-            out["AWS_SESSION_TOKEN"] = frozen.token
-    return out

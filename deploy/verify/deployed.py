@@ -18,6 +18,7 @@ from deploy.artifact import Artifact
 from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, Targets
 from deploy.errors import VerifyError
+from deploy.verify.isolation import require_trusted_layers
 from deploy.verify.remote import _with_remote, remote_check
 from deploy.verify.results import FunctionVerify, VerifyReport, _report
 from deploy.verify.sandbox import (
@@ -209,6 +210,13 @@ def verify_deployed(
             cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=targets.alias)
             cfg_latest = lam.get_function_configuration(FunctionName=fn.name)
             layer_arns = [lay["Arn"] for lay in cfg_alias.get("Layers", [])]
+            require_trusted_layers(
+                env,
+                function=fn.name,
+                layer_name=targets.layer_name,
+                function_arn=cfg_alias.get("FunctionArn"),
+                layer_arns=layer_arns,
+            )
             layer_zips = [fetcher.layer_zip(arn) for arn in layer_arns]
             layer_shas = dict(zip(layer_arns, (sha for _, sha in layer_zips), strict=True))
             problems = _state_problems(cfg_alias, cfg_latest, layer_shas, targets, expected_layer, expected_function)

@@ -23,8 +23,9 @@ from deploy.archive import safe_extract
 from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
+from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
-from deploy.verify.smoke import _skip_reason, check_expect, smoke_cases
+from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
 
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 DEFAULT_TIMEOUT_S = 60.0
@@ -197,17 +198,18 @@ def _sys_path(tree: _Tree, python_version: str, runtime: Path) -> list[str]:
     ]
 
 
-def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, base: Mapping[str, str]) -> dict[str, str]:
+def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, endpoint_url: str) -> dict[str, str]:
+    """Built from nothing: Lambda's variables, the function's own, our overrides, then isolation.
+
+    Never the host's environment: it holds the deployer's credentials (see ``isolation``).
+    """
     tmp = scratch / "tmp"
-    home = scratch / "home"
     tmp.mkdir(parents=True, exist_ok=True)
-    home.mkdir(parents=True, exist_ok=True)
     name = job.target.name
     out: dict[str, str] = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "TZ": ":UTC",
-        "HOME": str(home),
         "TMPDIR": str(tmp),
         "LAMBDA_TASK_ROOT": str(job.tree.task_root),
         "LAMBDA_RUNTIME_DIR": str(scratch),
@@ -221,11 +223,11 @@ def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, base: Mapping[str, st
         "AWS_LAMBDA_LOG_STREAM_NAME": "deploy-verify",
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
     }
-    out.update(base)
-    out.update(job.environment)
+    out.update(function_variables(job.environment))
     for scope in ("*", job.target.key):
         for key, value in SANDBOX_ENV.get(scope, {}).items():
             out[key] = value.replace("{tmp}", str(tmp))
+    out.update(aws_environment(env, scratch=scratch, endpoint_url=endpoint_url))
     return out
 
 
@@ -251,10 +253,10 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
 
 
 def _run_sandbox(
-    env: EnvConfig, job: _Job, *, python: Path, runtime: Path, scratch: Path, base: Mapping[str, str], timeout_s: float
+    env: EnvConfig, job: _Job, *, python: Path, runtime: Path, scratch: Path, endpoint_url: str, timeout_s: float
 ) -> FunctionVerify:
     scratch.mkdir(parents=True, exist_ok=True)
-    environment = _sandbox_env(env, job, scratch, base)
+    environment = _sandbox_env(env, job, scratch, endpoint_url)
     to_run = []
     skipped: list[SmokeResult] = []
     for case in job.cases:
@@ -335,7 +337,7 @@ def _run_sandbox(
                 )
             )
             continue
-        problems = check_expect(case.expect, entry.get("response"))
+        problems = check_expect(expectation_for(case.expect, aws=bool(env.endpoint_url)), entry.get("response"))
         results.append(
             SmokeResult(
                 case=case.name,
@@ -374,13 +376,10 @@ def _check_architecture(env: EnvConfig, trees: Iterable[_Tree]) -> None:
 def _run_jobs(
     env: EnvConfig, jobs: Sequence[_Job], *, python: Path, root: Path, timeout_s: float
 ) -> list[FunctionVerify]:
-    from deploy.aws.session import sandbox_environment
-
     _check_architecture(env, {j.tree for j in jobs})
     runtime = _runtime_dir(root)
-    base = sandbox_environment(env)
     workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    with sandbox_endpoint(env) as endpoint_url, concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
             pool.submit(
                 _run_sandbox,
@@ -389,7 +388,7 @@ def _run_jobs(
                 python=python,
                 runtime=runtime,
                 scratch=root / "run" / job.target.key,
-                base=base,
+                endpoint_url=endpoint_url,
                 timeout_s=timeout_s,
             )
             for job in jobs

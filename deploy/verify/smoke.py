@@ -18,6 +18,10 @@ Directives, also under ``expect``, that choose where a case runs rather than wha
                            function's name, which only a deployed API has)
 ``remote``                 ``false``: never send this case to the deployed alias (it would act on
                            real data or call real services); the sandbox still runs it
+``without_aws``            expectations that replace the others when the case runs in a sandbox
+                           with no AWS behind it (every environment but one with an emulator):
+                           there a handler's AWS call fails at once, and this says what the
+                           answer must then be (e.g. the API's "invoke failed" error shape)
 """
 
 from __future__ import annotations
@@ -98,7 +102,14 @@ DEFAULT_SMOKE: Mapping[str, tuple[SmokeCase, ...]] = {
             # so only the status and the envelope's shape are checked, not the counts inside it.
             name="admin-cleanup-dry-run",
             event=_http_v2_event("POST", "/admin/cleanup", {"action": "all", "dry_run": True}),
-            expect={"statusCode": 200, "json_body_keys": ["result"], "requires_env": ["CLEANUP_FUNCTION_NAME"]},
+            # Without AWS (a sandbox outside `local`) the invoke is refused at once: the API must answer
+            # with its error shape, not hang and not reach the real cleanup function.
+            expect={
+                "statusCode": 200,
+                "json_body_keys": ["result"],
+                "requires_env": ["CLEANUP_FUNCTION_NAME"],
+                "without_aws": {"statusCode": 502, "json_body_equals": {"error": "cleanup_invoke_failed"}},
+            },
         ),
     ),
     "cleanup": (
@@ -157,7 +168,16 @@ _TYPES: Mapping[str, Callable[[Any], bool]] = {
 }
 _LIST_KEYS = ("keys", "json_body_keys", "numeric_values_except", "requires_env")
 _MAP_KEYS = ("equals", "json_body_equals")
-EXPECT_KEYS = frozenset({"type", "statusCode", "remote", *_LIST_KEYS, *_MAP_KEYS})
+EXPECT_KEYS = frozenset({"type", "statusCode", "remote", "without_aws", *_LIST_KEYS, *_MAP_KEYS})
+#: Keys that say where a case runs; they survive ``without_aws`` replacing the expectations.
+_DIRECTIVES = ("requires_env", "remote")
+
+
+def expectation_for(expect: Mapping[str, Any], *, aws: bool) -> Mapping[str, Any]:
+    """The expectations that apply where the case runs: ``without_aws`` replaces the others there."""
+    if aws or "without_aws" not in expect:
+        return expect
+    return {**{k: expect[k] for k in _DIRECTIVES if k in expect}, **expect["without_aws"]}
 
 
 def validate_expect(expect: Mapping[str, Any], where: str) -> None:
@@ -181,6 +201,11 @@ def validate_expect(expect: Mapping[str, Any], where: str) -> None:
     for key in _MAP_KEYS:
         if key in expect and not isinstance(expect[key], Mapping):
             raise ConfigError(f"{where}: expect.{key} must be a mapping")
+    if "without_aws" in expect:
+        inner = expect["without_aws"]
+        if not isinstance(inner, Mapping) or any(k in inner for k in ("without_aws", *_DIRECTIVES)):
+            raise ConfigError(f"{where}: expect.without_aws must be a mapping of expectations (no directives)")
+        validate_expect(inner, f"{where} (without_aws)")
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -21,6 +21,7 @@ from deploy.aws.publish import describe
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
 from deploy.errors import VerifyError
 from deploy.verify import deployed
+from tests.unit import leakprobe as leak
 
 REGION = "us-east-1"
 
@@ -426,3 +427,96 @@ def test_remote_logs_access_denied_is_a_verify_error() -> None:
     logs_stub.add_client_error("filter_log_events", "AccessDeniedException", "nope", expected_params=LOGS_PARAMS)
     with lam_stub, logs_stub, pytest.raises(VerifyError, match="cannot read the logs of acme-test-ok"):
         _remote(lam, logs)
+
+
+# ---------------------------------------------------------------------------
+# Isolation: deployed code sees no credentials; only our and trusted layers run
+
+
+def _deploy(
+    lam: Any, s3: Any, role: str, targets: Targets, layers: Mapping[str, Mapping[str, str]], **extra: Any
+) -> list[str]:
+    """Publish each layer (name -> files) and a function using them all, behind `live`."""
+    arns = []
+    for name, files in layers.items():
+        data = zip_of(files)
+        key = f"lambda/layer-{hashlib.sha256(data).hexdigest()}.zip"
+        s3.put_object(Bucket=targets.bucket, Key=key, Body=data)
+        made = lam.publish_layer_version(LayerName=name, Content={"S3Bucket": targets.bucket, "S3Key": key})
+        arns.append(made["LayerVersionArn"])
+    code = zip_of(extra.pop("code"))
+    key = f"lambda/function-{hashlib.sha256(code).hexdigest()}.zip"
+    s3.put_object(Bucket=targets.bucket, Key=key, Body=code)
+    fn = targets.functions[0]
+    lam.create_function(
+        FunctionName=fn.name,
+        Runtime="python3.12",
+        Role=role,
+        Handler=fn.handler,
+        Code={"S3Bucket": targets.bucket, "S3Key": key},
+        Layers=arns,
+        **extra,
+    )
+    version = lam.publish_version(FunctionName=fn.name)["Version"]
+    lam.create_alias(FunctionName=fn.name, Name="live", FunctionVersion=version)
+    return arns
+
+
+def test_deployed_sandbox_sees_no_host_credentials(
+    tmp_path: Path,
+    lam: Any,
+    s3: Any,
+    role: str,
+    stack_targets: Targets,
+    python312: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leak_file = tmp_path / "leak.jsonl"
+    _deploy(
+        lam,
+        s3,
+        role,
+        stack_targets,
+        {stack_targets.layer_name: leak.LAYER},
+        code=leak.FUNCTION,
+        Environment={"Variables": {"LEAK_FILE": str(leak_file)}},
+    )
+    leak.set_host_credentials(monkeypatch, tmp_path / "home")
+    monkeypatch.delenv("AWS_PROFILE")  # the deployer's own client must still find moto's credentials
+    env = EnvConfig(name="staging", region=REGION, verify=VerifySettings(smoke={"ok": leak.CASES}))
+    report = verify.verify_deployed(env, stack_targets, python=python312, fetch=NoUrl())
+    assert report.ok, report.problems()
+    for record in leak.assert_no_leak(leak_file):
+        assert record["boto3"] is None
+
+
+def test_layer_not_ours_runs_only_when_trusted(
+    tmp_path: Path, lam: Any, s3: Any, role: str, stack_targets: Targets, python312: Path
+) -> None:
+    marker = tmp_path / "stranger-ran"
+    stranger = {"python/stranger/__init__.py": f"open({str(marker)!r}, 'w').close()\n"}
+    ours = {"python/tinydep/__init__.py": "VALUE = 42\n"}
+    arns = _deploy(
+        lam,
+        s3,
+        role,
+        stack_targets,
+        {stack_targets.layer_name: ours, "someone-elses-layer": stranger},
+        code={
+            "lambdas/__init__.py": "",
+            "lambdas/ok/__init__.py": "",
+            "lambdas/ok/handler.py": HANDLER + "import stranger\n",
+        },
+        Environment={"Variables": {"CUSTOM": "deployed"}},
+    )
+    env = EnvConfig(name="staging", region=REGION, verify=VerifySettings(smoke=SMOKE))
+    with pytest.raises(VerifyError) as info:
+        verify.verify_deployed(env, stack_targets, python=python312, fetch=NoUrl())
+    assert info.value.message.startswith(f"acme-test-ok uses layer(s) {arns[1]}, which are not acme-test-deps")
+    assert "deploy.environments.staging.verify.trusted_layers" in info.value.message
+    assert not marker.exists()  # refused before anything ran
+    trusting = EnvConfig(
+        name="staging", region=REGION, verify=VerifySettings(smoke=SMOKE, trusted_layers=(arns[1].rpartition(":")[0],))
+    )
+    assert verify.verify_deployed(trusting, stack_targets, python=python312, fetch=NoUrl()).ok
+    assert marker.exists()

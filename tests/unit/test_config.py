@@ -53,6 +53,7 @@ def test_unknown_env_lists_known_ones() -> None:
         ({"layer": {"strip_tests": "yes"}}, "layer.strip_tests must be true or false"),
         ({"smoke": {"api": [{"name": "x"}]}}, "missing key deploy.environments.local.smoke.api[0].event"),
         ({"max_workers": 0}, "max_workers must be a positive integer"),
+        ({"verify": {"trusted_layers": ["someone:layer"]}}, "local.verify.trusted_layers must be a list of layer ARNs"),
     ],
 )
 def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
@@ -98,3 +99,10 @@ def test_bad_state_settings_name_the_key() -> None:
 def test_empty_profile_means_default_credentials() -> None:
     env = load_env({"environments": {"staging": {"region": "us-west-2", "profile": ""}}}, "staging")
     assert env.profile is None
+
+
+def test_trusted_layers_parsed() -> None:
+    arn = "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension"
+    staging = {"region": "us-west-2", "verify": {"trusted_layers": [arn]}}
+    assert load_env({"environments": {"staging": staging}}, "staging").verify.trusted_layers == (arn,)
+    assert load_env(SETTINGS, "staging").verify.trusted_layers == ()

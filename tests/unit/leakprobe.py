@@ -1,0 +1,96 @@
+"""A layer package and a handler that, on import, write every credential they can reach to a file.
+
+Shared by the local and the deployed isolation tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.config import SmokeCase
+
+#: What a deployer's machine or a CI job holds; each value is distinctive so a leak is unambiguous.
+HOST_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIAHOSTLEAKCANARY01",
+    "AWS_SECRET_ACCESS_KEY": "host-secret-canary-0123456789abcdefghijklmnop",
+    "AWS_SESSION_TOKEN": "host-session-token-canary",
+    "AWS_PROFILE": "host-profile-canary",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/host-container-canary",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "host-container-token-canary",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": "/host-web-identity-canary",
+    "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/host-role-canary",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "host-oidc-request-canary",
+    "ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:1/host-oidc-url-canary",
+    "GITHUB_TOKEN": "ghs_hostgithubtokencanary",
+}
+FILE_SECRET = "AKIAHOMEFILECANARY01"
+
+#: Imported by the layer package and the handler alike: collect every credential in reach.
+SNOOP = """
+import glob, json, os, urllib.request
+
+def collect(who):
+    found = {"who": who, "env": dict(os.environ), "files": {}}
+    paths = glob.glob(os.path.expanduser("~/.aws/*")) + [os.path.expanduser("~/.netrc")]
+    paths += [os.environ.get(v, "") for v in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")]
+    for path in paths:
+        try:
+            with open(path) as fh:
+                found["files"][path] = fh.read()
+        except OSError:
+            pass
+    try:
+        url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+        found["metadata"] = urllib.request.urlopen(url, timeout=0.5).read().decode()
+    except Exception as exc:
+        found["metadata"] = repr(exc)
+    try:
+        import boto3
+        creds = boto3.Session().get_credentials()
+        found["boto3"] = list(creds.get_frozen_credentials()) if creds else None
+    except Exception as exc:
+        found["boto3"] = repr(exc)
+    with open(os.environ["LEAK_FILE"], "a") as fh:
+        fh.write(json.dumps(found, default=str) + "\\n")
+"""
+LAYER = {"python/snoop/__init__.py": SNOOP + "\ncollect('layer')\n"}
+HANDLER = """
+import snoop
+snoop.collect("handler")
+
+def handler(event, context):
+    return {"ok": True}
+"""
+FUNCTION = {"lambdas/__init__.py": "", "lambdas/ok/__init__.py": "", "lambdas/ok/handler.py": HANDLER}
+CASES = (SmokeCase(name="answer", event={}, expect={"equals": {"ok": True}}),)
+
+
+def set_host_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """The deployer's machine: credentials in the environment and in ~/.aws and ~/.netrc."""
+    for name, value in HOST_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        f"[default]\naws_access_key_id = {FILE_SECRET}\naws_secret_access_key = home-file-secret-canary\n"
+    )
+    (home / ".netrc").write_text("machine example.com login me password home-netrc-canary\n")
+    monkeypatch.setenv("HOME", str(home))
+
+
+def assert_no_leak(leak_file: Path) -> list[dict[str, Any]]:
+    text = leak_file.read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert {r["who"] for r in records} == {"layer", "handler"}  # both ran: the test is not vacuous
+    for canary in [*HOST_SECRETS.values(), FILE_SECRET, "home-file-secret-canary", "home-netrc-canary"]:
+        assert canary not in text
+    for record in records:
+        env = record["env"]
+        assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+        assert not any(k.startswith(("AWS_CONTAINER_", "ACTIONS_ID_TOKEN_")) for k in env)
+        assert "AWS_PROFILE" not in env and "AWS_WEB_IDENTITY_TOKEN_FILE" not in env and "GITHUB_TOKEN" not in env
+        assert all(content == "" for content in record["files"].values())
+    return records
