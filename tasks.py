@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent
 fail_fast_on_settings(ROOT / "invoke.yaml")
 
 ENV_HELP = {"env": "environment from invoke.yaml: local, staging or production"}
+LOCK_HELP = {"lock_timeout": "seconds to wait for another run's deploy lock before failing (default 300)"}
+LOCK_TIMEOUT = 300.0
 
 
 # --------------------------------------------------------------------------- build
@@ -64,22 +66,26 @@ def layer_report(c: Any, env: str = "local", top: int = 15) -> None:
 # --------------------------------------------------------------------------- AWS
 
 
-@task(help={**ENV_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
+@task(help={**ENV_HELP, **LOCK_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
 @deploy_task
-def publish_layer(c: Any, env: str = "local", dry_run: bool = False, json: bool = False) -> None:
+def publish_layer(
+    c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
+) -> None:
     """Upload the layer to S3 and publish a layer version, unless one already has its sha256."""
     from deploy import pipeline
 
-    pipeline.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json)
+    pipeline.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
-@task(help={**ENV_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
+@task(help={**ENV_HELP, **LOCK_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
 @deploy_task
-def attach(c: Any, env: str = "local", dry_run: bool = False, json: bool = False) -> None:
+def attach(
+    c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
+) -> None:
     """Point every function at the new code and layer, publish a version, move the live alias."""
     from deploy import pipeline
 
-    pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json)
+    pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
 @task(help={**ENV_HELP, "local": "verify the local artifacts instead of what is deployed", "json": "JSON report"})
@@ -94,6 +100,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
 @task(
     help={
         **ENV_HELP,
+        **LOCK_HELP,
         "dry_run": "print what would be uploaded, published, updated and aliased; write nothing",
         "json": "print the JSON report on stdout",
         "report_file": "also write the JSON report here (and a Markdown summary beside it)",
@@ -112,6 +119,7 @@ def deploy(
     skip_infra: bool = False,
     skip_local_verify: bool = False,
     remote_cache: bool = True,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -124,6 +132,7 @@ def deploy(
         apply_infra=not skip_infra,
         verify_local_first=not skip_local_verify,
         remote_cache=remote_cache,
+        lock_timeout=lock_timeout,
     )
 
 
@@ -136,22 +145,52 @@ def status(c: Any, env: str = "local", json: bool = False) -> None:
     pipeline.status(env_config(c, env), as_json=json)
 
 
-@task(help={**ENV_HELP, "to": "function version to move live to (default: the previous one)", "dry_run": "plan only"})
+@task(
+    help={
+        **ENV_HELP,
+        **LOCK_HELP,
+        "to": "function version to move live to (default: the previous one)",
+        "dry_run": "plan only",
+    }
+)
 @deploy_task
-def rollback(c: Any, env: str = "local", to: str | None = None, dry_run: bool = False) -> None:
+def rollback(
+    c: Any, env: str = "local", to: str | None = None, dry_run: bool = False, lock_timeout: float = LOCK_TIMEOUT
+) -> None:
     """Move each function's live alias back to its previous (or the given) version."""
     from deploy import pipeline
 
-    pipeline.rollback(env_config(c, env), to=to, dry_run=dry_run)
+    pipeline.rollback(env_config(c, env), to=to, dry_run=dry_run, lock_timeout=lock_timeout)
 
 
-@task(help={**ENV_HELP, "keep": "newest layer versions to keep", "yes": "really delete (default: only print)"})
+@task(
+    help={
+        **ENV_HELP,
+        **LOCK_HELP,
+        "keep": "newest layer versions to keep",
+        "yes": "really delete (default: only print)",
+    }
+)
 @deploy_task
-def prune_layers(c: Any, env: str = "local", keep: int = 3, yes: bool = False) -> None:
+def prune_layers(
+    c: Any, env: str = "local", keep: int = 3, yes: bool = False, lock_timeout: float = LOCK_TIMEOUT
+) -> None:
     """Delete old layer versions that no function, version or alias references."""
     from deploy import pipeline
 
-    pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes)
+    pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes, lock_timeout=lock_timeout)
+
+
+@task(help={**ENV_HELP, "force": "the LOCK_ID printed by the run that holds (or held) the lock"})
+@deploy_task
+def unlock(c: Any, env: str = "local", force: str = "") -> None:
+    """Remove a deploy lock left by a killed run (like terraform force-unlock); needs its lock id."""
+    from deploy import pipeline
+    from deploy.errors import ConfigError
+
+    if not force:
+        raise ConfigError("inv unlock needs --force LOCK_ID (printed in the lock-held error)")
+    pipeline.unlock(env_config(c, env), force)
 
 
 @task(
@@ -220,13 +259,13 @@ def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> N
     pipeline.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
 
 
-@task(name="apply", help=ENV_HELP)
+@task(name="apply", help={**ENV_HELP, **LOCK_HELP})
 @deploy_task
-def infra_apply(c: Any, env: str = "local") -> None:
-    """terraform apply for the environment (starts the emulator first for local)."""
+def infra_apply(c: Any, env: str = "local", lock_timeout: float = LOCK_TIMEOUT) -> None:
+    """terraform apply for the environment under its deploy lock (starts the emulator first for local)."""
     from deploy import pipeline
 
-    pipeline.infra_apply(env_config(c, env))
+    pipeline.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout)
 
 
 local = Collection("local", local_up, local_down, local_status)
@@ -242,6 +281,7 @@ ns = Collection(
     status,
     rollback,
     prune_layers,
+    unlock,
     bench,
     local,
     infra,

@@ -1,6 +1,6 @@
 """Typed errors: every failure the tasks can report, each with its own exit code.
 
-Tasks never print tracebacks for these: ``deploy.cli.run_task`` turns them into
+Tasks never print tracebacks for these: ``deploy.cli.deploy_task`` turns them into
 ``invoke.Exit(message, code)`` in one place. Exit code 1 is left to Invoke and
 unexpected crashes, so a script can tell "we refused" from "we broke".
 """
@@ -88,3 +88,21 @@ class DriftError(DeployError):
     """``status`` found differences between what is deployed and the local artifacts."""
 
     exit_code = 12
+
+
+class DeployLockError(DeployError):
+    """Another run holds the environment's deploy lock (or the lock object cannot be read or written)."""
+
+    exit_code = 13
+
+
+class Interrupted(DeployError):
+    """SIGINT or SIGTERM stopped a transaction; the message says what was restored and what was left."""
+
+    exit_code = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM (how CI cancels a job) stopped a transaction; restored like an interrupt."""
+
+    exit_code = 143

@@ -7,6 +7,7 @@ place that decides what happens when a step fails (roll the aliases back, report
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from deploy import build, emulator, terraform
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
+from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
 from deploy.aws.retry import error_message
@@ -87,8 +89,36 @@ def _apply_context(env: EnvConfig) -> dict[str, str]:
     return extra
 
 
+def _locked(env: EnvConfig, command: str, *, timeout: float, artifact_bucket: str | None = None) -> Any:
+    """The environment's deploy lock for a writing task (see deploy/aws/lock.py)."""
+    return env_lock.held(env, f"inv {command}", timeout=timeout, artifact_bucket=artifact_bucket, say=progress)
+
+
+def _ensure_lock_bucket(env: EnvConfig) -> None:
+    """A fresh environment (or a fresh emulator) has no state bucket yet: create it before locking in it."""
+    if env.emulator is not None:
+        emulator_up(env)
+    terraform.ensure_state_bucket(env)
+
+
+def unlock(env: EnvConfig, lock_id: str) -> None:
+    _ensure_reachable(env)
+    artifact_bucket = None if env.state or env.emulator else _targets(env).bucket
+    holder = env_lock.force_unlock(env, lock_id, artifact_bucket=artifact_bucket)
+    say(f"removed the deploy lock held by {holder.holder()}")
+
+
+def infra_apply_locked(env: EnvConfig, *, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S) -> Targets:
+    """``inv infra.apply``: terraform apply under the environment's lock."""
+    _ensure_lock_bucket(env)
+    with _locked(env, "infra.apply", timeout=lock_timeout):
+        return infra_apply(env)
+
+
 def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
-    """terraform apply; with ``only_if_changed`` (deploy), skip it when its fingerprint is unchanged."""
+    """terraform apply; with ``only_if_changed`` (deploy), skip it when its fingerprint is unchanged.
+
+    The caller holds the environment's lock."""
     extra = _apply_context(env)
     tf = terraform.terraform_for(env)
     if only_if_changed and not terraform.apply_needed(tf, extra=extra):
@@ -244,10 +274,16 @@ def _pub_json(result: publish.PublishResult) -> dict[str, Any]:
     return {**dataclasses.asdict(result), "action": action}
 
 
-def publish_layer(env: EnvConfig, *, dry_run: bool = False, as_json: bool = False) -> list[publish.PublishResult]:
+def publish_layer(
+    env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+) -> list[publish.PublishResult]:
     targets = _targets(env)
     layer = _built_layer(env)
-    results = _publish(env, targets, layer, dry_run=dry_run)
+    if dry_run:
+        results = _publish(env, targets, layer, dry_run=True)
+    else:
+        with _locked(env, "publish-layer", timeout=lock_timeout, artifact_bucket=targets.bucket):
+            results = _publish(env, targets, layer, dry_run=False)
     if as_json:
         emit_json({"env": env.name, "publish": [_pub_json(r) for r in results]})
     else:
@@ -277,21 +313,26 @@ def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, s
     ]
 
 
-def attach(env: EnvConfig, *, dry_run: bool = False, as_json: bool = False) -> attach_mod.AttachResult:
+def attach(
+    env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+) -> attach_mod.AttachResult:
     targets = _targets(env)
     layer = _built_layer(env)
     function = build.build_function(build.function_plan(env)).artifact
     arn = _layer_arn_for_attach(env, targets, layer)
     try:
-        result = attach_mod.attach(
-            env,
-            targets,
-            function=function,
-            layer_version_arn=arn,
-            dry_run=dry_run,
-            max_workers=env.max_workers,
-            progress=_aws_progress,
-        )
+        with contextlib.ExitStack() as stack:
+            if not dry_run:
+                stack.enter_context(_locked(env, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket))
+            result = attach_mod.attach(
+                env,
+                targets,
+                function=function,
+                layer_version_arn=arn,
+                dry_run=dry_run,
+                max_workers=env.max_workers,
+                progress=_aws_progress,
+            )
     except AttachError as exc:
         failed = getattr(exc, "result", None)
         if failed is not None:
@@ -351,9 +392,14 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
     return {int(arn.rsplit(":", 1)[-1]): "terraform (aws_lambda_layer_version.this)"}
 
 
-def rollback(env: EnvConfig, *, to: str | None = None, dry_run: bool = False) -> None:
+def rollback(
+    env: EnvConfig, *, to: str | None = None, dry_run: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+) -> None:
     targets = _targets(env)
-    outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=dry_run)
+    with contextlib.ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(_locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket))
+        outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=dry_run)
     table(
         f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
         ["function", "live", "changed"],
@@ -361,7 +407,9 @@ def rollback(env: EnvConfig, *, to: str | None = None, dry_run: bool = False) ->
     )
 
 
-def prune_layers(env: EnvConfig, *, keep: int = 3, yes: bool = False) -> None:
+def prune_layers(
+    env: EnvConfig, *, keep: int = 3, yes: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+) -> None:
     if keep < 1:
         raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
     targets = _targets(env)
@@ -373,7 +421,10 @@ def prune_layers(env: EnvConfig, *, keep: int = 3, yes: bool = False) -> None:
         return
     verb = "deleting" if yes else "would delete (rerun with --yes)"
     say(f"{verb}: " + ", ".join(f"{targets.layer_name}:{v}" for v in plan.delete))
-    result = prune.prune(env, targets, plan, yes=yes)
+    with contextlib.ExitStack() as stack:
+        if yes:
+            stack.enter_context(_locked(env, "prune-layers", timeout=lock_timeout, artifact_bucket=targets.bucket))
+        result = prune.prune(env, targets, plan, yes=yes)
     if yes:
         say(f"deleted {len(result.deleted)} layer version(s); skipped {len(result.skipped)}")
 
@@ -473,6 +524,7 @@ def deploy(
     apply_infra: bool = True,
     verify_local_first: bool = True,
     remote_cache: bool = True,
+    lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
 ) -> Mapping[str, Any]:
     """build-layer, build-function, verify --local, publish-layer, attach, verify; all or nothing.
 
@@ -482,14 +534,18 @@ def deploy(
     report: dict[str, Any] = {"env": env.name, "dry_run": dry_run, "ok": False, "rolled_back": False}
     with calls.count_writes() as writes:
         try:
-            _deploy_steps(
-                env,
-                report,
-                dry_run=dry_run,
-                apply_infra=apply_infra,
-                verify_local_first=verify_local_first,
-                remote_cache=remote_cache,
-            )
+            with contextlib.ExitStack() as stack:
+                if not dry_run:
+                    _ensure_lock_bucket(env)
+                    stack.enter_context(_locked(env, "deploy", timeout=lock_timeout))
+                _deploy_steps(
+                    env,
+                    report,
+                    dry_run=dry_run,
+                    apply_infra=apply_infra,
+                    verify_local_first=verify_local_first,
+                    remote_cache=remote_cache,
+                )
             report["ok"] = True
         except DeployError as exc:
             report["error"] = str(exc)

@@ -79,8 +79,9 @@ run "state_object_and_log_reads_granted" {
       ]) == [
       "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate",
       "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.tflock",
+      "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.deploy-lock",
     ]
-    error_message = "The CI role reads and writes exactly its environment's state object and lock file."
+    error_message = "The CI role reads and writes exactly its environment's state object, lock file and deploy lock."
   }
   assert {
     condition = contains(one([

@@ -110,7 +110,8 @@ locals {
     },
   ]
 
-  # terraform refresh reads the deploy role itself; the state object and its S3 lock file.
+  # terraform refresh reads the deploy role itself; the state object, its S3 lock file, and the
+  # deploy lock every writing task holds (deploy/aws/lock.py).
   state_object = var.state_bucket == null ? null : "arn:aws:s3:::${var.state_bucket}/env:/${var.environment}/${var.state_key}"
   extra_statements = var.state_bucket == null ? [] : [
     {
@@ -121,7 +122,7 @@ locals {
     {
       Sid      = "ReadWriteState"
       Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-      Resource = [local.state_object, "${local.state_object}.tflock"]
+      Resource = [local.state_object, "${local.state_object}.tflock", "${local.state_object}.deploy-lock"]
     },
   ]
 }
