@@ -5,16 +5,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
 from invoke.tasks import task
 
-from deploy.cli import deploy_task, env_config, fail_fast_on_settings
+from deploy.cli import deploy_task, env_config, settings_defaults
 
 ROOT = Path(__file__).resolve().parent
-fail_fast_on_settings(ROOT / "invoke.yaml")
+# Every deploy key declared, so INVOKE_* variables can set any of them (deploy.settings).
+DEFAULTS = settings_defaults(ROOT / "invoke.yaml", os.environ)
 
 ENV_HELP = {"env": "environment from invoke.yaml: local, staging or production"}
 LOCK_HELP = {"lock_timeout": "seconds to wait for another run's deploy lock before failing (default 300)"}
@@ -286,4 +288,4 @@ ns = Collection(
     local,
     infra,
 )
-ns.configure({"deploy": {}})
+ns.configure(DEFAULTS)

@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from invoke.exceptions import Exit
 
 from deploy.config import EnvConfig, Paths, load_env
 from deploy.errors import AwsError, ConfigError, DeployError
+from deploy.settings import check_variables, invoke_defaults
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,13 +55,14 @@ def plain(value: Any) -> Any:
 def env_config(c: Any, env: str, *, root: Path | None = None) -> EnvConfig:
     """The ``EnvConfig`` for ``--env``; unknown names list the known environments (exit 2)."""
     settings = plain(c.config.get("deploy")) if c.config.get("deploy") is not None else None
-    return load_env(settings, env, paths=Paths(root=root) if root else None)
+    return load_env(settings, env, paths=Paths(root=root) if root else None, environ=os.environ)
 
 
-def check_settings_file(path: Path) -> None:
-    """Fail clearly on a malformed invoke.yaml before Invoke's own loader prints a YAML traceback."""
+def check_settings_file(path: Path) -> Mapping[str, Any]:
+    """Fail clearly on a malformed invoke.yaml before Invoke's own loader prints a YAML traceback;
+    returns its ``deploy`` tree ({} when absent)."""
     if not path.exists():
-        return  # load_env reports the missing ``deploy`` key when a task needs it
+        return {}  # load_env reports the missing ``deploy`` key when a task needs it
     import yaml
 
     try:
@@ -70,12 +73,18 @@ def check_settings_file(path: Path) -> None:
         raise ConfigError(f"{path.name} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{path.name} must be a mapping at the top level")
+    tree = (data or {}).get("deploy")
+    return tree if isinstance(tree, Mapping) else {}
 
 
-def fail_fast_on_settings(path: Path) -> None:
-    """Called at import of tasks.py: Invoke loads invoke.yaml right after, without a friendly error."""
+def settings_defaults(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Called at import of tasks.py (Invoke loads invoke.yaml and INVOKE_* variables right after,
+    without a friendly error): check both, and return the defaults that declare every key so
+    an INVOKE_* variable can set any of them (``ns.configure``)."""
     try:
-        check_settings_file(path)
+        tree = check_settings_file(path)
+        check_variables(tree, environ)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+    return invoke_defaults(tree)

@@ -9,12 +9,13 @@ as ``Targets`` (see ``deploy.terraform.targets``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deploy.errors import ConfigError
+from deploy.settings import EmulatorModel, EnvironmentModel, StateModel, apply_variables, key_path, validate
 
 #: Lambda's Python runtimes we can target, with the glibc of the Amazon Linux they run on.
 RUNTIME_GLIBC: Mapping[str, tuple[int, int]] = {
@@ -193,174 +194,125 @@ class Targets:
 
 
 # ---------------------------------------------------------------------------
-# Validation of the merged Invoke settings
+# From the merged Invoke settings to EnvConfig (the checking is deploy.settings' model)
 
 
-def _mapping(value: Any, key: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"invoke.yaml: {key} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _str(tree: Mapping[str, Any], name: str, key: str, default: str | None = None) -> str:
-    value = tree.get(name, default)
-    if value is None:
-        raise ConfigError(f"invoke.yaml: missing key {key}.{name}")
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"invoke.yaml: {key}.{name} must be a non-empty string")
-    return value
-
-
-def _bool(tree: Mapping[str, Any], name: str, key: str, default: bool) -> bool:
-    value = tree.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"invoke.yaml: {key}.{name} must be true or false, got {value!r}")
-    return value
-
-
-def known_envs(settings: Mapping[str, Any]) -> tuple[str, ...]:
-    envs = _mapping(settings.get("environments"), "deploy.environments")
-    return tuple(sorted(envs))
-
-
-def load_env(settings: Mapping[str, Any] | None, name: str, *, paths: Paths | None = None) -> EnvConfig:
+def load_env(
+    settings: Mapping[str, Any] | None,
+    name: str,
+    *,
+    paths: Paths | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> EnvConfig:
     """Validate the ``deploy`` settings tree and return the config of environment ``name``.
 
-    ``settings`` is Invoke's merged ``c.config.deploy`` (or a plain dict in tests).
-    Per-environment keys override the top-level defaults (runtime, architecture, ...).
+    ``settings`` is Invoke's merged ``c.config.deploy`` (or a plain dict in tests);
+    ``environ`` the process environment, whose ``INVOKE_DEPLOY_…`` values are re-read as
+    YAML (see ``deploy.settings``). Per-environment keys override the top-level ones.
     """
     if settings is None or not isinstance(settings, Mapping) or not settings:
         raise ConfigError(
             "invoke.yaml: missing key deploy",
             hint="run tasks from the project root, where invoke.yaml defines deploy.environments",
         )
-    envs = _mapping(settings.get("environments"), "deploy.environments")
-    if not envs:
+    top = validate(apply_variables(settings, environ or {}))
+    if not top.environments:
         raise ConfigError("invoke.yaml: missing key deploy.environments")
-    if name not in envs:
-        raise ConfigError(f"unknown environment {name!r}; known environments: {', '.join(sorted(envs))}")
+    if name not in top.environments:
+        raise ConfigError(f"unknown environment {name!r}; known environments: {', '.join(sorted(top.environments))}")
     if not _ENV_NAME.match(name):
         raise ConfigError(f"invoke.yaml: environment name {name!r} must match {_ENV_NAME.pattern}")
-    key = f"deploy.environments.{name}"
-    own = _mapping(envs[name], key)
-    merged: dict[str, Any] = {k: v for k, v in settings.items() if k != "environments"}
-    merged.update(own)
+    own = top.environments[name] or EnvironmentModel()
 
-    runtime = _str(merged, "runtime", key, "python3.12")
-    if runtime not in RUNTIME_GLIBC:
-        raise ConfigError(
-            f"invoke.yaml: {key}.runtime {runtime!r} is not supported; choose one of {', '.join(RUNTIME_GLIBC)}"
-        )
-    architecture = _str(merged, "architecture", key, "x86_64")
-    if architecture not in ARCHITECTURES:
-        raise ConfigError(f"invoke.yaml: {key}.architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-    builder = _str(merged, "builder", key, "uv")
-    if builder not in BUILDERS:
-        raise ConfigError(f"invoke.yaml: {key}.builder {builder!r} is not one of {', '.join(BUILDERS)}")
+    def lookup(*names: str) -> tuple[Any, tuple[str, ...]]:
+        """The environment's value of a key, else the top level's: (value, its key path)."""
+        sources: tuple[tuple[Any, tuple[str, ...]], ...] = ((own, ("environments", name)), (top, ()))
+        for source, prefix in sources:
+            found = source
+            for key in names:
+                found = getattr(found, key, None)
+            if found is not None:
+                return found, (*prefix, *names)
+        return None, ("environments", name, *names)
+
+    def value(*names: str, default: Any = None) -> Any:
+        found = lookup(*names)[0]
+        return default if found is None else found
+
+    def one_of(key: str, default: str, allowed: Sequence[str], what: str) -> str:
+        chosen = str(value(key, default=default))
+        if chosen not in allowed:
+            raise ConfigError(
+                f"`{key_path(lookup(key)[1])}`: {chosen!r} is not {what}; choose one of {', '.join(allowed)}"
+            )
+        return chosen
+
+    runtime = one_of("runtime", "python3.12", tuple(RUNTIME_GLIBC), "a supported runtime")
+    architecture = one_of("architecture", "x86_64", ARCHITECTURES, "an architecture Lambda offers")
+    builder = one_of("builder", "uv", BUILDERS, "a builder")
 
     emulator = None
-    endpoint_url = merged.get("endpoint_url")
-    if "emulator" in own:
-        em = _mapping(own["emulator"], f"{key}.emulator")
-        port = em.get("port", 5000)
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ConfigError(f"invoke.yaml: {key}.emulator.port must be a TCP port number, got {port!r}")
-        host = _str(em, "host", f"{key}.emulator", "127.0.0.1")
-        emulator = EmulatorSettings(host=host, port=port)
+    endpoint_url = value("endpoint_url")
+    if "emulator" in own.model_fields_set:
+        em = own.emulator or EmulatorModel()
+        emulator = EmulatorSettings(host=em.host or "127.0.0.1", port=em.port or 5000)
         endpoint_url = endpoint_url or emulator.url
-    if endpoint_url is not None and not isinstance(endpoint_url, str):
-        raise ConfigError(f"invoke.yaml: {key}.endpoint_url must be a URL string")
 
-    layer_tree = _mapping(merged.get("layer"), f"{key}.layer")
-    layer = LayerOptions(
-        exclude_runtime_boto=_bool(layer_tree, "exclude_runtime_boto", f"{key}.layer", False),
-        strip_tests=_bool(layer_tree, "strip_tests", f"{key}.layer", False),
-    )
-
-    verify_tree = _mapping(merged.get("verify"), f"{key}.verify")
     smoke: dict[str, tuple[SmokeCase, ...]] = {}
-    for fn_key, cases in _mapping(merged.get("smoke"), f"{key}.smoke").items():
-        if not isinstance(cases, list):
-            raise ConfigError(f"invoke.yaml: {key}.smoke.{fn_key} must be a list of cases")
-        parsed = []
-        for i, case in enumerate(cases):
-            case_key = f"{key}.smoke.{fn_key}[{i}]"
-            case_map = _mapping(case, case_key)
-            if "event" not in case_map:
-                raise ConfigError(f"invoke.yaml: missing key {case_key}.event")
-            parsed.append(
-                SmokeCase(
-                    name=_str(case_map, "name", case_key, f"{fn_key}-{i}"),
-                    event=_mapping(case_map["event"], f"{case_key}.event"),
-                    expect=_mapping(case_map.get("expect"), f"{case_key}.expect"),
-                )
-            )
-        smoke[str(fn_key)] = tuple(parsed)
-    trusted = verify_tree.get("trusted_layers", []) or []
-    if not isinstance(trusted, list) or not all(isinstance(a, str) and _LAYER_ARN.match(a) for a in trusted):
-        raise ConfigError(
-            f"invoke.yaml: {key}.verify.trusted_layers must be a list of layer ARNs "
-            "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
+    for fn_key, cases in (value("smoke") or {}).items():
+        smoke[fn_key] = tuple(
+            SmokeCase(name=case.name or f"{fn_key}-{i}", event=case.event, expect=case.expect or {})
+            for i, case in enumerate(cases)
         )
-    verify = VerifySettings(
-        remote=_bool(verify_tree, "remote", f"{key}.verify", False), smoke=smoke, trusted_layers=tuple(trusted)
-    )
 
-    share_tree = _mapping(merged.get("share"), f"{key}.share")
-    accounts = share_tree.get("accounts", []) or []
-    if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
-        raise ConfigError(f"invoke.yaml: {key}.share.accounts must be a list of account IDs (strings)")
-    share = ShareSettings(
-        accounts=tuple(accounts),
-        organization_id=share_tree.get("organization_id"),
-        allow_public=_bool(share_tree, "allow_public", f"{key}.share", False),
-    )
+    trusted, trusted_at = lookup("verify", "trusted_layers")
+    for i, arn in enumerate(trusted or ()):
+        if not _LAYER_ARN.match(arn):
+            raise ConfigError(
+                f"`{key_path(trusted_at)}[{i}]`: {arn!r} is not a layer ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
+            )
+    trusted = trusted or []
 
     state = None
-    if "state" in own:
-        state_tree = _mapping(own["state"], f"{key}.state")
-        lock = state_tree.get("lock", True)
-        if not isinstance(lock, bool):
-            raise ConfigError(f"invoke.yaml: {key}.state.lock must be true or false")
-        region = state_tree.get("region")
-        if region is not None and not isinstance(region, str):
-            raise ConfigError(f"invoke.yaml: {key}.state.region must be a string")
+    if "state" in own.model_fields_set:
+        st = own.state or StateModel()
+        if not st.bucket:
+            raise ConfigError(f"`{key_path(('environments', name, 'state', 'bucket'))}`: missing key")
         state = StateSettings(
-            bucket=_str(state_tree, "bucket", f"{key}.state"),
-            key=_str(state_tree, "key", f"{key}.state", "terraform.tfstate"),
-            region=region,
-            lock=lock,
+            bucket=st.bucket, key=st.key or "terraform.tfstate", region=st.region, lock=st.lock is not False
         )
     elif emulator is not None:
         state = EMULATOR_STATE
 
-    extra = _mapping(merged.get("extra_regions"), f"{key}.extra_regions")
-    max_workers = merged.get("max_workers", 8)
-    if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
-        raise ConfigError(f"invoke.yaml: {key}.max_workers must be a positive integer")
-    # An empty profile (e.g. INVOKE_DEPLOY_ENVIRONMENTS_STAGING_PROFILE="" under OIDC in CI)
-    # means boto3's default credential chain.
-    profile = merged.get("profile") or None
-    if profile is not None and not isinstance(profile, str):
-        raise ConfigError(f"invoke.yaml: {key}.profile must be a string or null")
-
+    region = value("region")
+    if not region:
+        raise ConfigError(f"`{key_path(('environments', name, 'region'))}`: missing key")
     return EnvConfig(
         name=name,
-        region=_str(merged, "region", key),
-        extra_regions={str(r): str(b) for r, b in extra.items()},
-        profile=profile,
+        region=region,
+        extra_regions=dict(value("extra_regions", default={})),
+        # An empty profile (e.g. INVOKE_DEPLOY_ENVIRONMENTS_STAGING_PROFILE="" under OIDC in CI)
+        # means boto3's default credential chain.
+        profile=value("profile") or None,
         endpoint_url=endpoint_url,
         emulator=emulator,
-        tfvars=_str(merged, "tfvars", key, f"envs/{name}.tfvars"),
+        tfvars=value("tfvars", default=f"envs/{name}.tfvars"),
         runtime=runtime,
         architecture=architecture,
         builder=builder,
-        layer=layer,
-        verify=verify,
-        share=share,
+        layer=LayerOptions(
+            exclude_runtime_boto=value("layer", "exclude_runtime_boto", default=False),
+            strip_tests=value("layer", "strip_tests", default=False),
+        ),
+        verify=VerifySettings(
+            remote=value("verify", "remote", default=False), smoke=smoke, trusted_layers=tuple(trusted)
+        ),
+        share=ShareSettings(
+            accounts=tuple(value("share", "accounts", default=[])),
+            organization_id=value("share", "organization_id"),
+            allow_public=value("share", "allow_public", default=False),
+        ),
         state=state,
-        max_workers=max_workers,
+        max_workers=value("max_workers", default=8),
         paths=paths or Paths(),
     )

@@ -45,15 +45,20 @@ def test_unknown_env_lists_known_ones() -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"runtime": "python2.7"}, "runtime 'python2.7' is not supported"),
-        ({"architecture": "sparc"}, "architecture 'sparc'"),
-        ({"builder": "make"}, "builder 'make'"),
-        ({"region": None}, "missing key deploy.environments.local.region"),
-        ({"emulator": {"port": "http"}}, "emulator.port must be a TCP port"),
-        ({"layer": {"strip_tests": "yes"}}, "layer.strip_tests must be true or false"),
-        ({"smoke": {"api": [{"name": "x"}]}}, "missing key deploy.environments.local.smoke.api[0].event"),
-        ({"max_workers": 0}, "max_workers must be a positive integer"),
-        ({"verify": {"trusted_layers": ["someone:layer"]}}, "local.verify.trusted_layers must be a list of layer ARNs"),
+        ({"runtime": "python2.7"}, "`deploy.environments.local.runtime`: 'python2.7' is not a supported runtime"),
+        ({"architecture": "sparc"}, "`deploy.environments.local.architecture`: 'sparc' is not"),
+        ({"builder": "make"}, "`deploy.environments.local.builder`: 'make' is not a builder"),
+        ({"region": None}, "`deploy.environments.local.region`: missing key"),
+        ({"emulator": {"port": "http"}}, "`deploy.environments.local.emulator.port`: expected an integer, got 'http'"),
+        ({"emulator": {"port": 70000}}, "local.emulator.port`: input should be less than or equal to 65535"),
+        ({"layer": {"strip_tests": "yes"}}, "`deploy.environments.local.layer.strip_tests`: expected true or false"),
+        ({"smoke": {"api": [{"name": "x"}]}}, "`deploy.environments.local.smoke.api[0].event`: missing key"),
+        ({"max_workers": 0}, "`deploy.environments.local.max_workers`: input should be greater than or equal to 1"),
+        (
+            {"verify": {"trusted_layers": ["someone:layer"]}},
+            "local.verify.trusted_layers[0]`: 'someone:layer' is not a",
+        ),
+        ({"verify": {"trusted_layers": "arn"}}, "`deploy.environments.local.verify.trusted_layers`: expected a list"),
     ],
 )
 def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
@@ -92,7 +97,7 @@ def test_state_settings_parsed_and_emulator_default() -> None:
 
 
 def test_bad_state_settings_name_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"missing key deploy\.environments\.staging\.state\.bucket"):
+    with pytest.raises(ConfigError, match=r"`deploy\.environments\.staging\.state\.bucket`: missing key"):
         load_env({"environments": {"staging": {"region": "us-west-2", "state": {"key": "x"}}}}, "staging")
 
 

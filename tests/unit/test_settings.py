@@ -1,0 +1,237 @@
+"""Settings that catch mistakes: typos and wrong types exit 2 naming the key; every key can be
+set by an INVOKE_* variable. Settings are loaded the way Invoke loads them for a task (project
+file, the collection defaults tasks.py declares, then the shell environment)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invoke.config import Config
+
+from deploy.cli import plain, settings_defaults
+from deploy.config import EnvConfig, load_env
+from deploy.errors import ConfigError
+from deploy.settings import check_variables, invoke_defaults
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = yaml.safe_load((ROOT / "invoke.yaml").read_text())
+
+
+def project(tmp_path: Path, deploy_tree: dict[str, Any]) -> Path:
+    proj = tmp_path / "proj"
+    proj.mkdir(exist_ok=True)
+    (proj / "invoke.yaml").write_text(yaml.safe_dump({"deploy": deploy_tree}))
+    return proj
+
+
+def load(proj: Path, env: str, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> EnvConfig:
+    """What a task sees: Invoke's own loading order, then deploy.cli's validation."""
+    for var in [v for v in os.environ if v.startswith("INVOKE_")]:
+        monkeypatch.delenv(var)
+    for var, text in environ.items():
+        monkeypatch.setenv(var, text)
+    cfg = Config(project_location=str(proj))
+    cfg.load_project()
+    cfg.load_collection(settings_defaults(proj / "invoke.yaml", os.environ))
+    cfg.load_shell_env()
+    return load_env(plain(cfg["deploy"]), env, environ=os.environ)
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    """The real invoke.yaml's deploy tree with one key (dotted path) set."""
+    tree = yaml.safe_load(yaml.safe_dump(REAL["deploy"]))
+    *parents, last = path.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return dict(tree)
+
+
+# --------------------------------------------------------------------------- typos and types
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (
+            "environments.local.verfy",
+            {"remote": False},
+            "`deploy.environments.local.verfy`: unknown key; did you mean `verify`?",
+        ),
+        ("layer.strip_test", True, "`deploy.layer.strip_test`: unknown key; did you mean `strip_tests`?"),
+        (
+            "environments.staging.layer.strip_test",
+            True,
+            "`deploy.environments.staging.layer.strip_test`: unknown key; did you mean `strip_tests`?",
+        ),
+        ("max_worker", 4, "`deploy.max_worker`: unknown key; did you mean `max_workers`?"),
+        (
+            "environments.production.share.organization_id",
+            123,
+            "`deploy.environments.production.share.organization_id`: expected a string, got 123",
+        ),
+        ("max_workers", "eight", "`deploy.max_workers`: expected an integer, got 'eight'"),
+        (
+            "environments.local.max_workers",
+            "8",
+            "`deploy.environments.local.max_workers`: expected an integer, got '8'",
+        ),
+        ("environments.local.emulator.prot", 5055, "`deploy.environments.local.emulator.prot`: unknown key; did you"),
+        ("emulator", {"port": 1}, "`deploy.emulator`: unknown key; known keys here: region, profile"),
+    ],
+)
+def test_mistakes_in_invoke_yaml_name_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, value: Any, message: str
+) -> None:
+    proj = project(tmp_path, with_change(path, value))
+    env = path.split(".")[1] if path.startswith("environments.") else "local"
+    with pytest.raises(ConfigError) as err:
+        load(proj, env, {}, monkeypatch)
+    assert err.value.exit_code == 2
+    assert message in str(err.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    settings = with_change("max_worker", 4)
+    settings["environments"]["local"]["verfy"] = {}
+    with pytest.raises(ConfigError) as err:
+        load_env(settings, "local")
+    assert set(err.value.message.splitlines()) == {
+        "`deploy.max_worker`: unknown key; did you mean `max_workers`?",
+        "`deploy.environments.local.verfy`: unknown key; did you mean `verify`?",
+    }
+
+
+def test_the_real_invoke_yaml_is_valid() -> None:
+    for env in REAL["deploy"]["environments"]:
+        assert load_env(REAL["deploy"], env, environ={}).name == env
+
+
+def test_a_typo_exits_2_through_inv(tmp_path: Path) -> None:
+    """The whole path: Invoke loads the file, the task exits 2 naming the key, no traceback."""
+    proj = project(tmp_path, with_change("environments.local.verfy", {"remote": False}))
+    shutil.copy(ROOT / "tasks.py", proj / "tasks.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "status", "--env", "local"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "`deploy.environments.local.verfy`: unknown key; did you mean `verify`?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- INVOKE_* variables
+
+
+def test_a_key_that_only_exists_at_the_top_level_can_be_set_per_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project(tmp_path, REAL["deploy"])
+    assert load(proj, "local", {}, monkeypatch).runtime == "python3.12"
+    env = load(proj, "local", {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_RUNTIME": "python3.11"}, monkeypatch)
+    assert env.runtime == "python3.11"
+    assert load(proj, "staging", {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_RUNTIME": "python3.11"}, monkeypatch).runtime == (
+        "python3.12"
+    )
+
+
+def test_nested_per_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, REAL["deploy"])
+    env = load(
+        proj,
+        "staging",
+        {
+            "INVOKE_DEPLOY_ENVIRONMENTS_STAGING_LAYER_STRIP_TESTS": "true",
+            # Invoke's own cast makes any non-empty text True; the value is read as YAML instead.
+            "INVOKE_DEPLOY_ENVIRONMENTS_STAGING_VERIFY_REMOTE": "false",
+            "INVOKE_DEPLOY_ENVIRONMENTS_STAGING_SHARE_ORGANIZATION_ID": "o-abc123",
+            "INVOKE_DEPLOY_ENVIRONMENTS_STAGING_STATE_LOCK": "false",
+            "INVOKE_DEPLOY_ENVIRONMENTS_STAGING_MAX_WORKERS": "3",
+        },
+        monkeypatch,
+    )
+    assert env.layer.strip_tests is True
+    assert env.layer.exclude_runtime_boto is False  # the sibling keeps its inherited value
+    assert env.verify.remote is False
+    assert env.share.organization_id == "o-abc123"
+    assert env.state is not None and env.state.lock is False
+    assert env.max_workers == 3
+
+
+def test_a_top_level_value_is_inherited_and_an_environment_value_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project(tmp_path, REAL["deploy"])
+    both = {"INVOKE_DEPLOY_MAX_WORKERS": "2", "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_MAX_WORKERS": "5"}
+    assert load(proj, "staging", both, monkeypatch).max_workers == 2
+    assert load(proj, "local", both, monkeypatch).max_workers == 5
+
+
+def test_a_wrong_type_from_a_variable_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, REAL["deploy"])
+    with pytest.raises(ConfigError, match=r"`deploy\.environments\.local\.verify\.remote`: expected true or false"):
+        load(proj, "local", {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_VERIFY_REMOTE": "maybe"}, monkeypatch)
+
+
+def _readme_overrides() -> list[tuple[str, str]]:
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"`(INVOKE_DEPLOY_[A-Z0-9_]+)=([^`\s]*)", text)
+    return sorted(set(found))
+
+
+def test_readme_shows_override_examples() -> None:
+    assert len(_readme_overrides()) >= 4
+
+
+@pytest.mark.parametrize(("var", "text"), _readme_overrides())
+def test_each_override_the_readme_shows_takes_effect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, text: str
+) -> None:
+    proj = project(tmp_path, REAL["deploy"])
+    match = re.match(r"INVOKE_DEPLOY_ENVIRONMENTS_([A-Z]+)_", var)
+    env = match.group(1).lower() if match else "local"
+    text = text.strip("\"'")
+    before = load(proj, env, {}, monkeypatch)
+    after = load(proj, env, {var: text}, monkeypatch)
+    assert after != before, f"{var}={text} changed nothing"
+
+
+# --------------------------------------------------------------------------- checked before Invoke reads them
+
+
+def test_an_unknown_variable_is_refused_with_the_likely_one() -> None:
+    with pytest.raises(ConfigError) as err:
+        check_variables(REAL["deploy"], {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_RUNTIM": "python3.11"})
+    assert "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_RUNTIM: no such setting; did you mean " in str(err.value)
+    assert "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_RUNTIME?" in str(err.value)
+
+
+def test_text_invoke_cannot_cast_is_refused_before_invoke_crashes() -> None:
+    with pytest.raises(ConfigError, match=r"`deploy\.environments\.local\.emulator\.port`: expected an integer"):
+        check_variables(REAL["deploy"], {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": "abc"})
+    check_variables(REAL["deploy"], {"INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": "5055", "HOME": "/x"})
+
+
+def test_defaults_declare_every_key_for_every_environment() -> None:
+    declared = invoke_defaults(REAL["deploy"])["deploy"]
+    assert set(declared["environments"]) == {"local", "staging", "production"}
+    staging = declared["environments"]["staging"]
+    assert staging["runtime"] is None and staging["layer"] == {"exclude_runtime_boto": None, "strip_tests": None}
+    assert "emulator" not in staging  # declaring it would turn staging into an emulator environment
+    assert declared["environments"]["local"]["emulator"] == {"host": None, "port": None}
