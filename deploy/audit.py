@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from deploy.artifact import PackageInfo
 from deploy.errors import AuditError, ConfigError
+from deploy.secret_scan import refused_name
 
 #: Function code plus all its layers, unzipped (Lambda quota).
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
@@ -380,7 +381,6 @@ def check_elf(
 
 # --------------------------------------------------------------------------- secrets
 
-_SECRET_NAMES = ("id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*", "*.key", ".env", ".env.*", "credentials")
 _ACCESS_KEY = re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Z0-9])")
 _SECRET_KEY = re.compile(rb"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 # A marker alone is not a key: libraries and AWS's own examples mention it ("<a very long
@@ -388,8 +388,6 @@ _SECRET_KEY = re.compile(rb"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+
 _PRIVATE_KEY = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )?PRIVATE KEY-----\r?\n(?:[\w-]+:[^\n]*\n)*\s*[A-Za-z0-9+/=\r\n]{64,}"
 )
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-_PUBLIC_PEM = frozenset({b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CRL", b"PUBLIC KEY", b"RSA PUBLIC KEY"})
 _BINARY_HEAD = 8 * 1024
 _TEXT_LIMIT = 32 * 1024 * 1024
 
@@ -415,24 +413,6 @@ def _secret_in(content: bytes) -> str | None:
     return None
 
 
-def _secret_by_name(rel: str, path: Path) -> str | None:
-    parts = rel.split("/")
-    if ".aws" in parts[:-1]:
-        return "is inside an .aws folder"
-    name = parts[-1]
-    if name.endswith(".pem"):
-        # CA bundles (certifi, botocore) are public certificates every HTTPS client ships.
-        with path.open("rb") as fh:
-            blocks = set(_PEM_BLOCK.findall(fh.read(_TEXT_LIMIT)))
-        if not blocks or not blocks <= _PUBLIC_PEM:
-            return "is a PEM file that is not only certificates or public keys"
-        return None
-    for pattern in _SECRET_NAMES:
-        if fnmatch.fnmatchcase(name, pattern):
-            return f"is named like a secret ({pattern})"
-    return None
-
-
 def check_secrets(
     root: Path,
     *,
@@ -450,7 +430,7 @@ def check_secrets(
         if any(fnmatch.fnmatchcase(rel, pattern) for pattern in allow) or (ignore is not None and ignore(rel)):
             continue
         try:
-            why = _secret_by_name(rel, path)
+            why = refused_name(rel, path)
             if why is None:
                 with path.open("rb") as fh:
                     head = fh.read(_BINARY_HEAD)

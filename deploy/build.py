@@ -19,14 +19,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from deploy import archive
+from deploy import archive, secret_scan
 from deploy.artifact import Artifact, PackageInfo, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
@@ -337,25 +337,15 @@ def top_packages(artifact: Artifact, n: int = 10) -> list[tuple[PackageInfo, flo
 # ---------------------------------------------------------------------------
 # Function code
 
-# Names that hold credentials. Git-ignored ones are skipped silently; any other is an error,
-# because a secret that is tracked (or about to be) is a leak to fix, not to hide.
-_SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "credentials", "*.p12", "*.pfx")
-_SECRET_DIRS = frozenset({".aws", ".ssh"})
-_SAFE_ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template"})
+# Names that hold credentials (deploy.secret_scan.refused_name). Git-ignored ones are skipped
+# silently; any other is an error, because a secret that is tracked (or about to be) is a leak to
+# fix, not to hide.
 # Not secrets, just not code that runs in Lambda.
 _SKIP_DIRS = frozenset(
     {"tests", "test", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv", ".git"}
 )
 _SKIP_FILES = ("conftest.py", "test_*.py", "*_test.py", ".DS_Store", "*.py[cod]")
 FUNCTION_SOURCES = ("app", "lambdas")
-
-
-def _is_secret(rel: str) -> bool:
-    parts = rel.split("/")
-    if any(p in _SECRET_DIRS for p in parts):
-        return True
-    name = parts[-1]
-    return name not in _SAFE_ENV_TEMPLATES and any(fnmatch.fnmatchcase(name, pat) for pat in _SECRET_PATTERNS)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
@@ -431,17 +421,27 @@ def _ignored(rel: str, ignored: frozenset[str] | None) -> bool:
     return any(rel.startswith(d) for d in ignored if d.endswith("/"))
 
 
-def _not_in(included: set[str], prefix: str) -> Callable[[str], bool]:
-    def ignore(rel: str) -> bool:
-        return f"{prefix}{rel}" not in included
+def _linked_secrets(backend: Path, entries: Sequence[archive.Entry], ignored: frozenset[str] | None) -> list[str]:
+    """Entries reached through a link whose target is git-ignored or named like a secret.
 
-    return ignore
+    The name checks above see the link's own name (``app/settings.txt``); Lambda gets the target's
+    bytes (``../.env``), so the target is what must pass.
+    """
+    real_backend = backend.resolve()
+    out = []
+    for entry in entries:
+        if entry.source is None or entry.source == backend / entry.name:
+            continue  # not through a link
+        target = Path(os.path.realpath(entry.source))
+        rel = target.relative_to(real_backend).as_posix()  # collect() refused anything outside backend/
+        why = "is git-ignored" if _ignored(rel, ignored) else secret_scan.refused_name(rel, target)
+        if why is not None:
+            out.append(f"backend/{entry.name} is a link to backend/{rel}, which {why}")
+    return out
 
 
 def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
     """The files of the function zip; refuses secrets that git would not ignore."""
-    from deploy import audit
-
     backend = plan.paths.backend
     secrets: list[str] = []
 
@@ -451,8 +451,9 @@ def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
             if _ignored(full, plan.ignored):
                 return True
             name = rel.rsplit("/", 1)[-1]
-            if _is_secret(rel):
-                secrets.append(f"backend/{full}")
+            why = secret_scan.refused_name(rel, backend / full)
+            if why is not None:
+                secrets.append(f"backend/{full} {why}")
                 return True
             return name in _SKIP_DIRS or any(fnmatch.fnmatchcase(name, pat) for pat in _SKIP_FILES)
 
@@ -461,10 +462,7 @@ def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
     entries: list[archive.Entry] = []
     for top in FUNCTION_SOURCES:
         entries += archive.collect(backend / top, prefix=f"{top}/", exclude=exclude_under(top), allowed_root=backend)
-    included = {e.name for e in entries}
-    for top in FUNCTION_SOURCES:
-        # Content scan (AWS keys, private keys) of exactly the files that go into the zip.
-        audit.check_secrets(backend / top, ignore=_not_in(included, f"{top}/"))
+    secrets += _linked_secrets(backend, entries, plan.ignored)
     if secrets:
         raise AuditError(
             f"refusing to package secret-looking files: {', '.join(sorted(secrets))}",
@@ -474,6 +472,11 @@ def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
     if version.is_symlink():
         raise BuildError(f"{version} is a symlink; VERSION must be a regular file")
     entries.append(archive.Entry(name="VERSION", source=version))
+    # Content scan of exactly the bytes that go into the zip, links resolved (entry.source).
+    secret_scan.check_content(
+        [(f"backend/{e.name}", e.source) for e in entries if e.source is not None],
+        baseline=plan.paths.root / secret_scan.BASELINE_NAME,
+    )
     data = json.dumps(dict(plan.version_info), sort_keys=True, indent=2) + "\n"
     entries.append(archive.Entry(name="version_info.json", data=data.encode()))
     return entries

@@ -402,3 +402,134 @@ def test_function_plan_needs_the_sources(tmp_path: Path) -> None:
     (tmp_path / "backend").mkdir()
     with pytest.raises(BuildError, match="lacks app, lambdas, VERSION"):
         function_plan(_env(Paths(root=tmp_path)))
+
+
+# ---------------------------------------------------------------------------
+# Secrets: by name, through links, by content (detect-secrets), with a reviewed baseline
+
+ACCESS_KEY = "AKIAZ7QW3XK5RT2LMN4P"
+SECRET_KEY = "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"
+
+
+def _refused(paths: Paths) -> str:
+    with pytest.raises(AuditError) as err:
+        build_function(function_plan(_env(paths)))
+    out = paths.build / "functions"
+    assert not out.exists() or not list(out.iterdir())  # nothing written
+    return str(err.value)
+
+
+def test_link_to_ignored_env_file_is_refused_naming_both(tmp_path: Path) -> None:
+    """Seen: backend/app/settings.txt -> ../.env packaged the key pair under an innocent name."""
+    paths = _backend(tmp_path)
+    (paths.backend / ".env").write_text(f"AWS_ACCESS_KEY_ID={ACCESS_KEY}\nAWS_SECRET_ACCESS_KEY={SECRET_KEY}\n")
+    (paths.backend / "app" / "settings.txt").symlink_to("../.env")
+    message = _refused(paths)
+    assert "backend/app/settings.txt is a link to backend/.env, which is git-ignored" in message
+
+
+def test_link_to_secret_named_file_is_refused_naming_both(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "secrets.json").write_text('{"token": "x"}\n')
+    (paths.backend / "app" / "data.json").symlink_to("../secrets.json")
+    message = _refused(paths)
+    assert "backend/app/data.json is a link to backend/secrets.json, which is named like a secret (secrets.*)" in (
+        message
+    )
+
+
+def test_link_content_is_scanned(tmp_path: Path) -> None:
+    """A link to an innocent-named, tracked file: its target's bytes are what the scanner reads."""
+    paths = _backend(tmp_path)
+    (paths.backend / "keys.txt").write_text(f"aws_secret_access_key = {SECRET_KEY}\n")
+    (paths.backend / "app" / "readme.txt").symlink_to("../keys.txt")
+    assert "backend/app/readme.txt:1 " in _refused(paths)
+
+
+def test_key_value_aws_secret_is_refused(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "settings.txt").write_text(
+        f"AWS_ACCESS_KEY_ID={ACCESS_KEY}\nAWS_SECRET_ACCESS_KEY={SECRET_KEY}\n"
+    )
+    assert "backend/app/settings.txt:" in _refused(paths)
+
+
+def test_lone_secret_key_assignment_is_refused(tmp_path: Path) -> None:
+    """No access-key id anywhere: the secret alone is enough."""
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "aws_conf.py").write_text(f'AWS_SECRET_ACCESS_KEY = "{SECRET_KEY}"\n')
+    assert "backend/app/aws_conf.py:1 " in _refused(paths)
+
+
+def test_tracked_settings_local_with_secret_is_refused(tmp_path: Path) -> None:
+    """Committed to git, so nothing ignores it: the content scan must catch it."""
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "settings_local.py").write_text('SECRET_KEY = "k9#f2Lx!q8Zr@v3Tn7Wb$y1Mc"\nDEBUG = True\n')
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "settings")
+    assert "backend/app/settings_local.py:1 Secret Keyword" in _refused(paths)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".env",
+        ".env.production",
+        "prod.env",
+        ".netrc",
+        ".pypirc",
+        ".npmrc",
+        "secrets.json",
+        "secrets.yaml",
+        "credentials.json",
+        "id_rsa",
+        "id_ed25519.pub",
+    ],
+)
+def test_secret_names_are_refused(tmp_path: Path, name: str) -> None:
+    paths = _backend(tmp_path)
+    # Not ignored: a secret git would commit is an error, not something to skip.
+    (tmp_path / ".gitignore").write_text("__pycache__/\n.build/\n")
+    (paths.backend / "app" / name).write_text("value\n")
+    assert f"backend/app/{name} is named like a secret" in _refused(paths)
+
+
+def test_code_modules_named_credentials_are_scanned_not_refused(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    (paths.backend / "app" / "credentials.py").write_text("def load():\n    return None\n")
+    assert "app/credentials.py" in _names(build_function(function_plan(_env(paths))).artifact.path)
+
+
+def test_private_key_pem_is_refused_certificates_are_not(tmp_path: Path) -> None:
+    from deploy.secret_scan import refused_name
+
+    key = tmp_path / "server.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    cert = tmp_path / "ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
+    assert refused_name("app/server.pem", key) == "is a PEM file that is not only certificates or public keys"
+    assert refused_name("app/ca.pem", cert) is None
+
+
+def test_reviewed_false_positive_in_the_baseline_is_allowed(tmp_path: Path) -> None:
+    from deploy import secret_scan
+
+    paths = _backend(tmp_path)
+    fixture = paths.backend / "app" / "fixture.py"
+    fixture.write_text(f'TEST_ONLY_SECRET = "{SECRET_KEY}"\n')
+    [found, *_] = secret_scan.scan([("backend/app/fixture.py", fixture)])
+    baseline = {"version": "1.5.0", "results": {"backend/app/fixture.py": [{"hashed_secret": found.hashed_secret}]}}
+    (tmp_path / ".secrets.baseline").write_text(json.dumps(baseline))
+    assert "app/fixture.py" in _names(build_function(function_plan(_env(paths))).artifact.path)
+    # Marked as a real secret during the audit: refused again.
+    baseline["results"]["backend/app/fixture.py"][0]["is_secret"] = True
+    (tmp_path / ".secrets.baseline").write_text(json.dumps(baseline))
+    shutil.rmtree(paths.build)
+    assert "backend/app/fixture.py:1" in _refused(paths)
+
+
+def test_repository_baseline_is_valid() -> None:
+    from deploy import secret_scan
+
+    root = Path(__file__).resolve().parents[2]
+    assert isinstance(secret_scan.reviewed(root / secret_scan.BASELINE_NAME), frozenset)
