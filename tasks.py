@@ -199,7 +199,7 @@ def unlock(c: Any, env: str = "local", force: str = "") -> None:
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build, deploy or attach (default: all)",
+        "only": "build, deploy, attach or cache (default: all)",
     }
 )
 @deploy_task

@@ -209,14 +209,19 @@ def _emulator(work: Path) -> Iterator[EmulatorSettings]:
         emulator.down(settings, state_dir)
 
 
-def _inv(proj: Path, port: int, *args: str) -> dict[str, Any]:
+def _inv_env(proj: Path, port: int) -> dict[str, str]:
+    """The environment of an `inv` run in a throwaway clone: its own emulator port, no host AWS settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INVOKE_"))}
     env["INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT"] = str(port)
     env["PYTHONPATH"] = str(proj)
+    return env
+
+
+def _inv(proj: Path, port: int, *args: str) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "invoke", *args, "--json"],
         cwd=proj,
-        env=env,
+        env=_inv_env(proj, port),
         capture_output=True,
         text=True,
         check=False,
@@ -265,17 +270,7 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
             if report.get("aws_write_calls") != 0:
                 raise BuildError(f"bench: the no-change rerun made {report.get('aws_write_calls')} write calls")
         finally:
-            subprocess.run(
-                [sys.executable, "-m", "invoke", "local.down"],
-                cwd=proj,
-                env={
-                    **os.environ,
-                    "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": str(port),
-                    "PYTHONPATH": str(proj),
-                },
-                capture_output=True,
-                check=False,
-            )
+            _local_down(proj, port)
     out.append(
         Measurement(
             name="first inv deploy --env local (fresh emulator)",
@@ -295,6 +290,85 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     )
 
     return out
+
+
+def _local_down(proj: Path, port: int) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "invoke", "local.down"],
+        cwd=proj,
+        env=_inv_env(proj, port),
+        capture_output=True,
+        check=False,
+    )
+
+
+def _timed_inv(proj: Path, port: int, *args: str) -> float:
+    start = time.perf_counter()
+    _inv(proj, port, *args)
+    return time.perf_counter() - start
+
+
+def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
+    """A fresh runner after another runner deployed the same lock: with and without the remote cache.
+
+    Runner A deploys (untimed) and so fills the artifact bucket; then fresh clones (no .build/)
+    deploy and build the layer, reading through the bucket or (``--no-remote-cache``) installing
+    with uv, whose wheel cache is warm here: a CI runner starts colder than that."""
+    deploy_cached: list[float] = []
+    deploy_local: list[float] = []
+    build_cached: list[float] = []
+    build_local: list[float] = []
+    for i in range(runs):
+        port = free_port()
+        runner_a = _project_copy(env.paths.root, work / f"cache-a-{i}")
+        progress(f"bench: runner A fills the cache on a fresh emulator ({port}) (run {i + 1}/{runs})")
+        try:
+            _inv(runner_a, port, "deploy", "--env", "local")
+            for name, flags, into in (
+                ("b", (), deploy_cached),
+                ("c", ("--no-remote-cache",), deploy_local),
+            ):
+                proj = _project_copy(env.paths.root, work / f"cache-{name}-{i}")
+                # Same emulator, fresh runner: it knows the server A started (its pidfile), nothing else.
+                shutil.copytree(runner_a / ".local", proj / ".local")
+                into.append(_timed_inv(proj, port, "deploy", "--env", "local", *flags))
+                shutil.rmtree(proj / ".build" / "layers")
+                progress(f"bench: fresh runner {name.upper()}: build-layer {' '.join(flags) or '(remote cache)'}")
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "invoke", "build-layer", "--env", "local", *flags],
+                    cwd=proj,
+                    env={
+                        **os.environ,
+                        "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": str(port),
+                        "PYTHONPATH": str(proj),
+                    },
+                    check=True,
+                    capture_output=True,
+                )
+                (build_cached if not flags else build_local).append(time.perf_counter() - start)
+        finally:
+            _local_down(runner_a, port)
+    deploy_ratio = statistics.median(deploy_local) / statistics.median(deploy_cached)
+    build_ratio = statistics.median(build_cached) / statistics.median(build_local)
+    return [
+        Measurement(
+            name="fresh runner: inv deploy --env local, remote cache",
+            runs=tuple(deploy_cached),
+            target="≥ 2× faster than without",
+            met=deploy_ratio >= 2,
+            note=f"{deploy_ratio:.2f}× faster",
+        ),
+        Measurement(name="fresh runner: inv deploy --env local --no-remote-cache", runs=tuple(deploy_local)),
+        Measurement(
+            name="fresh runner: inv build-layer, remote cache",
+            runs=tuple(build_cached),
+            target="≤ 0.2× the local build",
+            met=build_ratio <= 0.2,
+            note=f"{build_ratio:.2f}× the local build",
+        ),
+        Measurement(name="fresh runner: inv build-layer --no-remote-cache (warm uv cache)", runs=tuple(build_local)),
+    ]
 
 
 def bench_attach(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
@@ -464,6 +538,8 @@ def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = N
             results += bench_deploy(env, runs, work / "deploy")
         if only in (None, "deploy", "attach"):
             results += bench_attach(env, runs, work / "attach")
+        if only in (None, "cache"):
+            results += bench_cache(env, runs, work / "cache")
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.system()} {platform.machine()}",
