@@ -111,6 +111,20 @@ class ShareSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RemoteCacheSettings:
+    """Reading layers another machine built through S3 (``deploy.aws.cache``).
+
+    ``bucket`` names a cache shared across environments (e.g. staging's artifact bucket, read by
+    production), read before the environment's own artifact bucket: production then runs exactly
+    the bytes staging verified. The bucket's policy must let this environment's role read
+    ``lambda/layer-*`` (Terraform: ``layer_cache_reader_accounts`` on the owning environment)."""
+
+    enabled: bool = True
+    bucket: str | None = None
+    region: str | None = None  # default: the environment's region
+
+
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """Where Terraform keeps this environment's state: an S3 bucket (created if missing).
 
@@ -145,6 +159,7 @@ class EnvConfig:
     layer: LayerOptions = field(default_factory=LayerOptions)
     verify: VerifySettings = field(default_factory=VerifySettings)
     share: ShareSettings = field(default_factory=ShareSettings)
+    remote_cache: RemoteCacheSettings = field(default_factory=RemoteCacheSettings)
     state: StateSettings | None = None
     max_workers: int = 8
     paths: Paths = field(default_factory=Paths)
@@ -311,6 +326,11 @@ def load_env(
             accounts=tuple(value("share", "accounts", default=[])),
             organization_id=value("share", "organization_id"),
             allow_public=value("share", "allow_public", default=False),
+        ),
+        remote_cache=RemoteCacheSettings(
+            enabled=value("remote_cache", "enabled", default=True),
+            bucket=value("remote_cache", "bucket"),
+            region=value("remote_cache", "region"),
         ),
         state=state,
         max_workers=value("max_workers", default=8),

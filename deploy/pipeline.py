@@ -176,8 +176,8 @@ def build_layer(
     if builder is not None and builder not in BUILDERS:
         raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
-    if remote_cache and build.existing_layer(plan) is None:
-        _read_through(env, plan)
+    if remote_cache and env.remote_cache.enabled and build.existing_layer(plan) is None:
+        read_through_cache(env, plan)
     result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
     art = result.artifact
     for warning in result.warnings:
@@ -190,33 +190,46 @@ def build_layer(
     return result
 
 
-def _read_through(env: EnvConfig, plan: build.LayerPlan) -> None:
-    """Fetch this identity's layer from the artifact bucket instead of building it, when it is there.
+def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
+    """Fetch this identity's layer from S3 instead of building it, when another machine built it.
 
-    Reads only. A miss (no Terraform outputs yet, emulator down, bucket or object missing) is one
-    line and a local build; a checksum disagreement is a CacheError and stops the build."""
+    Reads only. The shared cache bucket (``remote_cache.bucket``) comes first, then the
+    environment's artifact bucket (from Terraform). A miss (no Terraform outputs yet, emulator
+    down, bucket or object missing) is one line and a local build; a checksum disagreement is
+    a CacheError and stops the build."""
     from deploy.aws import cache
 
+    sources: list[tuple[str, str]] = []
+    if env.remote_cache.bucket:
+        sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region))
+    published: tuple[str, str] | None = None
+    misses: list[str] = []
     try:
         targets = _targets(env)
+        sources.append((targets.bucket, targets.region))
         lam = calls.client(env, "lambda", targets.region)
         published = publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
-        s3 = calls.client(env, "s3", targets.region)
-        got = cache.fetch_layer(
-            s3,
-            targets.bucket,
-            plan.digest,
-            plan.zip_path.parent,
-            published_code_sha256=published[1] if published else None,
-        )
     except (TerraformError, EmulatorError, AwsError) as exc:
-        got = cache.CacheMiss(reason=exc.message)
+        misses.append(exc.message.splitlines()[0])
     except (BotoCoreError, ClientError) as exc:
-        got = cache.CacheMiss(reason=error_message(exc))
-    if isinstance(got, cache.CacheMiss):
-        progress(f"remote cache: {got.reason}; building locally")
-        return
-    progress(f"remote cache: layer {plan.identity.short} fetched from {got.source} (nothing to install)")
+        misses.append(error_message(exc))
+    for bucket, region in sources:
+        try:
+            got = cache.fetch_layer(
+                calls.client(env, "s3", region),
+                bucket,
+                plan.digest,
+                plan.zip_path.parent,
+                published_code_sha256=published[1] if published else None,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")
+        if isinstance(got, cache.CacheHit):
+            progress(f"remote cache: layer {plan.identity.short} fetched from {got.source} (nothing to install)")
+            return True
+        misses.append(got.reason)
+    progress(f"remote cache: {'; '.join(misses) or 'no bucket to read'}; building locally")
+    return False
 
 
 def _built_layer(env: EnvConfig) -> Artifact:

@@ -56,6 +56,12 @@ class ShareModel(_Strict):
     allow_public: bool | None = None
 
 
+class RemoteCacheModel(_Strict):
+    enabled: bool | None = None
+    bucket: str | None = None
+    region: str | None = None
+
+
 class SmokeCaseModel(_Strict):
     name: str | None = None
     event: dict[str, Any]
@@ -88,6 +94,7 @@ class CommonModel(_Strict):
     layer: LayerModel | None = None
     verify: VerifyModel | None = None
     share: ShareModel | None = None
+    remote_cache: RemoteCacheModel | None = None
     smoke: dict[str, list[SmokeCaseModel]] | None = None
     extra_regions: dict[str, str] | None = None
 

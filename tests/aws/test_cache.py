@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 
+from deploy import pipeline, terraform
 from deploy.artifact import Artifact, sha256_file
-from deploy.aws import cache
+from deploy.aws import cache, publish
 from deploy.aws.publish import upload
-from deploy.errors import CacheError
-from tests.aws.conftest import make_artifact
+from deploy.build import build_layer, layer_plan
+from deploy.config import EnvConfig, RemoteCacheSettings, Targets
+from deploy.errors import CacheError, TerraformError
+from tests.aws.conftest import REGION, make_artifact
+from tests.unit.test_build import FakeInstaller, _checkout
 
 
 def _cached(s3: Any, bucket: str, tmp_path: Path) -> Artifact:
@@ -128,3 +132,60 @@ def test_sidecars_present_reads_only(s3: Any, bucket: str, tmp_path: Path) -> No
     layer = _cached(s3, bucket, tmp_path)
     assert cache.sidecars_present(s3, bucket, layer.identity)
     assert not cache.sidecars_present(s3, bucket, "c" * 64)
+
+
+# ---------------------------------------------------------------------------- read-through in the pipeline
+
+
+def _failing_targets(*_: Any, **__: Any) -> Any:
+    raise TerraformError("terraform has not been applied for production")
+
+
+def test_a_second_environment_reuses_the_first_ones_bytes(
+    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Production, never applied, reads staging's build through the shared cache bucket: same bytes."""
+    staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
+    built = build_layer(layer_plan(staging, installer=FakeInstaller())).artifact
+    publish.publish_layer(staging, targets, built)  # what staging's deploy does: zip, manifest, SBOM, version
+
+    production = EnvConfig(
+        name="production",
+        region=REGION,
+        paths=_checkout(tmp_path / "b"),
+        remote_cache=RemoteCacheSettings(bucket=bucket),
+    )
+    monkeypatch.setattr(terraform, "load_targets", _failing_targets)
+    unusable = FakeInstaller(fail=True)
+    plan = layer_plan(production, installer=unusable)
+    assert plan.digest == built.identity
+
+    assert pipeline.read_through_cache(production, plan) is True
+    result = build_layer(plan)
+
+    assert result.reused and unusable.calls == []
+    assert result.artifact.sha256 == built.sha256
+    assert result.artifact.path.read_bytes() == built.path.read_bytes()
+
+
+def test_without_a_cached_manifest_the_layer_is_built_and_the_user_told(
+    s3: Any,
+    bucket: str,
+    targets: Targets,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
+    built = build_layer(layer_plan(staging, installer=FakeInstaller())).artifact
+    publish.publish_layer(staging, targets, built)
+    s3.delete_object(Bucket=bucket, Key=cache.CacheKeys.for_identity(built.identity).manifest)
+
+    again = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "b"))
+    monkeypatch.setattr(terraform, "load_targets", lambda *_a, **_k: targets)
+    installer = FakeInstaller()
+    plan = layer_plan(again, installer=installer)
+
+    assert pipeline.read_through_cache(again, plan) is False
+    assert "no cached manifest" in capsys.readouterr().err
+    assert not build_layer(plan).reused and len(installer.calls) == 1

@@ -1,0 +1,43 @@
+"""The remote cache's settings: on by default, a shared bucket per environment, typos caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.config import RemoteCacheSettings
+from deploy.errors import ConfigError
+from tests.unit.test_settings import load, project, with_change
+
+
+def test_the_cache_is_on_by_default_with_no_shared_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = load(project(tmp_path, with_change("max_workers", 8)), "production", {}, monkeypatch)
+    assert env.remote_cache == RemoteCacheSettings(enabled=True, bucket=None, region=None)
+
+
+def test_production_reads_a_shared_bucket_set_by_a_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, with_change("max_workers", 8))
+    env = load(
+        proj,
+        "production",
+        {
+            "INVOKE_DEPLOY_ENVIRONMENTS_PRODUCTION_REMOTE_CACHE_BUCKET": "team-layer-cache",
+            "INVOKE_DEPLOY_ENVIRONMENTS_PRODUCTION_REMOTE_CACHE_REGION": "eu-west-1",
+        },
+        monkeypatch,
+    )
+    assert env.remote_cache == RemoteCacheSettings(enabled=True, bucket="team-layer-cache", region="eu-west-1")
+    staging = load(proj, "staging", {}, monkeypatch)
+    assert staging.remote_cache.bucket is None
+
+
+def test_a_typo_in_the_cache_settings_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, with_change("environments.production.remote_cache", {"buckett": "x"}))
+    with pytest.raises(ConfigError, match=r"deploy\.environments\.production\.remote_cache\.buckett.*`bucket`"):
+        load(proj, "production", {}, monkeypatch)
+
+
+def test_the_cache_can_be_turned_off_for_everyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, with_change("remote_cache", {"enabled": False}))
+    assert load(proj, "staging", {}, monkeypatch).remote_cache.enabled is False
