@@ -126,12 +126,14 @@ def collect(
     prefix: str = "",
     exclude: Callable[[str], bool] | None = None,
     allowed_root: Path | None = None,
+    keep_bytecode: bool = False,
 ) -> list[Entry]:
     """Walk ``root`` into sorted entries named ``prefix + relative/posix/path``.
 
     ``exclude`` gets the path relative to ``root`` (files and folders; an excluded folder
-    is not entered). Bytecode is always dropped: Lambda compiles on import, and ``.pyc``
-    files embed source mtimes that would break byte-identical builds.
+    is not entered). Bytecode is dropped unless ``keep_bytecode``: a ``.pyc`` found in a
+    tree is usually the developer's (timestamped, for their Python); only the build's own
+    deterministic bytecode (deploy/bytecode.py) is kept.
     """
     root = Path(root)
     if not root.is_dir():
@@ -141,7 +143,7 @@ def collect(
     if prefix and not prefix.endswith("/"):
         raise BuildError(f"archive prefix {prefix!r} must end with '/'")
     entries: list[Entry] = []
-    for rel, source, mode in _walk(root, "", allowed, exclude, {real_root}):
+    for rel, source, mode in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
         entries.append(Entry(name=prefix + rel, source=source, mode=mode))
     entries.sort(key=lambda e: e.name)
     return entries
@@ -153,6 +155,7 @@ def _walk(
     allowed: Path,
     exclude: Callable[[str], bool] | None,
     active: set[Path],
+    keep_bytecode: bool = False,
 ) -> Iterator[tuple[str, Path, int]]:
     try:
         children = sorted(os.scandir(folder), key=lambda d: d.name)
@@ -160,7 +163,7 @@ def _walk(
         raise BuildError(f"cannot list {folder}: {exc}") from None
     for child in children:
         rel = f"{rel_folder}{child.name}"
-        if child.name in _SKIP_DIRS or _skipped(child.name):
+        if not keep_bytecode and (child.name in _SKIP_DIRS or _skipped(child.name)):
             continue
         if exclude is not None and exclude(rel):
             continue
@@ -177,11 +180,11 @@ def _walk(
             if target.is_dir():
                 if target in active:
                     raise BuildError(f"symlink {rel} makes a loop (points to {target})")
-                yield from _walk(target, rel + "/", allowed, exclude, active | {target})
+                yield from _walk(target, rel + "/", allowed, exclude, active | {target}, keep_bytecode)
                 continue
             path = target
         if path.is_dir():
-            yield from _walk(path, rel + "/", allowed, exclude, active)
+            yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
         elif path.is_file():
             yield rel, path, normalise_mode(path.stat().st_mode)
         else:

@@ -13,7 +13,9 @@ either nothing or an untrusted zip that the next build overwrites.
 from __future__ import annotations
 
 import contextlib
+import csv
 import fnmatch
+import io
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from deploy import archive, secret_scan
+from deploy import archive, bytecode, secret_scan
 from deploy.artifact import Artifact, PackageInfo, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
@@ -66,6 +68,7 @@ class LayerPlan:
     requirements_file: RequirementsFile
     identity: LayerIdentity
     installer: Installer = field(compare=False, repr=False)
+    compiler: bytecode.Compiler | None = field(default=None, compare=False, repr=False)  # None: no .pyc
 
     @property
     def requirements(self) -> tuple[Requirement, ...]:
@@ -105,8 +108,9 @@ def layer_plan(
     builder: str | None = None,
     architecture: str | None = None,
     installer: Installer | None = None,
+    compiler: bytecode.Compiler | None = None,
 ) -> LayerPlan:
-    """Read and sync-check the lock, ask the builder its version, and derive the identity."""
+    """Read and sync-check the lock, ask the builder and the bytecode compiler their versions, derive the identity."""
     builder = builder or env.builder
     architecture = architecture or env.architecture
     requirements = load_requirements_file(env.paths)
@@ -115,6 +119,12 @@ def layer_plan(
         if builder == "docker":
             kwargs = {"python_version": env.python_version, "architecture": architecture}
         installer = get_installer(builder, **kwargs)
+    if not env.bytecode:
+        compiler = None
+    elif compiler is None:
+        # The docker builder compiles inside the Lambda image; the others with this machine's runtime Python.
+        run_python = getattr(installer, "run_python", None)
+        compiler = bytecode.DockerCompiler(installer) if run_python else bytecode.LocalCompiler(env.python_version)
     identity = layer_identity(
         requirements.requirements,
         runtime=env.runtime,
@@ -123,6 +133,7 @@ def layer_plan(
         builder=installer.name,
         builder_version=installer.version(),
         options=env.layer,
+        bytecode=f"cpython-{compiler.version()}" if compiler is not None else None,
     )
     return LayerPlan(
         env=env.name,
@@ -136,6 +147,7 @@ def layer_plan(
         requirements_file=requirements,
         identity=identity,
         installer=installer,
+        compiler=compiler,
     )
 
 
@@ -201,7 +213,8 @@ def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str
 
     - ``bin/``: console scripts carry the build host's interpreter in their shebang and
       Lambda never runs them.
-    - bytecode: Lambda compiles on import; ``.pyc`` embeds mtimes.
+    - bytecode shipped inside wheels (``__pycache__``, legacy ``*.pyc``): compiled for some
+      other Python, or timestamped; the build compiles its own afterwards (``compile_layer``).
     - ``exclude_runtime_boto``: boto3/botocore/s3transfer ship with the runtime; leaving
       them out saves ~25 MB but the function then runs whatever version AWS bundles.
     """
@@ -233,11 +246,91 @@ def post_process(site: Path, options: LayerOptions, *, runtime: str) -> list[str
     return warnings
 
 
+def _record_rows(info: Path) -> list[list[str]]:
+    record = info / "RECORD"
+    if not record.is_file():
+        return []
+    return [row for row in csv.reader(io.StringIO(record.read_text(encoding="utf-8"))) if row and row[0]]
+
+
+def _site_file(site: Path, rel: str) -> Path | None:
+    """The file a RECORD path names, if it is inside ``site`` (``../../bin/x`` is not)."""
+    path = Path(os.path.normpath(site / rel))
+    return path if site in path.parents and path.is_file() else None
+
+
+def _pyc_rel(rel: str, cache_tag: str) -> str:
+    folder, _, name = rel.rpartition("/")
+    pyc = f"__pycache__/{name.removesuffix('.py')}.{cache_tag}.pyc"
+    return f"{folder}/{pyc}" if folder else pyc
+
+
+def rewrite_records(site: Path, *, cache_tag: str | None) -> None:
+    """Make every RECORD list exactly the files the layer holds.
+
+    Installers record what they wrote, including ``bin/`` scripts whose ``#!`` line holds the
+    build machine's interpreter path (so their hashes differ per machine) and files that
+    post-processing then dropped. A RECORD naming files that are not there would carry the
+    build machine into the zip; one without the ``.pyc`` we add would hide them from tools
+    reading it. ``.pyc`` rows have no hash, as the wheel spec allows and pip writes them.
+    """
+    site = Path(os.path.normpath(site))
+    for info in sorted(site.glob("*.dist-info")):
+        rows = _record_rows(info)
+        if not rows:
+            continue
+        kept: list[list[str]] = []
+        for row in rows:
+            rel = row[0]
+            if _site_file(site, rel) is None:
+                continue
+            kept.append(row)
+            if cache_tag and rel.endswith(".py") and _site_file(site, _pyc_rel(rel, cache_tag)) is not None:
+                kept.append([_pyc_rel(rel, cache_tag), "", ""])
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(kept)
+        (info / "RECORD").write_text(out.getvalue(), encoding="utf-8")
+
+
+def _owners(site: Path) -> dict[str, str]:
+    """RECORD path -> "name version" of the distribution that installed it, for error messages."""
+    owners: dict[str, str] = {}
+    for info in sorted(site.glob("*.dist-info")):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        for row in _record_rows(info):
+            owners[row[0]] = f"{name} {version}"
+    return owners
+
+
+def compile_layer(site: Path, compiler: bytecode.Compiler, *, runtime: str) -> None:
+    """Compile every .py of the layer in place; a file the runtime cannot compile names its package."""
+    failures = compiler.compile(site, bytecode.python_files(site), out=site, prefix=f"{bytecode.LAYER_PREFIX}python/")
+    if not failures:
+        return
+    owners = _owners(site)
+    named = [
+        f"{owners.get(f.file, f.file.split('/', 1)[0])}: python/{f.file}: {f.error}" for f in failures[:_MAX_NAMED]
+    ]
+    more = f" (and {len(failures) - _MAX_NAMED} more)" if len(failures) > _MAX_NAMED else ""
+    raise BuildError(
+        f"{len(failures)} file(s) of the layer do not compile under {runtime}{more}: " + "; ".join(named),
+        hint=f"pin a version of that package that supports {runtime}, {bytecode.OFF_HINT}",
+    )
+
+
+_MAX_NAMED = 5
+
+
 # Deflate level 1 zips the real backend layer twice as fast as level 6 for a zip 6% larger
 # (31.9 vs 30.1 MB): build time is paid on every dependency change, the extra bytes once per
 # upload, far below Lambda's 50 MB direct-upload line. Changing it changes the bytes, so it
 # is covered by identity.FORMAT_VERSION.
 LAYER_COMPRESSLEVEL = 1
+
+
+def _cache_tag(python_version: str) -> str:
+    """CPython's ``sys.implementation.cache_tag`` for a runtime: ``3.12`` -> ``cpython-312``."""
+    return "cpython-" + python_version.replace(".", "")
 
 
 def _tree_size(root: Path) -> int:
@@ -288,6 +381,10 @@ def build_layer(
         warnings = post_process(site, plan.options, runtime=plan.runtime)
         for warning in warnings:
             _say(progress, f"warning: {warning}")
+        if plan.compiler is not None:
+            _say(progress, f"compiling bytecode ({plan.identity.bytecode})")
+            compile_layer(site, plan.compiler, runtime=plan.runtime)
+        rewrite_records(site, cache_tag=_cache_tag(plan.python_version) if plan.compiler is not None else None)
 
         _say(progress, "auditing wheel tags, ELF files, sizes and secrets")
         packages = audit.audit_layer(
@@ -303,9 +400,8 @@ def build_layer(
         # while it is being written.
         plan.manifest_path.unlink(missing_ok=True)
         _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
-        result = archive.write_zip(
-            archive.collect(root), plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL
-        )
+        entries = archive.collect(root, keep_bytecode=plan.compiler is not None)
+        result = archive.write_zip(entries, plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL)
         artifact = Artifact(
             kind="layer",
             identity=plan.digest,
@@ -392,13 +488,14 @@ class FunctionPlan:
     architecture: str
     version_info: Mapping[str, Any]
     ignored: frozenset[str] | None  # git-ignored backend paths; None when not in a git checkout
+    compiler: bytecode.Compiler | None = field(default=None, compare=False, repr=False)  # None: no .pyc
 
     @property
     def out_dir(self) -> Path:
         return self.paths.build / "functions"
 
 
-def function_plan(env: EnvConfig) -> FunctionPlan:
+def function_plan(env: EnvConfig, *, compiler: bytecode.Compiler | None = None) -> FunctionPlan:
     backend = env.paths.backend
     missing = [p for p in (*FUNCTION_SOURCES, "VERSION") if not (backend / p).exists()]
     if missing:
@@ -410,6 +507,7 @@ def function_plan(env: EnvConfig) -> FunctionPlan:
         architecture=env.architecture,
         version_info=version_info(env.paths),
         ignored=_git_ignored(env.paths),
+        compiler=(compiler or bytecode.LocalCompiler(env.python_version)) if env.bytecode else None,
     )
 
 
@@ -440,8 +538,23 @@ def _linked_secrets(backend: Path, entries: Sequence[archive.Entry], ignored: fr
     return out
 
 
-def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
-    """The files of the function zip; refuses secrets that git would not ignore."""
+def _function_bytecode(plan: FunctionPlan, entries: list[archive.Entry], out: Path) -> list[archive.Entry]:
+    """Compile the zip's .py files into ``out`` (never into the developer's tree) as /var/task paths."""
+    assert plan.compiler is not None
+    sources = [e.name for e in entries if e.name.endswith(".py")]
+    failures = plan.compiler.compile(plan.paths.backend, sources, out=out, prefix=bytecode.FUNCTION_PREFIX)
+    if failures:
+        named = "; ".join(f"backend/{f.file}: {f.error}" for f in failures)
+        raise BuildError(f"function code does not compile under {plan.runtime}: {named}")
+    tag = _cache_tag(plan.runtime.removeprefix("python"))
+    return [archive.Entry(name=_pyc_rel(rel, tag), source=out / _pyc_rel(rel, tag)) for rel in sources]
+
+
+def function_entries(plan: FunctionPlan, *, pyc_dir: Path | None = None) -> list[archive.Entry]:
+    """The files of the function zip; refuses secrets that git would not ignore.
+
+    With a compiler in the plan, ``pyc_dir`` receives the compiled bytecode and the entries include it.
+    """
     backend = plan.paths.backend
     secrets: list[str] = []
 
@@ -479,13 +592,21 @@ def function_entries(plan: FunctionPlan) -> list[archive.Entry]:
     )
     data = json.dumps(dict(plan.version_info), sort_keys=True, indent=2) + "\n"
     entries.append(archive.Entry(name="version_info.json", data=data.encode()))
+    if plan.compiler is not None:
+        if pyc_dir is None:
+            raise BuildError("function bytecode needs a folder to compile into")
+        entries += _function_bytecode(plan, entries, pyc_dir)
     return entries
 
 
 def build_function(plan: FunctionPlan, *, progress: Progress | None = None) -> BuildResult:
     """Zip the function code; identical inputs give an identical zip, so a rebuild is a no-op."""
-    entries = function_entries(plan)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="function-pyc-", dir=plan.out_dir) as pyc_dir:
+        return _build_function(plan, function_entries(plan, pyc_dir=Path(pyc_dir)), progress)
+
+
+def _build_function(plan: FunctionPlan, entries: list[archive.Entry], progress: Progress | None) -> BuildResult:
     fd, pending_name = tempfile.mkstemp(dir=plan.out_dir, prefix=".function-", suffix=".zip")
     os.close(fd)
     pending = Path(pending_name)

@@ -156,6 +156,8 @@ class EnvConfig:
     runtime: str = "python3.12"
     architecture: str = "x86_64"
     builder: str = "uv"
+    #: Ship precompiled .pyc in the layer and the function code (see deploy/bytecode.py).
+    bytecode: bool = True
     layer: LayerOptions = field(default_factory=LayerOptions)
     verify: VerifySettings = field(default_factory=VerifySettings)
     share: ShareSettings = field(default_factory=ShareSettings)
@@ -315,6 +317,7 @@ def load_env(
         runtime=runtime,
         architecture=architecture,
         builder=builder,
+        bytecode=value("bytecode", default=True),
         layer=LayerOptions(
             exclude_runtime_boto=value("layer", "exclude_runtime_boto", default=False),
             strip_tests=value("layer", "strip_tests", default=False),

@@ -4,8 +4,9 @@ The identity keys the zip in ``.build/layers/`` and its S3 object, so a rebuild 
 same inputs is skipped and an upload happens only once. Inputs: the exported requirement
 lines (with hashes, so a dev-only change in poetry.lock never reaches them), the runtime
 and its glibc floor, the architecture, the builder and its version (a new uv can lay out
-files differently), the packaging options, and ``FORMAT_VERSION`` for our own
-post-processing. Deliberately not in it: the index URL (hashes pin the bytes) and any
+files differently), the packaging options, whether bytecode is shipped and the compiling
+interpreter's exact version (``cpython-3.12.1``: a patch release may marshal differently),
+and ``FORMAT_VERSION`` for our own post-processing. Deliberately not in it: the index URL (hashes pin the bytes) and any
 path or time of the build machine.
 """
 
@@ -21,7 +22,7 @@ from deploy.config import LayerOptions
 from deploy.lock import Requirement
 
 #: Bump when build.py changes what it removes or adds after install; old layers then rebuild.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,7 @@ class LayerIdentity:
     builder: str
     builder_version: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    bytecode: str | None = None  # "cpython-3.12.1", or None when no .pyc is shipped
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def layer_identity(
     builder: str,
     builder_version: str,
     options: LayerOptions,
+    bytecode: str | None = None,
 ) -> LayerIdentity:
     return LayerIdentity(
         requirements=tuple(r.line for r in sorted(requirements, key=lambda r: r.name)),
@@ -73,4 +76,5 @@ def layer_identity(
         builder=builder,
         builder_version=builder_version,
         options=asdict(options),
+        bytecode=bytecode,
     )

@@ -360,12 +360,10 @@ class DockerInstaller:
         glibc_floor: tuple[int, int],
     ) -> None:
         del glibc_floor  # the base image *is* the runtime's OS; pip picks its tags natively
-        image = self._image(python_version, architecture)
-        client = self._connect()
         target.mkdir(parents=True, exist_ok=True)
-        user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None
-        container = client.containers.run(
-            image,
+        status, text = self._run(
+            python_version,
+            architecture,
             entrypoint=["python3", "-m", "pip"],
             command=[
                 "install",
@@ -386,6 +384,47 @@ class DockerInstaller:
                 str(target.resolve()): {"bind": "/out", "mode": "rw"},
             },
             environment={"HOME": "/tmp", "PIP_CACHE_DIR": "/tmp/pip-cache"},  # noqa: S108 - inside the container
+        )
+        if status != 0:
+            floor = f"python{python_version} {lambda_image(python_version, architecture)}"
+            raise _explain("pip (docker)", text, _PIP_ERRORS, target=floor)
+
+    def run_python(self, command: list[str], *, volumes: dict[str, dict[str, str]], environment: dict[str, str]) -> str:
+        """Run the image's own python3 (bytecode is compiled there); its stdout, or a BuildError."""
+        status, text = self._run(
+            self.python_version,
+            self.architecture,
+            entrypoint=["python3"],
+            command=command,
+            volumes=volumes,
+            environment=environment,
+            stdout_only=True,
+        )
+        if status != 0:
+            image = lambda_image(self.python_version, self.architecture)
+            raise BuildError(f"python3 in {image} failed (exit {status}): {_tail(text)}")
+        return text
+
+    def _run(
+        self,
+        python_version: str,
+        architecture: str,
+        *,
+        entrypoint: list[str],
+        command: list[str],
+        volumes: dict[str, dict[str, str]],
+        environment: dict[str, str],
+        stdout_only: bool = False,
+    ) -> tuple[int, str]:
+        image = self._image(python_version, architecture)
+        client = self._connect()
+        user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None
+        container = client.containers.run(
+            image,
+            entrypoint=entrypoint,
+            command=command,
+            volumes=volumes,
+            environment=environment,
             platform=_DOCKER_PLATFORM[architecture],
             user=user,
             detach=True,
@@ -393,11 +432,8 @@ class DockerInstaller:
         try:
             result = container.wait()
             status = int(result.get("StatusCode", 1)) if isinstance(result, dict) else int(result)
-            if status != 0:
-                logs = container.logs()
-                text = logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
-                floor = f"python{python_version} {lambda_image(python_version, architecture)}"
-                raise _explain("pip (docker)", text, _PIP_ERRORS, target=floor)
+            logs = container.logs(stdout=True, stderr=not stdout_only or status != 0)
+            return status, logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
         finally:
             container.remove(force=True)
 

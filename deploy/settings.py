@@ -90,6 +90,7 @@ class CommonModel(_Strict):
     runtime: str | None = None
     architecture: str | None = None
     builder: str | None = None
+    bytecode: bool | None = None
     max_workers: int | None = Field(default=None, ge=1)
     layer: LayerModel | None = None
     verify: VerifyModel | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -50,9 +52,12 @@ class FakeInstaller:
 
     name = "fake"
 
-    def __init__(self, *, fail: bool = False, extra: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, fail: bool = False, extra: dict[str, str] | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
         self.fail = fail
         self.extra = extra or {}
+        self.files = files or {}  # extra files for every installed package, "{name}" replaced
         self.calls: list[dict[str, object]] = []
 
     def version(self) -> str:
@@ -93,8 +98,12 @@ class FakeInstaller:
                     f"{name}/__init__.py": f"__version__ = {version!r}\n".encode(),
                     f"{name}/tests/test_it.py": b"def test(): pass\n",
                     f"{name}/__pycache__/__init__.cpython-312.pyc": b"\x00junk",
+                    **{rel.format(name=name): data for rel, data in self.files.items()},
                 },
             )
+            # Like uv and pip: a console script whose #! names this machine's interpreter, in RECORD.
+            with (target / f"{name}-{version}.dist-info" / "RECORD").open("a") as record:
+                record.write(f"bin/{name},sha256=host-specific,17\n")
         for name, version in self.extra.items():
             _dist(target, name, version, {f"{name}/__init__.py": b"# runtime sdk\n" * 100})
         (target / "bin").mkdir(exist_ok=True)
@@ -154,9 +163,25 @@ def test_build_layer_layout_manifest_sbom_and_reuse(tmp_path: Path) -> None:
     names = zipfile.ZipFile(art.path).namelist()
     assert all(n.startswith("python/") for n in names)
     assert "python/six/__init__.py" in names and "python/six-1.17.0.dist-info/METADATA" in names
-    assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
     assert not any(n.startswith("python/bin/") for n in names)
     assert "python/six/tests/test_it.py" in names  # strip_tests is off
+    # Bytecode: every .py compiled for the runtime, the wheel's own junk .pyc replaced.
+    pycs = sorted(n for n in names if n.endswith(".pyc"))
+    assert pycs == sorted(
+        n.replace(n.rsplit("/", 1)[-1], "__pycache__/" + n.rsplit("/", 1)[-1][:-3] + ".cpython-312.pyc")
+        for n in names
+        if n.endswith(".py")
+    )
+    with zipfile.ZipFile(art.path) as zf:
+        pyc = zf.read("python/six/__pycache__/__init__.cpython-312.pyc")
+        record = zf.read("python/six-1.17.0.dist-info/RECORD").decode()
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 1  # unchecked-hash
+    assert marshal.loads(pyc[16:]).co_filename == "/opt/python/six/__init__.py"
+    # RECORD lists exactly the files the zip holds for six: no bin/ script, no dropped file.
+    listed = {line.split(",")[0] for line in record.splitlines()}
+    assert {f"python/{rel}" for rel in listed} == {n for n in names if n.startswith(("python/six/", "python/six-"))}
+    assert "six/__pycache__/__init__.cpython-312.pyc" in listed
+    assert plan.identity.bytecode is not None and plan.identity.bytecode.startswith("cpython-3.12.")
     assert {p.name for p in art.packages} == {"idna", "six"}
     assert load_manifest(plan.manifest_path) == art
     sbom = json.loads(plan.sbom_path.read_text())
@@ -313,12 +338,21 @@ def test_function_zip_is_deterministic_and_reused(tmp_path: Path) -> None:
     assert _names(art.path) == [
         "VERSION",
         "app/__init__.py",
+        "app/__pycache__/__init__.cpython-312.pyc",
+        "app/__pycache__/main.cpython-312.pyc",
         "app/main.py",
         "app/routes/__init__.py",
+        "app/routes/__pycache__/__init__.cpython-312.pyc",
         "lambdas/__init__.py",
+        "lambdas/__pycache__/__init__.cpython-312.pyc",
+        "lambdas/cleanup/__pycache__/handler.cpython-312.pyc",
         "lambdas/cleanup/handler.py",
         "version_info.json",
     ]
+    # The developer's own (timestamped, any-Python) .pyc never ships; ours names the Lambda path.
+    pyc = zipfile.ZipFile(art.path).read("app/__pycache__/main.cpython-312.pyc")
+    assert int.from_bytes(pyc[4:8], "little") == 1 and marshal.loads(pyc[16:]).co_filename == "/var/task/app/main.py"
+    assert not list((paths.backend / "app").rglob("*.cpython-312.pyc"))[1:]  # only the planted one
     info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
     assert info == {
         "commit": _git(tmp_path, "rev-parse", "HEAD").strip(),

@@ -26,6 +26,8 @@ def test_local_env_points_at_emulator() -> None:
     assert env.tfvars == "envs/local.tfvars"
     assert env.glibc_floor == (2, 34)
     assert env.python_version == "3.12"
+    assert env.bytecode is True  # on unless turned off
+    assert load_env({**SETTINGS, "bytecode": False}, "local").bytecode is False
 
 
 def test_env_overrides_top_level_defaults() -> None:
@@ -59,6 +61,7 @@ def test_unknown_env_lists_known_ones() -> None:
             "local.verify.trusted_layers[0]`: 'someone:layer' is not a",
         ),
         ({"verify": {"trusted_layers": "arn"}}, "`deploy.environments.local.verify.trusted_layers`: expected a list"),
+        ({"bytecode": "off"}, "`deploy.environments.local.bytecode`: expected true or false"),
     ],
 )
 def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:

@@ -80,6 +80,8 @@ def test_every_build_input_changes_identity() -> None:
         _identity(builder_version="0.5.1"),
         _identity(options=LayerOptions(strip_tests=True)),
         _identity(options=LayerOptions(exclude_runtime_boto=True)),
+        _identity(bytecode="cpython-3.12.1"),
+        _identity(bytecode="cpython-3.12.2"),  # a patch release may marshal differently
         dataclasses.replace(_identity(), format_version=FORMAT_VERSION + 1),
     ]
     digests = {v.digest for v in variants}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,16 +196,17 @@ class FakeImage:
 
 
 class FakeContainer:
-    def __init__(self, status: int, logs: bytes) -> None:
+    def __init__(self, status: int, logs: bytes, stderr: bytes = b"") -> None:
         self.status = status
         self._logs = logs
+        self._stderr = stderr
         self.removed = False
 
     def wait(self) -> dict[str, int]:
         return {"StatusCode": self.status}
 
-    def logs(self) -> bytes:
-        return self._logs
+    def logs(self, stdout: bool = True, stderr: bool = True) -> bytes:
+        return (self._logs if stdout else b"") + (self._stderr if stderr else b"")
 
     def remove(self, force: bool = False) -> None:
         self.removed = force
@@ -227,22 +228,38 @@ class FakeImages:
 
 
 class FakeContainers:
-    def __init__(self, status: int, logs: bytes) -> None:
+    """``python`` answers runs of the image's python3 (entrypoint ``["python3"]``): (status, stdout, stderr)."""
+
+    def __init__(
+        self, status: int, logs: bytes, python: Callable[[dict[str, Any]], tuple[int, bytes, bytes]] | None = None
+    ) -> None:
         self.status, self.logs = status, logs
+        self.python = python
         self.runs: list[dict[str, Any]] = []
         self.last: FakeContainer | None = None
 
     def run(self, image: FakeImage, **kwargs: Any) -> FakeContainer:
         self.runs.append({"image": image, **kwargs})
-        self.last = FakeContainer(self.status, self.logs)
+        if kwargs["entrypoint"] == ["python3"] and self.python is not None:
+            self.last = FakeContainer(*self.python(kwargs))
+        else:
+            self.last = FakeContainer(self.status, self.logs)
         return self.last
 
 
 class FakeEngine:
-    def __init__(self, *, status: int = 0, logs: bytes = b"", present: bool = False, reachable: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        status: int = 0,
+        logs: bytes = b"",
+        present: bool = False,
+        reachable: bool = True,
+        python: Callable[[dict[str, Any]], tuple[int, bytes, bytes]] | None = None,
+    ) -> None:
         self.reachable = reachable
         self.images = FakeImages(present)
-        self.containers = FakeContainers(status, logs)
+        self.containers = FakeContainers(status, logs, python)
 
     def ping(self) -> bool:
         if not self.reachable:

@@ -1,0 +1,82 @@
+"""Compile a list of ``.py`` files to ``.pyc`` with the interpreter that runs this file.
+
+Executed by the runtime's own interpreter (``python3.12 -S -s bytecode_runner.py spec.json``,
+on the host or inside the Lambda image), so the bytecode matches Lambda's minor version.
+Standard library only, and Python 3.9-compatible: it also runs in older runtime images.
+
+The spec (JSON) holds ``root`` (sources), ``out`` (where each folder's ``__pycache__`` goes;
+the same as ``root`` for the layer), ``prefix`` (the path the file has on Lambda, which the
+code objects record for tracebacks instead of the build machine's path), ``files`` (paths
+relative to ``root``) and ``workers``. One JSON document on stdout: the interpreter's version
+and cache tag, and the files that did not compile with the reason.
+
+Deterministic output: ``unchecked-hash`` pycs carry a hash of the source, not its mtime, and
+Lambda never checks them (its file systems are read-only anyway); the caller sets
+``PYTHONHASHSEED=0`` so set and frozenset constants marshal in one order; files are
+compiled in the sorted order they are given, in forked workers that inherit that seed.
+"""
+
+from __future__ import annotations
+
+import json
+import py_compile
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+
+def _cfile(out: str, rel: str) -> str:
+    path = Path(out) / rel
+    return str(path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.pyc")
+
+
+def _compile_chunk(job: tuple[dict[str, Any], list[str]]) -> list[dict[str, str]]:
+    spec, files = job
+    errors = []
+    for rel in files:
+        try:
+            py_compile.compile(
+                str(Path(spec["root"]) / rel),
+                cfile=_cfile(spec["out"], rel),
+                dfile=spec["prefix"] + rel,
+                doraise=True,
+                optimize=0,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError as exc:
+            errors.append({"file": rel, "error": f"{exc.exc_type_name}: {_reason(exc)}"})
+        except (OSError, ValueError) as exc:  # unreadable file, or a NUL byte in the source
+            errors.append({"file": rel, "error": f"{type(exc).__name__}: {exc}"})
+    return errors
+
+
+def _reason(exc: py_compile.PyCompileError) -> str:
+    value = exc.exc_value
+    if isinstance(value, SyntaxError):
+        return f"{value.msg} (line {value.lineno})"
+    return str(value)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    files: list[str] = list(spec.pop("files"))
+    workers = max(1, int(spec.get("workers") or 1))
+    # Small contiguous chunks keep the workers evenly busy; the order inside each chunk stays sorted.
+    size = max(1, min(64, len(files) // (workers * 8) or 1))
+    chunks = [(spec, files[i : i + size]) for i in range(0, len(files), size)]
+    errors: list[dict[str, str]] = []
+    if workers == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            errors += _compile_chunk(chunk)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for found in pool.map(_compile_chunk, chunks):
+                errors += found
+    version = ".".join(str(n) for n in sys.version_info[:3])
+    json.dump({"version": version, "cache_tag": sys.implementation.cache_tag, "errors": errors}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
