@@ -11,7 +11,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from deploy import runtime_python
 from deploy.archive import safe_extract
 from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
@@ -50,70 +50,19 @@ SANDBOX_ENV: Mapping[str, Mapping[str, str]] = {
 def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
     """(``X.Y``, the real executable) — a pyenv shim resolves to the interpreter behind it, which the
     sandbox must call directly: it runs with a scrubbed environment in which the shim cannot work."""
-    try:
-        proc = subprocess.run(
-            [str(path), "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=None if env is None else dict(env),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = proc.stdout.split("\n")
-    if proc.returncode != 0 or len(lines) < 2 or not lines[1].strip():
-        return None
-    return lines[0].strip(), Path(lines[1].strip())
+    found = runtime_python.probe(path, env)
+    return (found.minor, found.path) if found is not None else None
 
 
 def find_runtime_python(python_version: str, *, env: Mapping[str, str] = os.environ) -> Path:
-    """The interpreter matching Lambda's runtime: ``pythonX.Y`` on PATH, else pyenv's.
-
-    Running the version check matters: a pyenv shim on PATH exists even when the version is not
-    installed, and only fails when run.
-    """
-    exe = f"python{python_version}"
-    candidates: list[Path] = []
-    found = shutil.which(exe, path=env.get("PATH", ""))
-    if found:
-        candidates.append(Path(found))
-    pyenv_root = (
-        Path(env["PYENV_ROOT"])
-        if env.get("PYENV_ROOT")
-        else (Path(env["HOME"]) / ".pyenv" if env.get("HOME") else None)
-    )
-    pyenv = shutil.which("pyenv", path=env.get("PATH", ""))
-    if pyenv:
-        try:
-            proc = subprocess.run(
-                [pyenv, "prefix", python_version],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-                env=dict(env),
-            )
-            if proc.returncode == 0:
-                candidates += [Path(p) / "bin" / exe for p in proc.stdout.split(":") if p.strip()]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    if pyenv_root is not None and (pyenv_root / "versions").is_dir():
-        # Newest patch release first.
-        versions = sorted(
-            (pyenv_root / "versions").glob(f"{python_version}.*"),
-            key=lambda p: [int(x) if x.isdigit() else 0 for x in p.name.split(".")],
-            reverse=True,
-        )
-        candidates += [v / "bin" / exe for v in versions]
-    for candidate in candidates:
-        found_version = _python_version_of(candidate, env) if candidate.is_file() else None
-        if found_version is not None and found_version[0] == python_version:
-            return found_version[1]
+    """The interpreter matching Lambda's runtime (``deploy.runtime_python``, shared with the bytecode compile)."""
+    found = runtime_python.find(python_version, env=env)
+    if found is not None:
+        return found.path
     raise VerifyError(
         f"runtime python{python_version} needs a Python {python_version} interpreter to verify; "
         f"install it (e.g. `pyenv install {python_version}`) or configure verify.docker",
-        hint=f"looked for {exe} on PATH and under {pyenv_root or '~/.pyenv'}/versions",
+        hint=runtime_python.where_looked(python_version, env),
     )
 
 

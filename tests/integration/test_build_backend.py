@@ -1,13 +1,20 @@
-"""The real backend layer, built from PyPI twice in two separate checkouts: same bytes.
+"""The real backend layer, built from PyPI twice on two "machines": same identity, same bytes.
 
 Needs PyPI (marked ``network``); each checkout holds only what a layer build reads
-(backend/requirements.txt and backend/poetry.lock) and has its own ``.build``.
+(backend/requirements.txt and backend/poetry.lock) and has its own ``.build``. Each build
+runs in its own process from its own venv at another path (installers write that venv's
+interpreter into console scripts and their RECORD hashes), with another umask and locale.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 import shutil
+import subprocess
+import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -34,19 +41,49 @@ def _env(paths: Paths, builder: str = "uv") -> EnvConfig:
     return EnvConfig(name="ci", region="us-east-1", runtime="python3.12", builder=builder, paths=paths)
 
 
+_BUILD = """
+import json, os, sys
+from pathlib import Path
+os.umask(int(sys.argv[2], 8))
+from deploy.build import build_layer, layer_plan
+from deploy.config import EnvConfig, Paths
+env = EnvConfig(name="ci", region="us-east-1", runtime="python3.12", paths=Paths(root=Path(sys.argv[1])))
+result = build_layer(layer_plan(env))
+print(json.dumps({"reused": result.reused, "identity": result.artifact.identity, "path": str(result.artifact.path),
+                  "sha256": result.artifact.sha256}))
+"""
+
+
+def _venv(path: Path) -> Path:
+    """A fresh venv at ``path`` that sees this project and the tooling already installed here."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = next(path.glob("lib/python3.*/site-packages"))
+    (site / "tooling.pth").write_text(f"{ROOT}\n{sysconfig.get_paths()['purelib']}\n")
+    return path / "bin" / "python"
+
+
+def _build_elsewhere(root: Path, venv: Path, *, umask: str, locale: str) -> dict[str, str]:
+    python = _venv(venv)
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL"}}
+    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", LC_ALL=locale)
+    proc = subprocess.run(
+        [str(python), "-c", _BUILD, str(root), umask], env=env, cwd=root, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     if not (BACKEND / "requirements.txt").is_file():
         pytest.fail("backend/requirements.txt is missing; the backend project must export it")
-    results = []
-    for copy in ("first", "second"):
-        paths = _checkout(tmp_path_factory.mktemp(copy))
-        result = build_layer(layer_plan(_env(paths)))
-        assert not result.reused
-        results.append(result.artifact)
-    first, second = results
-    assert first.identity == second.identity
-    return first.path, second.path, first.sha256
+    one = tmp_path_factory.mktemp("laptop")
+    two = tmp_path_factory.mktemp("ci-runner") / "deeper" / "checkout"
+    first = _build_elsewhere(_checkout(one).root, one / "venv", umask="022", locale="C.UTF-8")
+    second = _build_elsewhere(_checkout(two).root, two / "other-venv", umask="077", locale="C")
+    assert not first["reused"] and not second["reused"]
+    assert first["identity"] == second["identity"]
+    return Path(first["path"]), Path(second["path"]), first["sha256"]
 
 
 def test_two_checkouts_build_identical_bytes(two_builds: tuple[Path, Path, str]) -> None:
@@ -57,14 +94,22 @@ def test_two_checkouts_build_identical_bytes(two_builds: tuple[Path, Path, str])
     assert sha256_file(first) == sha
 
 
-def test_layout_dist_info_and_no_bytecode(two_builds: tuple[Path, Path, str]) -> None:
-    names = zipfile.ZipFile(two_builds[0]).namelist()
+def test_layout_dist_info_and_bytecode(two_builds: tuple[Path, Path, str]) -> None:
+    with zipfile.ZipFile(two_builds[0]) as zf:
+        names = zf.namelist()
+        records = {n: zf.read(n).decode() for n in names if n.endswith(".dist-info/RECORD")}
     assert all(n.startswith("python/") for n in names)
     assert any(n.startswith("python/fastapi/") for n in names)
     assert any(n.startswith("python/sqlalchemy/") for n in names)
     assert any(n.endswith(".dist-info/METADATA") for n in names)
-    assert not any(n.endswith((".pyc", ".pyo")) or "/__pycache__/" in n for n in names)
+    sources = {n for n in names if n.endswith(".py")}
+    pycs = {n for n in names if n.endswith(".pyc")}
+    assert len(pycs) == len(sources) > 500 and all(".cpython-312.pyc" in n for n in pycs)
     assert not any(n.startswith("python/bin/") for n in names)
+    # Every RECORD names only files the zip holds: no bin/ script hashed with a machine's #! line.
+    listed = {f"python/{line.split(',')[0]}" for text in records.values() for line in text.splitlines()}
+    assert listed <= set(names)
+    assert not any("/bin/" in n or n.startswith("python/bin/") for n in listed)
 
 
 def test_importlib_metadata_reads_the_locked_versions(two_builds: tuple[Path, Path, str], tmp_path: Path) -> None:
