@@ -1,14 +1,21 @@
 """publish-layer: upload the layer zip to S3 once, publish a layer version once.
 
 Idempotence comes from content, not from our own records: the S3 object is skipped
-when it already carries the artifact's SHA-256, and a layer version is published only
-when no existing version of the layer has the artifact's CodeSha256 (Lambda computes
-it from the bytes, so it is the ground truth). A rerun after any failure therefore
-converges without a duplicate version.
+when S3's own SHA-256 checksum of it (computed by S3 on receipt, never user-set
+metadata) matches the artifact, and a layer version is published only when no existing
+version of the layer has the artifact's CodeSha256 (Lambda computes it from the bytes,
+so it is the ground truth). A rerun after any failure therefore converges without a
+duplicate version.
+
+The S3 key is the layer's identity, and one identity must give the same bytes on every
+machine; an object at that key with another checksum can only come from a
+reproducibility bug, so publishing refuses to overwrite it and names both checksums.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,9 +33,11 @@ from deploy.errors import AwsError, DeployError
 
 Progress = Callable[[str, str], None]
 
-#: Above this a single PUT gets slow and fragile; the managed transfer goes multipart,
-#: where S3 can only store a composite checksum, so the ``sha256`` metadata carries the full one.
+#: Above this a single PUT gets slow and fragile; the managed transfer goes multipart, where
+#: S3 stores a composite checksum (the SHA-256 of the parts' SHA-256s, "-N" appended), which
+#: we compute the same way from fixed-size parts.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
 
 _MISSING_BUCKET = frozenset({"NoSuchBucket", "404", "NotFound"})
 
@@ -58,17 +67,46 @@ def check_bucket(s3: Any, bucket: str) -> None:
         raise AwsError(f"S3 bucket {bucket}: {error_message(exc)}") from None
 
 
+def composite_sha256(artifact: Artifact, chunk: int | None = None) -> str:
+    """S3's checksum of a multipart upload of ``artifact`` in ``chunk``-sized parts (without the "-N")."""
+    digests = b""
+    with artifact.path.open("rb") as fh:
+        while part := fh.read(chunk or MULTIPART_CHUNKSIZE):
+            digests += hashlib.sha256(part).digest()
+    return base64.b64encode(hashlib.sha256(digests).digest()).decode("ascii")
+
+
+def expected_checksum(artifact: Artifact) -> str:
+    """The ChecksumSHA256 S3 reports for the object ``upload`` makes of ``artifact``."""
+    if artifact.path.stat().st_size < MULTIPART_THRESHOLD:
+        return artifact.code_sha256
+    return composite_sha256(artifact)
+
+
 def object_matches(s3: Any, bucket: str, key: str, artifact: Artifact) -> bool:
-    """True when s3://bucket/key already holds the artifact's bytes (by checksum, never by name alone)."""
+    """True when s3://bucket/key holds the artifact's bytes by S3's own checksum; False when absent.
+
+    An object there with another checksum (or none) is refused, never overwritten: the key is
+    the identity, so other bytes under it mean two builds of one identity differ.
+    """
     try:
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
         if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
             return False
         raise AwsError(f"s3://{bucket}/{key}: {error_message(exc)}") from None
-    if head.get("ChecksumSHA256") == artifact.code_sha256:
+    found = head.get("ChecksumSHA256")
+    ours = expected_checksum(artifact)
+    if found is not None and found.split("-", 1)[0] in {ours, artifact.code_sha256}:
         return True
-    return bool(head.get("Metadata", {}).get("sha256") == artifact.sha256)
+    raise AwsError(
+        f"s3://{bucket}/{key} already holds other bytes than {artifact.kind} {artifact.identity[:12]}: "
+        f"its SHA-256 checksum is {found or 'absent (uploaded without one)'}, this build's is {ours}; "
+        "refusing to overwrite it (the same identity must give the same bytes on every machine, "
+        "so one of the two builds is not reproducible)",
+        hint="compare this build's manifest with the machine that uploaded it; delete the object only once "
+        "you know which build is wrong",
+    )
 
 
 def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
@@ -91,7 +129,7 @@ def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
                 bucket,
                 key,
                 ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": metadata},
-                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
+                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE),
             )
     except (ClientError, BotoCoreError) as exc:
         # A half-finished upload leaves no object (S3 PUTs are atomic, multipart is aborted):

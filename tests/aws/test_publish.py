@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,19 +126,55 @@ def test_failure_after_upload_reuses_the_object(
     assert layer_versions(lam, targets.layer_name) == [1]
 
 
-def test_object_with_only_the_sha256_metadata_is_not_uploaded_again(
+def test_object_with_s3s_own_checksum_is_not_uploaded_again(
     env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, s3: Any
 ) -> None:
-    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=layer.path.read_bytes(), Metadata={"sha256": layer.sha256})
+    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=layer.path.read_bytes(), ChecksumAlgorithm="SHA256")
     assert plan_publish(env, targets, layer).upload is False
 
 
-def test_object_with_other_bytes_under_the_key_is_replaced(
+def test_user_set_sha256_metadata_proves_nothing(
     env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, s3: Any
 ) -> None:
-    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=b"not the zip")
-    assert plan_publish(env, targets, layer).upload is True
-    assert publish_layer(env, targets, layer).published
+    """Metadata is whatever the uploader wrote; only S3's checksum of the bytes counts."""
+    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=b"not the zip", Metadata={"sha256": layer.sha256})
+    with calls.count_writes() as writes, pytest.raises(AwsError) as err:
+        publish_layer(env, targets, layer)
+    assert "absent (uploaded without one)" in str(err.value) and writes.count == 0
+
+
+def test_other_bytes_under_the_identity_key_are_refused_naming_both_checksums(
+    env: EnvConfig, targets: Targets, bucket: str, layer: Artifact, s3: Any, lam: Any
+) -> None:
+    """Same identity, other bytes: a reproducibility bug to surface, not an object to overwrite."""
+    s3.put_object(Bucket=bucket, Key=layer.s3_key, Body=b"another machine's zip", ChecksumAlgorithm="SHA256")
+    theirs = s3.head_object(Bucket=bucket, Key=layer.s3_key, ChecksumMode="ENABLED")["ChecksumSHA256"]
+    with calls.count_writes() as writes, pytest.raises(AwsError) as err:
+        publish_layer(env, targets, layer)
+    message = str(err.value)
+    assert theirs in message and layer.code_sha256 in message and "refusing to overwrite" in message
+    assert err.value.exit_code == 8 and writes.count == 0
+    assert s3.get_object(Bucket=bucket, Key=layer.s3_key)["Body"].read() == b"another machine's zip"
+    assert layer_versions(lam, targets.layer_name) == []
+
+
+def test_multipart_object_matches_by_its_composite_checksum(
+    env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the threshold S3 only keeps a checksum of the parts' checksums; we compute the same one."""
+    from deploy.aws import publish as publish_mod
+    from tests.aws.conftest import make_artifact
+
+    monkeypatch.setattr(publish_mod, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(publish_mod, "MULTIPART_CHUNKSIZE", 5 * 1024 * 1024)
+    big = make_artifact(tmp_path, "layer", "x" * 100 + os.urandom(6 * 1024 * 1024).hex())
+    assert big.path.stat().st_size > 5 * 1024 * 1024
+    first = publish_layer(env, targets, big)
+    assert first.uploaded
+    head = s3.head_object(Bucket=bucket, Key=big.s3_key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"].split("-")[0] == publish_mod.composite_sha256(big, 5 * 1024 * 1024)
+    assert head["ChecksumSHA256"] != big.code_sha256
+    assert plan_publish(env, targets, big).upload is False
 
 
 def test_publish_all_reports_each_region(env: EnvConfig, targets: Targets, bucket: str, layer: Artifact) -> None:
