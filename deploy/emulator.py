@@ -4,12 +4,19 @@
 the git-ignored ``.local/`` folder, waits until it answers, and switches Lambda to
 moto's docker-less mode *before* any function exists (moto reads the setting when a
 function is created). ``down`` stops exactly the process the pidfile names, after
-checking that it is still our moto server and not a recycled pid.
+checking that it is still our moto server for this port and not a recycled pid.
+
+A server that died (killed, the machine slept) leaves its pidfile behind. ``inspect``
+tells the cases apart: the recorded pid is gone, or is now some other process (pids are
+recycled), or is our server but not answering. The first two are cleared by ``up``
+without asking, so a rerun of ``inv deploy --env local`` starts a fresh server and
+converges; a port held by anything else is still refused, naming the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -95,19 +102,104 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> str:
+def _argv(pid: int) -> list[str]:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _is_our_process(pid: int) -> bool:
+def _cmdline(pid: int) -> str:
+    return " ".join(_argv(pid))
+
+
+def _serves_port(argv: list[str], port: int) -> bool:
+    """``… -m moto.server -H HOST -p PORT`` (how ``up`` starts it), for this port."""
+    if "moto.server" not in argv:
+        return False
+    return any(flag in ("-p", "--port") and value == str(port) for flag, value in itertools.pairwise(argv))
+
+
+def _is_our_process(pid: int, port: int) -> bool:
+    """The pid is alive and is a moto server started for ``port`` (not a recycled pid, not
+    another port's server: ``down`` must never stop someone else's process)."""
     if not _pid_alive(pid):
         return False
     if not Path("/proc").is_dir():
         return True  # without /proc (macOS) a live pid is the best check we have
-    return "moto.server" in _cmdline(pid)
+    return _serves_port(_argv(pid), port)
+
+
+def port_holder(port: int) -> str | None:
+    """``pid N (command line)`` of the process listening on ``port``, from /proc (Linux); None
+    when it cannot be told (no /proc, or the socket belongs to another user's process)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket inode.
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc_dir / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if str(fd.readlink()) in inodes:
+                        pid = int(proc_dir.name)
+                        return f"pid {pid} ({_cmdline(pid)[:120]})"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """What ``inspect`` found for one port: ``state`` is one of
+
+    - ``none``: no pidfile;
+    - ``running``: our server, answering;
+    - ``starting``: our server (pid, command line and port match) not answering yet, or hung;
+    - ``gone``: the recorded pid no longer exists (killed, rebooted, slept);
+    - ``foreign``: the recorded pid is alive but is not our moto server for this port.
+    """
+
+    state: str
+    pidfile: Path
+    record: _PidRecord | None = None
+
+    def describe(self, url: str) -> str:
+        pid = self.record.pid if self.record else None
+        if self.state == "running":
+            return f"running: pid {pid} on {url}"
+        if self.state == "none":
+            return f"not running (no pidfile at {self.pidfile})"
+        if self.state == "gone":
+            return f"stale pidfile {self.pidfile}: pid {pid} is gone (the server was killed or the machine restarted)"
+        if self.state == "foreign":
+            what = _cmdline(pid) if pid else ""
+            return f"stale pidfile {self.pidfile}: pid {pid} is not our moto server for this port" + (
+                f" (it is now: {what[:120]})" if what else ""
+            )
+        return f"pid {pid} is our moto server but it does not answer on {url}"
+
+
+def inspect(settings: EmulatorSettings, state_dir: Path) -> Found:
+    """What the pidfile of ``settings.port`` points at (reads only)."""
+    pidfile = pidfile_path(state_dir, settings)
+    record = _read_pidfile(pidfile)
+    if record is None:
+        return Found(state="none", pidfile=pidfile)
+    if not _pid_alive(record.pid):
+        return Found(state="gone", pidfile=pidfile, record=record)
+    if not _is_our_process(record.pid, settings.port):
+        return Found(state="foreign", pidfile=pidfile, record=record)
+    if is_moto(settings.url):
+        return Found(state="running", pidfile=pidfile, record=record)
+    return Found(state="starting", pidfile=pidfile, record=record)
 
 
 def _read_pidfile(path: Path) -> _PidRecord | None:
@@ -136,6 +228,17 @@ def configure(url: str) -> None:
         raise EmulatorError(f"could not configure the moto server at {url}: {exc}") from None
 
 
+def _wait_answering(url: str, pid: int, timeout: float, clock: Callable[[], float]) -> bool:
+    deadline = clock() + timeout
+    while _pid_alive(pid):
+        if is_moto(url, timeout=1.0):
+            return True
+        if clock() > deadline:
+            return False
+        time.sleep(0.1)  # polling another process's readiness, not timing a test
+    return False
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -150,24 +253,36 @@ def up(
     timeout: float = 30.0,
     python: str = sys.executable,
     clock: Callable[[], float] = time.monotonic,
+    notify: Callable[[str], None] | None = None,
 ) -> EmulatorState:
-    """Start the emulator, or reuse ours if it is already healthy."""
+    """Start the emulator, or reuse ours if it is already healthy; a dead server's pidfile
+    is cleared (``notify`` says so) and a fresh one started."""
     state_dir.mkdir(parents=True, exist_ok=True)
     pidfile = pidfile_path(state_dir, settings)
     logfile = logfile_path(state_dir, settings)
-    record = _read_pidfile(pidfile)
-    if record is not None:
-        if _is_our_process(record.pid) and is_moto(settings.url):
+    found = inspect(settings, state_dir)
+    if found.state == "running" and found.record is not None:
+        configure(settings.url)
+        return EmulatorState(pid=found.record.pid, url=settings.url, pidfile=pidfile, logfile=logfile, reused=True)
+    if found.state == "starting" and found.record is not None:
+        # Ours (pid, command line and port match): another `up` may be starting it right now.
+        if _wait_answering(settings.url, found.record.pid, timeout, clock):
             configure(settings.url)
-            return EmulatorState(pid=record.pid, url=settings.url, pidfile=pidfile, logfile=logfile, reused=True)
+            return EmulatorState(pid=found.record.pid, url=settings.url, pidfile=pidfile, logfile=logfile, reused=True)
         raise EmulatorError(
-            f"stale pidfile {pidfile}: pid {record.pid} is not a running moto server",
-            hint="run `inv local.down` to clear it, then `inv local.up`",
+            f"{found.describe(settings.url)} within {timeout:.0f} s",
+            hint=f"`inv local.down` stops it; log ({logfile}):\n{_log_tail(logfile)}",
         )
+    if found.state in ("gone", "foreign"):
+        # A dead server's leftovers: nothing of ours runs, so a fresh start is what a rerun promised.
+        pidfile.unlink(missing_ok=True)
+        if notify is not None:
+            notify(f"cleared {found.describe(settings.url)}")
     if port_open(settings.host, settings.port):
         what = "another moto server (not started by this project)" if is_moto(settings.url) else "another process"
+        holder = port_holder(settings.port)
         raise EmulatorError(
-            f"port {settings.port} on {settings.host} is already in use by {what}",
+            f"port {settings.port} on {settings.host} is already in use by {what}" + (f": {holder}" if holder else ""),
             hint="stop it, or choose a free port with deploy.environments.local.emulator.port in invoke.yaml "
             "(or INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT)",
         )
@@ -217,9 +332,11 @@ def down(settings: EmulatorSettings, state_dir: Path, *, timeout: float = 10.0) 
         return f"removed unreadable pidfile {pidfile}"
     if record is None:
         return f"no emulator running for port {settings.port} (no pidfile at {pidfile})"
-    if not _is_our_process(record.pid):
+    if not _is_our_process(record.pid, settings.port):
         pidfile.unlink(missing_ok=True)
-        return f"removed stale pidfile {pidfile} (pid {record.pid} was not a running moto server)"
+        return (
+            f"removed stale pidfile {pidfile} (pid {record.pid} was not a running moto server for port {settings.port})"
+        )
     os.killpg(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _pid_alive(record.pid) and time.monotonic() < deadline:
@@ -235,13 +352,18 @@ def down(settings: EmulatorSettings, state_dir: Path, *, timeout: float = 10.0) 
 
 
 def status(settings: EmulatorSettings, state_dir: Path) -> str:
-    pidfile = pidfile_path(state_dir, settings)
-    record = _read_pidfile(pidfile)
-    if record is None:
-        return f"not running (no pidfile at {pidfile})"
-    if _is_our_process(record.pid) and is_moto(settings.url):
-        return f"running: pid {record.pid} on {settings.url}"
-    return f"stale pidfile {pidfile} (pid {record.pid}); run `inv local.down`"
+    """Which state ``inspect`` found, in words (reads only; ``up`` clears a stale pidfile)."""
+    found = inspect(settings, state_dir)
+    text = found.describe(settings.url)
+    if found.state in ("gone", "foreign"):
+        text += "; `inv local.up` or `inv deploy --env local` clears it and starts a fresh server"
+    if found.state in ("none", "gone", "foreign"):
+        holder = port_holder(settings.port)
+        if holder is None and port_open(settings.host, settings.port):
+            holder = "another process"
+        if holder is not None:
+            text += f"; port {settings.port} is held by {holder}"
+    return text
 
 
 def assert_reachable(url: str) -> None:

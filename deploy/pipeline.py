@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from rich.markup import escape
 
 from deploy import build, emulator, terraform
 from deploy.artifact import Artifact
@@ -48,7 +49,7 @@ def _emulator(env: EnvConfig) -> EmulatorSettings:
 
 
 def emulator_up(env: EnvConfig) -> emulator.EmulatorState:
-    state = emulator.up(_emulator(env), env.paths.local_state)
+    state = emulator.up(_emulator(env), env.paths.local_state, notify=lambda text: say(escape(text)))
     verb = "reusing" if state.reused else "started"
     say(f"{verb} moto server pid {state.pid} on {state.url} (log: {state.logfile})")
     return state

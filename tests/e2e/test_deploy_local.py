@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -187,6 +188,24 @@ def test_broken_function_never_reaches_traffic(project: Project) -> None:
     finally:
         handler.write_text(original)
         project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "fix cleanup")
+
+
+def test_a_killed_emulator_needs_no_manual_step(project: Project) -> None:
+    """SIGKILL leaves a stale pidfile; the next deploy clears it, starts a fresh server and
+    recreates everything (the fresh server is empty, state included)."""
+    if project.inv("status", "--env", "local", check=False).returncode != 0:
+        project.inv("deploy", "--env", "local")
+    pidfile = project.root / ".local" / f"moto-{project.port}.pid"
+    pid = json.loads(pidfile.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    status = project.inv("local.status", "--env", "local", check=False)
+    assert f"pid {pid} is gone" in status.stdout + status.stderr
+
+    again = project.inv("deploy", "--env", "local")
+    assert f"cleared stale pidfile {pidfile}: pid {pid} is gone" in again.stdout + again.stderr
+    assert json.loads(pidfile.read_text())["pid"] != pid
+    assert len(_alias_versions(project)) == 4
+    assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
 
 
 def test_a_fresh_clone_fetches_the_layer_instead_of_installing(

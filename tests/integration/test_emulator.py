@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -86,17 +88,72 @@ def test_down_stops_exactly_that_process(tmp_path: Path) -> None:
     assert not state.pidfile.exists()
 
 
-def test_stale_pidfile_is_a_clear_error_and_down_clears_it(tmp_path: Path) -> None:
+def test_after_sigkill_up_clears_the_pidfile_and_starts_a_fresh_server(tmp_path: Path) -> None:
     settings = EmulatorSettings(port=free_port())
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    first = emulator.up(settings, tmp_path)
+    _client("s3", first.url).create_bucket(Bucket="before-the-kill")
+    os.kill(first.pid, signal.SIGKILL)
+    os.waitpid(first.pid, 0)  # our child in this test: reap it, so the pid is really gone
+    assert emulator.inspect(settings, tmp_path).state == "gone"
+    assert f"pid {first.pid} is gone" in emulator.status(settings, tmp_path)
+    said: list[str] = []
+    try:
+        second = emulator.up(settings, tmp_path, notify=said.append)
+        assert not second.reused
+        assert second.pid != first.pid
+        assert emulator.status(settings, tmp_path) == f"running: pid {second.pid} on {second.url}"
+        assert _client("s3", second.url).list_buckets()["Buckets"] == []  # a fresh server: empty
+        assert said == [f"cleared stale pidfile {first.pidfile}: pid {first.pid} is gone" + GONE_TAIL]
+    finally:
+        emulator.down(settings, tmp_path)
+
+
+GONE_TAIL = " (the server was killed or the machine restarted)"
+
+
+def _live_other_process() -> subprocess.Popen[bytes]:
+    """A live process that is not a moto server (it reads stdin until the test closes it)."""
+    return subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+
+
+def test_a_pidfile_naming_a_live_process_that_is_not_moto_is_cleared_and_left_running(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=free_port())
+    other = _live_other_process()
+    try:
+        pidfile = emulator.pidfile_path(tmp_path, settings)
+        pidfile.write_text(json.dumps({"pid": other.pid, "host": settings.host, "port": settings.port}))
+        assert emulator.inspect(settings, tmp_path).state == "foreign"
+        assert "is not our moto server for this port (it is now: " in emulator.status(settings, tmp_path)
+        state = emulator.up(settings, tmp_path)
+        try:
+            assert state.pid != other.pid and emulator.is_moto(state.url)
+            assert other.poll() is None  # never signalled
+        finally:
+            emulator.down(settings, tmp_path)
+    finally:
+        other.communicate(b"")
+
+
+def test_a_pidfile_naming_another_ports_moto_server_is_not_ours(
+    moto_server: emulator.EmulatorState, tmp_path: Path
+) -> None:
+    """`local.down` for port B must not stop the server of port A that a wrong pidfile names."""
+    settings = EmulatorSettings(port=free_port())
     pidfile = emulator.pidfile_path(tmp_path, settings)
-    pidfile.write_text(json.dumps({"pid": dead.pid, "host": settings.host, "port": settings.port}))
-    with pytest.raises(EmulatorError, match="stale pidfile") as err:
-        emulator.up(settings, tmp_path)
-    assert "inv local.down" in str(err.value)
+    pidfile.write_text(json.dumps({"pid": moto_server.pid, "host": settings.host, "port": settings.port}))
+    assert emulator.inspect(settings, tmp_path).state == "foreign"
     assert "removed stale pidfile" in emulator.down(settings, tmp_path)
     assert not pidfile.exists()
+    assert emulator.is_moto(moto_server.url)  # still running
+
+
+def test_unreadable_pidfile_is_named_and_down_removes_it(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=free_port())
+    pidfile = emulator.pidfile_path(tmp_path, settings)
+    pidfile.write_text("{not json")
+    with pytest.raises(EmulatorError, match="is unreadable"):
+        emulator.up(settings, tmp_path)
+    assert "removed unreadable pidfile" in emulator.down(settings, tmp_path)
 
 
 def test_port_taken_by_something_else(tmp_path: Path) -> None:
@@ -105,9 +162,38 @@ def test_port_taken_by_something_else(tmp_path: Path) -> None:
         sock.listen(1)
         port = sock.getsockname()[1]
         settings = EmulatorSettings(port=port)
-        with pytest.raises(EmulatorError, match=f"port {port} on 127.0.0.1 is already in use by another process"):
+        with pytest.raises(
+            EmulatorError, match=f"port {port} on 127.0.0.1 is already in use by another process"
+        ) as err:
             emulator.up(settings, tmp_path)
+        assert f"pid {os.getpid()} (" in str(err.value)  # the holder: this test's process
+        assert f"port {port} is held by pid {os.getpid()}" in emulator.status(settings, tmp_path)
     assert not emulator.pidfile_path(tmp_path, settings).exists()
+
+
+def test_port_taken_by_another_program_after_our_server_died(tmp_path: Path) -> None:
+    """A stale pidfile is cleared, but a port someone else took meanwhile is still refused."""
+    settings = EmulatorSettings(port=free_port())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    emulator.pidfile_path(tmp_path, settings).write_text(
+        json.dumps({"pid": dead.pid, "host": settings.host, "port": settings.port})
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(settings.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()  # "Serving HTTP on ..." : it listens
+        with pytest.raises(EmulatorError, match=f"already in use by another process: pid {holder.pid} ") as err:
+            emulator.up(settings, tmp_path)
+        assert "http.server" in str(err.value)
+        assert not emulator.pidfile_path(tmp_path, settings).exists()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_unreachable_emulator_is_named() -> None:
