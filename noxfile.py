@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 from pathlib import Path
@@ -12,13 +13,15 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
 # Under CI a missing interpreter is a failure, never a silent skip.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
-nox.options.sessions = ["lint", "typecheck", "test", "terraform", "workflows", "e2e"]
+nox.options.sessions = ["lint", "typecheck", "lock", "test", "terraform", "workflows", "e2e"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
 LAMBDA_PYTHON = "3.12"  # the runtime's interpreter: verify's sandbox and the e2e run need it
 TERRAFORM_DIR = "infra/terraform"
 PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
+# Pinned: a Poetry release can change what `poetry export` writes (the lock session compares bytes).
+POETRY = ("poetry==2.5.1", "poetry-plugin-export==1.10.1")
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -40,6 +43,26 @@ def typecheck(session: nox.Session) -> None:
     """Mypy (strict) on deploy/, tasks.py and noxfile.py with boto3 stubs."""
     install(session, "typecheck")
     session.run("mypy")
+
+
+@nox.session(python=ALL_PYTHONS[0])
+def lock(session: nox.Session) -> None:
+    """backend/poetry.lock agrees with its pyproject, and requirements.txt is exactly its `poetry export`."""
+    session.install(*POETRY)
+    exported = Path(session.create_tmp()).resolve() / "requirements.txt"
+    with session.chdir("backend"):
+        session.run("poetry", "check", "--lock")
+        session.run("poetry", "export", "--only", "main", "-o", str(exported))
+    committed = Path("backend/requirements.txt").read_text()
+    if exported.read_text() != committed:
+        diff = difflib.unified_diff(
+            committed.splitlines(), exported.read_text().splitlines(), "requirements.txt", "poetry export", lineterm=""
+        )
+        session.error(
+            "backend/requirements.txt is not what `poetry export --only main` writes from the lock:\n"
+            + "\n".join(list(diff)[:40])
+            + "\nrun: cd backend && poetry export --only main -o requirements.txt"
+        )
 
 
 @nox.session(python=ALL_PYTHONS)
