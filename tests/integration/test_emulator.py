@@ -113,7 +113,14 @@ GONE_TAIL = " (the server was killed or the machine restarted)"
 
 def _live_other_process() -> subprocess.Popen[bytes]:
     """A live process that is not a moto server (it reads stdin until the test closes it)."""
-    return subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"  # it runs its own program now (exec done)
+    return proc
 
 
 def test_a_pidfile_naming_a_live_process_that_is_not_moto_is_cleared_and_left_running(tmp_path: Path) -> None:
