@@ -289,6 +289,8 @@ module "github_oidc" {
   github_repository    = var.github_repository
   environment          = var.environment
   role_name            = "${local.prefix}-github-deploy"
+  infra_role_name      = "${local.prefix}-github-infra"
+  name_prefix          = local.prefix
   create_oidc_provider = var.create_github_oidc_provider
   oidc_provider_arn    = var.github_oidc_provider_arn
   layer_arn            = module.layer.layer_arn
@@ -299,4 +301,9 @@ module "github_oidc" {
   log_group_arns       = [for m in values(local.function_modules) : m.log_group_arn]
   state_bucket         = var.state_bucket
   state_key            = var.state_key
+
+  trusted_layer_arns    = var.trusted_layer_arns
+  share_account_ids     = var.share_account_ids
+  share_organization_id = var.share_organization_id
+  pin_job_workflow_ref  = var.pin_job_workflow_ref
 }

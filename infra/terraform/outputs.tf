@@ -68,3 +68,8 @@ output "github_deploy_role_arn" {
   description = "Role GitHub Actions assumes to deploy this env (null when github_repository is empty)."
   value       = try(module.github_oidc[0].role_arn, null)
 }
+
+output "github_infra_role_arn" {
+  description = "ARN of the role GitHub Actions assumes to run terraform apply for this env (null when github_repository is empty)."
+  value       = try(module.github_oidc[0].infra_role_arn, null)
+}

@@ -157,3 +157,27 @@ variable "state_key" {
   type        = string
   default     = "terraform.tfstate"
 }
+
+variable "trusted_layer_arns" {
+  description = "Unversioned ARNs of layers not ours the CI roles may attach (keep equal to invoke.yaml verify.trusted_layers)."
+  type        = list(string)
+  default     = []
+}
+
+variable "share_account_ids" {
+  description = "Accounts the CI deploy role may share layer versions with (keep equal to invoke.yaml share.accounts)."
+  type        = list(string)
+  default     = []
+}
+
+variable "share_organization_id" {
+  description = "Organization the CI deploy role may share layer versions with (invoke.yaml share.organization_id); null for none."
+  type        = string
+  default     = null
+}
+
+variable "pin_job_workflow_ref" {
+  description = "Pin the CI roles' OIDC subject to the deploy workflow on main (needs the repository's OIDC subject template with repo, context, job_workflow_ref)."
+  type        = bool
+  default     = false
+}

@@ -130,11 +130,20 @@ def test_deploy_python_is_the_lambda_runtime(deploy: wf.Workflow) -> None:
 
 
 def test_deploy_assumes_a_role_from_environment_variables(deploy: wf.Workflow) -> None:
+    """The infrastructure role applies Terraform; the deploy role replaces it before the deploy."""
     steps = deploy.jobs["deploy"]["steps"]
-    aws = [s for s in steps if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
-    assert len(aws) == 1
-    assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
-    assert aws[0]["with"]["aws-region"].startswith("${{ vars.")
+    is_aws = [str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@") for s in steps]
+    aws = [s for s, yes in zip(steps, is_aws, strict=True) if yes]
+    assert [s["with"]["role-to-assume"] for s in aws] == [
+        "${{ vars.AWS_INFRA_ROLE_ARN }}",
+        "${{ vars.AWS_DEPLOY_ROLE_ARN }}",
+    ]
+    assert all(s["with"]["aws-region"].startswith("${{ vars.") for s in aws)
+    runs = [str(s.get("run", "")) for s in steps]
+    infra_at = next(i for i, r in enumerate(runs) if r.startswith("inv infra.apply"))
+    deploy_at = next(i for i, r in enumerate(runs) if r.startswith("inv deploy"))
+    first_role, second_role = (i for i, yes in enumerate(is_aws) if yes)
+    assert first_role < infra_at < second_role < deploy_at
     assert "arn:aws" not in deploy.text
     assert "secrets." not in deploy.text
 

@@ -1,5 +1,7 @@
-# Contract of modules/github-oidc-deploy-role: only main and the env's GitHub
-# environment may assume the role.
+# Contract of modules/github-oidc-deploy-role: only a job in the env's GitHub environment may
+# assume either role; the deploy role publishes, attaches our (or trusted) layers, moves aliases
+# and invokes only what verify invokes; the infrastructure role manages what Terraform manages,
+# by name prefix, and never the CI roles themselves.
 
 mock_provider "aws" {
   # Plan-only runs: use the mocked ARNs below while planning, not only on apply.
@@ -14,16 +16,21 @@ mock_provider "aws" {
 }
 
 variables {
-  github_repository   = "example-org/bluemoxon"
-  environment         = "staging"
-  role_name           = "bluemoxon-staging-github-deploy"
-  layer_arn           = "arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps"
-  function_arns       = ["arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-api"]
+  github_repository = "example-org/bluemoxon"
+  environment       = "staging"
+  role_name         = "bluemoxon-staging-github-deploy"
+  infra_role_name   = "bluemoxon-staging-github-infra"
+  name_prefix       = "bluemoxon-staging"
+  layer_arn         = "arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps"
+  function_arns = [
+    "arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-api",
+    "arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-cleanup",
+  ]
   artifact_bucket_arn = "arn:aws:s3:::bluemoxon-frontend-staging"
   artifact_prefix     = "lambda/"
 }
 
-run "trust_policy_pins_repository" {
+run "trust_only_the_environment" {
   command = plan
 
   module {
@@ -33,16 +40,178 @@ run "trust_policy_pins_repository" {
   assert {
     condition = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Condition.StringEquals == {
       "token.actions.githubusercontent.com:aud" = "sts.amazonaws.com"
-      "token.actions.githubusercontent.com:sub" = [
-        "repo:example-org/bluemoxon:ref:refs/heads/main",
-        "repo:example-org/bluemoxon:environment:staging",
-      ]
+      "token.actions.githubusercontent.com:sub" = "repo:example-org/bluemoxon:environment:staging"
     }
-    error_message = "Only main and the staging environment of the repository may assume the role."
+    error_message = "Only a job in the staging GitHub environment may assume the deploy role; a main-branch job without an environment may not."
+  }
+  assert {
+    condition     = aws_iam_role.infra.assume_role_policy == aws_iam_role.this.assume_role_policy
+    error_message = "The infrastructure role sits behind the same environment as the deploy role."
+  }
+  assert {
+    condition     = !strcontains(aws_iam_role.this.assume_role_policy, "ref:refs/heads")
+    error_message = "No branch subject: a branch has no reviewers."
   }
   assert {
     condition     = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Principal.Federated == output.oidc_provider_arn
     error_message = "The role trusts the GitHub OIDC provider."
+  }
+}
+
+run "job_workflow_ref_pinned_when_available" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    pin_job_workflow_ref = true
+  }
+
+  assert {
+    condition = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == join("", [
+      "repo:example-org/bluemoxon:environment:staging:",
+      "job_workflow_ref:example-org/bluemoxon/.github/workflows/deploy.yml@refs/heads/main",
+    ])
+    error_message = "With the subject template, only the deploy workflow on main, in the environment, may assume the role."
+  }
+  assert {
+    condition     = aws_iam_role.infra.assume_role_policy == aws_iam_role.this.assume_role_policy
+    error_message = "Both roles pin the same subject."
+  }
+}
+
+run "deploy_role_is_least_privilege" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : [for a in s.Action : !strcontains(a, "*")]
+    ]))
+    error_message = "No wildcard actions in the deploy role."
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : alltrue([
+        for a in s.Action : !startswith(a, "iam:") && !contains(["lambda:CreateFunction", "lambda:DeleteFunction", "s3:CreateBucket", "s3:PutBucketPolicy"], a)
+      ])
+    ])
+    error_message = "The deploy role changes no infrastructure: no IAM, no function or bucket creation."
+  }
+  assert {
+    condition = jsonencode([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:UpdateFunctionConfiguration")]) == jsonencode([{
+      Sid       = "AttachOurLayers"
+      Effect    = "Allow"
+      Action    = ["lambda:UpdateFunctionConfiguration"]
+      Resource  = var.function_arns
+      Condition = { "ForAllValues:StringLike" = { "lambda:Layer" = ["arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*"] } }
+    }])
+    error_message = "UpdateFunctionConfiguration only with versions of our layer."
+  }
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if contains(s.Action, "lambda:InvokeFunction")] == [[
+      "arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-api:live",
+      "arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-cleanup:live",
+    ]]
+    error_message = "The deploy role invokes only what verify invokes: each function's live alias."
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:AddLayerVersionPermission")]) == 0
+    error_message = "Without configured shares the deploy role may share the layer with nobody."
+  }
+}
+
+run "trusted_layers_and_shares" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    trusted_layer_arns    = ["arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension"]
+    share_account_ids     = ["210987654321"]
+    share_organization_id = "o-abc123"
+  }
+
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition if s.Sid == "AttachOurLayers"]) == {
+      "ForAllValues:StringLike" = { "lambda:Layer" = [
+        "arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*",
+        "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension:*",
+      ] }
+    }
+    error_message = "Trusted layers may be attached too, and nothing else."
+  }
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:AddLayerVersionPermission")] == [{
+      Sid       = "ShareLayerVersions"
+      Effect    = "Allow"
+      Action    = ["lambda:AddLayerVersionPermission"]
+      Resource  = ["arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*"]
+      Condition = { StringEquals = { "lambda:Principal" = ["210987654321", "*"] } }
+    }]
+    error_message = "AddLayerVersionPermission only on our layer, only to the configured accounts (and the organization's \"*\")."
+  }
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Condition if s.Sid == "ConfigureFunctions"]) == one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition if s.Sid == "AttachOurLayers"
+    ])
+    error_message = "The infrastructure role creates and configures functions with the same layers only."
+  }
+}
+
+run "infra_role_manages_what_terraform_manages_by_prefix" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    state_bucket = "bluemoxon-terraform-state-staging"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : [
+        for r in s.Resource : anytrue([
+          startswith(r, "arn:aws:lambda:us-west-2:123456789012:function:bluemoxon-staging-"),
+          startswith(r, "arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-"),
+          startswith(r, "arn:aws:iam::123456789012:role/bluemoxon-staging-"),
+          startswith(r, "arn:aws:logs:us-west-2:123456789012:log-group:"),
+          startswith(r, "arn:aws:s3:::bluemoxon-frontend-staging"),
+          startswith(r, "arn:aws:s3:::bluemoxon-terraform-state-staging"),
+          startswith(r, "arn:aws:iam::123456789012:oidc-provider/"),
+          r == "*" && s.Sid == "ListLayers",
+        ])
+      ] if s.Effect == "Allow"
+    ]))
+    error_message = "Every infrastructure grant is scoped to this env's names (ListLayers takes only \"*\")."
+  }
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s if s.Sid == "NeverChangeCiRoles"]) == {
+      Sid       = "NeverChangeCiRoles"
+      Effect    = "Deny"
+      NotAction = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"]
+      Resource  = ["arn:aws:iam::123456789012:role/bluemoxon-staging-github-*"]
+    }
+    error_message = "An apply in CI can never change the CI roles (its own rights included)."
+  }
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Condition if s.Sid == "PassExecutionRoles"]) == {
+      StringEquals = { "iam:PassedToService" = "lambda.amazonaws.com" }
+    }
+    error_message = "Execution roles are passed to Lambda only."
+  }
+  assert {
+    condition     = contains(flatten([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : try(s.Action, [])]), "lambda:CreateFunction")
+    error_message = "The infrastructure role can create what the configuration declares (the old single role could not)."
   }
 }
 
@@ -75,13 +244,25 @@ run "state_object_and_log_reads_granted" {
 
   assert {
     condition = one([
-      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if s.Sid == "ReadWriteState"
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if s.Sid == "ReadState"
+    ]) == ["arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate"]
+    error_message = "The deploy role reads its environment's state (terraform output) and never writes it."
+  }
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if s.Sid == "HoldDeployLock"
+    ]) == ["arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.deploy-lock"]
+    error_message = "The deploy role holds the deploy lock."
+  }
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Resource if s.Sid == "ReadWriteState"
       ]) == [
       "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate",
       "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.tflock",
       "arn:aws:s3:::bluemoxon-terraform-state-staging/env:/staging/bluemoxon/terraform.tfstate.deploy-lock",
     ]
-    error_message = "The CI role reads and writes exactly its environment's state object, lock file and deploy lock."
+    error_message = "The infrastructure role reads and writes exactly its environment's state object, lock file and deploy lock."
   }
   assert {
     condition = contains(one([
@@ -89,4 +270,19 @@ run "state_object_and_log_reads_granted" {
     ]), "logs:FilterLogEvents")
     error_message = "verify's remote check reads the functions' logs."
   }
+}
+
+run "rejects_bad_trusted_layer_and_share_account" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    trusted_layer_arns = ["arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension:38"]
+    share_account_ids  = ["everyone"]
+  }
+
+  expect_failures = [var.trusted_layer_arns, var.share_account_ids]
 }

@@ -214,6 +214,10 @@ run "github_deploy_role" {
     error_message = "github_repository turns the CI deploy role on."
   }
   assert {
+    condition     = module.github_oidc[0].infra_role_arn != null && output.github_infra_role_arn == module.github_oidc[0].infra_role_arn
+    error_message = "github_repository also creates the infrastructure role (terraform apply), separate from the deploy role."
+  }
+  assert {
     condition = alltrue(flatten([
       for s in jsondecode(module.github_oidc[0].policy_json).Statement : [for a in s.Action : !strcontains(a, "*")]
     ]))

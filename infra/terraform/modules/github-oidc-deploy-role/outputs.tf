@@ -1,5 +1,5 @@
 output "role_arn" {
-  description = "ARN of the deploy role (for aws-actions/configure-aws-credentials)."
+  description = "ARN of the deploy role (publish, attach, verify), for aws-actions/configure-aws-credentials."
   value       = aws_iam_role.this.arn
 }
 
@@ -16,4 +16,14 @@ output "oidc_provider_arn" {
 output "policy_json" {
   description = "The deploy role's inline policy."
   value       = aws_iam_role_policy.this.policy
+}
+
+output "infra_role_arn" {
+  description = "ARN of the infrastructure role (terraform apply)."
+  value       = aws_iam_role.infra.arn
+}
+
+output "infra_policy_json" {
+  description = "The infrastructure role's inline policy."
+  value       = aws_iam_role_policy.infra.policy
 }

@@ -73,3 +73,59 @@ variable "state_key" {
   type        = string
   default     = "terraform.tfstate"
 }
+
+variable "infra_role_name" {
+  description = "Name of the infrastructure role (terraform apply), trusted like the deploy role."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource the infrastructure role manages (<prefix>-<env>): functions, layer, execution roles, log groups."
+  type        = string
+}
+
+variable "alias_name" {
+  description = "Alias verify's remote check invokes; the deploy role may invoke nothing else."
+  type        = string
+  default     = "live"
+}
+
+variable "trusted_layer_arns" {
+  description = "Unversioned ARNs of layers not ours that may be attached (invoke.yaml verify.trusted_layers)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.trusted_layer_arns : can(regex("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+$", arn))])
+    error_message = "trusted_layer_arns takes unversioned layer ARNs (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)."
+  }
+}
+
+variable "share_account_ids" {
+  description = "Accounts the deploy role may share layer versions with (invoke.yaml share.accounts)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.share_account_ids : can(regex("^[0-9]{12}$", id))])
+    error_message = "share_account_ids takes 12-digit account IDs."
+  }
+}
+
+variable "share_organization_id" {
+  description = "Organization the deploy role may share layer versions with (invoke.yaml share.organization_id); null for none."
+  type        = string
+  default     = null
+}
+
+variable "pin_job_workflow_ref" {
+  description = "Whether the subject also pins job_workflow_ref to the deploy workflow on main; needs the repository's OIDC subject template to include repo, context and job_workflow_ref."
+  type        = bool
+  default     = false
+}
+
+variable "deploy_workflow" {
+  description = "Path of the deploy workflow in the repository, pinned by pin_job_workflow_ref."
+  type        = string
+  default     = ".github/workflows/deploy.yml"
+}
