@@ -100,6 +100,14 @@ class BuildResult:
     artifact: Artifact
     reused: bool
     warnings: tuple[str, ...] = ()
+    fetched: bool = False  # read from the remote cache (another machine's build), not built here
+
+    @property
+    def source(self) -> str:
+        """What the job summary says of the layer: built here, fetched from the cache, or already here."""
+        if self.fetched:
+            return "fetched from the remote cache"
+        return "already built here" if self.reused else "built"
 
 
 def layer_plan(

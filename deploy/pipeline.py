@@ -177,9 +177,12 @@ def build_layer(
     if builder is not None and builder not in BUILDERS:
         raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
+    fetched = False
     if remote_cache and env.remote_cache.enabled and build.existing_layer(plan) is None:
-        read_through_cache(env, plan)
+        fetched = read_through_cache(env, plan)
     result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
+    if fetched:
+        result = dataclasses.replace(result, fetched=True)
     art = result.artifact
     for warning in result.warnings:
         say(f"[yellow]warning:[/] {warning}")
@@ -610,8 +613,9 @@ def _deploy_steps(
         targets = _targets(env)
 
     function = build_function(env).artifact
-    layer = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache).artifact
-    report["layer"] = _artifact_json(layer)
+    built = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
+    layer = built.artifact
+    report["layer"] = {**_artifact_json(layer), "source": built.source}
     report["function"] = _artifact_json(function)
 
     # Reads only: what would change? A deploy with nothing to change skips the sandbox runs
@@ -632,6 +636,7 @@ def _deploy_steps(
         return
     if not pending:
         progress("nothing to deploy: layer published, code and layers attached, aliases current")
+        report["layer"]["source"] = f"{built.source}; nothing to do"
         report["publish"] = [
             {"region": targets.region, "layer_version_arn": layer_arn, "published": False, "uploaded": False}
         ]

@@ -84,6 +84,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         lines += [
             f"- layer identity `{str(layer.get('identity', ''))[:16]}`, "
             f"{human_size(layer.get('zipped_size', 0))} zipped / {human_size(layer.get('unzipped_size', 0))} unzipped"
+            + (f" ({layer['source']})" if layer.get("source") else "")
         ]
     for pub in data.get("publish", []) or []:
         lines.append(f"- {pub.get('region')}: layer version `{pub.get('layer_version_arn')}` ({pub.get('action')})")

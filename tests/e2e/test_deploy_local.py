@@ -121,6 +121,7 @@ def test_first_deploy_creates_everything_then_rerun_changes_nothing(project: Pro
     assert {fn["status"] for fn in first["functions"]} == {"updated"}
     assert len(first["functions"]) == 4
     assert first["publish"][0]["published"] is True
+    assert first["layer"]["source"] == "built"  # the bucket was empty: a miss, then a local build
     # The healthy deploy's verify ran the real handlers with the real layer under python3.12.
     verify = first["verify"]["deployed"]
     assert verify["ok"] is True
@@ -144,6 +145,7 @@ def test_first_deploy_creates_everything_then_rerun_changes_nothing(project: Pro
     assert second["aws_write_calls"] == 0
     assert {fn["status"] for fn in second["functions"]} == {"unchanged"}
     assert second["publish"][0]["published"] is False
+    assert second["layer"]["source"] == "already built here; nothing to do"
     assert lam.list_layer_versions(LayerName="bluemoxon-local-deps")["LayerVersions"] == layer_versions
     assert _alias_versions(project) == aliases
     assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0

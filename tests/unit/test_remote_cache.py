@@ -1,4 +1,5 @@
-"""The remote cache's settings: on by default, a shared bucket per environment, typos caught."""
+"""The remote cache's settings (on by default, a shared bucket per environment, typos caught) and how
+the job summary says where the layer came from."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.build import BuildResult
 from deploy.config import RemoteCacheSettings
 from deploy.errors import ConfigError
+from deploy.report import markdown
+from tests.aws.conftest import make_artifact
 from tests.unit.test_settings import load, project, with_change
 
 
@@ -41,3 +45,17 @@ def test_a_typo_in_the_cache_settings_names_the_key(tmp_path: Path, monkeypatch:
 def test_the_cache_can_be_turned_off_for_everyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proj = project(tmp_path, with_change("remote_cache", {"enabled": False}))
     assert load(proj, "staging", {}, monkeypatch).remote_cache.enabled is False
+
+
+def test_the_job_summary_says_whether_the_layer_was_built_fetched_or_already_there(tmp_path: Path) -> None:
+    layer = make_artifact(tmp_path, "layer", "x = 1\n")
+    sources = {
+        BuildResult(artifact=layer, reused=False).source: "built",
+        BuildResult(artifact=layer, reused=True, fetched=True).source: "fetched from the remote cache",
+        BuildResult(artifact=layer, reused=True).source: "already built here",
+    }
+    assert list(sources) == list(sources.values())
+    summary = markdown(
+        {"env": "staging", "ok": True, "layer": {"identity": layer.identity, "source": "fetched from the remote cache"}}
+    )
+    assert "(fetched from the remote cache)" in summary
