@@ -90,31 +90,79 @@ def _tail(text: str, n: int = _TAIL_LINES) -> str:
     return "\n".join(lines[-n:])
 
 
-# (pattern, message) pairs; group 1 is the package. Order matters: most specific first.
-_NO_WHEEL = "{pkg} has no wheel for the target ({target}); refusing to compile it for the host"
+#: The OS each runtime's glibc floor means (see config.RUNTIME_GLIBC).
+_LAMBDA_OS = {(2, 26): "Amazon Linux 2", (2, 34): "Amazon Linux 2023"}
+
+
+def describe_target(
+    python_version: str, architecture: str, glibc_floor: tuple[int, int], *, platform_tag: str | None = None
+) -> str:
+    """The target in the user's words: ``manylinux2014 = glibc 2.17 for python3.11 on Amazon Linux 2 (x86_64)``.
+
+    ``platform_tag`` is the wheel platform actually asked for (uv's nearest, which can be older
+    than the runtime's floor); without it, the runtime's own floor.
+    """
+    lambda_os = _LAMBDA_OS.get(glibc_floor, f"glibc {glibc_floor[0]}.{glibc_floor[1]}")
+    tag = platform_tag or f"manylinux_{glibc_floor[0]}_{glibc_floor[1]}"
+    glibc = ".".join(map(str, _tag_glibc(tag)))
+    return f"{tag} = glibc {glibc} for python{python_version} on {lambda_os} ({architecture})"
+
+
+def _tag_glibc(tag: str) -> tuple[int, int]:
+    if tag.startswith("manylinux2014"):
+        return (2, 17)
+    major, minor = tag.removeprefix("manylinux_").split("_")[:2]
+    return int(major), int(minor)
+
+
+def _no_wheel_advice(
+    tool: str, pkg: str, python_version: str, glibc_floor: tuple[int, int], platform_tag: str | None
+) -> str:
+    steps = [f"pin a version of {pkg} that publishes a wheel for this target (see its files on PyPI)"]
+    if python_version in ("3.9", "3.10", "3.11"):
+        steps.append("move the function to python3.12 or later (Amazon Linux 2023, manylinux_2_34)")
+    else:
+        steps.append("change the runtime")
+    if platform_tag is not None and _tag_glibc(platform_tag) < glibc_floor:
+        floor = ".".join(map(str, glibc_floor))
+        steps.append(
+            f"or build with --builder pip or docker, which accept wheels up to the runtime's glibc {floor} "
+            f"(uv's nearest target is {platform_tag})"
+        )
+    elif "docker" not in tool:
+        steps.append("or build with --builder docker, which installs inside the Lambda image itself")
+    return "; ".join(steps)
+
+
+# (pattern, message) pairs with named groups ``pkg`` (and ``version`` where the text has it).
+# Order matters: most specific first.
+_NO_WHEEL = "no wheel"
 _BAD_HASH = "{pkg}: downloaded file does not match the hash in requirements.txt"
-_PKG = r"([A-Za-z0-9_.\[\]-]+?)"
+_PKG = r"(?P<pkg>[A-Za-z0-9_.\[\]-]+?)"
 
 _UV_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Because (\S+?)==\S+ has no usable wheels"), _NO_WHEEL),
-    (re.compile(r"Hash mismatch for `([^=`]+)=="), _BAD_HASH),
+    # uv 0.13 names the requirement with its marker: ``pyyaml{python_full_version < '3.14'}==5.4.1``.
+    (re.compile(rf"Because {_PKG}(?:\{{[^}}]*\}})?==(?P<version>\S+) has no usable wheels"), _NO_WHEEL),
+    (re.compile(r"Hash mismatch for `(?P<pkg>[^=`]+)=="), _BAD_HASH),
     (
-        re.compile(r"there is no version of (\S+?)=="),
+        re.compile(rf"there is no version of {_PKG}(?:\{{[^}}]*\}})?=="),
         "{pkg}: no matching distribution on the index for the pinned version",
     ),
-    (re.compile(r"Failed to (?:download|fetch) `([^=`]+)"), "{pkg}: download failed"),
+    (re.compile(r"Failed to (?:download|fetch) `(?P<pkg>[^=`]+)"), "{pkg}: download failed"),
 )
 
 _PIP_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(rf"Could not find a version that satisfies the requirement {_PKG}==\S+ \(from versions: none\)"),
+        re.compile(
+            rf"Could not find a version that satisfies the requirement {_PKG}==(?P<version>\S+) \(from versions: none\)"
+        ),
         _NO_WHEEL,
     ),
     (
         re.compile(rf"No matching distribution found for {_PKG}=="),
         "{pkg}: no matching distribution for the target ({target})",
     ),
-    (re.compile(r"^\s*([A-Za-z0-9_.-]+)==\S+ from \S+.*:\s*\n\s*Expected", re.M), _BAD_HASH),
+    (re.compile(r"^\s*(?P<pkg>[A-Za-z0-9_.-]+)==\S+ from \S+.*:\s*\n\s*Expected", re.M), _BAD_HASH),
 )
 
 
@@ -123,14 +171,28 @@ def _explain(
     stderr: str,
     patterns: Sequence[tuple[re.Pattern[str], str]],
     *,
-    target: str,
+    python_version: str,
+    architecture: str,
+    glibc_floor: tuple[int, int],
+    platform_tag: str | None = None,
 ) -> BuildError:
-    first = next((line.strip() for line in stderr.splitlines() if "error" in line.lower()), "")
+    target = describe_target(python_version, architecture, glibc_floor, platform_tag=platform_tag)
+    # uv wraps its sentences to the terminal width (COLUMNS), anywhere between two words.
+    flat = " ".join(stderr.split())
     for pattern, template in patterns:
-        match = pattern.search(stderr)
-        if match:
-            message = template.format(pkg=match.group(1), target=target, first=first)
-            return BuildError(f"{tool} install failed: {message}\n{_tail(stderr)}")
+        match = pattern.search(stderr) or pattern.search(flat)
+        if not match:
+            continue
+        pkg = match.group("pkg")
+        if template is _NO_WHEEL:
+            version = match.groupdict().get("version")
+            named = f"{pkg} {version}" if version else pkg
+            return BuildError(
+                f"{tool} install failed: {named} has no wheel for the target ({target}); "
+                f"refusing to compile it for the build machine\n{_tail(stderr)}",
+                hint=_no_wheel_advice(tool, pkg, python_version, glibc_floor, platform_tag),
+            )
+        return BuildError(f"{tool} install failed: {template.format(pkg=pkg, target=target)}\n{_tail(stderr)}")
     return BuildError(f"{tool} install failed for {target}:\n{_tail(stderr)}")
 
 
@@ -162,6 +224,20 @@ def find_uv() -> str:
     if found:
         return found
     raise BuildError("uv is not installed", hint="pip install uv, or use --builder pip")
+
+
+def explain_uv(stderr: str, *, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> BuildError:
+    """uv's error text → a BuildError naming the package, version and target, and what to do."""
+    tag = uv_platform(architecture, glibc_floor).split("-", 1)[1]
+    return _explain(
+        "uv",
+        stderr,
+        _UV_ERRORS,
+        python_version=python_version,
+        architecture=architecture,
+        glibc_floor=glibc_floor,
+        platform_tag=tag,
+    )
 
 
 class UvInstaller:
@@ -227,8 +303,9 @@ class UvInstaller:
         except FileNotFoundError:
             raise BuildError(f"uv is not installed: {argv[0]} was not found") from None
         if proc.returncode != 0:
-            platform = uv_platform(architecture, glibc_floor)
-            raise _explain("uv", proc.stderr, _UV_ERRORS, target=f"python{python_version} {platform}")
+            raise explain_uv(
+                proc.stderr, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+            )
 
 
 class PipInstaller:
@@ -287,8 +364,14 @@ class PipInstaller:
         )
         proc = _run(self._runner, argv, "pip")
         if proc.returncode != 0:
-            floor = f"manylinux_{glibc_floor[0]}_{glibc_floor[1]}_{machine(architecture)}"
-            raise _explain("pip", proc.stderr + proc.stdout, _PIP_ERRORS, target=f"python{python_version} {floor}")
+            raise _explain(
+                "pip",
+                proc.stderr + proc.stdout,
+                _PIP_ERRORS,
+                python_version=python_version,
+                architecture=architecture,
+                glibc_floor=glibc_floor,
+            )
 
 
 def lambda_image(python_version: str, architecture: str) -> str:
@@ -359,7 +442,7 @@ class DockerInstaller:
         architecture: str,
         glibc_floor: tuple[int, int],
     ) -> None:
-        del glibc_floor  # the base image *is* the runtime's OS; pip picks its tags natively
+        # The base image *is* the runtime's OS; pip picks its tags natively.
         target.mkdir(parents=True, exist_ok=True)
         status, text = self._run(
             python_version,
@@ -386,8 +469,14 @@ class DockerInstaller:
             environment={"HOME": "/tmp", "PIP_CACHE_DIR": "/tmp/pip-cache"},  # noqa: S108 - inside the container
         )
         if status != 0:
-            floor = f"python{python_version} {lambda_image(python_version, architecture)}"
-            raise _explain("pip (docker)", text, _PIP_ERRORS, target=floor)
+            raise _explain(
+                f"pip (docker, {lambda_image(python_version, architecture)})",
+                text,
+                _PIP_ERRORS,
+                python_version=python_version,
+                architecture=architecture,
+                glibc_floor=glibc_floor,
+            )
 
     def run_python(self, command: list[str], *, volumes: dict[str, dict[str, str]], environment: dict[str, str]) -> str:
         """Run the image's own python3 (bytecode is compiled there); its stdout, or a BuildError."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from deploy.config import ROOT
 from deploy.errors import BuildError
 from deploy.install import (
     INSTALLERS,
     DockerInstaller,
     PipInstaller,
     UvInstaller,
+    explain_uv,
     get_installer,
     lambda_image,
     pip_platforms,
@@ -103,11 +106,6 @@ def test_uv_install_drops_compile_bytecode_env(monkeypatch: pytest.MonkeyPatch) 
     ("stderr", "needle"),
     [
         (
-            "error: No solution found when resolving dependencies\n  cause: Because docopt==0.6.2 has no usable "
-            "wheels and you require docopt==0.6.2, we can conclude that your requirements are unsatisfiable.\n",
-            "docopt has no wheel for the target (python3.12 x86_64-manylinux_2_34); refusing to compile it",
-        ),
-        (
             "error: Failed to download `six==1.17.0`\n  cause: Hash mismatch for `six==1.17.0`\n",
             "six: downloaded file does not match the hash",
         ),
@@ -115,15 +113,54 @@ def test_uv_install_drops_compile_bytecode_env(monkeypatch: pytest.MonkeyPatch) 
             "  cause: Because there is no version of six==99.0 and you require six==99.0, we can conclude",
             "six: no matching distribution",
         ),
-        ("error: something unexpected happened\n", "uv install failed for python3.12 x86_64-manylinux_2_34"),
+        (
+            "error: something unexpected happened\n",
+            "uv install failed for manylinux_2_34 = glibc 2.34 for python3.12 on Amazon Linux 2023 (x86_64)",
+        ),
     ],
 )
-def test_uv_errors_name_the_package(stderr: str, needle: str) -> None:
+def test_uv_errors_name_the_package(stderr: str, needle: str) -> None:  # hand-written: the other uv errors
     uv = UvInstaller(uv_bin="/bin/uv", runner=FakeRunner(returncode=1, stderr=stderr))
     with pytest.raises(BuildError) as err:
         uv.install(REQ, OUT, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
     assert needle in str(err.value)
     assert stderr.strip().splitlines()[-1].strip() in str(err.value)  # the tail of uv's own words
+
+
+UV_FIXTURES = Path(__file__).parent.parent / "fixtures" / "uv"
+RECORDED = json.loads((UV_FIXTURES / "no_wheel_pyyaml_py311.json").read_text())
+RECORDED_WRAPPED = json.loads((UV_FIXTURES / "no_wheel_pyyaml_py311_wrapped.json").read_text())
+PYYAML_MESSAGE = (
+    "uv install failed: pyyaml 5.4.1 has no wheel for the target "
+    "(manylinux2014 = glibc 2.17 for python3.11 on Amazon Linux 2 (x86_64)); "
+    "refusing to compile it for the build machine"
+)
+
+
+@pytest.mark.parametrize("recorded", [RECORDED, RECORDED_WRAPPED], ids=["one-line", "wrapped-at-80-columns"])
+def test_uv_no_wheel_error_from_the_recorded_uv_output(recorded: dict[str, Any]) -> None:
+    """uv's own words (tests/fixtures/uv/record.py ran the pinned uv): package, version, target and what to do."""
+    if recorded["columns"]:
+        assert "has no usable\n" in recorded["stderr"]  # wrapped mid-requirement, as in CI logs
+    runner = FakeRunner(returncode=recorded["returncode"], stderr=recorded["stderr"])
+    uv = UvInstaller(uv_bin="/bin/uv", runner=runner)
+    with pytest.raises(BuildError) as err:
+        uv.install(REQ, OUT, python_version="3.11", architecture="x86_64", glibc_floor=(2, 26))
+    assert err.value.message.startswith(PYYAML_MESSAGE)
+    assert "has no usable" in err.value.message  # uv's own text follows
+    assert err.value.hint == (
+        "pin a version of pyyaml that publishes a wheel for this target (see its files on PyPI); "
+        "move the function to python3.12 or later (Amazon Linux 2023, manylinux_2_34); "
+        "or build with --builder pip or docker, which accept wheels up to the runtime's glibc 2.26 "
+        "(uv's nearest target is manylinux2014)"
+    )
+
+
+def test_the_recording_comes_from_the_pinned_uv() -> None:
+    """Upgrading uv without re-recording (python tests/fixtures/uv/record.py) fails here."""
+    assert RECORDED["uv_version"] == UvInstaller().version()
+    pinned = next(line for line in (ROOT / "pyproject.toml").read_text().splitlines() if '"uv==' in line)
+    assert pinned.strip().strip('",') == f"uv=={RECORDED['uv_version']}"
 
 
 def test_missing_uv_binary() -> None:
@@ -165,7 +202,7 @@ def test_pip_version_and_errors() -> None:
         "ERROR: No matching distribution found for docopt==0.6.2\n"
     )
     pip = PipInstaller(python="/py", runner=FakeRunner(returncode=1, stderr=stderr))
-    with pytest.raises(BuildError, match="docopt has no wheel for the target"):
+    with pytest.raises(BuildError, match=r"docopt 0\.6\.2 has no wheel for the target"):
         pip.install(REQ, OUT, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
     mismatch = (
         "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.\n"
@@ -301,8 +338,9 @@ def test_docker_failure_reports_the_log_tail_and_removes_the_container(tmp_path:
     req.write_text("")
     with pytest.raises(BuildError) as err:
         docker.install(req, tmp_path / "out", python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
-    assert "docopt has no wheel for the target" in str(err.value)
+    assert "docopt 0.6.2 has no wheel for the target" in str(err.value)
     assert "from versions: none" in str(err.value)
+    assert "--builder docker" not in str(err.value)  # it is the docker builder already
     assert engine.containers.last is not None and engine.containers.last.removed
     assert engine.images.pulled == []  # present locally: no pull
 
@@ -337,5 +375,20 @@ def test_real_uv_refuses_an_sdist_only_package(tmp_path: Path) -> None:
         UvInstaller().install(
             req, tmp_path / "python", python_version="3.12", architecture="x86_64", glibc_floor=(2, 34)
         )
-    assert "docopt has no wheel for the target (python3.12 x86_64-manylinux_2_34)" in str(err.value)
+    assert (
+        "docopt 0.6.2 has no wheel for the target (manylinux_2_34 = glibc 2.34 for python3.12 on Amazon Linux 2023"
+        in str(err.value)
+    )
     assert not any((tmp_path / "python").glob("docopt*"))
+
+
+@pytest.mark.network
+def test_live_pinned_uv_still_prints_what_the_parser_understands(tmp_path: Path) -> None:
+    """The recorded fixture's case, run now: an upgrade of uv that changes its words fails here."""
+    from tests.fixtures.uv.record import record
+
+    for columns in (None, 80):
+        live = record("no_wheel_pyyaml_py311", columns=columns)
+        assert live["uv_version"] == RECORDED["uv_version"]
+        error = explain_uv(str(live["stderr"]), python_version="3.11", architecture="x86_64", glibc_floor=(2, 26))
+        assert error.message.startswith(PYYAML_MESSAGE)
