@@ -1,8 +1,9 @@
-"""The S3 bucket holding Terraform state: created on first use, kept versioned, encrypted
-and private; its state object's ETag tells whether Terraform wrote state since last time."""
+"""The S3 bucket holding Terraform state: created on first use, kept versioned, encrypted,
+private and reachable over TLS only; its state object's ETag tells whether Terraform wrote state since last time."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from deploy.config import EMULATOR_STATE, EnvConfig
@@ -39,6 +40,40 @@ def ensure_state_bucket(env: EnvConfig) -> None:
     _harden_state_bucket(s3, bucket)
 
 
+#: The statement that makes the bucket refuse plain HTTP: state holds every resource's attributes.
+TLS_ONLY_SID = "DenyInsecureTransport"
+
+
+def tls_only_statement(bucket: str) -> dict[str, Any]:
+    return {
+        "Sid": TLS_ONLY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def _require_tls(s3: Any, bucket: str) -> None:
+    """Add the deny-plain-HTTP statement, keeping any statements someone else put in the policy."""
+    from botocore.exceptions import ClientError
+
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) != "NoSuchBucketPolicy":
+            raise TerraformError(f"cannot read the policy of state bucket {bucket}: {exc}") from None
+        policy = {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement") or []
+    statements = [statements] if isinstance(statements, dict) else list(statements)
+    wanted = tls_only_statement(bucket)
+    if wanted in statements:
+        return
+    policy["Statement"] = [s for s in statements if s.get("Sid") != TLS_ONLY_SID] + [wanted]
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+
 def _harden_state_bucket(s3: Any, bucket: str) -> None:
     """Each setting is read first and written only when missing: an existing bucket costs reads only."""
     from botocore.exceptions import ClientError
@@ -66,6 +101,7 @@ def _harden_state_bucket(s3: Any, bucket: str) -> None:
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
         )
+    _require_tls(s3, bucket)
 
 
 def state_identity(env: EnvConfig) -> str:

@@ -119,6 +119,22 @@ run "deploy_targets_contract" {
   }
 }
 
+run "artifact_bucket_denies_plain_http" {
+  command = plan
+
+  assert {
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement) == jsonencode([{
+      Action    = "s3:*"
+      Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      Effect    = "Deny"
+      Principal = "*"
+      Resource  = ["arn:aws:s3:::bluemoxon-frontend-default", "arn:aws:s3:::bluemoxon-frontend-default/*"]
+      Sid       = "DenyInsecureTransport"
+    }])
+    error_message = "The artifact bucket refuses every request made over plain HTTP."
+  }
+}
+
 run "lifecycle_rules_can_be_switched_off" {
   command = plan
 

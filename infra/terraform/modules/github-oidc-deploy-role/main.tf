@@ -237,9 +237,16 @@ locals {
   # terraform output (deploy) reads the state; terraform apply (infra) also writes it and its S3
   # lock file; every writing task holds the deploy lock (deploy/aws/lock.py).
   state_object = var.state_bucket == null ? null : "arn:aws:s3:::${var.state_bucket}/env:/${var.environment}/${var.state_key}"
+  # Every task's terraform init first checks the state bucket's settings (deploy/aws/state_bucket.py).
   state_list = var.state_bucket == null ? [] : [{
-    Sid      = "ListStateBucket"
-    Action   = ["s3:ListBucket"]
+    Sid = "ListStateBucket"
+    Action = [
+      "s3:ListBucket",
+      "s3:GetBucketVersioning",
+      "s3:GetBucketPublicAccessBlock",
+      "s3:GetEncryptionConfiguration",
+      "s3:GetBucketPolicy",
+    ]
     Resource = ["arn:aws:s3:::${var.state_bucket}"]
   }]
   deploy_state_statements = var.state_bucket == null ? [] : concat(local.state_list, [
@@ -255,6 +262,13 @@ locals {
     },
   ])
   infra_state_statements = var.state_bucket == null ? [] : concat(local.state_list, [
+    {
+      # infra.apply runs first in the deploy job: it adds the deny-plain-HTTP statement to a
+      # state bucket created before that statement existed.
+      Sid      = "RequireTlsOnStateBucket"
+      Action   = ["s3:PutBucketPolicy"]
+      Resource = ["arn:aws:s3:::${var.state_bucket}"]
+    },
     {
       Sid      = "ReadWriteState"
       Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
