@@ -13,7 +13,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
 # Under CI a missing interpreter is a failure, never a silent skip.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
-nox.options.sessions = ["lint", "typecheck", "lock", "test", "terraform", "workflows", "e2e"]
+nox.options.sessions = ["lint", "typecheck", "lock", "deploy_lock", "test", "terraform", "workflows", "e2e"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
@@ -22,6 +22,20 @@ TERRAFORM_DIR = "infra/terraform"
 PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
 # Pinned: a Poetry release can change what `poetry export` writes (the lock session compares bytes).
 POETRY = ("poetry==2.5.1", "poetry-plugin-export==1.10.1")
+# What the deploy job installs (with --require-hashes, before any credentials exist): the project's
+# own dependencies, no extras, for the Lambda runtime's Python.
+DEPLOY_LOCK = Path("requirements/deploy.txt")
+DEPLOY_LOCK_UPDATE = "nox -s deploy_lock -- --update"
+DEPLOY_LOCK_ARGS = (
+    "--generate-hashes",
+    "--universal",
+    "--python-version",
+    LAMBDA_PYTHON,
+    "--custom-compile-command",
+    DEPLOY_LOCK_UPDATE,
+    "--quiet",
+)
+UV = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("uv=="))
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -62,6 +76,30 @@ def lock(session: nox.Session) -> None:
             "backend/requirements.txt is not what `poetry export --only main` writes from the lock:\n"
             + "\n".join(list(diff)[:40])
             + "\nrun: cd backend && poetry export --only main -o requirements.txt"
+        )
+
+
+@nox.session(python=ALL_PYTHONS[0])
+def deploy_lock(session: nox.Session) -> None:
+    """requirements/deploy.txt (hash-pinned deploy tooling) still resolves pyproject's dependencies."""
+    session.install(UV)
+    fresh = Path(session.create_tmp()).resolve() / "deploy.txt"
+    # The committed pins are uv's preferences: only a dependency change in pyproject moves them,
+    # not a new release on PyPI.
+    shutil.copyfile(DEPLOY_LOCK, fresh)
+    session.run("uv", "pip", "compile", "pyproject.toml", *DEPLOY_LOCK_ARGS, "-o", str(fresh))
+    if "--update" in session.posargs:
+        shutil.copyfile(fresh, DEPLOY_LOCK)
+        return
+    committed = DEPLOY_LOCK.read_text()
+    if fresh.read_text() != committed:
+        diff = difflib.unified_diff(
+            committed.splitlines(), fresh.read_text().splitlines(), str(DEPLOY_LOCK), "uv pip compile", lineterm=""
+        )
+        session.error(
+            f"{DEPLOY_LOCK} is stale for pyproject.toml's dependencies:\n"
+            + "\n".join(list(diff)[:40])
+            + f"\nrun: {DEPLOY_LOCK_UPDATE}"
         )
 
 

@@ -16,6 +16,7 @@ converges; a port held by anything else is still refused, naming the holder.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -285,6 +286,12 @@ def up(
             f"port {settings.port} on {settings.host} is already in use by {what}" + (f": {holder}" if holder else ""),
             hint="stop it, or choose a free port with deploy.environments.local.emulator.port in invoke.yaml "
             "(or INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT)",
+        )
+    if python == sys.executable and importlib.util.find_spec("moto") is None:
+        # moto is the `local` extra: the deploy job, which holds real credentials, never installs it.
+        raise EmulatorError(
+            "the local emulator needs moto, which is not installed",
+            hint="pip install -e '.[local]' (the README's first command)",
         )
     with logfile.open("ab") as log:
         proc = subprocess.Popen(

@@ -401,8 +401,14 @@ class DockerInstaller:
             return self._client
         factory = self._factory
         if factory is None:
-            import docker
-
+            try:
+                import docker
+            except ImportError:
+                # An extra since the deploy job stopped installing it: most builds never need it.
+                raise BuildError(
+                    "the Docker builder needs the docker package, which is not installed",
+                    hint="pip install -e '.[docker]', or use --builder uv (the default), which needs no Docker",
+                ) from None
             factory = docker.from_env
         try:
             client = factory()

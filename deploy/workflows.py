@@ -26,6 +26,8 @@ from deploy.errors import ConfigError
 #: Setup commands a workflow may run besides ``nox -s`` and ``inv``: installing the
 #: tooling that runs them (the project itself for ``inv``, nox and its uv backend).
 ALLOWED_PIP_INSTALLS = frozenset({"nox", "uv", "."})
+#: Requirement files a step may install, only with ``--require-hashes``: the deploy tooling's lock.
+HASHED_LOCKS = frozenset({"requirements/deploy.txt"})
 #: The one place a step may append to, and what it may append: a Markdown report.
 STEP_SUMMARY = "$GITHUB_STEP_SUMMARY"
 
@@ -282,9 +284,17 @@ def _check_inv(step: RunStep, task: str, args: Sequence[str], tasks: Mapping[str
 
 
 def _check_install(step: RunStep, specs: Sequence[str]) -> list[str]:
+    locks = [specs[i + 1] for i, s in enumerate(specs[:-1]) if s in ("-r", "--requirement")]
+    if locks:
+        bad = [f for f in locks if f not in HASHED_LOCKS]
+        if bad:
+            return [f"{step.where}: installs {', '.join(bad)}; only {', '.join(sorted(HASHED_LOCKS))} may be installed"]
+        if "--require-hashes" not in specs:
+            return [f"{step.where}: installs {', '.join(locks)} without --require-hashes"]
+        specs = [s for i, s in enumerate(specs) if s not in locks or specs[i - 1] not in ("-r", "--requirement")]
     names = [re.split(r"[\s<>=!~\[;]", spec, maxsplit=1)[0].lower() for spec in specs if not spec.startswith("-")]
     unknown = [n for n in names if n not in ALLOWED_PIP_INSTALLS]
-    if not names:
+    if not names and not locks:
         return [f"{step.where}: installs nothing"]
     if unknown:
         allowed = ", ".join(sorted(ALLOWED_PIP_INSTALLS))

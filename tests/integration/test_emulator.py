@@ -229,3 +229,14 @@ def test_interrupted_start_kills_the_child_and_removes_the_pidfile(tmp_path: Pat
         emulator.up(settings, tmp_path, clock=interrupted)
     assert not emulator.pidfile_path(tmp_path, settings).exists()
     assert not emulator.port_open(settings.host, settings.port)
+
+
+def test_missing_moto_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto is the `local` extra: without it, `up` names the extra instead of a dead subprocess."""
+    monkeypatch.setitem(sys.modules, "moto", None)  # find_spec answers None, as when it is not installed
+    settings = EmulatorSettings(host="127.0.0.1", port=free_port())
+    with pytest.raises(EmulatorError) as err:
+        emulator.up(settings, tmp_path)
+    assert err.value.message == "the local emulator needs moto, which is not installed"
+    assert "pip install -e '.[local]'" in (err.value.hint or "")
+    assert not emulator.pidfile_path(tmp_path, settings).exists()

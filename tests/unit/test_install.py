@@ -392,3 +392,14 @@ def test_live_pinned_uv_still_prints_what_the_parser_understands(tmp_path: Path)
         assert live["uv_version"] == RECORDED["uv_version"]
         error = explain_uv(str(live["stderr"]), python_version="3.11", architecture="x86_64", glibc_floor=(2, 26))
         assert error.message.startswith(PYYAML_MESSAGE)
+
+
+def test_docker_builder_without_the_docker_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker is the `docker` extra; the default uv builder never needs it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` raises ImportError
+    with pytest.raises(BuildError) as err:
+        DockerInstaller().version()
+    assert err.value.message == "the Docker builder needs the docker package, which is not installed"
+    assert "pip install -e '.[docker]'" in (err.value.hint or "")

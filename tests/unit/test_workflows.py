@@ -148,6 +148,15 @@ def test_deploy_assumes_a_role_from_environment_variables(deploy: wf.Workflow) -
     assert "secrets." not in deploy.text
 
 
+def test_deploy_installs_the_hashed_lock_before_any_credentials(deploy: wf.Workflow) -> None:
+    steps = deploy.jobs["deploy"]["steps"]
+    runs = [str(s.get("run", "")) for s in steps]
+    install_at = runs.index("python -m pip install --require-hashes --no-deps -r requirements/deploy.txt")
+    first_role = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
+    assert install_at < first_role
+    assert sum("pip install" in r for r in runs) == 1  # nothing else is installed next to the roles
+
+
 def test_deploy_applies_infra_then_deploys_then_reports(deploy: wf.Workflow) -> None:
     commands = [s.command for s in wf.run_steps(deploy)]
     words = [wf.split_command(c) for c in commands]
@@ -197,6 +206,8 @@ def _one_step(
         ("inv deploy -e staging", "use long --options"),
         ("inv deploy --env", "needs a value"),
         ("python -m pip install requests", "installs requests"),
+        ("python -m pip install -r requirements/deploy.txt", "without --require-hashes"),
+        ("python -m pip install --require-hashes -r requirements.txt", "only requirements/deploy.txt may be"),
         ("curl https://example.invalid/x.sh", "is not a nox session"),
         ('cat secrets.txt >> "$GITHUB_STEP_SUMMARY"', "is not a nox session"),
         ("echo '${{ github.head_ref }}'", "interpolates an expression"),
@@ -217,6 +228,7 @@ def test_bad_run_steps_are_reported(tmp_path: Path, run: str, needle: str) -> No
         'inv deploy --env "$ENV" --json',
         "inv deploy --env=staging",
         'python -m pip install "nox>=2024.10" uv',
+        "python -m pip install --require-hashes --no-deps -r requirements/deploy.txt",
         'cat report.md >> "$GITHUB_STEP_SUMMARY"',
     ],
 )
