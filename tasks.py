@@ -56,13 +56,19 @@ def build_function(c: Any, env: str = "local") -> None:
     pipeline.build_function(env_config(c, env))
 
 
-@task(help={**ENV_HELP, "top": "how many packages to show"})
+@task(
+    help={
+        **ENV_HELP,
+        "top": "how many packages to show",
+        "imports": "time each handler's import (python -X importtime): top packages by cumulative time and size",
+    }
+)
 @deploy_task
-def layer_report(c: Any, env: str = "local", top: int = 15) -> None:
+def layer_report(c: Any, env: str = "local", top: int = 15, imports: bool = False) -> None:
     """Show the layer's largest packages as bars and their share of Lambda's 250 MB budget."""
     from deploy import pipeline
 
-    pipeline.layer_report(env_config(c, env), top=top)
+    pipeline.layer_report(env_config(c, env), top=top, imports=imports)
 
 
 # --------------------------------------------------------------------------- AWS
@@ -199,7 +205,7 @@ def unlock(c: Any, env: str = "local", force: str = "") -> None:
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build, deploy, attach or cache (default: all)",
+        "only": "build, coldstart, deploy, attach or cache (default: all)",
     }
 )
 @deploy_task

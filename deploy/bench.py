@@ -6,6 +6,9 @@ issues, and writes ``bench.json`` and ``bench.md`` (the README quotes the table)
 - build: cold build-layer vs the floor (``uv pip install --target`` + ``zip -qrX`` on the
   same wheels) and vs the seed plan's path (``pip install -t`` + ``zip -r -x "*.pyc"``),
   with the installer caches warm; no-op build-layer; build-function.
+- coldstart: each handler's import (Lambda's init) in fresh ``python3.12 -I -S -B`` processes on
+  the same layer and code built with and without bytecode, interleaved, at least 7 runs each;
+  the ratio per handler.
 - deploy (local moto server + Terraform): first ``inv deploy --env local`` on a fresh
   emulator, the no-change rerun, a code-only attach of the four functions, and attaching a
   layer to 50 functions concurrently vs one at a time.
@@ -190,6 +193,54 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
         Measurement(name="no-op build-layer", runs=noop, target="≤ 0.3 s", met=statistics.median(noop) <= 0.3),
         Measurement(name="build-function", runs=func, target="≤ 0.5 s", met=statistics.median(func) <= 0.5),
     ]
+
+
+# ---------------------------------------------------------------------------- coldstart
+
+#: The issue's targets: bytecode at most halves every handler's init; the API's init under a second.
+COLDSTART_RATIO_TARGET = 0.5
+API_INIT_TARGET_S = 1.0
+
+
+def bench_coldstart(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
+    from deploy import coldstart
+    from deploy.runtime_python import find
+
+    python = find(env.python_version)
+    if python is None:
+        raise BuildError(f"the coldstart bench needs python{env.python_version}, the runtime's interpreter")
+    proj = _project_copy(env.paths.root, work / "coldstart-proj")
+    trees: dict[str, coldstart.Tree] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for variant, compiled in (("bytecode", True), ("source-only", False)):
+        penv = dataclasses.replace(env, paths=Paths(root=proj), bytecode=compiled)
+        progress(f"bench: building the layer and the code ({variant})")
+        layer = build.build_layer(build.layer_plan(penv)).artifact
+        function = build.build_function(build.function_plan(penv)).artifact
+        trees[variant] = coldstart.extract(layer, function, work / variant)
+        sizes[variant] = (layer.unzipped_size, layer.zipped_size)
+    count = max(runs, 7)
+    progress(f"bench: {count} fresh-process imports per handler and variant, interleaved")
+    times = coldstart.import_times(env, python.path, trees, runs=count, scratch=work / "scratch")
+    results: list[Measurement] = []
+    for key in times["bytecode"]:
+        on, off = times["bytecode"][key], times["source-only"][key]
+        ratio = statistics.median(on) / statistics.median(off)
+        met = ratio <= COLDSTART_RATIO_TARGET
+        target = f"≤ {COLDSTART_RATIO_TARGET}× source-only"
+        if key == "api":
+            met = met and statistics.median(on) <= API_INIT_TARGET_S
+            target += f", ≤ {API_INIT_TARGET_S:.1f} s"
+        results.append(
+            Measurement(name=f"init {key}, bytecode", runs=on, target=target, met=met, note=f"{ratio:.2f}× source-only")
+        )
+        results.append(Measurement(name=f"init {key}, source-only", runs=off))
+    (on_unz, on_z), (off_unz, off_z) = sizes["bytecode"], sizes["source-only"]
+    say(
+        f"layer with bytecode {on_unz / 1e6:.1f} MB unzipped / {on_z / 1e6:.1f} MB zipped; "
+        f"source-only {off_unz / 1e6:.1f} / {off_z / 1e6:.1f} MB"
+    )
+    return results
 
 
 # ---------------------------------------------------------------------------- deploy
@@ -534,6 +585,8 @@ def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = N
         work = Path(tmp)
         if only in (None, "build"):
             results += bench_build(env, runs, work / "build")
+        if only in (None, "coldstart"):
+            results += bench_coldstart(env, runs, work / "coldstart")
         if only in (None, "deploy"):
             results += bench_deploy(env, runs, work / "deploy")
         if only in (None, "deploy", "attach"):

@@ -249,15 +249,44 @@ def _built_layer(env: EnvConfig) -> Artifact:
     return artifact
 
 
-def layer_report(env: EnvConfig, *, top: int = 15) -> None:
+def layer_report(env: EnvConfig, *, top: int = 15, imports: bool = False) -> None:
     from deploy.audit import LAMBDA_UNZIPPED_LIMIT
 
     artifact = _built_layer(env)
+    if imports:
+        _import_report(env, artifact, top=top)
+        return
     rows = [(pkg.name, pkg.size) for pkg, _share in build.top_packages(artifact, top)]
     say(f"layer {artifact.identity[:12]}: {human_size(artifact.unzipped_size)} unzipped of the 262 MB budget")
     say(bars(rows, budget=LAMBDA_UNZIPPED_LIMIT))
     share = 100 * artifact.unzipped_size / LAMBDA_UNZIPPED_LIMIT
     say(f"total {human_size(artifact.unzipped_size)} = {share:.1f}% of Lambda's unzipped limit")
+
+
+def _import_report(env: EnvConfig, layer: Artifact, *, top: int) -> None:
+    """Each handler's import under ``python -X importtime`` in the sandbox: what to make lazy."""
+    import tempfile
+
+    from deploy import coldstart
+    from deploy.verify import find_runtime_python
+
+    python = find_runtime_python(env.python_version)
+    function = build.build_function(build.function_plan(env)).artifact
+    with tempfile.TemporaryDirectory(prefix="imports-", dir=env.paths.build) as tmp:
+        tree = coldstart.extract(layer, function, Path(tmp) / "tree")
+        for key, module in coldstart.handlers(tree.task_root).items():
+            progress(f"{key}: importing {module} under -X importtime")
+            init = coldstart.import_once(env, python, tree, key, module, Path(tmp) / "run" / key)
+            rows = []
+            for pkg in coldstart.import_profile(env, python, tree, key, module, Path(tmp) / "profile" / key)[:top]:
+                size, where = coldstart.package_size(tree, pkg.name)
+                cumulative, own = f"{pkg.cumulative_s * 1000:.0f} ms", f"{pkg.self_s * 1000:.0f} ms"
+                rows.append((pkg.name, cumulative, own, human_size(size) if size else "-", where))
+            table(
+                f"{key} ({module}): init {init * 1000:.0f} ms",
+                ["package", "cumulative", "self", "size", "in"],
+                rows,
+            )
 
 
 # ---------------------------------------------------------------------------- AWS steps

@@ -1,0 +1,201 @@
+"""Cold start: each handler's import (Lambda's init phase) timed in fresh processes, and where it goes.
+
+On Lambda a cold start runs the handler module's import once, from read-only ``/var/task`` and
+``/opt``: every module it pulls in is read (and, without shipped bytecode, compiled). This
+module measures exactly that on the built artifacts: both zips extracted in a Lambda-like
+layout, the runtime's own interpreter in a fresh ``-I -S -B`` process per measurement (``-B``:
+nothing is cached between runs, as on Lambda), with the verify sandbox's isolated environment.
+
+``import_times`` feeds ``inv bench --only coldstart`` (with vs without bytecode);
+``import_profile`` runs one import under ``-X importtime`` for ``inv layer-report --imports``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.archive import safe_extract
+from deploy.artifact import Artifact
+from deploy.config import EnvConfig
+from deploy.errors import VerifyError
+
+# __import__, not importlib.import_module: the same import, but only the former goes through the
+# C import path that -X importtime reports, so the handler's own module shows in the profile.
+_IMPORT = (
+    "import json, sys, time\n"
+    "sys.path[:0] = json.loads(sys.argv[1])\n"
+    "t = time.perf_counter()\n"
+    "__import__(sys.argv[2])\n"
+    "print(json.dumps({'import_s': time.perf_counter() - t}))\n"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tree:
+    """One function zip and one layer zip extracted as Lambda lays them out."""
+
+    task_root: Path  # /var/task
+    opt: Path  # /opt
+
+    def sys_path(self, python_version: str) -> list[str]:
+        return [
+            str(self.task_root),
+            str(self.opt / "python" / "lib" / f"python{python_version}" / "site-packages"),
+            str(self.opt / "python"),
+        ]
+
+
+def extract(layer: Artifact, function: Artifact, dest: Path) -> Tree:
+    tree = Tree(task_root=dest / "task", opt=dest / "opt")
+    safe_extract(function.path, tree.task_root)
+    safe_extract(layer.path, tree.opt)
+    return tree
+
+
+def handlers(task_root: Path) -> dict[str, str]:
+    """The backend's handlers by its layout: ``app/main.py`` is the API, ``lambdas/<name>/handler.py`` the rest.
+
+    Module names only: importing the module is the init phase; the handler attribute is not called.
+    """
+    found = {"api": "app.main"} if (task_root / "app" / "main.py").is_file() else {}
+    for handler in sorted(task_root.glob("lambdas/*/handler.py")):
+        found[handler.parent.name] = f"lambdas.{handler.parent.name}.handler"
+    return found
+
+
+@contextmanager
+def _environment(env: EnvConfig, tree: Tree, key: str, scratch: Path) -> Iterator[dict[str, str]]:
+    """The verify sandbox's isolated variables (no host credentials; AWS calls go nowhere)."""
+    from deploy.verify.isolation import aws_environment, sandbox_endpoint
+    from deploy.verify.sandbox import SANDBOX_ENV
+
+    tmp = scratch / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": ":UTC", "TMPDIR": str(tmp)}
+    out["LAMBDA_TASK_ROOT"] = str(tree.task_root)
+    out["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{env.runtime}"
+    for scope in ("*", key):
+        for name, value in SANDBOX_ENV.get(scope, {}).items():
+            out[name] = value.replace("{tmp}", str(tmp))
+    with sandbox_endpoint(env) as endpoint:
+        out.update(aws_environment(env, scratch=scratch, endpoint_url=endpoint))
+        yield out
+
+
+def _run(python: Path, args: Sequence[str], *, tree: Tree, environment: Mapping[str, str]) -> str:
+    proc = subprocess.run(
+        [str(python), "-I", "-S", "-B", *args],
+        capture_output=True,
+        text=True,
+        cwd=tree.task_root,
+        env=dict(environment),
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise VerifyError(f"importing {args[-1]} failed in a fresh {python.name}: {proc.stderr.strip()[-1500:]}")
+    return proc.stdout if "importtime" not in args else proc.stderr
+
+
+def import_once(env: EnvConfig, python: Path, tree: Tree, key: str, module: str, scratch: Path) -> float:
+    """Seconds one fresh interpreter spends importing ``module`` (the init phase)."""
+    with _environment(env, tree, key, scratch) as environment:
+        args = ["-c", _IMPORT, json.dumps(tree.sys_path(env.python_version)), module]
+        out = _run(python, args, tree=tree, environment=environment)
+    return float(json.loads(out.strip().splitlines()[-1])["import_s"])
+
+
+def import_times(
+    env: EnvConfig, python: Path, trees: Mapping[str, Tree], *, runs: int, scratch: Path
+) -> dict[str, dict[str, tuple[float, ...]]]:
+    """variant -> handler key -> ``runs`` import times; variants interleaved so load hits them alike."""
+    times: dict[str, dict[str, list[float]]] = {v: {} for v in trees}
+    first = next(iter(trees.values()))
+    for _ in range(runs):
+        for key, module in handlers(first.task_root).items():
+            for variant, tree in trees.items():
+                seconds = import_once(env, python, tree, key, module, scratch / variant / key)
+                times[variant].setdefault(key, []).append(seconds)
+    return {v: {k: tuple(runs_) for k, runs_ in by_key.items()} for v, by_key in times.items()}
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# ---------------------------------------------------------------------------
+# -X importtime
+
+_IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageImport:
+    name: str  # top-level import name (``sqlalchemy``)
+    cumulative_s: float  # the package's imports including everything they pulled in
+    self_s: float  # time in the package's own modules only
+
+
+def parse_importtime(stderr: str) -> list[PackageImport]:
+    """``-X importtime`` lines → per top-level package, largest cumulative time first.
+
+    The lines come in post-order (a module after the modules it imported), indented by depth,
+    so each line adopts the pending deeper lines as its children. A package's cumulative time
+    sums its *entry* modules (no ancestor from the same package), so nothing counts twice.
+    """
+    rows = [m.groups() for line in stderr.splitlines() if (m := _IMPORTTIME.match(line))]
+    depth = [len(r[2]) for r in rows]
+    parent: list[int | None] = [None] * len(rows)
+    pending: list[int] = []
+    for i in range(len(rows)):
+        while pending and depth[pending[-1]] > depth[i]:
+            parent[pending.pop()] = i
+        pending.append(i)
+    top = [r[3].split(".", 1)[0] for r in rows]
+    cumulative: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for i, (self_us, cum_us, _indent, _module) in enumerate(rows):
+        own[top[i]] = own.get(top[i], 0) + int(self_us)
+        ancestor = parent[i]
+        while ancestor is not None and top[ancestor] != top[i]:
+            ancestor = parent[ancestor]
+        if ancestor is None:
+            cumulative[top[i]] = cumulative.get(top[i], 0) + int(cum_us)
+    return sorted(
+        (PackageImport(name=n, cumulative_s=cumulative[n] / 1e6, self_s=own[n] / 1e6) for n in cumulative),
+        key=lambda p: (-p.cumulative_s, p.name),
+    )
+
+
+def import_profile(
+    env: EnvConfig, python: Path, tree: Tree, key: str, module: str, scratch: Path
+) -> list[PackageImport]:
+    with _environment(env, tree, key, scratch) as environment:
+        err = _run(
+            python,
+            ["-X", "importtime", "-c", _IMPORT, json.dumps(tree.sys_path(env.python_version)), module],
+            tree=tree,
+            environment=environment,
+        )
+    return parse_importtime(err)
+
+
+def package_size(tree: Tree, name: str) -> tuple[int, str]:
+    """Bytes on disk of an import name and where it lives: the layer, the code, or (0, "runtime")."""
+    for where, root in (("code", tree.task_root), ("layer", tree.opt / "python")):
+        folder, module = root / name, root / f"{name}.py"
+        if folder.is_dir():
+            return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()), where
+        if module.is_file():
+            return module.stat().st_size, where
+        native = sorted(root.glob(f"{name}.*.so"))
+        if native:
+            return native[0].stat().st_size, where
+    return 0, "runtime"
