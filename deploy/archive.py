@@ -435,6 +435,17 @@ def _member_problem(info: zipfile.ZipInfo, dest: Path) -> str | None:
     return None
 
 
+def _file_folder_clash(infos: Sequence[zipfile.ZipInfo]) -> str | None:
+    """A path the zip names both as a file and as a folder (``a`` and ``a/b``), or None."""
+    files = {info.filename for info in infos if not info.is_dir()}
+    folders = {info.filename.rstrip("/") for info in infos if info.is_dir()}
+    for info in infos:
+        parts = info.filename.rstrip("/").split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    both = sorted(files & folders)
+    return both[0] if both else None
+
+
 def safe_extract(zip_path: Path, dest: Path, *, max_unzipped: int | None = None) -> list[str]:
     """Extract a zip for the verify sandbox, refusing anything that could escape ``dest``.
 
@@ -454,22 +465,32 @@ def safe_extract(zip_path: Path, dest: Path, *, max_unzipped: int | None = None)
         problems = [f"{info.filename!r} {why}" for info in infos if (why := _member_problem(info, dest)) is not None]
         if problems:
             raise BuildError(f"refusing to extract {zip_path}: member " + "; member ".join(problems))
+        # Declared sizes are binding: zipfile stops at file_size and fails the CRC of a member that lies.
         total = sum(info.file_size for info in infos)
         if max_unzipped is not None and total > max_unzipped:
             raise BuildError(f"refusing to extract {zip_path}: {total} bytes unzipped exceeds {max_unzipped}")
+        clash = _file_folder_clash(infos)
+        if clash is not None:
+            raise BuildError(f"refusing to extract {zip_path}: {clash!r} is both a file and a folder in the zip")
         names: list[str] = []
         for info in infos:
             target = dest / info.filename
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                target.chmod(0o755)
-                names.append(info.filename)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    target.chmod(0o755)
+                    names.append(info.filename)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, target.open("wb") as dst:
                     while block := src.read(1 << 20):
                         dst.write(block)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                # An earlier zip in the same folder (a layer before this one) made the other kind.
+                raise BuildError(
+                    f"cannot extract {info.filename} from {zip_path}: a file and a folder clash at "
+                    f"{target.relative_to(dest)} (an earlier archive extracted into {dest} made the other kind)"
+                ) from None
             except (OSError, zipfile.BadZipFile, zlib.error) as exc:
                 raise BuildError(f"cannot extract {info.filename} from {zip_path}: {exc}") from None
             target.chmod(normalise_mode(info.external_attr >> 16))

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from deploy import runtime_python
 from deploy.archive import safe_extract
 from deploy.artifact import Artifact
+from deploy.audit import LAMBDA_UNZIPPED_LIMIT
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
@@ -113,8 +114,10 @@ class _Job:
 
 
 def _extract(zip_path: Path, dest: Path, what: str) -> None:
+    # Lambda refuses anything bigger than 250 MB unzipped, so nothing bigger is worth writing here:
+    # a small zip declaring gigabytes is refused before its first byte lands.
     try:
-        safe_extract(zip_path, dest)
+        safe_extract(zip_path, dest, max_unzipped=LAMBDA_UNZIPPED_LIMIT)
     except BuildError as exc:
         raise VerifyError(f"{what}: {exc.message}", hint="the zip is unsafe or unreadable; nothing was run") from None
 

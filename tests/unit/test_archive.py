@@ -362,3 +362,56 @@ def test_safe_extract_names_a_corrupt_zip(tmp_path: Path) -> None:
     bad.write_bytes(b"not a zip")
     with pytest.raises(BuildError, match=r"bad\.zip"):
         safe_extract(bad, tmp_path / "out")
+
+
+def test_safe_extract_refuses_a_sibling_folder_sharing_the_prefix(tmp_path: Path) -> None:
+    """`out-evil` starts with the text `out` but is not inside it: the guard compares paths, not strings."""
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (tmp_path / "out-evil").mkdir()
+    (dest / "sub").symlink_to(tmp_path / "out-evil", target_is_directory=True)
+    zip_path = _craft(tmp_path / "bad.zip", [("sub/x.txt", b"x", 0o100644)])
+    with pytest.raises(BuildError, match="outside"):
+        safe_extract(zip_path, dest)
+    assert list((tmp_path / "out-evil").iterdir()) == []
+
+
+def test_safe_extract_refuses_a_zip_bomb_before_writing(tmp_path: Path) -> None:
+    """A small zip that declares more than the bound is refused before its first byte lands."""
+    zip_path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * (4 * 1024 * 1024))
+    assert zip_path.stat().st_size < 64 * 1024
+    dest = tmp_path / "out"
+    with pytest.raises(BuildError, match=r"4194304 bytes unzipped exceeds 1048576"):
+        safe_extract(zip_path, dest, max_unzipped=1024 * 1024)
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("a", b"file", 0o100644), ("a/b.txt", b"x", 0o100644)],
+        [("a/b.txt", b"x", 0o100644), ("a", b"file", 0o100644)],
+        [("a/", b"", stat.S_IFDIR | 0o755), ("a", b"file", 0o100644)],
+    ],
+)
+def test_safe_extract_file_folder_clash_in_the_zip_is_clear(
+    tmp_path: Path, members: list[tuple[str, bytes, int]]
+) -> None:
+    zip_path = _craft(tmp_path / "clash.zip", members)
+    dest = tmp_path / "out"
+    with pytest.raises(BuildError, match=r"'a' is both a file and a folder in the zip"):
+        safe_extract(zip_path, dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_safe_extract_clash_with_an_earlier_archive_is_clear(tmp_path: Path) -> None:
+    """Two layers extracted into one /opt: the second names a folder where the first wrote a file."""
+    dest = tmp_path / "opt"
+    safe_extract(_craft(tmp_path / "one.zip", [("python/x", b"file", 0o100644)]), dest)
+    with pytest.raises(BuildError) as err:
+        safe_extract(_craft(tmp_path / "two.zip", [("python/x/y.py", b"", 0o100644)]), dest)
+    assert err.value.message.startswith(
+        f"cannot extract python/x/y.py from {tmp_path / 'two.zip'}: a file and a folder clash"
+    )

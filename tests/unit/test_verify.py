@@ -518,3 +518,18 @@ def test_remote_only_and_sandbox_env_defaults_protect_real_services() -> None:
     assert worker["valid-record"].expect["remote"] is False
     assert verify.SANDBOX_ENV["eval_runbook_worker"]["EVAL_API_URL"] == ""
     assert verify.SANDBOX_ENV["*"]["DATABASE_URL"] == "sqlite:///{tmp}/sandbox.db"
+
+
+def test_extraction_is_bounded_by_lambdas_250_mb(tmp_path: Path, python312: Path) -> None:
+    """A 306 KB zip once expanded to 300 MiB in verify; now it is refused before writing."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("python/zeros.bin", b"\0" * (300 * 1024 * 1024))
+    layer = artifact(bomb, "layer")
+    with pytest.raises(VerifyError) as err:
+        verify.verify_local(
+            env_with({"ok": ECHO}), [fn()], layer=layer, function=function_zip(tmp_path, OK_MODULES), python=python312
+        )
+    assert (
+        err.value.message == f"layer bomb.zip: refusing to extract {bomb}: 314572800 bytes unzipped exceeds 262144000"
+    )
