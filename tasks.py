@@ -42,9 +42,9 @@ def build_layer(
     c: Any, env: str = "local", arch: str | None = None, builder: str | None = None, remote_cache: bool = True
 ) -> None:
     """Build the dependency layer zip for the locked requirements (no-op when already built or cached)."""
-    from deploy import pipeline
+    from deploy import build_commands
 
-    pipeline.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
+    build_commands.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
 
 
 @task(help=ENV_HELP)

@@ -25,7 +25,8 @@ from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
 from deploy.aws.retry import error_message
-from deploy.config import ARCHITECTURES, BUILDERS, EmulatorSettings, EnvConfig, Targets
+from deploy.build_commands import check_flags, show_layer
+from deploy.config import EmulatorSettings, EnvConfig, Targets
 from deploy.errors import (
     AttachError,
     AwsError,
@@ -172,10 +173,7 @@ def build_layer(
     function_unzipped: int = 0,
     remote_cache: bool = True,
 ) -> build.BuildResult:
-    if architecture is not None and architecture not in ARCHITECTURES:
-        raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-    if builder is not None and builder not in BUILDERS:
-        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
+    check_flags(architecture, builder)
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
     fetched = False
     if remote_cache and env.remote_cache.enabled and build.existing_layer(plan) is None:
@@ -183,14 +181,7 @@ def build_layer(
     result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
     if fetched:
         result = dataclasses.replace(result, fetched=True)
-    art = result.artifact
-    for warning in result.warnings:
-        say(f"[yellow]warning:[/] {warning}")
-    state = "already built, nothing to do" if result.reused else "built"
-    say(
-        f"layer {art.identity[:12]} {state}: {human_size(art.zipped_size)} zipped, "
-        f"{human_size(art.unzipped_size)} unzipped, {len(art.packages)} packages ({art.path})"
-    )
+    show_layer(result)
     return result
 
 

@@ -1,0 +1,45 @@
+"""build-layer's glue, light enough that a no-op build starts fast.
+
+``inv build-layer`` with nothing to do is run before every deploy and by hand all day; it
+must not pay for boto3, Terraform or the verify sandbox (about a second of imports). This
+module imports only the build itself: when the layer for the identity is already built it
+answers here; anything else (the remote cache, an install) goes through ``deploy.pipeline``.
+"""
+
+from __future__ import annotations
+
+from deploy import build
+from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig
+from deploy.errors import ConfigError
+from deploy.report import human_size, progress, say
+
+
+def check_flags(architecture: str | None, builder: str | None) -> None:
+    if architecture is not None and architecture not in ARCHITECTURES:
+        raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    if builder is not None and builder not in BUILDERS:
+        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
+
+
+def show_layer(result: build.BuildResult) -> None:
+    art = result.artifact
+    for warning in result.warnings:
+        say(f"[yellow]warning:[/] {warning}")
+    state = "already built, nothing to do" if result.reused else "built"
+    say(
+        f"layer {art.identity[:12]} {state}: {human_size(art.zipped_size)} zipped, "
+        f"{human_size(art.unzipped_size)} unzipped, {len(art.packages)} packages ({art.path})"
+    )
+
+
+def build_layer(
+    env: EnvConfig, *, architecture: str | None = None, builder: str | None = None, remote_cache: bool = True
+) -> None:
+    check_flags(architecture, builder)
+    plan = build.layer_plan(env, builder=builder, architecture=architecture)
+    if build.existing_layer(plan) is not None:
+        show_layer(build.build_layer(plan, progress=progress))
+        return
+    from deploy import pipeline
+
+    pipeline.build_layer(env, architecture=architecture, builder=builder, remote_cache=remote_cache)
