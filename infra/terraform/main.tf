@@ -112,18 +112,42 @@ resource "aws_s3_bucket_public_access_block" "artifacts" {
 
 # Plain HTTP is refused for every request: artifacts are what Lambda runs, and the deploy
 # tasks, Lambda and the functions all speak TLS.
+# The remote layer cache shared across environments (invoke.yaml remote_cache.bucket): the
+# listed accounts may read built layers (zip, manifest, SBOM) and list their keys, so a miss
+# answers 404 rather than 403. Nothing else of the bucket, and no writes.
+locals {
+  layer_cache_readers = [for account in var.layer_cache_reader_accounts : "arn:aws:iam::${account}:root"]
+  layer_cache_reader_statements = [for statement in [
+    {
+      Sid       = "LayerCacheReadersGetLayers"
+      Effect    = "Allow"
+      Principal = { AWS = local.layer_cache_readers }
+      Action    = "s3:GetObject"
+      Resource  = "${aws_s3_bucket.artifacts.arn}/${var.artifact_prefix}layer-*"
+    },
+    {
+      Sid       = "LayerCacheReadersListLayers"
+      Effect    = "Allow"
+      Principal = { AWS = local.layer_cache_readers }
+      Action    = "s3:ListBucket"
+      Resource  = aws_s3_bucket.artifacts.arn
+      Condition = { StringLike = { "s3:prefix" = "${var.artifact_prefix}layer-*" } }
+    },
+  ] : statement if length(local.layer_cache_readers) > 0]
+}
+
 resource "aws_s3_bucket_policy" "artifacts" {
   bucket = aws_s3_bucket.artifacts.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
+    Statement = concat([{
       Sid       = "DenyInsecureTransport"
       Effect    = "Deny"
       Principal = "*"
       Action    = "s3:*"
       Resource  = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
       Condition = { Bool = { "aws:SecureTransport" = "false" } }
-    }]
+    }], local.layer_cache_reader_statements)
   })
 
   # S3 refuses a policy while the public access block is being written.
@@ -326,4 +350,5 @@ module "github_oidc" {
   share_account_ids     = var.share_account_ids
   share_organization_id = var.share_organization_id
   pin_job_workflow_ref  = var.pin_job_workflow_ref
+  layer_cache_bucket    = var.layer_cache_bucket
 }

@@ -181,3 +181,20 @@ variable "pin_job_workflow_ref" {
   type        = bool
   default     = false
 }
+
+variable "layer_cache_reader_accounts" {
+  description = "Accounts whose deploys may read this environment's built layers as their remote cache (e.g. production's account on staging), so production runs the bytes staging verified."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.layer_cache_reader_accounts : can(regex("^[0-9]{12}$", a))])
+    error_message = "layer_cache_reader_accounts takes 12-digit AWS account IDs."
+  }
+}
+
+variable "layer_cache_bucket" {
+  description = "Another environment's artifact bucket this environment's CI deploy role may read layers from (keep equal to invoke.yaml remote_cache.bucket); empty for none."
+  type        = string
+  default     = ""
+}

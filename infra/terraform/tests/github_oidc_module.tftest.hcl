@@ -286,3 +286,40 @@ run "rejects_bad_trusted_layer_and_share_account" {
 
   expect_failures = [var.trusted_layer_arns, var.share_account_ids]
 }
+
+run "shared_layer_cache_is_read_only" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    layer_cache_bucket = "bluemoxon-frontend-staging"
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if s.Sid == "ReadSharedLayerCache"
+      ]) == {
+      Sid      = "ReadSharedLayerCache"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject"]
+      Resource = ["arn:aws:s3:::bluemoxon-frontend-staging/lambda/layer-*"]
+    }
+    error_message = "The deploy role reads built layers from the shared cache bucket and writes nothing there."
+  }
+}
+
+run "no_shared_layer_cache_by_default" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if startswith(s.Sid, "ReadSharedLayerCache")]) == 0
+    error_message = "Without a shared cache bucket the deploy role reads no other bucket."
+  }
+}

@@ -135,6 +135,45 @@ run "artifact_bucket_denies_plain_http" {
   }
 }
 
+run "layer_cache_readers_may_read_layers_only" {
+  command = plan
+
+  variables {
+    layer_cache_reader_accounts = ["210987654321"]
+  }
+
+  assert {
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement[1]) == jsonencode({
+      Action    = "s3:GetObject"
+      Effect    = "Allow"
+      Principal = { AWS = ["arn:aws:iam::210987654321:root"] }
+      Resource  = "arn:aws:s3:::bluemoxon-frontend-default/lambda/layer-*"
+      Sid       = "LayerCacheReadersGetLayers"
+    })
+    error_message = "A reader account may get built layers (zip, manifest, SBOM) and nothing else of the bucket."
+  }
+  assert {
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement[2].Condition) == jsonencode({
+      StringLike = { "s3:prefix" = "lambda/layer-*" }
+    })
+    error_message = "A reader account may list only layer keys (so a cache miss is a 404, not a 403)."
+  }
+  assert {
+    condition     = length(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement) == 3
+    error_message = "The readers' statements come on top of the plain-HTTP deny."
+  }
+}
+
+run "layer_cache_reader_must_be_an_account_id" {
+  command = plan
+
+  variables {
+    layer_cache_reader_accounts = ["production"]
+  }
+
+  expect_failures = [var.layer_cache_reader_accounts]
+}
+
 run "lifecycle_rules_can_be_switched_off" {
   command = plan
 

@@ -234,6 +234,21 @@ locals {
     },
   ]
 
+  # The shared remote cache (invoke.yaml remote_cache.bucket): read built layers, list their keys.
+  layer_cache_statements = [for statement in [
+    {
+      Sid      = "ReadSharedLayerCache"
+      Action   = ["s3:GetObject"]
+      Resource = ["arn:aws:s3:::${var.layer_cache_bucket}/${var.artifact_prefix}layer-*"]
+    },
+    {
+      Sid       = "ListSharedLayerCache"
+      Action    = ["s3:ListBucket"]
+      Resource  = ["arn:aws:s3:::${var.layer_cache_bucket}"]
+      Condition = { StringLike = { "s3:prefix" = ["${var.artifact_prefix}layer-*"] } }
+    },
+  ] : statement if var.layer_cache_bucket != ""]
+
   # terraform output (deploy) reads the state; terraform apply (infra) also writes it and its S3
   # lock file; every writing task holds the deploy lock (deploy/aws/lock.py).
   state_object = var.state_bucket == null ? null : "arn:aws:s3:::${var.state_bucket}/env:/${var.environment}/${var.state_key}"
@@ -329,7 +344,7 @@ resource "aws_iam_role_policy" "this" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      for s in concat(local.deploy_statements, local.deploy_state_statements) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
+      for s in concat(local.deploy_statements, local.deploy_state_statements, local.layer_cache_statements) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
     ]
   })
 }

@@ -129,3 +129,9 @@ variable "deploy_workflow" {
   type        = string
   default     = ".github/workflows/deploy.yml"
 }
+
+variable "layer_cache_bucket" {
+  description = "Another environment's artifact bucket the deploy role may read built layers from (the shared remote cache); empty for none."
+  type        = string
+  default     = ""
+}
