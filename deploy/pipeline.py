@@ -24,7 +24,7 @@ from deploy.aws import calls, prune, publish, share
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
-from deploy.aws.retry import error_message
+from deploy.aws.retry import RetryPolicy, error_message
 from deploy.build_commands import check_flags, show_layer
 from deploy.config import EmulatorSettings, EnvConfig, Targets
 from deploy.errors import (
@@ -39,6 +39,11 @@ from deploy.errors import (
     VerifyError,
 )
 from deploy.report import bars, emit_json, human_size, progress, raw, say, table, write_report
+
+#: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
+#: deploy workflow's job allows 45 minutes, so a stuck deploy fails and rolls back inside it.
+DEPLOY_DEADLINE_S = 1800.0
+
 
 # ---------------------------------------------------------------------------- emulator
 
@@ -287,11 +292,15 @@ def _aws_progress(what: str, message: str) -> None:
     progress(f"{what}: {message}")
 
 
-def _publish(env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool) -> list[publish.PublishResult]:
+def _publish(
+    env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool, policy: RetryPolicy | None = None
+) -> list[publish.PublishResult]:
     sharing = bool(env.share.accounts or env.share.organization_id)
     if sharing:
         share.grants(env.share)  # a refused (e.g. public) share fails here, before any upload
-    results = publish.publish_all(env, _targets_by_region(env, targets), layer, dry_run=dry_run, progress=_aws_progress)
+    results = publish.publish_all(
+        env, _targets_by_region(env, targets), layer, dry_run=dry_run, progress=_aws_progress, policy=policy
+    )
     published = [r for r in results if isinstance(r, publish.PublishResult)]
     if sharing:
         for result in published:
@@ -681,12 +690,14 @@ def _deploy_steps(
         local_report.raise_for_failures()  # nothing has been uploaded yet
 
     snapshot = rollback_mod.snapshot_aliases(env, targets)
-    publishes = _publish(env, targets, layer, dry_run=False)
+    # One deadline for every retry and wait of this deploy: publish's and attach's together.
+    policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
+    publishes = _publish(env, targets, layer, dry_run=False, policy=policy)
     report["publish"] = [_pub_json(p) for p in publishes]
     primary = next(p for p in publishes if p.region == targets.region)
     assert primary.layer_version_arn is not None
     try:
-        _attach_and_verify(env, targets, layer, function, primary.layer_version_arn, report)
+        _attach_and_verify(env, targets, layer, function, primary.layer_version_arn, report, policy=policy)
     except BaseException as exc:
         # Whatever stopped us after aliases may have moved (a failed verify, an AWS error while
         # fetching or invoking, Ctrl-C): every alias goes back to what it served before.
@@ -713,7 +724,14 @@ def _restore(env: EnvConfig, targets: Targets, snapshot: Mapping[str, str], repo
 
 
 def _attach_and_verify(
-    env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, layer_arn: str, report: dict[str, Any]
+    env: EnvConfig,
+    targets: Targets,
+    layer: Artifact,
+    function: Artifact,
+    layer_arn: str,
+    report: dict[str, Any],
+    *,
+    policy: RetryPolicy | None = None,
 ) -> None:
     try:
         result = attach_mod.attach(
@@ -723,6 +741,7 @@ def _attach_and_verify(
             layer_version_arn=layer_arn,
             max_workers=env.max_workers,
             progress=_aws_progress,
+            policy=policy,
         )
     except AttachError as exc:
         failed = getattr(exc, "result", None)

@@ -30,6 +30,9 @@ from deploy.errors import AttachError, DeployError
 
 #: Lambda's limit of layers per function.
 MAX_LAYERS = 5
+#: All retries and waits of one attach together (every function, every step) end this many
+#: seconds after it starts; each single call or wait keeps its own shorter bound (``timeout``).
+DEADLINE_S = 900.0
 
 Status = Literal["updated", "unchanged", "failed", "rolled_back"]
 Progress = Callable[[str, str], None]
@@ -364,14 +367,16 @@ def apply_attach(
     max_workers: int = 8,
     progress: Progress | None = None,
     timeout: float = 300,
+    deadline: float = DEADLINE_S,
     policy: RetryPolicy | None = None,
 ) -> AttachResult:
     """Apply ``plan``; raise AttachError (with ``err.result``) if any function failed, after rolling back.
 
-    ``function`` is the artifact to upload when the plan says its zip is not in S3 yet.
+    ``function`` is the artifact to upload when the plan says its zip is not in S3 yet. ``timeout``
+    bounds each retried call or wait; ``deadline`` (seconds from now) bounds all of them together.
     """
     say = progress or _no_progress
-    policy = replace(policy or RetryPolicy(), total=timeout)
+    policy = replace(policy or RetryPolicy(), total=timeout).with_deadline(deadline)
     if dry_run or not plan.changed:
         return AttachResult(
             outcomes=tuple(
@@ -448,7 +453,8 @@ def apply_attach(
             fp = staged[name][0]
             say(name, f"rolling alias {plan.alias} back to {fp.current_alias_version}")
             try:
-                _move_alias(lam, plan, name, fp.current_alias_version, policy, None)
+                # Restoring is what a failure owes: it gets its own time, past the deadline.
+                _move_alias(lam, plan, name, fp.current_alias_version, replace(policy, deadline=None), None)
             except (DeployError, ClientError, BotoCoreError) as exc:
                 rollback_errors[name] = _message(name, exc)
 
@@ -517,6 +523,7 @@ def attach(
     max_workers: int = 8,
     progress: Progress | None = None,
     timeout: float = 300,
+    deadline: float = DEADLINE_S,
     policy: RetryPolicy | None = None,
 ) -> AttachResult:
     """``plan_attach`` then ``apply_attach``: what the ``attach`` task calls."""
@@ -530,5 +537,6 @@ def attach(
         max_workers=max_workers,
         progress=progress,
         timeout=timeout,
+        deadline=deadline,
         policy=policy,
     )

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.config import Config
+
 from deploy.aws import session
 from deploy.config import EnvConfig
 
@@ -97,11 +99,13 @@ def _session(env: EnvConfig, region: str) -> Any:
         return _sessions[key]
 
 
-def client(env: EnvConfig, service: str, region: str | None = None) -> Any:
-    """A client configured as :func:`deploy.aws.session.client` does, whose write calls are recorded."""
+def client(env: EnvConfig, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
+    """A client configured as :func:`deploy.aws.session.client` does (``config`` overrides parts of
+    it), whose write calls are recorded."""
     sess = _session(env, region or env.region)
+    merged = session.CLIENT_CONFIG.merge(config) if config is not None else session.CLIENT_CONFIG
     with _session_lock:
-        made = sess.client(service, endpoint_url=env.endpoint_url, config=session.CLIENT_CONFIG)
+        made = sess.client(service, endpoint_url=env.endpoint_url, config=merged)
     made.meta.events.register("before-call", _record(service))
     with _lock:
         hooks = list(_hooks)

@@ -291,6 +291,7 @@ def publish_all(
     max_workers: int = 4,
     progress: Progress | None = None,
     raise_on_failure: bool = True,
+    policy: RetryPolicy | None = None,
 ) -> tuple[PublishResult | RegionFailure, ...]:
     """Publish in every region concurrently; one region failing does not stop the others.
 
@@ -301,7 +302,7 @@ def publish_all(
 
     def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
         try:
-            return publish_layer(env, targets, layer, dry_run=dry_run, progress=progress, region=region)
+            return publish_layer(env, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy)
         except (DeployError, ClientError, BotoCoreError) as exc:
             return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))
 

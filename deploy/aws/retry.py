@@ -5,7 +5,10 @@ While a function's ``LastUpdateStatus`` is InProgress, a second update fails wit
 botocore's standard mode, but a burst of parallel attaches can outlast its five attempts.
 Both get capped exponential backoff with full jitter (AWS Architecture Blog, "Exponential
 Backoff And Jitter"), bounded by total elapsed time rather than attempts, because what
-the caller cares about is how long a deploy may hang.
+the caller cares about is how long a deploy may hang. A per-call bound alone does not say
+that: a function's update, wait, configuration, wait, version and alias each get it anew
+(and a RevisionId replan starts them over), so one function could hang for over an hour.
+``RetryPolicy.deadline`` is the one instant every call and wait of a deploy stops at.
 
 The wait loop mirrors botocore's ``function_updated_v2`` waiter (poll GetFunction until
 ``LastUpdateStatus`` leaves InProgress) but with an injectable clock and sleep, a time
@@ -18,7 +21,7 @@ from __future__ import annotations
 import random as _random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -56,6 +59,7 @@ class RetryPolicy:
     total: float = 300.0
     poll: float = 1.0  # the function_updated_v2 waiter's delay
     replans: int = 3  # re-reads after a RevisionId mismatch before giving up
+    deadline: float | None = None  # on ``clock``: no retry or wait of this deploy goes past it
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     random: Callable[[], float] = _random.random
@@ -63,6 +67,18 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
         return float(self.random()) * min(self.cap, self.base * (2.0**attempt))
+
+    def limit(self, start: float) -> tuple[float, str]:
+        """When a retry loop begun at ``start`` must stop, and how to say why."""
+        own = start + self.total
+        if self.deadline is not None and self.deadline < own:
+            return self.deadline, " (the deploy's overall deadline)"
+        return own, ""
+
+    def with_deadline(self, seconds: float) -> RetryPolicy:
+        """This policy with every retry and wait ending ``seconds`` from now (or earlier, if it already did)."""
+        end = self.clock() + seconds
+        return replace(self, deadline=end if self.deadline is None else min(end, self.deadline))
 
 
 def call(
@@ -84,12 +100,14 @@ def call(
             code = error_code(exc)
             if code not in CONFLICT_CODES and code not in THROTTLE_CODES:
                 raise
-            elapsed = policy.clock() - start
+            now = policy.clock()
+            elapsed = now - start
             delay = policy.backoff(attempt)
-            if elapsed + delay > policy.total:
+            limit, why = policy.limit(start)
+            if now + delay > limit:
                 if code in CONFLICT_CODES:
-                    raise error(f"{what}: update still in progress after {elapsed:.0f} s") from exc
-                raise error(f"{what}: still throttled after {elapsed:.0f} s ({code})") from exc
+                    raise error(f"{what}: update still in progress after {elapsed:.0f} s{why}") from exc
+                raise error(f"{what}: still throttled after {elapsed:.0f} s ({code}){why}") from exc
             policy.sleep(delay)
             attempt += 1
 
@@ -109,7 +127,8 @@ def wait_updated(lam: Any, name: str, *, policy: RetryPolicy, qualifier: str | N
             reason = config.get("LastUpdateStatusReasonCode") or config.get("StateReasonCode") or "unknown"
             detail = config.get("LastUpdateStatusReason") or config.get("StateReason") or ""
             raise AttachError(f"{name}: update failed ({reason}){': ' + detail if detail else ''}")
-        elapsed = policy.clock() - start
-        if elapsed + policy.poll > policy.total:
-            raise AttachError(f"{name}: update still in progress after {elapsed:.0f} s")
+        now = policy.clock()
+        limit, why = policy.limit(start)
+        if now + policy.poll > limit:
+            raise AttachError(f"{name}: update still in progress after {now - start:.0f} s{why}")
         policy.sleep(policy.poll)

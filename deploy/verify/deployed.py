@@ -19,7 +19,7 @@ from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, Targets
 from deploy.errors import VerifyError
 from deploy.verify.isolation import require_trusted_layers
-from deploy.verify.remote import _with_remote, remote_check
+from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, _with_remote, remote_check
 from deploy.verify.results import FunctionVerify, VerifyReport, _report
 from deploy.verify.sandbox import (
     DEFAULT_TIMEOUT_S,
@@ -249,6 +249,7 @@ def verify_deployed(
                     cases=cases[fn.key],
                     environment=dict((cfg_alias.get("Environment") or {}).get("Variables") or {}),
                     memory_mb=int(cfg_alias.get("MemorySize") or 128),
+                    function_timeout_s=float(cfg_alias.get("Timeout") or MAX_FUNCTION_TIMEOUT_S),
                     function_arn=cfg_alias.get("FunctionArn"),
                     code_sha256=cfg_alias["CodeSha256"],
                     layers=tuple(layer_arns),
@@ -265,6 +266,14 @@ def verify_deployed(
         result = sandboxed[fn.key]
         if remote and result.ok:
             job = next(j for j in jobs if j.target.key == fn.key)
-            result = _with_remote(result, remote_check(env, fn, job.cases, job.environment, alias=targets.alias))
+            checked = remote_check(
+                env,
+                fn,
+                job.cases,
+                job.environment,
+                alias=targets.alias,
+                function_timeout_s=job.function_timeout_s or MAX_FUNCTION_TIMEOUT_S,
+            )
+            result = _with_remote(result, checked)
         results.append(result)
     return _report(env, "deployed", results, python)

@@ -18,6 +18,26 @@ from deploy.verify.smoke import _short, _skip_reason, check_expect
 #: Log events a little older than our first invoke still count (clock skew), but not an earlier
 #: deploy's errors that were already rolled back.
 LOG_LOOKBACK_MS = 30 * 1000
+#: How long past the function's own timeout we wait for an invoke's answer (Lambda's timeout
+#: error included): the connection, the init phase, the payload.
+INVOKE_READ_MARGIN_S = 30.0
+#: Lambda's longest function timeout, for a function whose timeout we do not know.
+MAX_FUNCTION_TIMEOUT_S = 900.0
+
+
+def invoke_config(function_timeout_s: float) -> Any:
+    """One attempt, and a read timeout past the function's timeout.
+
+    Invocations are not idempotent: botocore's standard mode re-sends one whose read timed out
+    while the first still runs (a second cleanup beside the first), and its 60 s read timeout
+    is shorter than most of these functions' timeouts.
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        read_timeout=function_timeout_s + INVOKE_READ_MARGIN_S,
+    )
 
 
 def _with_remote(result: FunctionVerify, remote_results: Sequence[SmokeResult]) -> FunctionVerify:
@@ -32,6 +52,7 @@ def remote_check(
     environment: Mapping[str, str],
     *,
     alias: str = "live",
+    function_timeout_s: float = MAX_FUNCTION_TIMEOUT_S,
     lam: Any = None,
     logs: Any = None,
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -39,7 +60,7 @@ def remote_check(
     """Invoke the alias with each remote-safe case, then look for import errors in its recent logs."""
     from deploy.aws.calls import client
 
-    lam = lam or client(env, "lambda")
+    lam = lam or client(env, "lambda", config=invoke_config(function_timeout_s))
     logs = logs or client(env, "logs")
     started = now_ms()
     out: list[SmokeResult] = []

@@ -108,6 +108,7 @@ class _Job:
     cases: tuple[SmokeCase, ...]
     environment: Mapping[str, str]  # the function's configured variables
     memory_mb: int = 128
+    function_timeout_s: float | None = None  # the function's configured timeout (deployed only)
     function_arn: str | None = None
     code_sha256: str | None = None
     layers: tuple[str, ...] = ()

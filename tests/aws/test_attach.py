@@ -375,3 +375,44 @@ def test_configuration_changed_by_terraform_reaches_live(
     assert set(status.values()) == {"unchanged"}
     served = lam.get_function_configuration(FunctionName=changed, Qualifier="live")
     assert served["Environment"]["Variables"] == {"LOG_LEVEL": "debug"}
+
+
+@pytest.mark.parametrize("deadline", [3600.0, 40.0])
+def test_one_deadline_bounds_every_step_of_the_attach(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any, deadline: float
+) -> None:
+    """Each wait stays under the per-call bound (25 s of 30), but the steps add up past 40 s:
+    with a long deadline the attach succeeds slowly, with 40 s the deadline stops it."""
+    one = Targets(**{**deployed.__dict__, "functions": deployed.functions[:1]})
+    plan = plan_attach(env, one, function=code, layer_version_arn=layer_arn)
+    polls = [0]
+
+    def slow(params: dict[str, Any], **_: Any) -> Any:
+        if "Qualifier" in params:
+            return None
+        polls[0] += 1
+        if polls[0] % 26 == 0:
+            return None  # the real (Successful) configuration every 26th poll: each wait takes 25 s
+        config = lam.get_function_configuration(FunctionName=params["FunctionName"])
+        config.pop("ResponseMetadata", None)
+        config["LastUpdateStatus"] = "InProgress"
+        return fake_response(config)
+
+    inject("lambda", "GetFunctionConfiguration", slow)
+    clock = FakeClock()
+    if deadline > 40:
+        assert apply_attach(env, one, plan, function=code, timeout=30, deadline=deadline, policy=clock.policy()).ok
+        assert sum(clock.sleeps) >= 50
+        return
+    with pytest.raises(AttachError, match=r"update still in progress after \d+ s \(the deploy's overall deadline\)"):
+        apply_attach(env, one, plan, function=code, timeout=30, deadline=deadline, policy=clock.policy())
+    assert sum(clock.sleeps) <= deadline
+    assert alias_versions(lam, one) == {fn.name: "1" for fn in one.functions}
+
+
+def test_attachs_own_deadline_never_extends_the_deploys() -> None:
+    """The deploy sets one deadline for publish and attach; attach's 900 s may shorten it, never lengthen it."""
+    clock = FakeClock()
+    deploy_policy = clock.policy().with_deadline(100)
+    assert deploy_policy.with_deadline(900).deadline == clock.now + 100
+    assert clock.policy().with_deadline(900).deadline == clock.now + 900

@@ -254,11 +254,19 @@ def test_remote_flag_adds_remote_results(
     stack: Stack, verify_env: EnvConfig, python312: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, Mapping[str, str]]] = []
+    timeouts: list[float] = []
 
     def fake_remote(
-        env: EnvConfig, fn: FunctionTarget, cases: Any, environment: Mapping[str, str], *, alias: str
+        env: EnvConfig,
+        fn: FunctionTarget,
+        cases: Any,
+        environment: Mapping[str, str],
+        *,
+        alias: str,
+        function_timeout_s: float,
     ) -> list[verify.SmokeResult]:
         seen.append((fn.name, environment))
+        timeouts.append(function_timeout_s)
         return [
             verify.SmokeResult(
                 case="answer", ok=False, summary="function error", duration_ms=1.0, error="boom", where="remote"
@@ -268,6 +276,7 @@ def test_remote_flag_adds_remote_results(
     monkeypatch.setattr(deployed, "remote_check", fake_remote)
     report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl(), remote=True)
     assert seen == [("acme-test-ok", {"CUSTOM": "deployed"})]
+    assert timeouts == [3.0]  # the function's configured Timeout (Lambda's default), for the read timeout
     assert not report.ok
     assert report.problems() == ["acme-test-ok [remote] case answer: boom"]
     # remote=None follows the environment's setting (false here): no remote call.
@@ -520,3 +529,28 @@ def test_layer_not_ours_runs_only_when_trusted(
     )
     assert verify.verify_deployed(trusting, stack_targets, python=python312, fetch=NoUrl()).ok
     assert marker.exists()
+
+
+def test_remote_invoke_is_sent_once_and_outwaits_the_function() -> None:
+    """Invoke is not idempotent: no automatic retry, and a read timeout past the function's timeout."""
+    from deploy.aws import calls
+
+    seen: dict[str, Any] = {}
+
+    def hook(service: str, client: Any) -> None:
+        if service != "lambda":
+            return
+        seen["retries"] = client.meta.config.retries
+        seen["read_timeout"] = client.meta.config.read_timeout
+        stub = Stubber(client)
+        stub.add_response("invoke", _invoke_response({"value": 42}), INVOKE_PARAMS)
+        stub.activate()
+
+    _, _, logs, logs_stub = _stubbed()
+    logs_stub.add_response("filter_log_events", {"events": []}, LOGS_PARAMS)
+    env = EnvConfig(name="staging", region=REGION)
+    with logs_stub, calls.client_hook(hook):
+        out = verify.remote_check(env, FN, CASES[:1], {}, logs=logs, now_ms=lambda: 1_000_000, function_timeout_s=300)
+    assert [r.ok for r in out] == [True]
+    assert seen["retries"] == {"mode": "standard", "total_max_attempts": 1}
+    assert seen["read_timeout"] == 330
