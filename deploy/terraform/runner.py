@@ -12,6 +12,7 @@ Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 from deploy.aws.state_bucket import ensure_state_bucket
 from deploy.config import EMULATOR_STATE, EnvConfig, Targets
 from deploy.errors import ConfigError, TerraformError
+from deploy.terraform import events as tf_events
 from deploy.terraform.targets import targets_from_outputs
 
 MIN_VERSION: tuple[int, int] = (1, 10)  # the S3 backend's use_lockfile
@@ -263,50 +265,74 @@ def terraform_for(
     )
 
 
+Events = Callable[[Mapping[str, Any]], None]
+
+
 def _run(
     tf: Terraform,
     args: Sequence[str],
     *,
     ok_codes: tuple[int, ...] = (0,),
     echo: Echo | None = None,
+    log: Path | None = None,
+    events: Events | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run terraform; stream merged output line by line through ``echo`` when given."""
+    """Run terraform. Its merged output, line by line, goes to ``echo`` and the ``log`` file
+    (appended) as text; ``-json`` events are also handed to ``events`` and shown as their own
+    human text. A failure names the last lines and, with a log, the log's path."""
     cmd = [str(tf.binary), *args]
     what = f"terraform {args[0]} ({tf.env})"
     try:
-        if echo is None:
+        if echo is None and log is None and events is None:
             proc = subprocess.run(
                 cmd, cwd=tf.workdir, env=tf.process_env(), capture_output=True, text=True, check=False
             )
         else:
             last: deque[str] = deque(maxlen=STDERR_TAIL)
             out: list[str] = []
-            with subprocess.Popen(
-                cmd,
-                cwd=tf.workdir,
-                env=tf.process_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-            ) as child:
+            with contextlib.ExitStack() as stack:
+                sink = None
+                if log is not None:
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    sink = stack.enter_context(log.open("a", encoding="utf-8"))
+                    sink.write(f"$ terraform {' '.join(args)}\n")
+                child = stack.enter_context(
+                    subprocess.Popen(
+                        cmd,
+                        cwd=tf.workdir,
+                        env=tf.process_env(),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                        bufsize=1,
+                    )
+                )
                 assert child.stdout is not None
                 for raw_line in child.stdout:
-                    line = raw_line.rstrip("\n")
-                    echo(line)
+                    event = tf_events.parse(raw_line.rstrip("\n"))
+                    line = raw_line.rstrip("\n") if event is None else tf_events.text(event)
+                    if event is not None and events is not None:
+                        events(event)
+                    if echo is not None:
+                        echo(line)
+                    if sink is not None:
+                        sink.write(line + "\n")
                     out.append(line)
-                    last.append(line)
+                    last.extend(line.splitlines() or [""])
             proc = subprocess.CompletedProcess(cmd, child.returncode, "\n".join(out), "\n".join(last))
     except OSError as exc:
         raise TerraformError(f"cannot run {what}: {exc}") from exc
     if proc.returncode not in ok_codes:
-        err = TerraformError(f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr or proc.stdout)}")
+        where = f"\nfull log: {log}" if log is not None else ""
+        err = TerraformError(
+            f"{what} failed (exit {proc.returncode}); its last lines:\n{tail(proc.stderr or proc.stdout)}{where}"
+        )
         err.output = f"{proc.stdout}\n{proc.stderr}"  # type: ignore[attr-defined]  # the whole text, for orphans()
         raise err
     return proc
 
 
-def init(tf: Terraform, *, echo: Echo | None = None) -> None:
+def init(tf: Terraform, *, echo: Echo | None = None, log: Path | None = None) -> None:
     """``terraform init`` into the env's data dir, from the provider mirror when there is one."""
     if tf.prepare is not None:
         tf.prepare()
@@ -319,7 +345,7 @@ def init(tf: Terraform, *, echo: Echo | None = None) -> None:
         # emulator's port), never migrated from whatever an older data dir recorded.
         backend_args = ["-reconfigure", f"-backend-config={hcl}"]
     try:
-        _run(tf, [*init_args(tf.plugin_mirror), "-upgrade=false", *backend_args], echo=echo)
+        _run(tf, [*init_args(tf.plugin_mirror), "-upgrade=false", *backend_args], echo=echo, log=log)
     except TerraformError as exc:
         if tf.plugin_mirror is None and registry_unreachable(str(exc)):
             raise TerraformError(
@@ -329,9 +355,9 @@ def init(tf: Terraform, *, echo: Echo | None = None) -> None:
         raise
 
 
-def select_workspace(tf: Terraform) -> None:
+def select_workspace(tf: Terraform, *, log: Path | None = None) -> None:
     """Select (creating on first use) the workspace named after the environment."""
-    _run(tf, ["workspace", "select", "-no-color", "-or-create", tf.env])
+    _run(tf, ["workspace", "select", "-no-color", "-or-create", tf.env], log=log)
 
 
 def _initialised(tf: Terraform) -> bool:
@@ -348,25 +374,28 @@ def _run_initialised(
     *,
     ok_codes: tuple[int, ...] = (0,),
     echo: Echo | None = None,
+    log: Path | None = None,
+    events: Events | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command that needs an initialised data dir and the env's workspace.
 
     A data dir from an older checkout (a module or provider added since) makes
-    Terraform ask for `terraform init`: do that once and retry.
+    Terraform ask for `terraform init`: do that once and retry. ``init`` and the workspace
+    switch write to the log only: they are housekeeping, not progress.
     """
     if not _initialised(tf):
-        init(tf, echo=echo)
+        init(tf, log=log)
     elif tf.prepare is not None:
         tf.prepare()  # the state bucket may be gone even when the data dir is set up (a fresh emulator)
     try:
-        select_workspace(tf)
-        return _run(tf, args, ok_codes=ok_codes, echo=echo)
+        select_workspace(tf, log=log)
+        return _run(tf, args, ok_codes=ok_codes, echo=echo, log=log, events=events)
     except TerraformError as exc:
         if "terraform init" not in str(exc):
             raise
-    init(tf, echo=echo)
-    select_workspace(tf)
-    return _run(tf, args, ok_codes=ok_codes, echo=echo)
+    init(tf, log=log)
+    select_workspace(tf, log=log)
+    return _run(tf, args, ok_codes=ok_codes, echo=echo, log=log, events=events)
 
 
 # A create whose response was lost (a dropped connection; the SDK then retries the POST)
@@ -386,33 +415,51 @@ def orphans(error_text: str) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def apply(tf: Terraform, *, auto_approve: bool = True, echo: Echo | None = print) -> None:
-    """Create or update the environment; progress streams through ``echo``."""
+def apply(
+    tf: Terraform,
+    *,
+    auto_approve: bool = True,
+    echo: Echo | None = None,
+    log: Path | None = None,
+    events: Events | None = None,
+) -> None:
+    """Create or update the environment. With ``auto_approve`` Terraform speaks ``-json``:
+    ``events`` gets each event (for a progress line), ``echo`` and ``log`` their text."""
     args = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
     if auto_approve:
-        args.append("-auto-approve")
+        args += ["-auto-approve", "-json"]  # -json needs -auto-approve
     try:
-        _run_initialised(tf, args, echo=echo)
+        _run_initialised(tf, args, echo=echo, log=log, events=events)
     except TerraformError as exc:
         found = orphans(getattr(exc, "output", str(exc)))
         if not found:
             raise
         for address, import_id in found:
+            note = f"adopting {address} ({import_id}): created by an earlier attempt, missing from state"
             if echo is not None:
-                echo(f"adopting {address} ({import_id}): created by an earlier attempt, missing from state")
-            _run(tf, ["import", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args(), address, import_id])
-        _run_initialised(tf, args, echo=echo)
+                echo(note)
+            import_args = ["import", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
+            _run(tf, [*import_args, address, import_id], log=log)
+        _run_initialised(tf, args, echo=echo, log=log, events=events)
     forget_targets(tf)
 
 
-def plan(tf: Terraform, *, detailed_exitcode: bool = True, echo: Echo | None = None) -> bool:
+def plan(
+    tf: Terraform,
+    *,
+    detailed_exitcode: bool = True,
+    echo: Echo | None = None,
+    log: Path | None = None,
+    events: Events | None = None,
+) -> bool:
     """Plan the environment; True when Terraform wants to change something (drift)."""
     args = ["plan", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
     if detailed_exitcode:
         # 0 = no changes, 2 = changes, 1 = error.
-        proc = _run_initialised(tf, [*args, "-detailed-exitcode"], ok_codes=(0, 2), echo=echo)
+        cmd = [*args, "-detailed-exitcode", "-json"]
+        proc = _run_initialised(tf, cmd, ok_codes=(0, 2), echo=echo, log=log, events=events)
         return proc.returncode == 2
-    proc = _run_initialised(tf, args, echo=echo)
+    proc = _run_initialised(tf, args, echo=echo, log=log, events=events)
     return "No changes." not in proc.stdout
 
 
