@@ -11,7 +11,7 @@ from __future__ import annotations
 from deploy import build
 from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig
 from deploy.errors import ConfigError
-from deploy.report import human_size, progress, say
+from deploy.report import progress
 
 
 def check_flags(architecture: str | None, builder: str | None) -> None:
@@ -21,24 +21,13 @@ def check_flags(architecture: str | None, builder: str | None) -> None:
         raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
 
 
-def show_layer(result: build.BuildResult) -> None:
-    art = result.artifact
-    for warning in result.warnings:
-        say(f"[yellow]warning:[/] {warning}")
-    state = "already built, nothing to do" if result.reused else "built"
-    say(
-        f"layer {art.identity[:12]} {state}: {human_size(art.zipped_size)} zipped, "
-        f"{human_size(art.unzipped_size)} unzipped, {len(art.packages)} packages ({art.path})"
-    )
-
-
 def build_layer(
     env: EnvConfig, *, architecture: str | None = None, builder: str | None = None, remote_cache: bool = True
 ) -> None:
     check_flags(architecture, builder)
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
     if build.existing_layer(plan) is not None:
-        show_layer(build.build_layer(plan, progress=progress))
+        build.build_layer(plan, progress=progress)  # it says what it did, once
         return
     from deploy import pipeline
 

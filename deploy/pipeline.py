@@ -25,7 +25,7 @@ from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws import status as status_mod
 from deploy.aws.retry import RetryPolicy, error_message
-from deploy.build_commands import check_flags, show_layer
+from deploy.build_commands import check_flags
 from deploy.config import EmulatorSettings, EnvConfig, Targets
 from deploy.errors import (
     AttachError,
@@ -38,7 +38,7 @@ from deploy.errors import (
     TerraformError,
     VerifyError,
 )
-from deploy.report import bars, emit_json, human_size, progress, raw, say, table, write_report
+from deploy.report import bars, emit_json, human_size, live, progress, say, step, table, transfer, write_report
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
 #: deploy workflow's job allows 45 minutes, so a stuck deploy fails and rolls back inside it.
@@ -54,10 +54,12 @@ def _emulator(env: EnvConfig) -> EmulatorSettings:
     return env.emulator
 
 
-def emulator_up(env: EnvConfig) -> emulator.EmulatorState:
+def emulator_up(env: EnvConfig, *, quiet_reuse: bool = False) -> emulator.EmulatorState:
+    """Start (or reuse) the emulator; ``quiet_reuse`` when an earlier step of this run already said so."""
     state = emulator.up(_emulator(env), env.paths.local_state, notify=lambda text: say(escape(text)))
-    verb = "reusing" if state.reused else "started"
-    say(f"{verb} moto server pid {state.pid} on {state.url} (log: {state.logfile})")
+    if not (state.reused and quiet_reuse):
+        verb = "reusing" if state.reused else "started"
+        say(f"{verb} moto server pid {state.pid} on {state.url} (log: {state.logfile})")
     return state
 
 
@@ -90,7 +92,7 @@ def _apply_context(env: EnvConfig) -> dict[str, str]:
     local the emulator process (a restarted moto server has lost every resource)."""
     extra: dict[str, str] = {}
     if env.emulator is not None:
-        state = emulator_up(env)
+        state = emulator_up(env, quiet_reuse=True)
         extra["emulator"] = f"{state.url} pid {state.pid}"
     extra["state"] = terraform.state_identity(env)
     return extra
@@ -131,19 +133,61 @@ def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
     if only_if_changed and not terraform.apply_needed(tf, extra=extra):
         progress("terraform: configuration, variables and state unchanged since the last apply; skipping it")
         return terraform.load_targets(env, tf=tf)
-    progress(f"terraform apply ({env.name}, {tf.var_file.name})")
-    terraform.apply(tf, echo=raw)
+    _terraform_with_progress(env, "apply", lambda log, events: terraform.apply(tf, log=log, events=events))
     terraform.record_apply(tf, extra={**extra, "state": terraform.state_identity(env)})
     return terraform.load_targets(env, tf=tf)
+
+
+def _terraform_log(env: EnvConfig, command: str) -> Path:
+    """``.build/logs/<time>-terraform-<command>-<env>.log``: Terraform's whole output, kept out of the terminal."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return env.paths.build / "logs" / f"{stamp}-terraform-{command}-{env.name}.log"
+
+
+def _terraform_with_progress(env: EnvConfig, command: str, run: Any) -> terraform.Progress:
+    """Run ``run(log, events)`` behind one progress line fed by Terraform's -json events; the
+    full output goes to a log file, printed (its last lines and path) only when Terraform fails."""
+    log = _terraform_log(env, command)
+    counts = terraform.Progress()
+    started = time.monotonic()
+    title = f"terraform {command} ({env.name})"
+    with step(f"{title}: planning") as line:
+
+        def on_event(event: Mapping[str, Any]) -> None:
+            was_planned = counts.planned
+            counts.feed(event)
+            if counts.planned and not was_planned and not live():
+                progress(f"{title}: {counts.summary()}")
+            line.update(f"{title}: {counts.line()}")
+
+        run(log, on_event)
+    done = "no changes" if counts.planned and not counts.total else counts.summary()
+    if command == "apply" and counts.total:
+        done = f"{counts.done} of {counts.total} changes applied ({counts.summary()})"
+    say(f"[green]✓[/] {title}: {done} in {time.monotonic() - started:.0f} s")
+    return counts
 
 
 def infra_plan(env: EnvConfig, *, detailed_exitcode: bool = False) -> bool:
     _ensure_reachable(env)
     tf = terraform.terraform_for(env)
-    changes = terraform.plan(tf, detailed_exitcode=True, echo=print)
+    planned: list[str] = []
+    result: list[bool] = []
+
+    def plan_run(log: Path, events: Any) -> None:
+        def collect(event: Mapping[str, Any]) -> None:
+            events(event)
+            if event.get("type") in ("planned_change", "resource_drift"):
+                planned.append(str(event.get("@message", "")))
+
+        result.append(terraform.plan(tf, detailed_exitcode=True, log=log, events=collect))
+
+    _terraform_with_progress(env, "plan", plan_run)
+    changes = result[0]
+    for message in planned:
+        say(f"  {escape(message)}")
     if changes and detailed_exitcode:
         raise DriftError(f"terraform plan for {env.name} has changes (drift between state and configuration)")
-    say("no changes" if not changes else "plan has changes")
     return changes
 
 
@@ -164,10 +208,7 @@ def _targets_by_region(env: EnvConfig, targets: Targets) -> dict[str, Targets]:
 
 
 def build_function(env: EnvConfig) -> build.BuildResult:
-    result = build.build_function(build.function_plan(env), progress=progress)
-    art = result.artifact
-    say(f"function {art.sha256[:12]}: {human_size(art.zipped_size)} zipped, {human_size(art.unzipped_size)} unzipped")
-    return result
+    return build.build_function(build.function_plan(env), progress=progress)
 
 
 def build_layer(
@@ -186,8 +227,7 @@ def build_layer(
     result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
     if fetched:
         result = dataclasses.replace(result, fetched=True)
-    show_layer(result)
-    return result
+    return result  # build_layer said what it did (and its warnings), once
 
 
 def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
@@ -299,7 +339,13 @@ def _publish(
     if sharing:
         share.grants(env.share)  # a refused (e.g. public) share fails here, before any upload
     results = publish.publish_all(
-        env, _targets_by_region(env, targets), layer, dry_run=dry_run, progress=_aws_progress, policy=policy
+        env,
+        _targets_by_region(env, targets),
+        layer,
+        dry_run=dry_run,
+        progress=_aws_progress,
+        policy=policy,
+        transfer=transfer,
     )
     published = [r for r in results if isinstance(r, publish.PublishResult)]
     if sharing:
@@ -352,9 +398,16 @@ def _layer_arn_for_attach(env: EnvConfig, targets: Targets, layer: Artifact) -> 
     return found[0]
 
 
+def live_change(old: Any, new: Any) -> str:
+    """``1 → 2``, or ``3 (unchanged)`` when the alias did not move (never ``3 → None``)."""
+    if new is None or str(new) == str(old):
+        return f"{old} (unchanged)"
+    return f"{old} → {new}"
+
+
 def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, str]]:
     return [
-        (o.name, o.status, f"{o.old_version} → {o.new_version}", o.error or "")
+        (o.name, o.status, live_change(o.old_version, o.new_version), o.error or "")
         for o in sorted(result.outcomes, key=lambda o: o.name)
     ]
 
@@ -615,7 +668,7 @@ def _summary(report: Mapping[str, Any]) -> None:
         table(
             f"deploy {report['env']}" + (" (dry run)" if report.get("dry_run") else ""),
             ["function", "outcome", "live"],
-            [(f["name"], f["status"], f"{f['old_version']} → {f['new_version']}") for f in functions],
+            [(f["name"], f["status"], live_change(f["old_version"], f["new_version"])) for f in functions],
         )
     changed = sum(1 for f in functions if f["status"] != "unchanged")
     if report.get("dry_run"):
@@ -638,7 +691,7 @@ def _deploy_steps(
         targets = infra_apply(env, only_if_changed=True)
     else:
         if env.emulator is not None and not dry_run:
-            emulator_up(env)
+            emulator_up(env, quiet_reuse=True)
         targets = _targets(env)
 
     function = build_function(env).artifact

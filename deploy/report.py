@@ -1,18 +1,26 @@
 """Terminal output and machine-readable reports.
 
 Human output goes to stderr (progress, tables), so ``--json`` keeps stdout a single
-JSON document a CI step can parse.
+JSON document a CI step can parse. On a terminal long steps are live (a spinner line that
+updates, a byte bar); without one, or with ``CI`` set, each step is one plain line, so a
+CI log reads like a list of what happened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.filesize import decimal
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.status import Status
 from rich.table import Table
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,20 +40,79 @@ def progress(step: str) -> None:
     console.print(f"[bold cyan]›[/] {step}")
 
 
+def live() -> bool:
+    """Spinners and bars only on a terminal outside CI; elsewhere one line per step."""
+    return console.is_terminal and not os.environ.get("CI")
+
+
+class StepLine:
+    """One long step: on a terminal a spinner line whose text updates; elsewhere only its first line."""
+
+    def __init__(self, text: str) -> None:
+        self._status: Status | None = None
+        if live():
+            self._status = console.status(f"[bold cyan]›[/] {escape(text)}")
+            self._status.start()
+        else:
+            progress(escape(text))
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(f"[bold cyan]›[/] {escape(text)}")
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+@contextmanager
+def step(text: str) -> Iterator[StepLine]:
+    line = StepLine(text)
+    try:
+        yield line
+    finally:
+        line.stop()
+
+
+@contextmanager
+def transfer(text: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar for an upload (the callback takes bytes sent since the last call)."""
+    if not live():
+        progress(f"{escape(text)} ({decimal(total)})")
+        yield lambda _sent: None
+        return
+    columns = (TextColumn("[bold cyan]›[/] {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(escape(text), total=total)
+        yield lambda sent: bar.advance(task, sent)
+    progress(f"{escape(text)}: {decimal(total)} sent")
+
+
 def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+    """``14.9 kB``: SI units, as S3 and Lambda count bytes."""
+    return decimal(int(n))
+
+
+def short(text: str, width: int = 28) -> str:
+    """Fit ``text`` in ``width`` by cutting its middle: names differ at their ends
+    (``bluemoxon-local-eval-runbook-worker`` → ``bluemoxon-loc…runbook-worker``)."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return f"{text[: keep // 2]}…{text[len(text) - (keep - keep // 2) :]}"
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A table that fits 80 columns: the first column (names) is shortened in its middle."""
     t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col)
+    for i, col in enumerate(columns):
+        t.add_column(col, no_wrap=i == 0)
     for row in rows:
-        t.add_row(*(str(v) for v in row))
+        cells = [str(v) for v in row]
+        if cells:
+            cells[0] = short(cells[0])
+        t.add_row(*cells)
     console.print(t)
 
 

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import calls
-from deploy.aws.publish import check_bucket, object_matches, upload
+from deploy.aws.publish import check_bucket, object_matches, short_key, upload
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AttachError, DeployError
@@ -397,7 +397,7 @@ def apply_attach(
                 f"s3://{plan.bucket}/{plan.code_key} is missing and no matching function artifact was given"
             )
         function.check()
-        say(function.path.name, f"uploading to s3://{plan.bucket}/{plan.code_key}")
+        say(f"function {function.sha256[:12]}", f"uploading to s3://{plan.bucket}/{short_key(plan.code_key)}")
         upload(calls.client(env, "s3", plan.region), plan.bucket, plan.code_key, function)
 
     lam = calls.client(env, "lambda", plan.region)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,8 @@ from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError
 
 Progress = Callable[[str, str], None]
+#: Makes a byte progress display for (description, total bytes); its value takes bytes sent.
+Transfer = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
 #: Above this a single PUT gets slow and fragile; the managed transfer goes multipart, where
 #: S3 stores a composite checksum (the SHA-256 of the parts' SHA-256s, "-N" appended), which
@@ -109,8 +113,15 @@ def object_matches(s3: Any, bucket: str, key: str, artifact: Artifact) -> bool:
     )
 
 
-def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
-    """Upload with a SHA-256 checksum S3 verifies on receipt, so a corrupted transfer is rejected, not stored."""
+def short_key(key: str) -> str:
+    """An S3 key for people: its 64-hex identity cut to 12 (``lambda/layer-ceae9533bcdd….zip``)."""
+    return re.sub(r"([0-9a-f]{12})[0-9a-f]{52}", r"\1…", key)
+
+
+def upload(s3: Any, bucket: str, key: str, artifact: Artifact, *, sent: Callable[[int], None] | None = None) -> None:
+    """Upload with a SHA-256 checksum S3 verifies on receipt, so a corrupted transfer is rejected, not stored.
+
+    ``sent`` is told the bytes sent as they go (a progress bar); boto3 calls it from its threads."""
     metadata = {"sha256": artifact.sha256, "identity": artifact.identity}
     try:
         if artifact.path.stat().st_size < MULTIPART_THRESHOLD:
@@ -123,6 +134,8 @@ def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
                     ChecksumSHA256=artifact.code_sha256,
                     Metadata=metadata,
                 )
+            if sent is not None:
+                sent(artifact.path.stat().st_size)
         else:
             s3.upload_file(
                 str(artifact.path),
@@ -130,6 +143,7 @@ def upload(s3: Any, bucket: str, key: str, artifact: Artifact) -> None:
                 key,
                 ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": metadata},
                 Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE),
+                Callback=sent,
             )
     except (ClientError, BotoCoreError) as exc:
         # A half-finished upload leaves no object (S3 PUTs are atomic, multipart is aborted):
@@ -228,6 +242,7 @@ def publish_layer(
     progress: Progress | None = None,
     region: str | None = None,
     policy: RetryPolicy | None = None,
+    transfer: Transfer | None = None,
 ) -> PublishResult:
     plan = plan_publish(env, targets, layer, region=region)
     say = progress or _no_progress
@@ -246,8 +261,13 @@ def publish_layer(
     s3 = calls.client(env, "s3", plan.region)
     lam = calls.client(env, "lambda", plan.region)
     if plan.upload:
-        say(plan.region, f"uploading {layer.path.name} to s3://{plan.bucket}/{plan.key}")
-        upload(s3, plan.bucket, plan.key, layer)
+        text = f"{plan.region}: uploading layer {layer.identity[:12]} to s3://{plan.bucket}/{short_key(plan.key)}"
+        if transfer is None:
+            say(plan.region, text.split(": ", 1)[1])
+            upload(s3, plan.bucket, plan.key, layer)
+        else:
+            with transfer(text, layer.zipped_size) as sent:
+                upload(s3, plan.bucket, plan.key, layer, sent=sent)
         # Write-through: the manifest and SBOM beside the zip let any machine reuse this build.
         if layer.sbom_path.is_file():
             cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
@@ -292,6 +312,7 @@ def publish_all(
     progress: Progress | None = None,
     raise_on_failure: bool = True,
     policy: RetryPolicy | None = None,
+    transfer: Transfer | None = None,
 ) -> tuple[PublishResult | RegionFailure, ...]:
     """Publish in every region concurrently; one region failing does not stop the others.
 
@@ -302,7 +323,9 @@ def publish_all(
 
     def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
         try:
-            return publish_layer(env, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy)
+            return publish_layer(
+                env, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy, transfer=transfer
+            )
         except (DeployError, ClientError, BotoCoreError) as exc:
             return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))
 

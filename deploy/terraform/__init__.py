@@ -9,6 +9,7 @@ The names below are what ``deploy.pipeline`` and the tests use, so callers write
 from __future__ import annotations
 
 from deploy.aws.state_bucket import ensure_state_bucket, state_identity
+from deploy.terraform.events import Progress
 from deploy.terraform.fingerprint import apply_needed, fingerprint, record_apply
 from deploy.terraform.runner import (
     DEFAULT_PLUGIN_MIRROR,
@@ -45,6 +46,7 @@ __all__ = [
     "OUTPUT_NAME",
     "STDERR_TAIL",
     "Echo",
+    "Progress",
     "Terraform",
     "apply",
     "apply_needed",

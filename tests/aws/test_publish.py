@@ -242,3 +242,43 @@ def test_multipart_upload_failure_is_a_clear_error(
     with pytest.raises(AwsError, match=r"upload of .* failed"):
         publish_layer(env, targets, layer)
     assert layer_versions(lam, targets.layer_name) == []
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_upload_reports_every_byte_sent_to_its_progress_display(
+    env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multipart: bool
+) -> None:
+    """The byte bar: boto3's callback (multipart) or one report (single PUT) adds up to the zip's size."""
+    from contextlib import contextmanager
+    from threading import Lock
+
+    from deploy.aws import publish as publish_mod
+
+    if multipart:
+        monkeypatch.setattr(publish_mod, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+        monkeypatch.setattr(publish_mod, "MULTIPART_CHUNKSIZE", 5 * 1024 * 1024)
+    identity = os.urandom(32).hex()  # a real identity's shape: 64 hex digits
+    big = make_artifact(tmp_path, "layer", os.urandom(6 * 1024 * 1024).hex(), identity=identity)
+    shown: list[tuple[str, int]] = []
+    sent: list[int] = []
+    lock = Lock()
+
+    @contextmanager
+    def display(text: str, total: int) -> Any:
+        shown.append((text, total))
+
+        def add(n: int) -> None:
+            with lock:  # boto3 calls back from its transfer threads
+                sent.append(n)
+
+        yield add
+
+    publish_layer(env, targets, big, transfer=display)
+    assert shown == [
+        (
+            f"{REGION}: uploading layer {big.identity[:12]} to s3://{bucket}/lambda/layer-{big.identity[:12]}….zip",
+            big.zipped_size,
+        )
+    ]
+    assert sum(sent) == big.path.stat().st_size == big.zipped_size
+    assert (len(sent) > 1) is multipart
