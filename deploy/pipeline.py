@@ -38,7 +38,19 @@ from deploy.errors import (
     TerraformError,
     VerifyError,
 )
-from deploy.report import bars, emit_json, human_size, live, progress, say, step, table, transfer, write_report
+from deploy.report import (
+    bars,
+    emit_json,
+    human_size,
+    item_lines,
+    live,
+    progress,
+    say,
+    step,
+    table,
+    transfer,
+    write_report,
+)
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
 #: deploy workflow's job allows 45 minutes, so a stuck deploy fails and rolls back inside it.
@@ -332,6 +344,33 @@ def _aws_progress(what: str, message: str) -> None:
     progress(f"{what}: {message}")
 
 
+@contextlib.contextmanager
+def _attach_lines(targets: Targets) -> Any:
+    """attach's per-function steps as one line per function: a spinner showing the current
+    step, then what was done (the versions are in the deploy table, said once)."""
+    names = [fn.name for fn in targets.functions]
+    steps: dict[str, list[str]] = {name: [] for name in names}
+    with item_lines(names, "waiting", idle="unchanged") as lines:
+
+        def on_step(name: str, message: str) -> None:
+            if name not in steps:
+                progress(f"{name}: {message}")  # not one function (the code upload)
+            elif message.startswith(("failed", "rolling")):
+                lines.done(name, False, message)
+            elif message.startswith("moving alias"):
+                done = [*steps[name], "alias moved"]
+                lines.done(name, True, ", ".join(done))
+            else:
+                steps[name].append(
+                    message.replace("updating code", "code updated")
+                    .replace("setting layers", "layers set")
+                    .replace("publishing a version", "version published")
+                )
+                lines.update(name, message)
+
+        yield on_step
+
+
 def _publish(
     env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool, policy: RetryPolicy | None = None
 ) -> list[publish.PublishResult]:
@@ -544,47 +583,61 @@ def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[s
     return out
 
 
-def _verify_rows(report: Any) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for fn in report.functions:
-        smoke = ", ".join(
-            f"{r.case}: {'skipped' if getattr(r, 'skipped', False) else ('ok' if r.ok else 'FAILED')}"
-            for r in fn.results
-        )
-        duration = sum(r.duration_ms or 0 for r in fn.results)
-        imported = f"{fn.import_ms:.0f} ms" if fn.import_ms is not None else "-"
-        rows.append((fn.name, imported, smoke or (fn.error or ""), f"{duration:.0f} ms"))
-    return rows
+def _verify_line(fn: Any) -> str:
+    """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result."""
+    smoke = ", ".join(
+        f"{r.case} {'skipped' if getattr(r, 'skipped', False) else ('ok' if r.ok else 'FAILED')}" for r in fn.results
+    )
+    parts = []
+    if fn.import_ms is not None:
+        parts.append(f"import {fn.import_ms:.0f} ms")
+    parts.append(smoke or (fn.error or "no result"))
+    if fn.results:
+        parts.append(f"{sum(r.duration_ms or 0 for r in fn.results):.0f} ms")
+    return "; ".join(parts)
 
 
-def _show_verify(report: Any, *, title: str) -> None:
-    table(title, ["function", "import", "smoke", "duration"], _verify_rows(report))
+def _show_failures(report: Any) -> None:
     for fn in report.functions:
         if not fn.ok:
             tail = fn.traceback_tail or next((r.traceback_tail for r in fn.results if r.traceback_tail), None)
             for problem in fn.problems():
-                say(f"[red]✗[/] {problem}")
+                say(f"[red]✗[/] {escape(problem)}")
             if tail:
-                say(tail)
+                say(escape(tail))
 
 
 def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
 
-    progress(f"verify --local: running each handler on the built zips under python{env.python_version}")
-    report = verify_mod.verify_local(
-        env, targets, layer=layer, function=function, environment=_function_environments(env, targets)
-    )
-    _show_verify(report, title=f"verify (local artifacts) {env.name}")
+    progress(f"verify --local: each handler on the built zips under python{env.python_version}")
+    environment = _function_environments(env, targets)
+    with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
+        report = verify_mod.verify_local(
+            env,
+            targets,
+            layer=layer,
+            function=function,
+            environment=environment,
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+        )
+    _show_failures(report)
     return report
 
 
 def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, function: Artifact | None) -> Any:
     from deploy import verify as verify_mod
 
-    progress(f"verify: fetching the deployed bytes and running them under python{env.python_version}")
-    report = verify_mod.verify_deployed(env, targets, expected_layer=layer, expected_function=function)
-    _show_verify(report, title=f"verify (deployed) {env.name}")
+    progress(f"verify: the deployed bytes (fetched, checked against CodeSha256) under python{env.python_version}")
+    with item_lines([fn.name for fn in targets.functions], "fetching and running") as lines:
+        report = verify_mod.verify_deployed(
+            env,
+            targets,
+            expected_layer=layer,
+            expected_function=function,
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+        )
+    _show_failures(report)
     return report
 
 
@@ -787,15 +840,16 @@ def _attach_and_verify(
     policy: RetryPolicy | None = None,
 ) -> None:
     try:
-        result = attach_mod.attach(
-            env,
-            targets,
-            function=function,
-            layer_version_arn=layer_arn,
-            max_workers=env.max_workers,
-            progress=_aws_progress,
-            policy=policy,
-        )
+        with _attach_lines(targets) as on_step:
+            result = attach_mod.attach(
+                env,
+                targets,
+                function=function,
+                layer_version_arn=layer_arn,
+                max_workers=env.max_workers,
+                progress=on_step,
+                policy=policy,
+            )
     except AttachError as exc:
         failed = getattr(exc, "result", None)
         if failed is not None:

@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.filesize import decimal
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.spinner import Spinner
 from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -73,6 +76,66 @@ def step(text: str) -> Iterator[StepLine]:
         yield line
     finally:
         line.stop()
+
+
+class ItemLines:
+    """One line per item (a function being verified): a spinner that turns into its result.
+    Without a terminal, each result is printed as it arrives (one line per function)."""
+
+    def __init__(self, names: Sequence[str], running: str, idle: str = "no result") -> None:
+        self._names = list(names)
+        self._running = running
+        self._idle = idle  # what an item that never reported a result shows at the end
+        self._current: dict[str, str] = {}
+        self._done: dict[str, tuple[bool, str]] = {}
+        self._live: Live | None = None
+        if live():
+            self._live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
+            self._live.start()
+
+    def _render(self) -> Group:
+        rows: list[Any] = []
+        for name in self._names:
+            if name in self._done:
+                ok, text = self._done[name]
+                rows.append(
+                    Text.from_markup(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {escape(short(name))}: {escape(text)}")
+                )
+            else:
+                rows.append(Spinner("dots", text=f"{short(name)}: {self._current.get(name, self._running)}"))
+        return Group(*rows)
+
+    def done(self, name: str, ok: bool, text: str) -> None:
+        self._done[name] = (ok, text)
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            mark = "[green]✓[/]" if ok else "[red]✗[/]"
+            console.print(f"{mark} {escape(short(name))}: {escape(text)}")
+
+    def update(self, name: str, text: str) -> None:
+        """A still-running item's current step (shown on a terminal only)."""
+        self._current[name] = text
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def stop(self) -> None:
+        for name in self._names:
+            if name not in self._done:
+                self.done(name, True, self._idle)
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None
+
+
+@contextmanager
+def item_lines(names: Sequence[str], running: str, idle: str = "no result") -> Iterator[ItemLines]:
+    lines = ItemLines(names, running, idle)
+    try:
+        yield lines
+    finally:
+        lines.stop()
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, _with_remote, remote_ch
 from deploy.verify.results import FunctionVerify, VerifyReport, _report
 from deploy.verify.sandbox import (
     DEFAULT_TIMEOUT_S,
+    OnResult,
     _extract,
     _functions_of,
     _Job,
@@ -189,6 +190,7 @@ def verify_deployed(
     remote: bool | None = None,
     fetch: Callable[[str], bytes] | None = http_get,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_result: OnResult | None = None,
 ) -> VerifyReport:
     """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it."""
     from deploy.aws.calls import client
@@ -256,24 +258,36 @@ def verify_deployed(
                 )
             )
         sandboxed = (
-            {r.key: r for r in _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s)} if jobs else {}
+            {
+                r.key: r
+                for r in _run_jobs(
+                    env, jobs, python=python, root=root, timeout_s=timeout_s, on_result=None if remote else on_result
+                )
+            }
+            if jobs
+            else {}
         )
     results: list[FunctionVerify] = []
     for fn in functions:
         if fn.key in states:
             results.append(states[fn.key])
+            if on_result is not None:
+                on_result(states[fn.key])
             continue
         result = sandboxed[fn.key]
-        if remote and result.ok:
-            job = next(j for j in jobs if j.target.key == fn.key)
-            checked = remote_check(
-                env,
-                fn,
-                job.cases,
-                job.environment,
-                alias=targets.alias,
-                function_timeout_s=job.function_timeout_s or MAX_FUNCTION_TIMEOUT_S,
-            )
-            result = _with_remote(result, checked)
+        if remote:
+            if result.ok:
+                job = next(j for j in jobs if j.target.key == fn.key)
+                checked = remote_check(
+                    env,
+                    fn,
+                    job.cases,
+                    job.environment,
+                    alias=targets.alias,
+                    function_timeout_s=job.function_timeout_s or MAX_FUNCTION_TIMEOUT_S,
+                )
+                result = _with_remote(result, checked)
+            if on_result is not None:
+                on_result(result)
         results.append(result)
     return _report(env, "deployed", results, python)

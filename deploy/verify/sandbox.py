@@ -13,7 +13,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -326,8 +326,18 @@ def _check_architecture(env: EnvConfig, trees: Iterable[_Tree]) -> None:
             )
 
 
+#: Told each function's result as soon as it is known (a progress display).
+OnResult = Callable[[FunctionVerify], None]
+
+
 def _run_jobs(
-    env: EnvConfig, jobs: Sequence[_Job], *, python: Path, root: Path, timeout_s: float
+    env: EnvConfig,
+    jobs: Sequence[_Job],
+    *,
+    python: Path,
+    root: Path,
+    timeout_s: float,
+    on_result: OnResult | None = None,
 ) -> list[FunctionVerify]:
     _check_architecture(env, {j.tree for j in jobs})
     runtime = _runtime_dir(root)
@@ -346,6 +356,9 @@ def _run_jobs(
             )
             for job in jobs
         ]
+        if on_result is not None:
+            for finished in concurrent.futures.as_completed(futures):
+                on_result(finished.result())
         return [f.result() for f in futures]
 
 
@@ -367,6 +380,7 @@ def verify_local(
     python: Path | None = None,
     environment: Mapping[str, Mapping[str, str]] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_result: OnResult | None = None,
 ) -> VerifyReport:
     """Run the built artifacts (before upload) in the sandbox.
 
@@ -396,5 +410,5 @@ def verify_local(
             )
             for fn in functions
         ]
-        results = _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s)
+        results = _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s, on_result=on_result)
     return _report(env, "local", results, python)
