@@ -175,7 +175,9 @@ def _terraform_with_progress(env: EnvConfig, command: str, run: Any) -> terrafor
         run(log, on_event)
     done = "no changes" if counts.planned and not counts.total else counts.summary()
     if command == "apply" and counts.total:
-        done = f"{counts.done} of {counts.total} changes applied ({counts.summary()})"
+        done = f"{counts.add} added, {counts.change} changed, {counts.remove} destroyed"
+        if counts.done != counts.total:
+            done += f" ({counts.done} of {counts.total} done)"
     say(f"[green]✓[/] {title}: {done} in {time.monotonic() - started:.0f} s")
     return counts
 

@@ -37,7 +37,9 @@ def ensure_state_bucket(env: EnvConfig) -> None:
         except ClientError as create_exc:
             if str(create_exc.response.get("Error", {}).get("Code", "")) != "BucketAlreadyOwnedByYou":
                 raise TerraformError(f"cannot create state bucket {bucket}: {create_exc}") from None
-    _harden_state_bucket(s3, bucket)
+    # The emulator speaks plain HTTP only, and moto enforces bucket policies: a TLS-only one there
+    # would refuse every later request (Terraform's state, the deploy lock).
+    _harden_state_bucket(s3, bucket, require_tls=not (env.endpoint_url or "").startswith("http://"))
 
 
 #: The statement that makes the bucket refuse plain HTTP: state holds every resource's attributes.
@@ -74,7 +76,7 @@ def _require_tls(s3: Any, bucket: str) -> None:
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
-def _harden_state_bucket(s3: Any, bucket: str) -> None:
+def _harden_state_bucket(s3: Any, bucket: str, *, require_tls: bool = True) -> None:
     """Each setting is read first and written only when missing: an existing bucket costs reads only."""
     from botocore.exceptions import ClientError
 
@@ -101,7 +103,8 @@ def _harden_state_bucket(s3: Any, bucket: str) -> None:
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
         )
-    _require_tls(s3, bucket)
+    if require_tls:
+        _require_tls(s3, bucket)
 
 
 def state_identity(env: EnvConfig) -> str:

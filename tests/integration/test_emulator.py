@@ -240,3 +240,24 @@ def test_missing_moto_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     assert err.value.message == "the local emulator needs moto, which is not installed"
     assert "pip install -e '.[local]'" in (err.value.hint or "")
     assert not emulator.pidfile_path(tmp_path, settings).exists()
+
+
+def test_the_state_bucket_on_the_emulator_accepts_plain_http(moto_server: emulator.EmulatorState) -> None:
+    """moto enforces bucket policies and the emulator has no TLS: a TLS-only policy there would
+    answer 403 to Terraform's state and the deploy lock."""
+    import dataclasses
+
+    from deploy.aws.state_bucket import ensure_state_bucket
+    from deploy.config import EnvConfig, StateSettings
+
+    env = EnvConfig(
+        name="local",
+        region="us-east-1",
+        endpoint_url=moto_server.url,
+        emulator=EmulatorSettings(port=int(moto_server.url.rsplit(":", 1)[1])),
+    )
+    env = dataclasses.replace(env, state=StateSettings(bucket="tf-state-http", key="k"))
+    ensure_state_bucket(env)
+    s3 = _client("s3", moto_server.url)
+    s3.put_object(Bucket="tf-state-http", Key="env:/local/k", Body=b"{}")
+    assert s3.get_object(Bucket="tf-state-http", Key="env:/local/k")["Body"].read() == b"{}"

@@ -125,7 +125,7 @@ def test_success_without_a_terminal_is_one_line_per_step(tmp_path: Path, capsys:
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "› terraform apply (local): planning"
     assert lines[1] == "› terraform apply (local): 2 to add, 0 to change, 0 to destroy"
-    assert lines[2].startswith("✓ terraform apply (local): 2 of 2 changes applied (2 to add, 0 to change, 0 to ")
+    assert lines[2].startswith("✓ terraform apply (local): 2 added, 0 changed, 0 destroyed in ")
     assert len(lines) == 3
     assert "log" not in "\n".join(lines)  # the log's path is news only when something failed
     assert logs(tmp_path)

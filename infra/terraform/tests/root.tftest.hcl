@@ -123,7 +123,7 @@ run "artifact_bucket_denies_plain_http" {
   command = plan
 
   assert {
-    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement) == jsonencode([{
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts[0].policy).Statement) == jsonencode([{
       Action    = "s3:*"
       Condition = { Bool = { "aws:SecureTransport" = "false" } }
       Effect    = "Deny"
@@ -143,7 +143,7 @@ run "layer_cache_readers_may_read_layers_only" {
   }
 
   assert {
-    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement[1]) == jsonencode({
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts[0].policy).Statement[1]) == jsonencode({
       Action    = "s3:GetObject"
       Effect    = "Allow"
       Principal = { AWS = ["arn:aws:iam::210987654321:root"] }
@@ -153,13 +153,13 @@ run "layer_cache_readers_may_read_layers_only" {
     error_message = "A reader account may get built layers (zip, manifest, SBOM) and nothing else of the bucket."
   }
   assert {
-    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement[2].Condition) == jsonencode({
+    condition = jsonencode(jsondecode(aws_s3_bucket_policy.artifacts[0].policy).Statement[2].Condition) == jsonencode({
       StringLike = { "s3:prefix" = "lambda/layer-*" }
     })
     error_message = "A reader account may list only layer keys (so a cache miss is a 404, not a 403)."
   }
   assert {
-    condition     = length(jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement) == 3
+    condition     = length(jsondecode(aws_s3_bucket_policy.artifacts[0].policy).Statement) == 3
     error_message = "The readers' statements come on top of the plain-HTTP deny."
   }
 }
@@ -172,6 +172,20 @@ run "layer_cache_reader_must_be_an_account_id" {
   }
 
   expect_failures = [var.layer_cache_reader_accounts]
+}
+
+
+run "emulator_buckets_have_no_tls_policy" {
+  command = plan
+
+  variables {
+    aws_endpoint = "http://127.0.0.1:5000"
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_policy.artifacts) == 0
+    error_message = "The emulator speaks plain HTTP only: a TLS-only policy would refuse every deploy."
+  }
 }
 
 run "lifecycle_rules_can_be_switched_off" {
