@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,18 +414,28 @@ def build_layer(
         warnings = post_process(site, plan.options, runtime=plan.runtime)
         for warning in warnings:
             _say(progress, f"warning: {warning}")
-        if plan.compiler is not None:
-            _say(progress, f"compiling bytecode ({plan.identity.bytecode})")
-            compile_layer(site, plan.compiler, runtime=plan.runtime)
-        rewrite_records(site, cache_tag=_cache_tag(plan.python_version) if plan.compiler is not None else None)
-
-        _say(progress, "auditing wheel tags, ELF files, sizes and secrets")
-        packages = audit.audit_layer(
-            site,
-            python_version=plan.python_version,
-            architecture=plan.architecture,
-            glibc_floor=plan.glibc_floor,
-        )
+        rewrite_records(site, cache_tag=None)  # before the audit: package sizes come from RECORD
+        # The compile (a subprocess on every core) and the audit (reads sources, skips __pycache__)
+        # touch disjoint files, so they overlap: the compile's wait releases the GIL.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            compiled = None
+            if plan.compiler is not None:
+                _say(progress, f"compiling bytecode ({plan.identity.bytecode})")
+                compiled = pool.submit(compile_layer, site, plan.compiler, runtime=plan.runtime)
+            _say(progress, "auditing wheel tags, ELF files, sizes and secrets")
+            try:
+                packages = audit.audit_layer(
+                    site,
+                    python_version=plan.python_version,
+                    architecture=plan.architecture,
+                    glibc_floor=plan.glibc_floor,
+                )
+            finally:
+                if compiled is not None:
+                    compiled.exception()  # an audit failure still waits for the compile to stop
+            if compiled is not None:
+                compiled.result()
+                rewrite_records(site, cache_tag=_cache_tag(plan.python_version))
         unzipped = _tree_size(root)
         audit.check_budget(layer_unzipped=unzipped, function_unzipped=function_unzipped, packages=packages)
 
