@@ -7,8 +7,8 @@ all, so a single run tells the whole story instead of one package per rebuild.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
+import importlib.metadata
 import os
 import re
 import struct
@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from deploy.artifact import PackageInfo
 from deploy.errors import AuditError, ConfigError
+from deploy.install import manylinux_platforms
 from deploy.secret_scan import refused_name
 
 #: Function code plus all its layers, unzipped (Lambda quota).
@@ -84,33 +85,30 @@ class _Dist:
     files: tuple[str, ...]  # posix paths relative to site
 
 
-def _dist_files(site: Path, dist_info: Path) -> list[str]:
-    """Files a distribution installed, relative to ``site``: RECORD when present, else top-level names."""
-    record = dist_info / "RECORD"
+def _dist_files(site: Path, dist: importlib.metadata.Distribution) -> list[str]:
+    """Files a distribution installed, relative to ``site``: its RECORD when present, else top-level names."""
     seen: set[str] = set()
     out: list[str] = []
+    root = f"{site}{os.sep}"
 
-    def add(path: Path) -> None:
-        full = Path(os.path.normpath(path))
-        try:
-            rel = full.relative_to(site).as_posix()
-        except ValueError:
+    def add(path: Path | str) -> None:
+        full = os.path.normpath(path)  # strings, not Path objects: thousands of files per layer
+        if not full.startswith(root):
             return  # a script installed outside --target (e.g. ../../bin/x) is not part of the layer
-        if rel in seen or _skip(rel) or not full.is_file():
+        rel = full[len(root) :].replace(os.sep, "/")
+        if rel in seen or _skip(rel) or not os.path.isfile(full):  # noqa: PTH113 - strings for speed
             return
         seen.add(rel)
         out.append(rel)
 
-    if record.is_file():
-        with record.open(newline="", encoding="utf-8", errors="replace") as fh:
-            for row in csv.reader(fh):
-                if row and row[0]:
-                    add(site / row[0])
+    recorded = dist.files  # RECORD, parsed by importlib.metadata (each access parses it again)
+    if recorded is not None:
+        for entry in recorded:
+            add(root + str(entry))
         return out
-    tops = [dist_info.name]
-    top_level = dist_info / "top_level.txt"
-    if top_level.is_file():
-        tops += [line.strip() for line in top_level.read_text(errors="replace").splitlines() if line.strip()]
+    name = canonicalize_name(dist.name)
+    tops = [d.name for d in site.glob("*.dist-info") if canonicalize_name(d.name.split("-", 1)[0]) == name]
+    tops += [line.strip() for line in (dist.read_text("top_level.txt") or "").splitlines() if line.strip()]
     for top in tops:
         base = site / top
         candidates = [base, base.with_name(base.name + ".py"), *sorted(site.glob(f"{top}.*.so"))]
@@ -124,28 +122,19 @@ def _dist_files(site: Path, dist_info: Path) -> list[str]:
 
 
 def _read_dists(site: Path) -> list[_Dist]:
+    """The installed-package inventory, read by importlib.metadata from the tree (not the host)."""
     site = Path(os.path.normpath(Path(site).resolve()))
     if not site.is_dir():
         raise AuditError(f"cannot audit {site}: not a directory")
     dists: list[_Dist] = []
-    for dist_info in sorted(site.glob("*.dist-info")):
-        if not dist_info.is_dir():
-            continue
-        stem_name, _, stem_version = dist_info.name.removesuffix(".dist-info").partition("-")
-        name, version = stem_name, stem_version
-        metadata = dist_info / "METADATA"
-        if metadata.is_file():
-            headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-            name = headers.get("Name", name) or name
-            version = headers.get("Version", version) or version
-        wheel_tags: tuple[str, ...] = ()
-        wheel = dist_info / "WHEEL"
-        if wheel.is_file():
-            wheel_headers = HeaderParser().parsestr(wheel.read_text(encoding="utf-8", errors="replace"))
-            wheel_tags = tuple(t.strip() for t in wheel_headers.get_all("Tag", []) if t.strip())
-        files = _dist_files(site, dist_info)
+    for dist in importlib.metadata.distributions(path=[str(site)]):
+        wheel = HeaderParser().parsestr(dist.read_text("WHEEL") or "")
+        wheel_tags = tuple(t.strip() for t in wheel.get_all("Tag", []) if t.strip())
+        files = _dist_files(site, dist)
         size = sum((site / rel).stat().st_size for rel in files)
-        info = PackageInfo(name=str(name), version=str(version), size=size, files=len(files), wheel_tags=wheel_tags)
+        info = PackageInfo(
+            name=str(dist.name), version=str(dist.version), size=size, files=len(files), wheel_tags=wheel_tags
+        )
         dists.append(_Dist(info=info, files=tuple(files)))
     dists.sort(key=lambda d: canonicalize_name(d.info.name))
     return dists
@@ -163,20 +152,11 @@ def largest(packages: Iterable[PackageInfo], n: int = 10) -> list[PackageInfo]:
 # --------------------------------------------------------------------------- wheel tags
 
 
-def _platforms(arch: str, glibc_floor: tuple[int, int]) -> list[str]:
-    major, floor_minor = glibc_floor
-    plats = [f"manylinux_{major}_{minor}_{arch}" for minor in range(floor_minor, -1, -1)]
-    for legacy, glibc in _LEGACY_MANYLINUX.items():
-        if glibc <= glibc_floor:
-            plats.append(f"{legacy}_{arch}")
-    return plats
-
-
 def supported_tags(*, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> frozenset[tags.Tag]:
     """What pip would accept on the Lambda runtime, computed with packaging for the target, not the host."""
     version = _py_version(python_version)
-    arch, _ = _arch(architecture)
-    plats = _platforms(arch, glibc_floor)
+    _arch(architecture)  # a clear error for an unknown architecture
+    plats = manylinux_platforms(architecture, glibc_floor)
     interpreter = f"cp{version[0]}{version[1]}"
     found = set(tags.cpython_tags(version, abis=[interpreter], platforms=plats))
     found |= set(tags.compatible_tags(version, interpreter=interpreter, platforms=plats))

@@ -68,11 +68,13 @@ def uv_platform(architecture: str, glibc_floor: tuple[int, int]) -> str:
     return f"{arch}-manylinux2014" if best == 17 else f"{arch}-manylinux_2_{best}"
 
 
-def pip_platforms(architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
-    """Every manylinux tag the runtime accepts, newest first.
+def manylinux_platforms(architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
+    """Every manylinux platform tag the runtime accepts, newest first: the one list the installer
+    asks for and the audit checks against.
 
     pip expands only the legacy ``manylinux2014`` alias to older tags; a ``manylinux_2_34``
     platform matches only wheels tagged exactly 2_34, so the whole range is spelled out.
+    manylinux1/2010 (glibc 2.5/2.12) were only defined for x86 (PEP 513/571); aarch64 starts at 2.17.
     """
     arch = machine(architecture)
     major, minor = glibc_floor
@@ -80,8 +82,11 @@ def pip_platforms(architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
         raise BuildError(f"glibc {major}.{minor} is older than manylinux2014 (2.17); no wheels target it")
     tags = [f"manylinux_2_{m}_{arch}" for m in range(minor, 16, -1)]
     tags.append(f"manylinux2014_{arch}")
-    if arch == "x86_64":  # manylinux1/2010 were only defined for x86 (PEP 513/571)
-        tags += [f"manylinux_2_12_{arch}", f"manylinux2010_{arch}", f"manylinux_2_5_{arch}", f"manylinux1_{arch}"]
+    if arch == "x86_64":
+        tags += [f"manylinux_2_{m}_{arch}" for m in range(16, 11, -1)]
+        tags.append(f"manylinux2010_{arch}")
+        tags += [f"manylinux_2_{m}_{arch}" for m in range(11, 4, -1)]
+        tags.append(f"manylinux1_{arch}")
     return tags
 
 
@@ -346,7 +351,7 @@ class PipInstaller:
             "--no-deps",
             "--no-compile",
         ]
-        for tag in pip_platforms(architecture, glibc_floor):
+        for tag in manylinux_platforms(architecture, glibc_floor):
             argv += ["--platform", tag]
         return [*argv, "-r", str(requirements)]
 

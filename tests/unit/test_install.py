@@ -20,7 +20,7 @@ from deploy.install import (
     explain_uv,
     get_installer,
     lambda_image,
-    pip_platforms,
+    manylinux_platforms,
     uv_platform,
 )
 
@@ -169,13 +169,13 @@ def test_missing_uv_binary() -> None:
         uv.install(REQ, OUT, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
 
 
-def test_pip_platforms_span_the_floor_down_to_manylinux1() -> None:
-    tags = pip_platforms("x86_64", (2, 34))
+def test_manylinux_platforms_span_the_floor_down_to_manylinux1() -> None:
+    tags = manylinux_platforms("x86_64", (2, 34))
     assert tags[0] == "manylinux_2_34_x86_64"
     assert "manylinux_2_28_x86_64" in tags
     assert "manylinux_2_35_x86_64" not in tags
     assert tags[-1] == "manylinux1_x86_64"
-    arm = pip_platforms("arm64", (2, 26))
+    arm = manylinux_platforms("arm64", (2, 26))
     assert arm[0] == "manylinux_2_26_aarch64"
     assert arm[-1] == "manylinux2014_aarch64"
     assert not any("manylinux1" in t or "2010" in t for t in arm)
