@@ -147,7 +147,7 @@ def deploy(
 @task(help={**ENV_HELP, "json": "print a JSON report"})
 @deploy_task
 def status(c: Any, env: str = "local", json: bool = False) -> None:
-    """Compare what is deployed with the local artifacts; exit non-zero when a deploy would change something."""
+    """Print the deploy plan (what a deploy would change); exit non-zero unless it is empty."""
     from deploy import pipeline
 
     pipeline.status(env_config(c, env), as_json=json)

@@ -18,8 +18,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit
 
 from deploy.config import EnvConfig, Paths, load_env
-from deploy.errors import AwsError, ConfigError, DeployError
+from deploy.errors import AwsError, ConfigError, DeployError, Terminated
 from deploy.settings import check_variables, invoke_defaults
+from deploy.transaction import SigTerm, sigterm_raises
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,14 +32,22 @@ def deploy_task(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with sigterm_raises():
+                return fn(*args, **kwargs)
         except DeployError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
         except (BotoCoreError, ClientError) as exc:
             # Credentials, profiles, endpoints: AWS said no before our code could name the step.
             raise Exit(f"error: AWS: {exc}", code=AwsError.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted; nothing half-written is kept, rerun to converge", code=130) from None
+        except (KeyboardInterrupt, SigTerm) as exc:
+            # An interrupt inside a transaction arrives as Interrupted (a DeployError, above) with what
+            # was restored; here no transaction was open, so no alias or $LATEST had been changed.
+            signal_name, code = ("SIGTERM", Terminated.exit_code) if isinstance(exc, SigTerm) else ("SIGINT", 130)
+            raise Exit(
+                f"interrupted ({signal_name}) outside an alias transaction, so this run moved no alias; uploaded "
+                "objects and published layer versions are kept and reused by a rerun",
+                code=code,
+            ) from None
 
     return wrapper
 

@@ -7,6 +7,8 @@ unexpected crashes, so a script can tell "we refused" from "we broke".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class DeployError(Exception):
     """Base of every expected failure; ``exit_code`` is what the process exits with."""
@@ -70,6 +72,11 @@ class AttachError(AwsError):
     """Updating, versioning or aliasing a function failed (after rollback)."""
 
     exit_code = 9
+
+    def __init__(self, message: str, *, hint: str | None = None, failures: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        #: function name → what failed for it (empty when the failure was not per function)
+        self.failures: dict[str, str] = dict(failures or {})
 
 
 class VerifyError(DeployError):

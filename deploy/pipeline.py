@@ -11,19 +11,20 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
 
-from deploy import build, emulator, terraform
+from deploy import build, emulator, terraform, transaction
+from deploy import plan as plan_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
-from deploy.aws import status as status_mod
 from deploy.aws.retry import RetryPolicy, error_message
 from deploy.build_commands import check_flags
 from deploy.config import EmulatorSettings, EnvConfig, Targets
@@ -36,9 +37,11 @@ from deploy.errors import (
     DriftError,
     EmulatorError,
     TerraformError,
-    VerifyError,
 )
 from deploy.report import (
+    DeployReport,
+    FunctionResult,
+    TerraformResult,
     bars,
     emit_json,
     human_size,
@@ -210,14 +213,6 @@ def _targets(env: EnvConfig) -> Targets:
     return terraform.load_targets(env)
 
 
-def _targets_by_region(env: EnvConfig, targets: Targets) -> dict[str, Targets]:
-    """The primary region from Terraform plus any extra regions (bucket per region) from settings."""
-    regions = {targets.region: targets}
-    for region, bucket in env.extra_regions.items():
-        regions[region] = dataclasses.replace(targets, region=region, bucket=bucket)
-    return regions
-
-
 # ---------------------------------------------------------------------------- build
 
 
@@ -381,7 +376,7 @@ def _publish(
         share.grants(env.share)  # a refused (e.g. public) share fails here, before any upload
     results = publish.publish_all(
         env,
-        _targets_by_region(env, targets),
+        plan_mod.targets_by_region(env, targets),
         layer,
         dry_run=dry_run,
         progress=_aws_progress,
@@ -453,33 +448,59 @@ def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, s
     ]
 
 
+def _change_json(change: transaction.FunctionChange) -> dict[str, Any]:
+    return {
+        "name": change.name,
+        "status": change.outcome,
+        "old_version": change.old_version,
+        "new_version": change.new_version,
+        "detail": change.detail,
+    }
+
+
+def _show_transaction(title: str, report: transaction.TransactionReport, *, as_json: bool, env: EnvConfig) -> None:
+    if as_json:
+        emit_json({"env": env.name, **report.to_json()})
+        return
+    table(
+        title,
+        ["function", "outcome", "live", "detail"],
+        [
+            (f.name, f.outcome, live_change(f.old_version, f.new_version), f.detail or "")
+            for f in sorted(report.functions, key=lambda f: f.name)
+        ],
+    )
+
+
 def attach(
     env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
-) -> attach_mod.AttachResult:
+) -> None:
     targets = _targets(env)
     layer = _built_layer(env)
     function = build.build_function(build.function_plan(env)).artifact
     arn = _layer_arn_for_attach(env, targets, layer)
-    try:
-        with contextlib.ExitStack() as stack:
-            if not dry_run:
-                stack.enter_context(_locked(env, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket))
-            result = attach_mod.attach(
-                env,
-                targets,
-                function=function,
-                layer_version_arn=arn,
-                dry_run=dry_run,
-                max_workers=env.max_workers,
-                progress=_aws_progress,
-            )
-    except AttachError as exc:
-        failed = getattr(exc, "result", None)
-        if failed is not None:
-            _show_attach(failed, as_json=as_json, env=env)
-        raise
-    _show_attach(result, as_json=as_json, env=env)
-    return result
+    if dry_run:
+        plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+        _show_attach(attach_mod.apply_attach(env, targets, plan, dry_run=True), as_json=as_json, env=env)
+        return
+    with _locked(env, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket):
+        # Planned under the lock, so a writer that finished while we waited is seen.
+        plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+        txn = transaction.Transaction(env, targets, say=progress)
+        try:
+            with txn, _attach_lines(targets) as on_step:
+                attach_mod.apply_attach(
+                    env,
+                    targets,
+                    plan,
+                    function=function,
+                    max_workers=env.max_workers,
+                    progress=on_step,
+                    record=txn,
+                )
+        finally:
+            if txn.report is not None:
+                _show_transaction(f"attach {env.name}", txn.report, as_json=as_json, env=env)
 
 
 def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConfig) -> None:
@@ -489,38 +510,30 @@ def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConf
         table(f"attach {env.name}", ["function", "outcome", "live", "error"], _attach_rows(result))
 
 
-def status(env: EnvConfig, *, as_json: bool = False) -> status_mod.StatusReport:
-    targets = _targets(env)
-    layer_plan = build.layer_plan(env)
-    layer = build.existing_layer(layer_plan)
-    function = build.build_function(build.function_plan(env)).artifact
-    report = status_mod.status(env, targets, layer=layer, function=function)
-    if layer is None:
-        report.differences.append(f"layer {layer_plan.identity.digest[:12]} is not built locally")
+def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
+    """The deploy plan, read the way ``deploy`` reads it; exit 0 only when it is empty."""
+    _ensure_reachable(env)
+    function, layer = _build_artifacts(env, remote_cache=True)
+    plan, _targets_or_none = _read_plan(env, layer=layer, function=function, apply_infra=True)
     if as_json:
-        emit_json({"env": env.name, **report.to_json()})
-    else:
-        table(
-            f"status {env.name}",
-            ["function", "code", "layer", "live", "last update"],
-            [
-                (
-                    row.name,
-                    "missing"
-                    if not row.exists
-                    else ("in sync" if row.code_sha256 == row.local_code_sha256 else "differs"),
-                    f"v{row.layer_version} ({(row.layer_identity or '?')[:12]})",
-                    row.alias_version or "-",
-                    row.last_update_status or "-",
-                )
-                for row in report.rows
-            ],
-        )
-        for diff in report.differences:
-            say(f"  - {diff}")
-    report.raise_for_drift()
+        emit_json({"env": env.name, **plan.to_json()})
+    _show_plan(f"status {env.name}", plan)
+    if not plan.empty:
+        raise DriftError(f"{env.name}: a deploy would change:\n  " + "\n  ".join(plan.lines()))
     say("in sync: a deploy would change nothing")
-    return report
+    return plan
+
+
+def _show_plan(title: str, plan: plan_mod.DeployPlan) -> None:
+    if plan.functions:
+        table(
+            title,
+            ["function", "live", "would"],
+            [(f.name, f.alias_from, f.describe()) for f in sorted(plan.functions, key=lambda f: f.name)],
+        )
+    for line in plan.lines():
+        if not any(line.startswith(f"{f.name}:") for f in plan.functions):
+            say(f"  - {line}")
 
 
 def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
@@ -536,10 +549,14 @@ def rollback(
     env: EnvConfig, *, to: str | None = None, dry_run: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> None:
     targets = _targets(env)
-    with contextlib.ExitStack() as stack:
-        if not dry_run:
-            stack.enter_context(_locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket))
-        outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=dry_run)
+    if dry_run:
+        outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=True)
+    else:
+        with (
+            _locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
+            transaction.Transaction(env, targets, say=progress) as txn,
+        ):
+            outcomes = rollback_mod.rollback(env, targets, to=to, record=txn)
     table(
         f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
         ["function", "live", "changed"],
@@ -669,6 +686,55 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
     }
 
 
+def _build_artifacts(
+    env: EnvConfig, *, remote_cache: bool, report: DeployReport | None = None
+) -> tuple[Artifact, Artifact]:
+    """Build and audit both artifacts: a layer over budget, for the wrong platform or with a secret fails
+    here, before any Terraform call or AWS write (the remote cache only reads)."""
+    function = build_function(env).artifact
+    built = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
+    if report is not None:
+        report.layer = {**_artifact_json(built.artifact), "source": built.source}
+        report.function = _artifact_json(function)
+    return function, built.artifact
+
+
+def _terraform_needed(env: EnvConfig) -> tuple[bool, str]:
+    """Reads only. The fingerprint of the last apply on this machine decides first; without a matching
+    one (a fresh CI runner), ``terraform plan`` decides, and a plan without changes is remembered as
+    the fingerprint, so a no-change deploy never runs ``terraform apply`` (which writes state)."""
+    tf = terraform.terraform_for(env)
+    extra = _apply_context(env)
+    if not terraform.apply_needed(tf, extra=extra):
+        return False, "configuration, variables and state unchanged since the last apply"
+    progress("terraform plan (no apply recorded here for this configuration and state)")
+    changes: list[bool] = []
+    _terraform_with_progress(
+        env,
+        "plan",
+        lambda log, events: changes.append(terraform.plan(tf, detailed_exitcode=True, log=log, events=events)),
+    )
+    if changes[0]:
+        return True, "terraform plan has changes"
+    terraform.record_apply(tf, extra=extra)
+    return False, "terraform plan has no changes"
+
+
+def _read_plan(
+    env: EnvConfig, *, layer: Artifact, function: Artifact, apply_infra: bool
+) -> tuple[plan_mod.DeployPlan, Targets | None]:
+    """The one answer to "what would a deploy change" (status, --dry-run and deploy all call this)."""
+    needed, why = _terraform_needed(env) if apply_infra else (False, "--skip-infra")
+    try:
+        targets = terraform.load_targets(env)
+    except TerraformError:
+        if not apply_infra:
+            raise
+        return plan_mod.unapplied(env), None  # nothing exists yet: apply first, then everything
+    plan = plan_mod.compute(env, targets, layer=layer, function=function, terraform_apply=needed, terraform_reason=why)
+    return plan, targets
+
+
 def deploy(
     env: EnvConfig,
     *,
@@ -679,261 +745,226 @@ def deploy(
     verify_local_first: bool = True,
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
-) -> Mapping[str, Any]:
-    """build-layer, build-function, verify --local, publish-layer, attach, verify; all or nothing.
+) -> DeployReport:
+    """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
-    With nothing changed, no AWS write call is made (counted, and reported as ``aws_write_calls``).
+    An empty plan takes no lock and makes no write call, Terraform included (counted, and reported as
+    ``aws_write_calls`` and ``terraform``).
     """
     started = time.monotonic()
-    report: dict[str, Any] = {"env": env.name, "dry_run": dry_run, "ok": False, "rolled_back": False}
+    report = DeployReport(env=env.name, dry_run=dry_run)
     with calls.count_writes() as writes:
         try:
-            with contextlib.ExitStack() as stack:
-                if not dry_run:
-                    _ensure_lock_bucket(env)
-                    stack.enter_context(_locked(env, "deploy", timeout=lock_timeout))
-                _deploy_steps(
-                    env,
-                    report,
-                    dry_run=dry_run,
-                    apply_infra=apply_infra,
-                    verify_local_first=verify_local_first,
-                    remote_cache=remote_cache,
-                )
-            report["ok"] = True
+            _deploy_steps(
+                env,
+                report,
+                dry_run=dry_run,
+                apply_infra=apply_infra,
+                verify_local_first=verify_local_first,
+                remote_cache=remote_cache,
+                lock_timeout=lock_timeout,
+            )
+            report.ok = True
         except DeployError as exc:
-            report["error"] = str(exc)
+            report.error = str(exc)
             raise
         finally:
-            report["aws_write_calls"] = writes.count
-            report["aws_write_operations"] = [f"{svc}:{op}" for svc, op in writes.calls]
-            report["seconds"] = round(time.monotonic() - started, 2)
+            report.aws_write_calls = writes.count
+            report.aws_write_operations = [f"{svc}:{op}" for svc, op in writes.calls]
+            report.seconds = round(time.monotonic() - started, 2)
             if report_file:
-                json_path, md_path = write_report(report, Path(report_file))
+                json_path, md_path = write_report(report.to_json(), Path(report_file))
                 say(f"report written to {json_path} and {md_path}")
             if as_json:
-                emit_json(report)
+                emit_json(report.to_json())
     _summary(report)
     return report
 
 
-def _summary(report: Mapping[str, Any]) -> None:
-    functions = report.get("functions") or []
+def _summary(report: DeployReport) -> None:
+    functions = report.functions
     if functions:
         table(
-            f"deploy {report['env']}" + (" (dry run)" if report.get("dry_run") else ""),
+            f"deploy {report.env}" + (" (dry run)" if report.dry_run else ""),
             ["function", "outcome", "live"],
-            [(f["name"], f["status"], live_change(f["old_version"], f["new_version"])) for f in functions],
+            [(f.name, f.status, live_change(f.old_version, f.new_version)) for f in functions],
         )
-    changed = sum(1 for f in functions if f["status"] != "unchanged")
-    if report.get("dry_run"):
+    changed = sum(1 for f in functions if f.status != "unchanged")
+    if report.dry_run:
         verdict = f"dry run: {changed} function(s) would change" if changed else "dry run: nothing would change"
     else:
         verdict = "deployed" if changed else "nothing changed"
-    say(f"{verdict} in {report.get('seconds')} s; {report.get('aws_write_calls')} AWS write call(s)")
+    tf = report.terraform
+    say(
+        f"{verdict} in {report.seconds} s; {report.aws_write_calls} AWS write call(s); terraform apply {tf.apply}"
+        f"{', state written' if tf.state_written else ', state not written'}"
+    )
+
+
+def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[FunctionResult]:
+    return [
+        FunctionResult(
+            name=f.name,
+            status=("would update" if dry_run else "updated") if f.changed else "unchanged",
+            old_version=f.alias_from,
+            new_version=f.alias_to,
+            detail=f.describe(),
+        )
+        for f in plan.functions
+    ]
 
 
 def _deploy_steps(
     env: EnvConfig,
-    report: dict[str, Any],
+    report: DeployReport,
     *,
     dry_run: bool,
     apply_infra: bool,
     verify_local_first: bool,
-    remote_cache: bool = True,
+    remote_cache: bool,
+    lock_timeout: float,
 ) -> None:
-    if apply_infra and not dry_run:
-        targets = infra_apply(env, only_if_changed=True)
-    else:
-        if env.emulator is not None and not dry_run:
-            emulator_up(env, quiet_reuse=True)
-        targets = _targets(env)
-
-    function = build_function(env).artifact
-    built = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
-    layer = built.artifact
-    report["layer"] = {**_artifact_json(layer), "source": built.source}
-    report["function"] = _artifact_json(function)
-
-    # Reads only: what would change? A deploy with nothing to change skips the sandbox runs
-    # (the deployed bytes were verified when they were deployed) and writes nothing.
-    pub_plan = publish.plan_publish(env, targets, layer)
-    layer_arn = pub_plan.existing_arn
-    pending = pub_plan.upload or pub_plan.publish
-    attach_plan = None
-    if layer_arn is not None:
-        attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=layer_arn)
-        pending = pending or attach_plan.upload_code or any(_changes(fp) for fp in attach_plan.functions)
-    else:
-        pending = True
-    pending = pending or _regions_or_shares_pending(env, targets, layer, known={targets.region: pub_plan})
-
+    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report)
+    if env.emulator is not None and not dry_run:
+        emulator_up(env, quiet_reuse=True)
+    _ensure_reachable(env)
+    plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+    report.plan = plan.to_json()
     if dry_run:
-        _dry_run_report(env, targets, layer, function, report, pub_plan, attach_plan)
-        return
-    if not pending:
-        progress("nothing to deploy: layer published, code and layers attached, aliases current")
-        report["layer"]["source"] = f"{built.source}; nothing to do"
-        report["publish"] = [
-            {"region": targets.region, "layer_version_arn": layer_arn, "published": False, "uploaded": False}
+        _show_plan(f"deploy --dry-run {env.name}", plan)
+        report.functions = _planned_functions(plan, dry_run=True)
+        report.publish = [
+            {**asdict(r), "action": "would publish" if r.publish else "would reuse"} for r in plan.regions
         ]
-        assert attach_plan is not None
-        report["functions"] = [
-            {
-                "name": fp.name,
-                "status": "unchanged",
-                "old_version": fp.current_alias_version,
-                "new_version": fp.current_alias_version,
-            }
-            for fp in attach_plan.functions
-        ]
-        report["verify"] = {"skipped": "nothing changed"}
+        report.verify = {"skipped": "dry run"}
+        return
+    if plan.empty:
+        _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
-    verify_report: dict[str, Any] = {}
-    report["verify"] = verify_report
-    if verify_local_first:
-        local_report = _verify_local(env, targets, layer, function)
-        verify_report["local"] = local_report.to_json()
-        local_report.raise_for_failures()  # nothing has been uploaded yet
-
-    snapshot = rollback_mod.snapshot_aliases(env, targets)
-    # One deadline for every retry and wait of this deploy: publish's and attach's together.
-    policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
-    publishes = _publish(env, targets, layer, dry_run=False, policy=policy)
-    report["publish"] = [_pub_json(p) for p in publishes]
-    primary = next(p for p in publishes if p.region == targets.region)
-    assert primary.layer_version_arn is not None
-    try:
-        _attach_and_verify(env, targets, layer, function, primary.layer_version_arn, report, policy=policy)
-    except BaseException as exc:
-        # Whatever stopped us after aliases may have moved (a failed verify, an AWS error while
-        # fetching or invoking, Ctrl-C): every alias goes back to what it served before.
-        _restore(env, targets, snapshot, report)
-        if isinstance(exc, VerifyError):
-            raise VerifyError(f"{exc.message}\n  every live alias was moved back", hint=exc.hint) from None
-        raise
-
-
-def _restore(env: EnvConfig, targets: Targets, snapshot: Mapping[str, str], report: dict[str, Any]) -> None:
-    progress("moving every live alias back to what it served before this deploy")
-    try:
-        outcomes = rollback_mod.restore_aliases(env, targets, snapshot)
-    except (DeployError, BotoCoreError, ClientError) as err:
-        report["rolled_back"] = False
-        report["rollback_error"] = str(err)
-        say(f"[red]could not restore the aliases:[/] {err}; run `inv rollback --env {env.name}`")
-        return
-    report["rolled_back"] = True
-    moved = {o.name for o in outcomes if o.changed}
-    for fn in report.get("functions") or []:
-        if fn["name"] in moved or fn["status"] == "updated":
-            fn["status"] = "rolled_back"
-
-
-def _attach_and_verify(
-    env: EnvConfig,
-    targets: Targets,
-    layer: Artifact,
-    function: Artifact,
-    layer_arn: str,
-    report: dict[str, Any],
-    *,
-    policy: RetryPolicy | None = None,
-) -> None:
-    try:
-        with _attach_lines(targets) as on_step:
-            result = attach_mod.attach(
-                env,
-                targets,
-                function=function,
-                layer_version_arn=layer_arn,
-                max_workers=env.max_workers,
-                progress=on_step,
-                policy=policy,
+    if verify_local_first and targets is not None:
+        _verify_locally(env, targets, layer, function, report)  # nothing has been written yet
+    _ensure_lock_bucket(env)
+    with _locked(
+        env,
+        "deploy",
+        timeout=lock_timeout,
+        artifact_bucket=targets.bucket if targets else None,
+    ):
+        # Read again under the lock: a run that held it may have deployed exactly this.
+        plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+        report.plan = plan.to_json()
+        if plan.terraform_apply:
+            state_before = terraform.state_identity(env)
+            targets = infra_apply(env)
+            report.terraform = TerraformResult(
+                apply="applied",
+                reason=plan.terraform_reason,
+                state_written=terraform.state_identity(env) != state_before,
             )
-    except AttachError as exc:
-        failed = getattr(exc, "result", None)
-        if failed is not None:
-            report["functions"] = [dataclasses.asdict(o) for o in failed.outcomes]
-        raise
-    report["functions"] = [dataclasses.asdict(o) for o in result.outcomes]
-
-    deployed = _verify_deployed(env, targets, layer, function)
-    report["verify"]["deployed"] = deployed.to_json()
-    deployed.raise_for_failures()
-
-
-def _regions_or_shares_pending(
-    env: EnvConfig, targets: Targets, layer: Artifact, *, known: Mapping[str, publish.PublishPlan] | None = None
-) -> bool:
-    """Reads only: an extra region still missing the layer, or a configured share not granted yet.
-
-    ``known`` holds plans already read (the primary region's), so no region is read twice."""
-    for region, regional in _targets_by_region(env, targets).items():
-        plan = (known or {}).get(region) or publish.plan_publish(env, regional, layer, region=region)
-        if plan.upload or plan.publish:
-            return True
-        sharing = bool(env.share.accounts or env.share.organization_id)
-        if (
-            sharing
-            and plan.existing_arn is not None
-            and share.share_layer(env, plan.existing_arn, env.share, dry_run=True).added
-        ):
-            return True
-    return False
+            plan = plan_mod.compute(env, targets, layer=layer, function=function)
+            report.plan = plan.to_json()
+            if verify_local_first and not report.verify.get("local"):
+                _verify_locally(env, targets, layer, function, report)
+        else:
+            report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
+        if plan.empty:
+            _nothing_to_do(report, plan, "another run deployed this while we waited for the lock")
+            return
+        assert targets is not None
+        _apply_plan(env, targets, plan, layer, function, report)
 
 
-def _changes(fp: attach_mod.FunctionPlan) -> bool:
-    return fp.update_code or fp.update_layers or fp.publish
-
-
-def _dry_run_report(
-    env: EnvConfig,
-    targets: Targets,
-    layer: Artifact,
-    function: Artifact,
-    report: dict[str, Any],
-    pub_plan: publish.PublishPlan,
-    attach_plan: attach_mod.AttachPlan | None,
-) -> None:
-    report["publish"] = [
-        {
-            "region": pub_plan.region,
-            "layer_version_arn": pub_plan.existing_arn,
-            "uploaded": pub_plan.upload,
-            "published": pub_plan.publish,
-            "action": "would publish" if pub_plan.publish else "would reuse",
-        }
+def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) -> None:
+    progress(f"nothing to deploy: {why}")
+    if report.layer is not None:
+        report.layer["source"] = f"{report.layer.get('source')}; nothing to do"
+    report.publish = [
+        {"region": r.region, "layer_version_arn": r.layer_version_arn, "published": False, "uploaded": False}
+        for r in plan.regions
     ]
-    say(
-        f"would {'upload' if pub_plan.upload else 'not upload'} s3://{pub_plan.bucket}/{pub_plan.key}; "
-        f"would {'publish a new' if pub_plan.publish else 'reuse'} version of {pub_plan.layer_name}"
-    )
-    functions = []
-    for fn in targets.functions:
-        fp = next((p for p in attach_plan.functions if p.name == fn.name), None) if attach_plan else None
-        if fp is None:  # the layer version does not exist yet: every function gets it
-            functions.append(
-                {
-                    "name": fn.name,
-                    "status": "would update",
-                    "old_version": None,
-                    "new_version": "(new)",
-                    "update_code": None,
-                    "update_layers": True,
-                }
-            )
-            continue
-        functions.append(
-            {
-                "name": fp.name,
-                "status": "would update" if _changes(fp) else "unchanged",
-                "old_version": fp.current_alias_version,
-                "new_version": "(new)" if _changes(fp) else fp.current_alias_version,
-                "update_code": fp.update_code,
-                "update_layers": fp.update_layers,
-            }
-        )
-    report["functions"] = functions
-    report["verify"] = {"skipped": "dry run"}
+    report.functions = _planned_functions(plan, dry_run=False)
+    report.verify = {"skipped": "nothing changed"}
+    if report.terraform.apply == "not run":
+        report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
+
+
+def _verify_locally(
+    env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport
+) -> None:
+    local_report = _verify_local(env, targets, layer, function)
+    report.verify["local"] = local_report.to_json()
+    local_report.raise_for_failures()
+
+
+def _apply_plan(
+    env: EnvConfig,
+    targets: Targets,
+    plan: plan_mod.DeployPlan,
+    layer: Artifact,
+    function: Artifact,
+    report: DeployReport,
+) -> None:
+    """Apply exactly ``plan`` inside one transaction: any failure or interrupt (SIGINT, SIGTERM)
+    from the first write to the end of verify puts back what this run changed, compare-and-set."""
+    # One deadline for every retry and wait of this deploy: publish's and attach's together (the
+    # restore gets its own time: the transaction's policy has no deadline).
+    policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
+    txn = transaction.Transaction(env, targets, say=progress)
+    try:
+        with txn:
+            if any(r.changed for r in plan.regions):
+                publishes = _publish(env, targets, layer, dry_run=False, policy=policy)
+                report.publish = [_pub_json(p) for p in publishes]
+                arn = next(p for p in publishes if p.region == targets.region).layer_version_arn
+            else:
+                arn = plan.primary.layer_version_arn
+                report.publish = [
+                    {
+                        "region": r.region,
+                        "layer_version_arn": r.layer_version_arn,
+                        "published": False,
+                        "uploaded": False,
+                    }
+                    for r in plan.regions
+                ]
+            assert arn is not None
+            attach_plan = plan.attach
+            if attach_plan is None or attach_plan.layer_version_arn != arn:
+                # The version was just published: plan against its real ARN, and check nothing else moved.
+                attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+                moved = plan_mod.changed_since(plan.functions, plan_mod.function_steps(attach_plan))
+                if moved:
+                    raise AttachError(
+                        "functions changed between planning and applying: "
+                        + "; ".join(f"{k}: {v}" for k, v in moved.items()),
+                        hint="another writer is at work; rerun",
+                    )
+            if attach_plan.changed:
+                with _attach_lines(targets) as on_step:
+                    attach_mod.apply_attach(
+                        env,
+                        targets,
+                        attach_plan,
+                        function=function,
+                        max_workers=env.max_workers,
+                        progress=on_step,
+                        policy=policy,
+                        record=txn,
+                    )
+            if any(f.changed for f in plan.functions):
+                deployed = _verify_deployed(env, targets, layer, function)
+                report.verify["deployed"] = deployed.to_json()
+                deployed.raise_for_failures()
+            else:
+                report.verify["deployed"] = {"skipped": "no function changed (layer published or shared only)"}
+    finally:
+        if txn.report is not None:
+            report.functions = [
+                FunctionResult(
+                    name=f.name, status=f.outcome, old_version=f.old_version, new_version=f.new_version, detail=f.detail
+                )
+                for f in txn.report.functions
+            ]
+            report.rolled_back = not txn.report.committed and txn.report.restored
+            report.transaction = txn.report.to_json()

@@ -13,8 +13,9 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console, Group
 from rich.filesize import decimal
@@ -27,6 +28,52 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionResult:
+    """One function's line in the deploy report."""
+
+    name: str
+    status: str  # unchanged, updated, rolled_back, left, failed; on a dry run: would update
+    old_version: str | None
+    new_version: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TerraformResult:
+    """What the deploy did with Terraform: its writes are not boto3 calls, so they are reported here."""
+
+    apply: Literal["applied", "skipped", "not run"] = "not run"
+    reason: str = ""
+    state_written: bool = False  # the state object's ETag changed during the deploy
+
+
+@dataclass(kw_only=True)
+class DeployReport:
+    """Filled in by ``deploy`` step by step; ``to_json`` is the ``--json`` / ``--report-file`` document and
+    :func:`markdown` renders the job summary from it."""
+
+    env: str
+    dry_run: bool
+    ok: bool = False
+    error: str | None = None
+    layer: dict[str, Any] | None = None
+    function: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    publish: list[dict[str, Any]] = field(default_factory=list)
+    functions: list[FunctionResult] = field(default_factory=list)
+    verify: dict[str, Any] = field(default_factory=dict)
+    rolled_back: bool = False
+    transaction: dict[str, Any] | None = None
+    terraform: TerraformResult = field(default_factory=TerraformResult)
+    aws_write_calls: int = 0
+    aws_write_operations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def say(message: str) -> None:

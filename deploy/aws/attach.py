@@ -3,10 +3,11 @@
 Traffic reaches the functions only through the alias, so the alias is the commit point:
 code and layer are changed on ``$LATEST`` (invisible to alias callers), frozen into a
 published version, and only when every function has its version staged do the aliases
-move. A failure before that leaves every alias untouched; a failure while moving them
-moves the ones already switched back. Callers never see new code with an old layer or
-the reverse (design property 4), and any failure leaves every function serving what it
-served before (property 5).
+move. Every write is recorded in the caller's :class:`deploy.transaction.Transaction`
+before it is sent; on any failure or interrupt the transaction (the one restore path for
+attach, deploy and rollback) moves back what this run changed, compare-and-set. Callers
+never see new code with an old layer or the reverse (design property 4), and any failure
+leaves every function serving what it served before (property 5).
 
 A function whose code, layers and alias already match makes no write call at all.
 """
@@ -15,18 +16,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
-from deploy.aws import calls
+from deploy.aws import calls, deployed
 from deploy.aws.publish import check_bucket, object_matches, short_key, upload
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AttachError, DeployError
+
+T = TypeVar("T")
+
+
+class Recorder(Protocol):
+    """What apply_attach tells its transaction before each write (see deploy/transaction.py)."""
+
+    def check(self) -> None: ...
+    def halt(self) -> None: ...
+    def code(self, name: str, code_sha256: str) -> None: ...
+    def layers(self, name: str, layers: tuple[str, ...]) -> None: ...
+    def version(self, name: str, version: str) -> None: ...
+    def alias(self, name: str, version: str) -> None: ...
+
 
 #: Lambda's limit of layers per function.
 MAX_LAYERS = 5
@@ -34,7 +50,7 @@ MAX_LAYERS = 5
 #: seconds after it starts; each single call or wait keeps its own shorter bound (``timeout``).
 DEADLINE_S = 900.0
 
-Status = Literal["updated", "unchanged", "failed", "rolled_back"]
+Status = Literal["updated", "unchanged", "failed", "rolled_back", "left"]
 Progress = Callable[[str, str], None]
 
 _LAYER_VERSION_ARN = re.compile(r"^(?P<base>arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:(?P<name>[\w-]+)):(?P<v>\d+)$")
@@ -49,8 +65,7 @@ def _revision(rev: str | None) -> dict[str, Any]:
     return {"RevisionId": rev} if rev else {}
 
 
-def _layer_arns(config: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(layer["Arn"]) for layer in config.get("Layers") or ())
+_layer_arns = deployed.layer_arns
 
 
 def desired_layers(current: Sequence[str], new_arn: str, *, function: str) -> tuple[str, ...]:
@@ -134,30 +149,15 @@ class AttachResult:
 
 def _read(lam: Any, name: str, alias: str) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] | None:
     """($LATEST config, alias, config the alias serves), or None if the function does not exist."""
-    try:
-        latest = lam.get_function_configuration(FunctionName=name)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise AttachError(f"{name}: {error_message(exc)}") from None
-    try:
-        current = lam.get_alias(FunctionName=name, Name=alias)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise AttachError(
-                f"{name}: alias {alias!r} does not exist", hint="Terraform creates it: run `inv infra.apply`"
-            ) from None
-        raise AttachError(f"{name}: {error_message(exc)}") from None
-    served = lam.get_function_configuration(FunctionName=name, Qualifier=current["FunctionVersion"])
-    return latest, current, served
+    state = deployed.read(lam, name, alias, error=AttachError)
+    if state is None:
+        return None
+    if state.alias is None or state.served is None:
+        raise AttachError(f"{name}: alias {alias!r} does not exist", hint="Terraform creates it: run `inv infra.apply`")
+    return state.latest, state.alias, state.served
 
 
-#: Configuration a published version freezes, which Terraform (not the tasks) changes on $LATEST.
-_VERSIONED_CONFIG = ("Handler", "Runtime", "Role", "MemorySize", "Timeout", "Environment", "TracingConfig")
-
-
-def frozen_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: config.get(key) for key in _VERSIONED_CONFIG}
+frozen_config = deployed.frozen_config
 
 
 def _plan_function(
@@ -239,11 +239,12 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
 class _Stager:
     """Stages one function: $LATEST updated, waited for, frozen into a version. The alias is not touched."""
 
-    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, say: Progress) -> None:
+    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, say: Progress, record: Recorder) -> None:
         self.lam = lam
         self.plan = plan
         self.policy = policy
         self.say = say
+        self.record = record
 
     def __call__(self, fp: FunctionPlan) -> tuple[FunctionPlan, str | None]:
         """(the plan actually applied, new version) — version None when a re-read found nothing to do."""
@@ -279,6 +280,8 @@ class _Stager:
         rev = fp.revision_id
         if fp.update_code:
             self.say(name, "updating code")
+            self.record.check()
+            self.record.code(name, self.plan.code_sha256)
             call(
                 lam.update_function_code,
                 what=name,
@@ -291,6 +294,8 @@ class _Stager:
             rev = wait_updated(lam, name, policy=policy).get("RevisionId")
         if fp.update_layers:
             self.say(name, "setting layers")
+            self.record.check()
+            self.record.layers(name, fp.new_layers)
             call(
                 lam.update_function_configuration,
                 what=name,
@@ -301,6 +306,7 @@ class _Stager:
             )
             rev = wait_updated(lam, name, policy=policy).get("RevisionId")
         self.say(name, "publishing a version")
+        self.record.check()
         # CodeSha256 makes Lambda refuse to publish if $LATEST's code changed since we looked.
         version = call(
             lam.publish_version,
@@ -315,6 +321,7 @@ class _Stager:
                 f"{name}: published version {version.get('Version')} has layers {list(_layer_arns(version))} "
                 f"and code {version.get('CodeSha256')}, expected {list(fp.new_layers)} and {self.plan.code_sha256}"
             )
+        self.record.version(name, str(version["Version"]))
         return str(version["Version"])
 
 
@@ -369,11 +376,15 @@ def apply_attach(
     timeout: float = 300,
     deadline: float = DEADLINE_S,
     policy: RetryPolicy | None = None,
+    record: Recorder | None = None,
 ) -> AttachResult:
-    """Apply ``plan``; raise AttachError (with ``err.result``) if any function failed, after rolling back.
+    """Apply ``plan``; raise AttachError (``failures`` per function) if any function failed.
 
-    ``function`` is the artifact to upload when the plan says its zip is not in S3 yet. ``timeout``
-    bounds each retried call or wait; ``deadline`` (seconds from now) bounds all of them together.
+    ``record`` is the caller's transaction (deploy's also covers verify); without one, the attach
+    runs in its own, which restores what it changed on any failure or interrupt (the restore gets
+    its own time, past the deadline). ``function`` is the artifact to upload when the plan says its
+    zip is not in S3 yet. ``timeout`` bounds each retried call or wait; ``deadline`` (seconds from
+    now) bounds all of them together.
     """
     say = progress or _no_progress
     policy = replace(policy or RetryPolicy(), total=timeout).with_deadline(deadline)
@@ -400,28 +411,33 @@ def apply_attach(
         say(f"function {function.sha256[:12]}", f"uploading to s3://{plan.bucket}/{short_key(plan.code_key)}")
         upload(calls.client(env, "s3", plan.region), plan.bucket, plan.code_key, function)
 
+    if record is None:
+        from deploy.transaction import Transaction
+
+        with Transaction(env, targets, say=lambda message: say("attach", message), policy=policy) as txn:
+            return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=txn)
+    return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=record)
+
+
+def _apply(
+    env: EnvConfig, plan: AttachPlan, *, policy: RetryPolicy, max_workers: int, say: Progress, record: Recorder
+) -> AttachResult:
     lam = calls.client(env, "lambda", plan.region)
-    stager = _Stager(lam, plan, policy, say)
+    stager = _Stager(lam, plan, policy, say, record)
     workers = max(1, min(max_workers, len(plan.functions)))
 
     # Phase 1: stage every function; no alias moves, so callers still see the old pairs.
-    staged: dict[str, tuple[FunctionPlan, str | None]] = {}
     errors: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {fp.name: pool.submit(stager, fp) for fp in plan.functions}
-        for name, future in futures.items():
-            try:
-                staged[name] = future.result()
-            except (DeployError, ClientError, BotoCoreError) as exc:
-                errors[name] = _message(name, exc)
-                say(name, f"failed: {errors[name]}")
+        staged = _gather({fp.name: pool.submit(stager, fp) for fp in plan.functions}, errors, say, record)
 
-    # Phase 2: move the aliases, only if everything staged.
-    switched: set[str] = set()
+    # Phase 2: move the aliases, only if everything staged. The transaction restores on failure.
     if not errors:
 
         def switch(fp: FunctionPlan, version: str) -> None:
             say(fp.name, f"moving alias {plan.alias} {fp.current_alias_version} → {version}")
+            record.check()
+            record.alias(fp.name, version)
             _move_alias(
                 lam,
                 plan,
@@ -438,79 +454,43 @@ def apply_attach(
                 for name, (fp, version) in staged.items()
                 if version is not None and version != fp.current_alias_version
             }
-            for name, move in moves.items():
-                try:
-                    move.result()
-                    switched.add(name)
-                except (DeployError, ClientError, BotoCoreError) as exc:
-                    errors[name] = _message(name, exc)
-                    say(name, f"failed: {errors[name]}")
+            _gather(moves, errors, say, record)
 
-    # Phase 3: on any failure, put back every alias we moved.
-    rollback_errors: dict[str, str] = {}
     if errors:
-        for name in sorted(switched):
-            fp = staged[name][0]
-            say(name, f"rolling alias {plan.alias} back to {fp.current_alias_version}")
-            try:
-                # Restoring is what a failure owes: it gets its own time, past the deadline.
-                _move_alias(lam, plan, name, fp.current_alias_version, replace(policy, deadline=None), None)
-            except (DeployError, ClientError, BotoCoreError) as exc:
-                rollback_errors[name] = _message(name, exc)
-
+        raise AttachError("attach failed: " + "; ".join(errors[name] for name in sorted(errors)), failures=errors)
     outcomes: list[FunctionOutcome] = []
     for fp in plan.functions:
         applied, version = staged.get(fp.name, (fp, None))
-        if fp.name in errors:
-            outcomes.append(
-                FunctionOutcome(
-                    name=fp.name,
-                    status="failed",
-                    old_version=fp.current_alias_version,
-                    new_version=version,
-                    error=errors[fp.name],
-                )
+        moved = version is not None and version != applied.current_alias_version
+        outcomes.append(
+            FunctionOutcome(
+                name=fp.name,
+                status="updated" if moved else "unchanged",
+                old_version=fp.current_alias_version,
+                new_version=version if moved else None,
             )
-        elif fp.name in rollback_errors:
-            outcomes.append(
-                FunctionOutcome(
-                    name=fp.name,
-                    status="failed",
-                    old_version=fp.current_alias_version,
-                    new_version=version,
-                    error=f"rollback to {fp.current_alias_version} failed: {rollback_errors[fp.name]}",
-                )
-            )
-        elif version is None or version == applied.current_alias_version:
-            outcomes.append(
-                FunctionOutcome(
-                    name=fp.name, status="unchanged", old_version=fp.current_alias_version, new_version=None
-                )
-            )
-        elif errors:
-            outcomes.append(
-                FunctionOutcome(
-                    name=fp.name, status="rolled_back", old_version=fp.current_alias_version, new_version=version
-                )
-            )
-        else:
-            outcomes.append(
-                FunctionOutcome(
-                    name=fp.name, status="updated", old_version=fp.current_alias_version, new_version=version
-                )
-            )
-    result = AttachResult(outcomes=tuple(outcomes), ok=not errors and not rollback_errors)
-    if not result.ok:
-        failed = [o for o in outcomes if o.status == "failed"]
-        restored = (
-            "aliases restored to their previous versions"
-            if not rollback_errors
-            else "aliases NOT restored for " + ", ".join(sorted(rollback_errors)) + " (run `inv rollback`)"
         )
-        err = AttachError(f"attach failed; {restored}: " + "; ".join(str(o.error) for o in failed))
-        err.result = result  # type: ignore[attr-defined]
-        raise err
-    return result
+    return AttachResult(outcomes=tuple(outcomes), ok=True)
+
+
+def _gather(futures: Mapping[str, Future[T]], errors: dict[str, str], say: Progress, record: Recorder) -> dict[str, T]:
+    """Results by function; failures go to ``errors``. On an interrupt in this (the main) thread, no
+    worker starts another write, and we wait for the calls in flight so the restore sees a still state."""
+    results: dict[str, T] = {}
+    try:
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except (DeployError, ClientError, BotoCoreError) as exc:
+                errors[name] = _message(name, exc)
+                say(name, f"failed: {errors[name]}")
+    except BaseException:
+        record.halt()
+        for future in futures.values():
+            future.cancel()
+        wait_all(futures.values())
+        raise
+    return results
 
 
 def attach(

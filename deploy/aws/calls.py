@@ -38,7 +38,7 @@ def is_write(operation: str) -> bool:
     return not operation.startswith(_READ_PREFIXES)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)  # identity: nested counters with equal calls must stay distinct
 class WriteCounter:
     """The write calls made while it was active, as ``(service, operation)`` in call order."""
 

@@ -1,20 +1,21 @@
-"""Move ``live`` aliases back: to the previous published version, a given one, or a snapshot.
+"""Move ``live`` aliases back: to the previous published version or a given one.
 
 Only the alias moves; published versions are immutable, so the version we move to is
 exactly what was served before. Every target version is checked to exist before the
-first alias moves, so a typo changes nothing.
+first alias moves, so a typo changes nothing. Each move is recorded in the caller's
+transaction first, so a failure or interrupt half-way puts the moved aliases back.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deploy.aws import calls
+from deploy.aws.attach import Recorder
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError
@@ -43,20 +44,17 @@ def published_versions(lam: Any, name: str) -> list[int]:
     return sorted(int(v["Version"]) for page in pages for v in page.get("Versions", []) if v["Version"].isdigit())
 
 
-def snapshot_aliases(env: EnvConfig, targets: Targets) -> dict[str, str]:
-    """Function name → the version its alias serves now; ``deploy`` takes it before attaching."""
-    lam = calls.client(env, "lambda", targets.region)
-    return {fn.name: _alias_version(lam, fn.name, targets.alias) for fn in targets.functions}
-
-
 def _apply(
-    lam: Any, targets: Targets, moves: list[tuple[str, str, str]], *, dry_run: bool
+    lam: Any, targets: Targets, moves: list[tuple[str, str, str]], *, dry_run: bool, record: Recorder | None
 ) -> tuple[RollbackOutcome, ...]:
     policy = RetryPolicy()
     out = []
     for name, current, to in moves:
         changed = current != to
         if changed and not dry_run:
+            if record is not None:
+                record.check()
+                record.alias(name, to)
             try:
                 call(
                     lam.update_alias,
@@ -81,7 +79,7 @@ def _recorded_previous(lam: Any, name: str, alias: str) -> int | None:
 
 
 def rollback(
-    env: EnvConfig, targets: Targets, *, to: str | None = None, dry_run: bool = False
+    env: EnvConfig, targets: Targets, *, to: str | None = None, dry_run: bool = False, record: Recorder | None = None
 ) -> tuple[RollbackOutcome, ...]:
     """Each function's alias → the highest published version below the current one, or ``to``."""
     lam = calls.client(env, "lambda", targets.region)
@@ -110,13 +108,4 @@ def rollback(
                 "nothing was changed"
             )
         moves.append((fn.name, current, str(older[-1])))
-    return _apply(lam, targets, moves, dry_run=dry_run)
-
-
-def restore_aliases(
-    env: EnvConfig, targets: Targets, snapshot: Mapping[str, str], *, dry_run: bool = False
-) -> tuple[RollbackOutcome, ...]:
-    """Put every alias back to ``snapshot`` (from :func:`snapshot_aliases`); used when verify fails."""
-    lam = calls.client(env, "lambda", targets.region)
-    moves = [(name, _alias_version(lam, name, targets.alias), version) for name, version in snapshot.items()]
-    return _apply(lam, targets, moves, dry_run=dry_run)
+    return _apply(lam, targets, moves, dry_run=dry_run, record=record)

@@ -184,13 +184,21 @@ def old_layer_arn(lam: Any, targets: Targets) -> str:
     return str(made["LayerVersionArn"])
 
 
-def create_function(lam: Any, role: str, name: str, layers: list[str], *, code: str = "old = 1") -> None:
+def create_function(
+    lam: Any, role: str, name: str, layers: list[str], *, code: str = "old = 1", bucket: str | None = None
+) -> None:
+    """A function at version 1 behind `live`; with ``bucket``, its zip is also kept where a deploy
+    uploads code (``lambda/function-<sha256>.zip``), so a restore can put it back on $LATEST."""
+    data = zip_bytes(code)
+    if bucket is not None:
+        key = f"lambda/function-{hashlib.sha256(data).hexdigest()}.zip"
+        boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=data)
     lam.create_function(
         FunctionName=name,
         Runtime="python3.12",
         Role=role,
         Handler="handler.handler",
-        Code={"ZipFile": zip_bytes(code)},
+        Code={"ZipFile": data},
         Layers=layers,
     )
     version = lam.publish_version(FunctionName=name)["Version"]
@@ -201,7 +209,7 @@ def create_function(lam: Any, role: str, name: str, layers: list[str], *, code: 
 def deployed(lam: Any, role: str, bucket: str, old_layer_arn: str, targets: Targets) -> Targets:
     """Four functions at version 1 behind `live`, using the placeholder layer: Terraform's state."""
     for fn in targets.functions:
-        create_function(lam, role, fn.name, [old_layer_arn])
+        create_function(lam, role, fn.name, [old_layer_arn], bucket=bucket)
     return targets
 
 

@@ -10,6 +10,7 @@ from deploy.aws.attach import apply_attach, attach, desired_layers, plan_attach
 from deploy.aws.publish import publish_layer
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError
+from deploy.transaction import Transaction
 from tests.aws.conftest import (
     FakeClock,
     alias_versions,
@@ -205,10 +206,17 @@ def test_update_in_progress_longer_than_the_bound(
     plan = plan_attach(env, one, function=code, layer_version_arn=layer_arn)
     inject("lambda", "GetFunctionConfiguration", _status_injector(lam, "InProgress"))
     clock = FakeClock()
-    with pytest.raises(AttachError, match=f"{one.functions[0].name}: update still in progress after 30 s") as caught:
-        apply_attach(env, one, plan, function=code, timeout=30, policy=clock.policy())
+    txn = Transaction(env, one, policy=FakeClock().policy(total=30))
+    with (
+        pytest.raises(AttachError, match=f"{one.functions[0].name}: update still in progress after 30 s") as caught,
+        txn,
+    ):
+        apply_attach(env, one, plan, function=code, timeout=30, policy=clock.policy(), record=txn)
     assert 25 <= sum(clock.sleeps) <= 30
-    assert [o.status for o in caught.value.result.outcomes] == ["failed"]  # type: ignore[attr-defined]
+    assert list(caught.value.failures) == [one.functions[0].name]
+    # A function stuck InProgress cannot take the restore's update either: reported, not hidden.
+    assert txn.report is not None and [f.outcome for f in txn.report.functions] == ["failed"]
+    assert "inv rollback" in str(caught.value)
     assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
 
 
@@ -226,9 +234,10 @@ def test_in_progress_then_successful_waits(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
 ) -> None:
     plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
-    inject("lambda", "GetFunctionConfiguration", _status_injector(lam, "InProgress", times=3))
     clock = FakeClock()
-    result = apply_attach(env, deployed, plan, function=code, max_workers=1, policy=clock.policy())
+    with Transaction(env, deployed) as txn:  # its snapshot is read before the injected statuses
+        inject("lambda", "GetFunctionConfiguration", _status_injector(lam, "InProgress", times=3))
+        result = apply_attach(env, deployed, plan, function=code, max_workers=1, policy=clock.policy(), record=txn)
     assert result.ok and clock.sleeps == [1.0, 1.0, 1.0]
 
 
@@ -305,22 +314,21 @@ def test_failure_switching_the_third_alias_switches_the_first_two_back(
             raise client_error("ServiceException", "UpdateAlias", "boom")
 
     inject("lambda", "UpdateAlias", refuse)
-    with pytest.raises(AttachError, match=f"{third}: moving alias live to 2") as caught:
-        attach(env, deployed, function=code, layer_version_arn=layer_arn, max_workers=1, policy=FakeClock().policy())
-    outcomes = {o.name: o.status for o in caught.value.result.outcomes}  # type: ignore[attr-defined]
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    txn = Transaction(env, deployed)
+    with pytest.raises(AttachError, match=f"{third}: moving alias live to 2") as caught, txn:
+        apply_attach(env, deployed, plan, function=code, max_workers=1, policy=FakeClock().policy(), record=txn)
+    assert list(caught.value.failures) == [third]
     names = [fn.name for fn in deployed.functions]
-    assert outcomes == {
-        names[0]: "rolled_back",
-        names[1]: "rolled_back",
-        names[2]: "failed",
-        names[3]: "failed",
-    } or outcomes == {
-        names[0]: "rolled_back",
-        names[1]: "rolled_back",
-        names[2]: "failed",
-        names[3]: "rolled_back",
-    }
+    assert txn.report is not None
+    # Every function was staged ($LATEST changed) and some aliases moved: all of it is put back.
+    assert {f.name: f.outcome for f in txn.report.functions} == {n: "rolled_back" for n in names}
     assert alias_versions(lam, deployed) == {n: "1" for n in names}
+    assert all(
+        lam.get_function_configuration(FunctionName=n)["CodeSha256"]
+        == lam.get_function_configuration(FunctionName=n, Qualifier="1")["CodeSha256"]
+        for n in names
+    )
 
 
 def test_failure_staging_one_function_moves_no_alias(
@@ -335,13 +343,17 @@ def test_failure_staging_one_function_moves_no_alias(
             raise client_error("InvalidParameterValueException", "UpdateFunctionConfiguration", "bad layer")
 
     inject("lambda", "UpdateFunctionConfiguration", refuse)
-    with calls.count_writes() as writes, pytest.raises(AttachError, match="bad layer") as caught:
-        attach(env, deployed, function=code, layer_version_arn=layer_arn, policy=FakeClock().policy())
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    txn = Transaction(env, deployed)
+    with calls.count_writes() as writes, pytest.raises(AttachError, match="bad layer") as caught, txn:
+        apply_attach(env, deployed, plan, function=code, policy=FakeClock().policy(), record=txn)
     assert "UpdateAlias" not in writes.operations()
-    result = caught.value.result  # type: ignore[attr-defined]
-    assert [o.status for o in result.outcomes] == ["rolled_back", "rolled_back", "failed", "rolled_back"]
-    assert not result.ok and alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
-    # The rerun converges: the already-staged functions reuse $LATEST, the failed one is redone.
+    assert list(caught.value.failures) == [third]
+    assert txn.report is not None and not txn.report.committed
+    # The third function's code changed before its layer update failed: both go back with the rest.
+    assert [f.outcome for f in txn.report.functions] == ["rolled_back"] * 4
+    assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
+    # The rerun converges.
     broken[0] = False
     rerun = attach(env, deployed, function=code, layer_version_arn=layer_arn, policy=FakeClock().policy())
     assert rerun.ok and set(alias_versions(lam, deployed).values()) != {"1"}
@@ -398,10 +410,14 @@ def test_one_deadline_bounds_every_step_of_the_attach(
         config["LastUpdateStatus"] = "InProgress"
         return fake_response(config)
 
+    txn = Transaction(env, one).__enter__()  # its snapshot reads $LATEST before the slow answers start
     inject("lambda", "GetFunctionConfiguration", slow)
     clock = FakeClock()
     if deadline > 40:
-        assert apply_attach(env, one, plan, function=code, timeout=30, deadline=deadline, policy=clock.policy()).ok
+        assert apply_attach(
+            env, one, plan, function=code, timeout=30, deadline=deadline, policy=clock.policy(), record=txn
+        ).ok
+        txn.__exit__(None, None, None)
         assert sum(clock.sleeps) >= 50
         return
     with pytest.raises(AttachError, match=r"update still in progress after \d+ s \(the deploy's overall deadline\)"):

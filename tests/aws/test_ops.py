@@ -12,10 +12,9 @@ from deploy.aws import calls
 from deploy.aws.attach import attach
 from deploy.aws.prune import plan_prune, prune
 from deploy.aws.publish import publish_layer
-from deploy.aws.rollback import restore_aliases, rollback, snapshot_aliases
-from deploy.aws.status import status
+from deploy.aws.rollback import rollback
 from deploy.config import EnvConfig, Targets
-from deploy.errors import AwsError, ConfigError, DriftError
+from deploy.errors import AwsError, ConfigError
 from tests.aws.conftest import alias_versions, create_function, make_artifact
 
 
@@ -60,19 +59,6 @@ def test_rollback_with_no_previous_version_is_refused(env: EnvConfig, deployed: 
     assert writes.count == 0
 
 
-def test_snapshot_and_restore(env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, lam: Any) -> None:
-    before = snapshot_aliases(env, deployed)
-    assert before == {fn.name: "1" for fn in deployed.functions}
-    arn = publish_layer(env, deployed, layer).layer_version_arn
-    assert arn
-    attach(env, deployed, function=code, layer_version_arn=arn)
-    outcomes = restore_aliases(env, deployed, before)
-    assert all(o.changed for o in outcomes) and alias_versions(lam, deployed) == before
-    with calls.count_writes() as writes:
-        restore_aliases(env, deployed, before)
-    assert writes.count == 0
-
-
 def test_prune_never_deletes_a_referenced_version(
     env: EnvConfig, twice: Targets, tmp_path: Path, lam: Any, role: str
 ) -> None:
@@ -108,57 +94,6 @@ def test_prune_spares_a_version_referenced_after_the_plan(
     assert plan.delete == ()
     with pytest.raises(ConfigError, match="keep must be at least 1"):
         plan_prune(env, twice, keep=0)
-
-
-def test_status_in_sync_and_drift(
-    env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path, lam: Any
-) -> None:
-    arn = publish_layer(env, deployed, layer).layer_version_arn
-    assert arn
-    drift = status(env, deployed, layer=layer, function=code)
-    assert not drift.in_sync and len(drift.differences) == 8
-    with pytest.raises(DriftError, match="deployed code"):
-        drift.raise_for_drift()
-
-    attach(env, deployed, function=code, layer_version_arn=arn)
-    report = status(env, deployed, layer=layer, function=code)
-    assert report.in_sync and report.differences == []
-    report.raise_for_drift()
-    row = report.to_json()["functions"][0]
-    assert row["alias_version"] == "2" and row["layer_version"] == 2 and row["layer_identity"] == layer.identity
-    assert row["code_sha256"] == code.code_sha256
-
-    other_code = make_artifact(tmp_path, "function", "changed = True")
-    other_layer = make_artifact(tmp_path, "layer", "deps v9", identity="another-identity")
-    changed = status(env, deployed, layer=other_layer, function=other_code)
-    assert len(changed.differences) == 8
-    assert any("identity " + layer.identity in d and "another-identity" in d for d in changed.differences)
-
-    lam.delete_function(FunctionName=deployed.functions[0].name)
-    missing = status(env, deployed, layer=layer, function=code)
-    assert missing.differences == [f"{deployed.functions[0].name}: function does not exist"]
-
-
-def test_status_sees_latest_left_ahead_and_unversioned_configuration(
-    env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tmp_path: Path, lam: Any, s3: Any
-) -> None:
-    """After a rolled-back deploy $LATEST holds other code; deploy would act, so status is not in sync."""
-    arn = publish_layer(env, deployed, layer).layer_version_arn
-    assert arn
-    attach(env, deployed, function=code, layer_version_arn=arn)
-    first = deployed.functions[0].name
-    other = make_artifact(tmp_path, "function", "rolled back = True")
-    s3.put_object(Bucket=deployed.bucket, Key=other.s3_key, Body=other.path.read_bytes())
-    lam.update_function_code(FunctionName=first, S3Bucket=deployed.bucket, S3Key=other.s3_key)
-    report = status(env, deployed, layer=layer, function=code)
-    assert [d for d in report.differences if "$LATEST code" in d] == [
-        f"{first}: $LATEST code {other.code_sha256} != local {code.code_sha256}"
-    ]
-
-    second = deployed.functions[1].name
-    lam.update_function_configuration(FunctionName=second, MemorySize=1024)
-    report = status(env, deployed, layer=layer, function=code)
-    assert f"{second}: $LATEST configuration differs from what live serves" in report.differences
 
 
 def test_rollback_returns_to_what_served_not_to_an_unserved_version(

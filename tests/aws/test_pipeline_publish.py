@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from deploy import pipeline
+from deploy import plan as plan_mod
 from deploy.aws import calls
 from deploy.config import EnvConfig, ShareSettings, Targets
 from deploy.errors import ConfigError
@@ -49,10 +50,10 @@ def test_new_share_settings_make_an_otherwise_unchanged_deploy_pending(
 ) -> None:
     layer = make_artifact(tmp_path, "layer", "deps-v1", identity="c" * 64)
     pipeline._publish(env, targets, layer, dry_run=False)
-    assert not pipeline._regions_or_shares_pending(env, targets, layer)
+    assert not plan_mod.region_step(env, targets, layer, targets.region).changed
     shared = dataclasses.replace(env, share=ShareSettings(accounts=("210987654321",)))
     with calls.count_writes() as writes:
-        assert pipeline._regions_or_shares_pending(shared, targets, layer)
+        assert plan_mod.region_step(shared, targets, layer, targets.region).shares_to_add
     assert writes.count == 0
     pipeline._publish(shared, targets, layer, dry_run=False)
-    assert not pipeline._regions_or_shares_pending(shared, targets, layer)
+    assert not plan_mod.region_step(shared, targets, layer, targets.region).changed

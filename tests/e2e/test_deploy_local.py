@@ -140,9 +140,23 @@ def test_first_deploy_creates_everything_then_rerun_changes_nothing(project: Pro
 
     assert project.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
 
+    s3 = project.client("s3")
+    state_key = "env:/local/bluemoxon/terraform.tfstate"
+
+    def state_versions() -> int:
+        listed = s3.list_object_versions(Bucket="terraform-state", Prefix=state_key)
+        return len([v for v in listed.get("Versions", []) if v["Key"] == state_key])
+
+    versions_before = state_versions()
+    assert versions_before >= 1
     second = _report(project.inv("deploy", "--env", "local", "--json"))
     assert second["ok"] is True
     assert second["aws_write_calls"] == 0
+    # Terraform's writes count too: no apply, and the state object has no new version.
+    assert second["terraform"]["apply"] == "skipped" and second["terraform"]["state_written"] is False
+    assert second["terraform"]["reason"].startswith("configuration, variables and state unchanged")
+    assert state_versions() == versions_before
+    assert second["plan"]["empty"] is True
     assert {fn["status"] for fn in second["functions"]} == {"unchanged"}
     assert second["publish"][0]["published"] is False
     assert second["layer"]["source"] == "already built here; nothing to do"

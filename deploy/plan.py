@@ -1,0 +1,231 @@
+"""What a deploy would change, computed once from reads: ``status`` and ``deploy --dry-run`` print
+it, ``deploy`` applies it.
+
+Before this module, three pieces of code answered that question and disagreed (status ignored
+extra regions and share grants; a refused deploy left ``$LATEST`` ahead of ``live`` and status
+said "in sync"). Now there is one answer: a frozen :class:`DeployPlan` built from the same reads
+(``deploy.aws.publish.plan_publish``, ``deploy.aws.share`` in dry-run mode, and
+``deploy.aws.attach.plan_attach``, which reads each function through ``deploy.aws.deployed``).
+A plan is empty exactly when a deploy would make no write call at all, Terraform included.
+
+When the layer version does not exist yet, the functions are planned against the version that
+would be published (the ARN is not known until then, so it shows as ``(new)``); ``deploy``
+re-reads the attach plan with the real ARN after publishing, and checks it matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from deploy.artifact import Artifact
+from deploy.aws import attach as attach_mod
+from deploy.aws import calls, publish, share
+from deploy.config import EnvConfig, Targets
+
+NEW = "(new)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegionStep:
+    region: str
+    bucket: str
+    key: str
+    upload: bool
+    publish: bool
+    layer_version_arn: str | None  # the version that already holds these bytes
+    shares_to_add: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.upload or self.publish or bool(self.shares_to_add)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionStep:
+    name: str
+    key: str
+    update_code: bool
+    swap_layer: bool
+    publish_version: bool
+    alias_from: str
+    alias_to: str  # a version number, or "(new)" when a version would be published
+
+    @property
+    def changed(self) -> bool:
+        return self.update_code or self.swap_layer or self.publish_version
+
+    def describe(self) -> str:
+        if not self.changed:
+            return "unchanged"
+        parts = [
+            what
+            for flag, what in (
+                (self.update_code, "code"),
+                (self.swap_layer, "layer"),
+                (self.publish_version, "publish version"),
+            )
+            if flag
+        ]
+        return f"{', '.join(parts)}; live {self.alias_from} → {self.alias_to}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployPlan:
+    env: str
+    terraform_apply: bool
+    regions: tuple[RegionStep, ...]
+    upload_code: bool
+    functions: tuple[FunctionStep, ...]
+    #: the attach plan the functions came from (None while the layer version does not exist yet)
+    attach: attach_mod.AttachPlan | None = None
+    #: why Terraform does or does not need an apply
+    terraform_reason: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """True exactly when a deploy would write nothing (no Terraform apply, no AWS write call)."""
+        return (
+            not self.terraform_apply
+            and not self.upload_code
+            and not any(r.changed for r in self.regions)
+            and not any(f.changed for f in self.functions)
+        )
+
+    @property
+    def primary(self) -> RegionStep:
+        return self.regions[0]
+
+    def lines(self) -> list[str]:
+        """The plan as a newcomer reads it: one line per thing that would change."""
+        out: list[str] = []
+        if self.terraform_apply:
+            out.append("terraform: apply (configuration, variables or state changed since the last apply)")
+        for r in self.regions:
+            if r.upload:
+                out.append(f"{r.region}: upload s3://{r.bucket}/{r.key}")
+            if r.publish:
+                out.append(f"{r.region}: publish a new layer version")
+            if r.shares_to_add:
+                out.append(f"{r.region}: grant layer use: {', '.join(r.shares_to_add)}")
+        if self.upload_code:
+            out.append("upload the function code zip")
+        out += [f"{f.name}: {f.describe()}" for f in self.functions if f.changed]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "empty": self.empty,
+            "terraform_apply": self.terraform_apply,
+            "terraform_reason": self.terraform_reason,
+            "upload_code": self.upload_code,
+            "regions": [{**asdict(r), "shares_to_add": list(r.shares_to_add)} for r in self.regions],
+            "functions": [asdict(f) for f in self.functions],
+        }
+
+
+def targets_by_region(env: EnvConfig, targets: Targets) -> dict[str, Targets]:
+    """The primary region from Terraform plus any extra regions (bucket per region) from settings."""
+    regions = {targets.region: targets}
+    for region, bucket in env.extra_regions.items():
+        regions[region] = replace(targets, region=region, bucket=bucket)
+    return regions
+
+
+def _sharing(env: EnvConfig) -> bool:
+    return bool(env.share.accounts or env.share.organization_id)
+
+
+def region_step(env: EnvConfig, regional: Targets, layer: Artifact, region: str) -> RegionStep:
+    found = publish.plan_publish(env, regional, layer, region=region)
+    shares: tuple[str, ...] = ()
+    if _sharing(env):
+        if found.existing_arn is not None:
+            shares = share.share_layer(env, found.existing_arn, env.share, dry_run=True).added
+        else:
+            shares = tuple(g.statement_id for g in share.grants(env.share))
+    return RegionStep(
+        region=region,
+        bucket=found.bucket,
+        key=found.key,
+        upload=found.upload,
+        publish=found.publish,
+        layer_version_arn=found.existing_arn,
+        shares_to_add=shares,
+    )
+
+
+def _next_version_arn(env: EnvConfig, targets: Targets) -> str:
+    """The ARN the next published version of our layer will have, for planning only."""
+    lam = calls.client(env, "lambda", targets.region)
+    versions = lam.list_layer_versions(LayerName=targets.layer_name).get("LayerVersions", [])
+    if versions:
+        newest = max(versions, key=lambda v: int(v["Version"]))
+        base = str(newest["LayerVersionArn"]).rsplit(":", 1)[0]
+        return f"{base}:{int(newest['Version']) + 1}"
+    return f"arn:aws:lambda:{targets.region}:000000000000:layer:{targets.layer_name}:1"
+
+
+def function_steps(plan: attach_mod.AttachPlan) -> tuple[FunctionStep, ...]:
+    return tuple(
+        FunctionStep(
+            name=fp.name,
+            key=fp.key,
+            update_code=fp.update_code,
+            swap_layer=fp.update_layers,
+            publish_version=fp.publish,
+            alias_from=fp.current_alias_version,
+            alias_to=NEW if fp.changed else fp.current_alias_version,
+        )
+        for fp in plan.functions
+    )
+
+
+def compute(
+    env: EnvConfig,
+    targets: Targets,
+    *,
+    layer: Artifact,
+    function: Artifact,
+    terraform_apply: bool = False,
+    terraform_reason: str = "",
+) -> DeployPlan:
+    """Reads only. ``terraform_apply`` comes from the caller (Terraform's fingerprint)."""
+    regions = [
+        region_step(env, regional, layer, region) for region, regional in targets_by_region(env, targets).items()
+    ]
+    primary = regions[0]
+    arn = primary.layer_version_arn or _next_version_arn(env, targets)
+    attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+    return DeployPlan(
+        env=env.name,
+        terraform_apply=terraform_apply,
+        terraform_reason=terraform_reason,
+        regions=tuple(regions),
+        upload_code=attach_plan.upload_code,
+        functions=function_steps(attach_plan),
+        attach=attach_plan if primary.layer_version_arn is not None else None,
+    )
+
+
+def unapplied(env: EnvConfig) -> DeployPlan:
+    """The plan of an environment Terraform has not created yet: apply first, then everything."""
+    return DeployPlan(
+        env=env.name,
+        terraform_apply=True,
+        terraform_reason="not applied yet",
+        regions=(),
+        upload_code=False,
+        functions=(),
+    )
+
+
+def changed_since(planned: tuple[FunctionStep, ...], fresh: tuple[FunctionStep, ...]) -> Mapping[str, str]:
+    """Functions whose planned change differs from a re-read (someone wrote between plan and apply)."""
+    before = {f.name: (f.update_code, f.swap_layer, f.publish_version, f.alias_from) for f in planned}
+    return {
+        f.name: f"planned {before.get(f.name)}, now {(f.update_code, f.swap_layer, f.publish_version, f.alias_from)}"
+        for f in fresh
+        if before.get(f.name) != (f.update_code, f.swap_layer, f.publish_version, f.alias_from)
+    }

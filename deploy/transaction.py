@@ -1,0 +1,413 @@
+"""One transaction for every task that moves aliases (attach, deploy, rollback).
+
+snapshot → apply → verify → commit, or restore. The snapshot is what each function served
+and had on ``$LATEST`` before anything was written. While applying, every write is
+*recorded before it is sent* (``code``, ``layers``, ``alias``), so a restore knows what this
+run may have changed even when an interrupt lands in the middle of a call.
+
+Restore runs on any ``BaseException``: a failed verify, an AWS error, Ctrl-C (SIGINT) and
+SIGTERM (how CI cancels a job; a handler turns it into an exception on the same path). It is
+compare-and-set: an alias goes back only while it still points at the version this run set,
+and ``$LATEST``'s code and layers only while they are what this run put there; anything else
+was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM during
+the restore is held until the restore is done, so a nervous Ctrl-C cannot leave a mixed
+release. Each function ends in one of: unchanged, updated, rolled_back, left (moved by
+someone else) or failed (the restore itself failed; the message says what to run).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from types import FrameType, TracebackType
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.aws import calls, deployed
+from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
+from deploy.config import EnvConfig, Targets
+from deploy.errors import AwsError, DeployError, Interrupted, Terminated
+
+Outcome = Literal["unchanged", "updated", "rolled_back", "left", "failed"]
+
+#: Where infra/terraform/bootstrap.tf puts the placeholder code every function starts with.
+BOOTSTRAP_KEY = "lambda/bootstrap.zip"
+
+#: Lambda's limit for a zip sent in the request (larger code must come from S3).
+DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
+
+
+class Stopped(Exception):
+    """Raised in worker threads once the transaction is stopping: no new write starts."""
+
+
+class SigTerm(BaseException):
+    """SIGTERM, raised in the main thread so it takes the same path as KeyboardInterrupt."""
+
+
+def _raise_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SigTerm()
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`SigTerm` (``finally`` blocks run: locks are released)."""
+    if not _main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    name: str
+    alias_version: str
+    alias_description: str | None
+    code_sha256: str | None
+    layers: tuple[str, ...]
+
+
+@dataclass(kw_only=True)
+class _Changes:
+    code: str | None = None
+    layers: tuple[str, ...] | None = None
+    alias: str | None = None
+    version: str | None = None  # the version staged for the alias (reported even if the alias never moved)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionChange:
+    name: str
+    outcome: Outcome
+    old_version: str | None
+    new_version: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransactionReport:
+    committed: bool
+    functions: tuple[FunctionChange, ...]
+    cause: str | None = None
+
+    @property
+    def restored(self) -> bool:
+        """Nothing is left half-done by us: no restore failed."""
+        return not any(f.outcome == "failed" for f in self.functions)
+
+    def summary(self) -> str:
+        groups: dict[str, list[str]] = {}
+        for fn in self.functions:
+            groups.setdefault(fn.outcome, []).append(fn.name + (f" ({fn.detail})" if fn.detail else ""))
+        order = ("rolled_back", "left", "failed", "updated", "unchanged")
+        words = {
+            "rolled_back": "rolled back",
+            "left": "left as another writer set them",
+            "failed": "NOT restored",
+            "updated": "updated",
+            "unchanged": "unchanged",
+        }
+        return "; ".join(f"{words[k]}: {', '.join(groups[k])}" for k in order if k in groups)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "committed": self.committed,
+            "restored": self.restored,
+            "cause": self.cause,
+            "functions": [asdict(f) for f in self.functions],
+        }
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _signals_held(say: Callable[[str], None]) -> Iterator[None]:
+    """While restoring, SIGINT/SIGTERM only print a line: the restore must finish to leave one generation."""
+    if not _main_thread():
+        yield
+        return
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        say(f"{signal.Signals(signum).name} received while restoring; finishing the restore first")
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Transaction:
+    """Use as ``with Transaction(...) as txn:``; pass ``txn`` to the apply step as its recorder."""
+
+    def __init__(
+        self,
+        env: EnvConfig,
+        targets: Targets,
+        *,
+        say: Callable[[str], None] = print,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.env = env
+        self.targets = targets
+        self.say = say
+        self.policy = policy or RetryPolicy()
+        self.stop = threading.Event()
+        self.snapshot: dict[str, Snapshot] = {}
+        self.report: TransactionReport | None = None
+        self._changes: dict[str, _Changes] = {}
+        self._lock = threading.Lock()
+        self._previous_sigterm: Any = None
+        self._lam: Any = None
+
+    # ---------------------------------------------------------------- recording (any thread)
+
+    def check(self) -> None:
+        """Workers call this before each write: once stopping, nothing new is written."""
+        if self.stop.is_set():
+            raise Stopped("stopping: the transaction is being restored")
+
+    def halt(self) -> None:
+        """The main thread was interrupted: workers start no new write (see ``check``)."""
+        self.stop.set()
+
+    def _entry(self, name: str) -> _Changes:
+        return self._changes.setdefault(name, _Changes())
+
+    def code(self, name: str, code_sha256: str) -> None:
+        with self._lock:
+            self._entry(name).code = code_sha256
+
+    def layers(self, name: str, layers: tuple[str, ...]) -> None:
+        with self._lock:
+            self._entry(name).layers = tuple(layers)
+
+    def version(self, name: str, version: str) -> None:
+        with self._lock:
+            self._entry(name).version = version
+
+    def alias(self, name: str, version: str) -> None:
+        with self._lock:
+            entry = self._entry(name)
+            entry.alias = version
+            entry.version = version
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Transaction:
+        self._lam = calls.client(self.env, "lambda", self.targets.region)
+        for fn in self.targets.functions:
+            state = deployed.read(self._lam, fn.name, self.targets.alias)
+            if state is None or state.alias is None:
+                continue  # the apply step refuses missing functions/aliases before writing
+            self.snapshot[fn.name] = Snapshot(
+                name=fn.name,
+                alias_version=str(state.alias_version),
+                alias_description=state.alias.get("Description"),
+                code_sha256=state.latest_code,
+                layers=state.latest_layers,
+            )
+        if _main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_sigterm)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None
+    ) -> Literal[False]:
+        if _main_thread() and self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if exc is None:
+            self.report = self._committed()
+            return False
+        self.stop.set()
+        cause = _cause(exc)
+        self.say(f"{cause}: restoring what this run changed")
+        with _signals_held(self.say):
+            self.report = self._restore(cause)
+        summary = self.report.summary()
+        self.say(f"restore: {summary}")
+        if isinstance(exc, SigTerm):
+            raise Terminated(f"terminated (SIGTERM); {summary}", hint="rerun to converge") from None
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"interrupted (SIGINT); {summary}", hint="rerun to converge") from None
+        if isinstance(exc, DeployError):
+            exc.message = f"{exc.message}\n  {summary}"
+        return False
+
+    # ---------------------------------------------------------------- outcomes
+
+    def _committed(self) -> TransactionReport:
+        out = []
+        for name, snap in self.snapshot.items():
+            change = self._changes.get(name)
+            moved = change is not None and change.alias is not None and change.alias != snap.alias_version
+            out.append(
+                FunctionChange(
+                    name=name,
+                    outcome="updated" if moved else "unchanged",
+                    old_version=snap.alias_version,
+                    new_version=change.alias if moved and change else snap.alias_version,
+                )
+            )
+        return TransactionReport(committed=True, functions=tuple(out))
+
+    def _restore(self, cause: str) -> TransactionReport:
+        out = []
+        for name, snap in self.snapshot.items():
+            change = self._changes.get(name)
+            if change is None or (change.code is None and change.layers is None and change.alias is None):
+                out.append(
+                    FunctionChange(name=name, outcome="unchanged", old_version=snap.alias_version, new_version=None)
+                )
+                continue
+            try:
+                out.append(self._restore_one(snap, change))
+            except (DeployError, ClientError, BotoCoreError) as err:
+                text = str(err) if isinstance(err, DeployError) else error_message(err)
+                out.append(
+                    FunctionChange(
+                        name=name,
+                        outcome="failed",
+                        old_version=snap.alias_version,
+                        new_version=change.version,
+                        detail=f"restore failed: {text}; run `inv rollback --env {self.env.name}`",
+                    )
+                )
+        return TransactionReport(committed=False, functions=tuple(out), cause=cause)
+
+    def _restore_one(self, snap: Snapshot, change: _Changes) -> FunctionChange:
+        lam, name, alias = self._lam, snap.name, self.targets.alias
+        now = deployed.read(lam, name, alias)
+        if now is None:
+            raise AwsError(f"{name}: function disappeared during the transaction")
+        done: list[str] = []
+        left: list[str] = []
+        current = now.alias_version
+        if change.alias is not None and current != snap.alias_version:
+            if current == change.alias and now.alias is not None:
+                self.say(f"{name}: moving {alias} back {current} → {snap.alias_version}")
+                self._write(
+                    lam.update_alias,
+                    what=name,
+                    FunctionName=name,
+                    Name=alias,
+                    FunctionVersion=snap.alias_version,
+                    **_revision(now.alias.get("RevisionId")),
+                    Description=snap.alias_description or "",
+                )
+                done.append(f"{alias} {current} → {snap.alias_version}")
+            else:
+                left.append(f"{alias} is at {current}, set by another writer")
+        revision = now.latest.get("RevisionId")
+        if change.code is not None and now.latest_code != snap.code_sha256:
+            if now.latest_code == change.code:
+                revision = self._restore_code(snap, revision)
+                done.append("$LATEST code")
+            else:
+                left.append("$LATEST code changed by another writer")
+        if change.layers is not None and now.latest_layers != snap.layers:
+            if now.latest_layers == change.layers:
+                self.say(f"{name}: putting $LATEST's layers back")
+                self._write(
+                    lam.update_function_configuration,
+                    what=name,
+                    FunctionName=name,
+                    Layers=list(snap.layers),
+                    **_revision(revision),
+                )
+                wait_updated(lam, name, policy=self.policy)
+                done.append("$LATEST layers")
+            else:
+                left.append("$LATEST layers changed by another writer")
+        if left:
+            outcome: Outcome = "left"
+            detail = "; ".join(left + ([f"restored {', '.join(done)}"] if done else []))
+        elif done:
+            outcome, detail = "rolled_back", ", ".join(done)
+        else:
+            outcome, detail = "unchanged", None
+        return FunctionChange(
+            name=name, outcome=outcome, old_version=snap.alias_version, new_version=change.version, detail=detail
+        )
+
+    def _restore_code(self, snap: Snapshot, revision: str | None) -> str | None:
+        """Put the snapshot's zip back on $LATEST: from our S3 copy (keyed by its sha256) or Terraform's
+        bootstrap object, else from what Lambda serves for the old version (Code.Location; not on the emulator)."""
+        lam, name = self._lam, snap.name
+        assert snap.code_sha256 is not None
+        s3 = calls.client(self.env, "s3", self.targets.region)
+        key = _s3_copy(s3, self.targets.bucket, snap.code_sha256)
+        source: dict[str, Any] = (
+            {"S3Bucket": self.targets.bucket, "S3Key": key} if key else {"ZipFile": self._served_zip(snap)}
+        )
+        self.say(f"{name}: putting $LATEST's code back")
+        self._write(lam.update_function_code, what=name, FunctionName=name, **source, **_revision(revision))
+        return wait_updated(lam, name, policy=self.policy).get("RevisionId")
+
+    def _served_zip(self, snap: Snapshot) -> bytes:
+        from deploy.verify.deployed import http_get
+
+        if self.env.endpoint_url:
+            raise AwsError(f"{snap.name}: the previous code is not in s3://{self.targets.bucket}; cannot put it back")
+        url = self._lam.get_function(FunctionName=snap.name, Qualifier=snap.alias_version)["Code"].get("Location")
+        try:
+            data = http_get(str(url))
+        except (OSError, ValueError) as exc:
+            raise AwsError(f"{snap.name}: cannot download the previous code to put it back: {exc}") from None
+        if _code_sha(data) != snap.code_sha256:
+            raise AwsError(f"{snap.name}: the downloaded previous code does not match {snap.code_sha256}")
+        if len(data) > DIRECT_UPLOAD_LIMIT:
+            raise AwsError(f"{snap.name}: the previous code is over 50 MB and not in S3; cannot put it back")
+        return data
+
+    def _write(self, fn: Callable[..., Any], /, *, what: str, **kwargs: Any) -> Any:
+        return call(fn, what=what, policy=self.policy, error=AwsError, **kwargs)
+
+
+def _code_sha(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def _s3_copy(s3: Any, bucket: str, code_sha256: str) -> str | None:
+    """The key of a zip in ``bucket`` whose CodeSha256 is ``code_sha256``: ours (keyed by sha256) or
+    Terraform's bootstrap placeholder (what a function runs before its first deploy)."""
+    key = f"lambda/function-{base64.b64decode(code_sha256).hex()}.zip"
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return key
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    try:
+        body = s3.get_object(Bucket=bucket, Key=BOOTSTRAP_KEY)["Body"].read()
+    except ClientError:
+        return None
+    return BOOTSTRAP_KEY if _code_sha(body) == code_sha256 else None
+
+
+def _revision(rev: str | None) -> Mapping[str, Any]:
+    # moto omits RevisionId; real Lambda always returns one, and passing it makes the write compare-and-set.
+    return {"RevisionId": rev} if rev else {}
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, SigTerm):
+        return "SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, DeployError):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,252 @@
+"""One plan: status's verdict, the dry run and the real deploy's writes agree in every state.
+
+``pipeline.deploy`` and ``pipeline.status`` run for real against moto; only the parts that
+are not AWS are replaced: the build (artifacts made here), Terraform (targets and whether an
+apply is needed) and the sandbox verify (its own tests live elsewhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+from deploy import pipeline
+from deploy import plan as plan_mod
+from deploy.artifact import Artifact
+from deploy.aws import attach as attach_mod
+from deploy.aws import calls
+from deploy.aws.publish import publish_layer, upload
+from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
+from deploy.errors import DriftError, TerraformError
+from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
+
+
+class World:
+    """What the replaced parts return; each test state changes it."""
+
+    def __init__(self, env: EnvConfig, targets: Targets, layer: Artifact, code: Artifact) -> None:
+        self.env = env
+        self.targets = targets
+        self.layer = layer
+        self.code = code
+        self.applied = True
+        self.terraform_changes = False
+        self.on_apply: Any = None
+        self.applies = 0
+
+
+@pytest.fixture
+def world(
+    env: EnvConfig,
+    deployed: Targets,
+    layer: Artifact,
+    code: Artifact,
+    monkeypatch: pytest.MonkeyPatch,
+    s3: Any,
+) -> World:
+    s3.create_bucket(Bucket="state-bucket")
+    w = World(
+        dataclasses.replace(env, state=StateSettings(bucket="state-bucket", key="t.tfstate")), deployed, layer, code
+    )
+
+    def build_artifacts(_env: EnvConfig, *, remote_cache: bool, report: Any = None) -> tuple[Artifact, Artifact]:
+        if report is not None:
+            report.layer = {"identity": w.layer.identity, "source": "built"}
+        return w.code, w.layer
+
+    def load_targets(_env: EnvConfig, **_: Any) -> Targets:
+        if not w.applied:
+            raise TerraformError("no Terraform outputs: run `inv infra.apply`")
+        return w.targets
+
+    def infra_apply(_env: EnvConfig, **_: Any) -> Targets:
+        w.applies += 1
+        if w.on_apply is not None:
+            w.on_apply()
+        w.applied, w.terraform_changes = True, False
+        return w.targets
+
+    ok = SimpleNamespace(to_json=lambda: {"ok": True}, raise_for_failures=lambda: None)
+    # The state bucket exists (above); hardening it is tests/aws/test_state_bucket.py's business.
+    monkeypatch.setattr(pipeline, "_ensure_lock_bucket", lambda _env: None)
+    monkeypatch.setattr(pipeline, "_build_artifacts", build_artifacts)
+    monkeypatch.setattr(pipeline.terraform, "load_targets", load_targets)
+    monkeypatch.setattr(pipeline, "_terraform_needed", lambda _env: (w.terraform_changes, "test"))
+    monkeypatch.setattr(pipeline, "infra_apply", infra_apply)
+    monkeypatch.setattr(pipeline, "_verify_local", lambda *_a, **_k: ok)
+    monkeypatch.setattr(pipeline, "_verify_deployed", lambda *_a, **_k: ok)
+    return w
+
+
+def observe(w: World) -> tuple[bool, bool, set[str], Any]:
+    """(status says in sync, dry run says empty, functions the dry run would update, the real deploy's report)."""
+    try:
+        pipeline.status(w.env)
+        in_sync = True
+    except DriftError:
+        in_sync = False
+    with calls.count_writes() as dry_writes:
+        dry = pipeline.deploy(w.env, dry_run=True)
+    assert dry_writes.count == 0
+    assert dry.plan is not None
+    would = {f.name for f in dry.functions if f.status == "would update"}
+    real = pipeline.deploy(w.env)
+    return in_sync, bool(dry.plan["empty"]), would, real
+
+
+def assert_agree(w: World, *, changes: bool, functions: set[str] | None = None) -> Any:
+    in_sync, empty, would, real = observe(w)
+    assert in_sync == empty == (not changes)
+    assert (real.aws_write_calls == 0 and real.terraform.apply != "applied") == (not changes), real.aws_write_operations
+    updated = {f.name for f in real.functions if f.status == "updated"}
+    assert would == updated
+    if functions is not None:
+        assert updated == functions
+    # After the deploy the state is in sync, and a rerun writes nothing.
+    pipeline.status(w.env)
+    again = pipeline.deploy(w.env)
+    assert again.aws_write_calls == 0 and again.terraform.apply == "skipped"
+    return real
+
+
+def names(targets: Targets) -> set[str]:
+    return {fn.name for fn in targets.functions}
+
+
+def test_state_matrix(world: World, tmp_path: Path, lam: Any, role: str, old_layer_arn: str) -> None:
+    w = world
+    everything = names(w.targets)
+
+    # fresh-ish: Terraform has created the functions, nothing of ours is deployed yet
+    first = assert_agree(w, changes=True, functions=everything)
+    assert first.publish[0]["published"] is True
+
+    # in sync
+    assert_agree(w, changes=False)
+
+    # code changed
+    w.code = make_artifact(tmp_path, "function", "def handler(event, context):\n    return 2\n")
+    assert_agree(w, changes=True, functions=everything)
+
+    # layer changed
+    w.layer = make_artifact(tmp_path, "layer", "import json  # deps v2\n")
+    real = assert_agree(w, changes=True, functions=everything)
+    assert real.publish[0]["published"] is True
+
+    # extra region added: a layer publish there, no function changes
+    boto3.client("s3", region_name="us-west-2").create_bucket(
+        Bucket="acme-west", CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+    )
+    w.env = dataclasses.replace(w.env, extra_regions={"us-west-2": "acme-west"})
+    real = assert_agree(w, changes=True, functions=set())
+    assert {p["region"] for p in real.publish if p["published"]} == {"us-west-2"}
+
+    # share grant added: a permission on the existing version, no function changes
+    w.env = dataclasses.replace(w.env, share=ShareSettings(accounts=("210987654321",)))
+    real = assert_agree(w, changes=True, functions=set())
+    assert "lambda:AddLayerVersionPermission" in real.aws_write_operations
+
+    # Terraform changed $LATEST's configuration of one function (`inv infra.apply` ran): it is republished
+    victim = sorted(everything)[0]
+    lam.update_function_configuration(FunctionName=victim, MemorySize=512)
+    real = assert_agree(w, changes=True, functions={victim})
+    served = lam.get_function_configuration(FunctionName=victim, Qualifier="live")
+    assert served["MemorySize"] == 512
+
+    # Terraform has changes of its own (its fingerprint or plan says so): the deploy applies them,
+    # which is a write even though no boto3 write call is made
+    w.terraform_changes = True
+    real = assert_agree(w, changes=True, functions=set())
+    assert real.terraform.apply == "applied" and w.applies == 1 and real.aws_write_calls > 0  # the lock
+
+
+def test_fresh_environment_plans_an_apply_then_everything(world: World, lam: Any) -> None:
+    w = world
+    w.applied, w.terraform_changes = False, True
+    dry = pipeline.deploy(w.env, dry_run=True)
+    assert dry.plan == plan_mod.unapplied(w.env).to_json()
+    with pytest.raises(DriftError, match="terraform: apply"):
+        pipeline.status(w.env)
+    real = pipeline.deploy(w.env)
+    assert real.terraform.apply == "applied"
+    assert {f.status for f in real.functions} == {"updated"}
+    pipeline.status(w.env)
+
+
+def test_status_is_never_in_sync_while_latest_differs_from_live(
+    world: World, lam: Any, s3: Any, tmp_path: Path
+) -> None:
+    """What a refused deploy used to leave: $LATEST with the new code, `live` on the old version."""
+    w = world
+    pipeline.deploy(w.env)
+    first = sorted(names(w.targets))[0]
+    other = make_artifact(tmp_path, "function", "left behind = True")
+    upload(calls.client(w.env, "s3"), w.targets.bucket, other.s3_key, other)
+    lam.update_function_code(FunctionName=first, S3Bucket=w.targets.bucket, S3Key=other.s3_key)
+    with pytest.raises(DriftError, match=f"{first}: code"):
+        pipeline.status(w.env)
+    # $LATEST is the local code but `live` serves older code: still not in sync
+    w.code = other
+    with pytest.raises(DriftError) as err:
+        pipeline.status(w.env)
+    assert f"{first}: " in str(err.value) and "publish version" in str(err.value)
+    assert_agree(w, changes=True)
+
+
+def test_two_deploys_after_a_change_one_applies_the_other_finds_nothing(world: World, tmp_path: Path, lam: Any) -> None:
+    """The second run read its plan before the first took the lock; under the lock it reads again."""
+    w = world
+    pipeline.deploy(w.env)
+    w.code = make_artifact(tmp_path, "function", "def handler(event, context):\n    return 3\n")
+    real_read = pipeline._read_plan
+    reads = [0]
+    others: list[list[str]] = []
+
+    def read_plan(env: EnvConfig, **kw: Any) -> Any:
+        reads[0] += 1
+        result = real_read(env, **kw)
+        if reads[0] == 1:  # the second run has its (stale) plan; the first run deploys now
+            pipeline_deploy_other()
+        return result
+
+    def pipeline_deploy_other() -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pipeline, "_read_plan", real_read)
+            other = pipeline.deploy(w.env)
+        assert {f.status for f in other.functions} == {"updated"}
+        others.append(other.aws_write_operations)
+
+    before_versions = None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "_read_plan", read_plan)
+        before_versions = alias_versions(lam, w.targets)
+        second = pipeline.deploy(w.env)
+    assert {f.status for f in second.functions} == {"unchanged"}
+    # Exactly one new generation: the first run's, every alias on it.
+    after = alias_versions(lam, w.targets)
+    assert len(set(after.values())) == 1 and after != before_versions
+    # The second run (whose counter also saw the first run's calls) wrote only its lock: create, delete.
+    assert second.aws_write_operations == [*others[0], "s3:PutObject", "s3:DeleteObject"]
+
+
+def test_plan_refuses_nothing_and_reads_only(world: World) -> None:
+    w = world
+    with calls.count_writes() as writes:
+        plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)
+    assert writes.count == 0 and not plan.empty
+    assert plan.primary.publish and all(f.swap_layer and f.alias_to == plan_mod.NEW for f in plan.functions)
+    assert plan.attach is None  # the layer version does not exist yet
+    publish_layer(w.env, w.targets, w.layer)
+    plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)
+    assert isinstance(plan.attach, attach_mod.AttachPlan) and not plan.primary.publish
+
+
+def test_unused_fixtures_are_real(role: str, old_layer_arn: str, lam: Any) -> None:
+    create_function(lam, role, "acme-extra", [old_layer_arn])
+    assert lam.get_alias(FunctionName="acme-extra", Name="live")["FunctionVersion"] == "1"
+    assert REGION == "us-east-1"
