@@ -1,0 +1,95 @@
+"""What a person reads: no-op deploys say `unchanged`, tables fit 80 columns, sizes in SI units,
+the install line counts what is installed, and without a terminal each item is one line."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from deploy import build, pipeline, report
+from deploy.aws.publish import short_key
+
+
+@pytest.fixture
+def screen(monkeypatch: pytest.MonkeyPatch) -> Console:
+    """An 80-column console that is not a terminal (as in CI), recording what is printed."""
+    console = Console(width=80, record=True, force_terminal=False, soft_wrap=True, highlight=False)
+    monkeypatch.setattr(report, "console", console)
+    return console
+
+
+def test_an_alias_that_did_not_move_reads_unchanged() -> None:
+    assert pipeline.live_change("3", "3") == "3 (unchanged)"
+    assert pipeline.live_change("3", None) == "3 (unchanged)"
+    assert pipeline.live_change("1", "2") == "1 → 2"
+
+
+def test_a_no_op_deploy_summary(screen: Console) -> None:
+    functions = [
+        {"name": f"bluemoxon-local-{n}", "status": "unchanged", "old_version": "3", "new_version": "3"}
+        for n in ("api", "eval-runbook-worker")
+    ]
+    pipeline._summary({"env": "local", "functions": functions, "seconds": 2.9, "aws_write_calls": 0})
+    text = screen.export_text()
+    assert "3 (unchanged)" in text
+    assert "None" not in text and "→" not in text
+    assert "nothing changed in 2.9 s; 0 AWS write call(s)" in text
+
+
+def test_tables_fit_80_columns_cutting_the_middle_of_names(screen: Console) -> None:
+    rows = [("bluemoxon-production-eval-runbook-worker", "rolled_back", "12 → 13", "ResourceConflictException")]
+    report.table("attach production", ["function", "outcome", "live", "error"], rows)
+    lines = screen.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("bluemoxon-pro…runbook-worker" in line for line in lines)
+
+
+def test_sizes_are_si_units() -> None:
+    assert report.human_size(14_900) == "14.9 kB"
+    assert report.human_size(40_400_000) == "40.4 MB"
+
+
+def test_hashes_in_keys_are_cut_to_12() -> None:
+    digest = "ceae9533bcddb338ab74f73c62e58f347ad1d68d5b5ad13acc9a4fd0d808a349"
+    assert short_key(f"lambda/layer-{digest}.zip") == "lambda/layer-ceae9533bcdd….zip"
+
+
+def test_the_install_count_is_what_applies_to_the_target() -> None:
+    def req(markers: str | None) -> SimpleNamespace:
+        return SimpleNamespace(markers=markers)
+
+    requirements = [
+        req(None),
+        req('python_version >= "3.11" and python_version < "3.14"'),
+        req('python_version >= "3.11" and python_version < "3.14" and sys_platform == "win32"'),  # tzdata
+        req('implementation_name != "pypy"'),
+        req('platform_machine == "aarch64"'),
+    ]
+    x86 = SimpleNamespace(architecture="x86_64", python_version="3.12", requirements=requirements)
+    arm = SimpleNamespace(architecture="arm64", python_version="3.12", requirements=requirements)
+    assert build._for_target(x86) == 3  # type: ignore[arg-type]
+    assert build._for_target(arm) == 4  # type: ignore[arg-type]
+
+
+def test_without_a_terminal_each_function_is_one_line_as_it_finishes(screen: Console) -> None:
+    with report.item_lines(["bluemoxon-local-api", "bluemoxon-local-cleanup"], "running", idle="unchanged") as lines:
+        lines.update("bluemoxon-local-api", "setting layers")  # shown on a terminal only
+        lines.done("bluemoxon-local-api", True, "import 602 ms; health ok; 1214 ms")
+    assert screen.export_text().splitlines() == [
+        "✓ bluemoxon-local-api: import 602 ms; health ok; 1214 ms",
+        "✓ bluemoxon-local-cleanup: unchanged",
+    ]
+
+
+def test_without_a_terminal_a_step_is_its_first_line_and_an_upload_one_line(screen: Console) -> None:
+    with report.step("terraform apply (local): planning") as line:
+        line.update("terraform apply (local): 1/28 done")
+    with report.transfer("uploading layer ceae9533bcdd", 40_400_000) as sent:
+        sent(20_000_000)
+        sent(20_400_000)
+    assert screen.export_text().splitlines() == [
+        "› terraform apply (local): planning",
+        "› uploading layer ceae9533bcdd (40.4 MB)",
+    ]
