@@ -244,6 +244,15 @@ def terraform_for(
     # The CI deploy role (modules/github-oidc-deploy-role) is granted exactly this state object.
     variables["state_bucket"] = str(backend["bucket"])
     variables["state_key"] = str(backend["key"])
+    # The CI roles' IAM conditions name the layers verify trusts and the accounts the layer is
+    # shared with: taken from invoke.yaml, so the two never disagree. JSON lists are HCL lists.
+    trusted = sorted({re.sub(r":\d+$", "", arn) for arn in env.verify.trusted_layers})
+    if trusted:
+        variables["trusted_layer_arns"] = json.dumps(trusted)
+    if env.share.accounts:
+        variables["share_account_ids"] = json.dumps(list(env.share.accounts))
+    if env.share.organization_id:
+        variables["share_organization_id"] = env.share.organization_id
     if env.endpoint_url:
         # The emulator accepts any credentials; fixed dummies keep a developer's real
         # keys out of every request made to it.

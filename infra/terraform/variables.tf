@@ -159,19 +159,19 @@ variable "state_key" {
 }
 
 variable "trusted_layer_arns" {
-  description = "Unversioned ARNs of layers not ours the CI roles may attach (keep equal to invoke.yaml verify.trusted_layers)."
+  description = "Unversioned ARNs of layers not ours the CI roles may attach; passed by the tasks from invoke.yaml (verify.trusted_layers)."
   type        = list(string)
   default     = []
 }
 
 variable "share_account_ids" {
-  description = "Accounts the CI deploy role may share layer versions with (keep equal to invoke.yaml share.accounts)."
+  description = "Accounts the CI deploy role may share layer versions with; passed by the tasks from invoke.yaml (share.accounts)."
   type        = list(string)
   default     = []
 }
 
 variable "share_organization_id" {
-  description = "Organization the CI deploy role may share layer versions with (invoke.yaml share.organization_id); null for none."
+  description = "Organization the CI deploy role may share layer versions with; passed by the tasks from invoke.yaml (share.organization_id); null for none."
   type        = string
   default     = null
 }

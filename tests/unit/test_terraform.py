@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploy import terraform as tfm
-from deploy.config import EmulatorSettings, EnvConfig, Paths, StateSettings, Targets
+from deploy.config import EmulatorSettings, EnvConfig, Paths, ShareSettings, StateSettings, Targets, VerifySettings
 from deploy.errors import ConfigError, TerraformError
 
 FUNCTIONS = {
@@ -285,6 +285,29 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
     assert child["AWS_ACCESS_KEY_ID"] == "real-key"
     assert child["TF_DATA_DIR"].endswith(".terraform-staging")
+
+
+def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
+    """invoke.yaml's trusted layers and share targets become the IAM conditions' variables (one source)."""
+    cfg = dataclasses.replace(
+        env_config(tmp_path, "staging", local=False, region="us-west-2"),
+        state=StateSettings(bucket="tf-state"),
+        verify=VerifySettings(
+            trusted_layers=(
+                "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension:38",
+                "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension",
+            )
+        ),
+        share=ShareSettings(accounts=("210987654321",), organization_id="o-abc123"),
+    )
+    tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+    assert tf.variables == {
+        "state_bucket": "tf-state",
+        "state_key": "terraform.tfstate",
+        "trusted_layer_arns": '["arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension"]',
+        "share_account_ids": '["210987654321"]',
+        "share_organization_id": "o-abc123",
+    }
 
 
 def test_missing_tfvars_is_named(tmp_path: Path) -> None:
