@@ -124,6 +124,10 @@ run "deploy_role_is_least_privilege" {
     condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:AddLayerVersionPermission")]) == 0
     error_message = "Without configured shares the deploy role may share the layer with nobody."
   }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if s.Sid == "ReadTrustedLayers"]) == 0
+    error_message = "Without trusted layers the deploy role reads no foreign layer."
+  }
 }
 
 run "trusted_layers_and_shares" {
@@ -147,6 +151,12 @@ run "trusted_layers_and_shares" {
       ] }
     }
     error_message = "Trusted layers may be attached too, and nothing else."
+  }
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if s.Sid == "ReadTrustedLayers"]) == [
+      "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension:*",
+    ]
+    error_message = "Attaching and verifying a trusted layer needs GetLayerVersion on its versions, and on nothing else foreign."
   }
   assert {
     condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:AddLayerVersionPermission")] == [{
@@ -189,6 +199,7 @@ run "infra_role_manages_what_terraform_manages_by_prefix" {
           startswith(r, "arn:aws:s3:::bluemoxon-terraform-state-staging"),
           startswith(r, "arn:aws:iam::123456789012:oidc-provider/"),
           r == "*" && s.Sid == "ListLayers",
+          s.Sid == "ReadTrustedLayers",
         ])
       ] if s.Effect == "Allow"
     ]))

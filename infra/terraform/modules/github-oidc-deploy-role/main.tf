@@ -58,6 +58,12 @@ locals {
       Resource = ["*"]
     },
     {
+      # Attaching a layer needs GetLayerVersion on it, and verify downloads every layer it runs.
+      Sid      = "ReadTrustedLayers"
+      Action   = ["lambda:GetLayerVersion"]
+      Resource = [for arn in var.trusted_layer_arns : "${arn}:*"]
+    },
+    {
       Sid = "ReadFunctions"
       Action = [
         "lambda:GetFunction",
@@ -157,6 +163,11 @@ locals {
       Sid      = "ListLayers"
       Action   = ["lambda:ListLayers", "lambda:ListLayerVersions"]
       Resource = ["*"]
+    },
+    {
+      Sid      = "ReadTrustedLayers"
+      Action   = ["lambda:GetLayerVersion"]
+      Resource = [for arn in var.trusted_layer_arns : "${arn}:*"]
     },
     {
       Sid = "ManageExecutionRoles"
