@@ -28,10 +28,11 @@ def test_an_alias_that_did_not_move_reads_unchanged() -> None:
 
 def test_a_no_op_deploy_summary(screen: Console) -> None:
     functions = [
-        {"name": f"bluemoxon-local-{n}", "status": "unchanged", "old_version": "3", "new_version": "3"}
+        report.FunctionResult(name=f"bluemoxon-local-{n}", status="unchanged", old_version="3", new_version="3")
         for n in ("api", "eval-runbook-worker")
     ]
-    pipeline._summary({"env": "local", "functions": functions, "seconds": 2.9, "aws_write_calls": 0})
+    done = report.DeployReport(env="local", dry_run=False, ok=True, functions=functions, seconds=2.9)
+    pipeline._summary(done)
     text = screen.export_text()
     assert "3 (unchanged)" in text
     assert "None" not in text and "→" not in text
