@@ -2,8 +2,8 @@
 
 ``inv build-layer`` with nothing to do is run before every deploy and by hand all day; it
 must not pay for boto3, Terraform or the verify sandbox (about a second of imports). This
-module imports only the build itself: when the layer for the identity is already built it
-answers here; anything else (the remote cache, an install) goes through ``deploy.pipeline``.
+module imports only the build itself: a layer already built, or built without the remote
+cache, is answered here; only reading the remote cache goes through ``deploy.pipeline``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ def build_layer(
 ) -> None:
     check_flags(architecture, builder)
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
-    if build.existing_layer(plan) is not None:
+    if build.existing_layer(plan) is not None or not (remote_cache and env.remote_cache.enabled):
         build.build_layer(plan, progress=progress)  # it says what it did, once
         return
-    from deploy import pipeline
+    from deploy import pipeline  # only reading the remote cache needs Terraform outputs and S3
 
     pipeline.build_layer(env, architecture=architecture, builder=builder, remote_cache=remote_cache)
