@@ -145,9 +145,10 @@ class ItemLines:
         for name in self._names:
             if name in self._done:
                 ok, text = self._done[name]
-                rows.append(
-                    Text.from_markup(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {escape(short(name))}: {escape(text)}")
-                )
+                mark = "[green]✓[/]" if ok else "[red]✗[/]"
+                # A live display crops at the terminal's edge: cut the middle of a long result instead.
+                room = max(20, console.width - len(short(name)) - 4)
+                rows.append(Text.from_markup(f"{mark} {escape(short(name))}: {escape(short(text, room))}"))
             else:
                 rows.append(Spinner("dots", text=f"{short(name)}: {self._current.get(name, self._running)}"))
         return Group(*rows)
