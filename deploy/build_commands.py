@@ -26,7 +26,9 @@ def build_layer(
 ) -> None:
     check_flags(architecture, builder)
     plan = build.layer_plan(env, builder=builder, architecture=architecture)
-    if build.existing_layer(plan) is not None or not (remote_cache and env.remote_cache.enabled):
+    # The manifest's presence is enough to choose this path: build_layer checks the zip against it
+    # (hashing 40 MB once, not twice) and rebuilds on a mismatch.
+    if plan.manifest_path.is_file() or not (remote_cache and env.remote_cache.enabled):
         build.build_layer(plan, progress=progress)  # it says what it did, once
         return
     from deploy import pipeline  # only reading the remote cache needs Terraform outputs and S3
