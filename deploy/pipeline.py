@@ -194,7 +194,8 @@ def infra_plan(env: EnvConfig, *, detailed_exitcode: bool = False) -> bool:
     def plan_run(log: Path, events: Any) -> None:
         def collect(event: Mapping[str, Any]) -> None:
             events(event)
-            if event.get("type") in ("planned_change", "resource_drift"):
+            # Only what the plan would change: drift Terraform then ignores (ignore_changes) is in the log.
+            if event.get("type") == "planned_change":
                 planned.append(str(event.get("@message", "")))
 
         result.append(terraform.plan(tf, detailed_exitcode=True, log=log, events=collect))
