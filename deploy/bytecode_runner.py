@@ -12,7 +12,8 @@ and cache tag, and the files that did not compile with the reason.
 
 Deterministic output: ``unchecked-hash`` pycs carry a hash of the source, not its mtime, and
 Lambda never checks them (its file systems are read-only anyway); the caller sets
-``PYTHONHASHSEED=0`` so set and frozenset constants marshal in one order; files are
+``PYTHONHASHSEED=0`` so frozenset constants marshal in one order (CPython 3.11+ sorts them
+itself, bpo-37596; python3.9/3.10 runtimes need the fixed seed); files are
 compiled in the sorted order they are given, in forked workers that inherit that seed.
 """
 
