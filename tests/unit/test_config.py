@@ -28,6 +28,9 @@ def test_local_env_points_at_emulator() -> None:
     assert env.python_version == "3.12"
     assert env.bytecode is True  # on unless turned off
     assert load_env({**SETTINGS, "bytecode": False}, "local").bytecode is False
+    # invoke.yaml names the key, so INVOKE_DEPLOY_BYTECODE=false turns it off for one run.
+    on = {**SETTINGS, "bytecode": True}
+    assert load_env(on, "local", environ={"INVOKE_DEPLOY_BYTECODE": "false"}).bytecode is False
 
 
 def test_env_overrides_top_level_defaults() -> None:
