@@ -153,14 +153,7 @@ def test_deployed_bytes_from_s3_fallback_run_in_the_sandbox(
     stack: Stack, verify_env: EnvConfig, python312: Path
 ) -> None:
     fetch = NoUrl()
-    report = verify.verify_deployed(
-        verify_env,
-        stack.targets,
-        expected_layer=stack.layer,
-        expected_function=stack.code,
-        python=python312,
-        fetch=fetch,
-    )
+    report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=fetch)
     assert report.ok, report.problems()
     assert report.mode == "deployed"
     [result] = report.functions
@@ -170,6 +163,43 @@ def test_deployed_bytes_from_s3_fallback_run_in_the_sandbox(
     assert all(r.where == "sandbox" for r in result.results)
     # Both Locations were tried first, then S3 served the bytes.
     assert len(fetch.urls) == 2
+
+
+def test_the_zips_this_machine_built_stand_in_for_a_download_when_their_hash_matches(
+    stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    """Right after a deploy the built zips *are* the deployed bytes (same CodeSha256): no 40 MB download."""
+    for art in (stack.code, stack.layer):
+        stack.s3.delete_object(Bucket=stack.targets.bucket, Key=art.s3_key)
+    fetch = NoUrl()
+    report = verify.verify_deployed(
+        verify_env,
+        stack.targets,
+        expected_layer=stack.layer,
+        expected_function=stack.code,
+        python=python312,
+        fetch=fetch,
+    )
+    assert report.ok, report.problems()
+    assert fetch.urls == []
+
+
+def test_a_built_zip_changed_since_is_not_used(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:
+    """The local copy must hash to CodeSha256 now; otherwise the deployed bytes are fetched and run."""
+    original = stack.layer.path.read_bytes()
+    stack.layer.path.write_bytes(zip_of({"python/tinydep/__init__.py": "VALUE = 0\n"}))
+    fetch = NoUrl()
+    stack.s3.put_object(Bucket=stack.targets.bucket, Key=stack.layer.s3_key, Body=original)
+    report = verify.verify_deployed(
+        verify_env,
+        stack.targets,
+        expected_layer=stack.layer,
+        expected_function=stack.code,
+        python=python312,
+        fetch=fetch,
+    )
+    assert report.ok, report.problems()  # ran the deployed layer (VALUE = 42), fetched from S3
+    assert len(fetch.urls) == 1  # the layer's Location was tried; the code came from the local copy
 
 
 def test_deployed_bytes_from_code_location(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:
