@@ -21,9 +21,23 @@ Kind = Literal["layer", "function"]
 MANIFEST_VERSION = 1
 
 
+#: Every layer object in an artifact bucket starts with this (Terraform's ``artifact_prefix`` + ``layer-``).
+LAYER_KEY_PREFIX = "lambda/layer-"
+
+
+def layer_key(identity: str, suffix: str = ".zip") -> str:
+    """Where a layer identity lives in a bucket: ``.zip``, its manifest ``.json``, its SBOM ``.cdx.json``."""
+    return f"{LAYER_KEY_PREFIX}{identity}{suffix}"
+
+
 def code_sha256(hex_digest: str) -> str:
     """Lambda's CodeSha256 is base64(sha256(zip bytes)), not the hex digest."""
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+def hex_sha256(code_sha: str) -> str:
+    """The inverse of :func:`code_sha256`: Lambda's (and S3's) base64 SHA-256 as hex."""
+    return base64.b64decode(code_sha).hex()
 
 
 def sha256_file(path: Path) -> str:
@@ -73,7 +87,7 @@ class Artifact:
     @property
     def s3_key(self) -> str:
         if self.kind == "layer":
-            return f"lambda/layer-{self.identity}.zip"
+            return layer_key(self.identity)
         return f"lambda/function-{self.sha256}.zip"
 
     def to_json(self) -> dict[str, Any]:

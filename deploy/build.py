@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
 from deploy import archive, bytecode, secret_scan
-from deploy.artifact import Artifact, PackageInfo, load_manifest
+from deploy.artifact import Artifact, PackageInfo, layer_key, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
 from deploy.identity import LayerIdentity, layer_identity
@@ -117,7 +117,7 @@ class LayerPlan:
 
     @property
     def s3_key(self) -> str:
-        return f"lambda/layer-{self.digest}.zip"
+        return layer_key(self.digest)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +196,43 @@ def existing_layer(plan: LayerPlan) -> Artifact | None:
     if artifact.kind != "layer" or artifact.identity != plan.digest:
         return None
     return artifact
+
+
+def audit_fetched_layer(plan: LayerPlan, artifact: Artifact) -> None:
+    """Audit a layer another machine built (the remote cache) as if it were built here.
+
+    Checksums prove the bytes are what the bucket's manifest says, not that the manifest tells
+    the truth: whoever can write the bucket can replace both. So the zip is extracted and goes
+    through the same audit as a fresh build (wheel tags, ELF machine and glibc, secrets); its
+    packages and real unzipped size must be the manifest's, and its SBOM must be the one this
+    identity's packages and requirements give. Any difference is an AuditError naming it.
+    """
+    from deploy import audit
+
+    work = Path(tempfile.mkdtemp(prefix=f"fetched-{plan.identity.short}-", dir=plan.zip_path.parent))
+    try:
+        archive.safe_extract(artifact.path, work, max_unzipped=audit.LAMBDA_UNZIPPED_LIMIT)
+        packages = audit.audit_layer(
+            work / "python",
+            python_version=plan.python_version,
+            architecture=plan.architecture,
+            glibc_floor=plan.glibc_floor,
+        )
+        real_size = _tree_size(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    where = f"the cached layer {plan.identity.short}"
+    if {(p.name, p.version) for p in packages} != {(p.name, p.version) for p in artifact.packages}:
+        raise AuditError(f"{where} holds other packages than its manifest lists")
+    if real_size != artifact.unzipped_size:
+        raise AuditError(f"{where} unzips to {real_size} bytes, its manifest says {artifact.unzipped_size}")
+    expected = plan.sbom_path.with_name(f".{plan.sbom_path.name}.expected")
+    write_sbom(expected, layer_sbom(plan.identity, artifact.packages, plan.requirements))
+    try:
+        if not plan.sbom_path.is_file() or plan.sbom_path.read_bytes() != expected.read_bytes():
+            raise AuditError(f"{where}'s SBOM is not the one its packages and requirements give")
+    finally:
+        expected.unlink(missing_ok=True)
 
 
 def _requirements_for_install(plan: LayerPlan, dest: Path) -> Path:

@@ -234,19 +234,22 @@ def build_layer(
     fetched = False
     if remote_cache and env.remote_cache.enabled and build.existing_layer(plan) is None:
         fetched = read_through_cache(env, plan)
-    result = build.build_layer(plan, progress=progress, function_unzipped=function_unzipped)
-    if fetched:
+    # After a fetch the build only rechecks the budget: its "already built" line would mislead.
+    result = build.build_layer(plan, progress=None if fetched else progress, function_unzipped=function_unzipped)
+    if fetched and result.reused:
         result = dataclasses.replace(result, fetched=True)
+        progress(f"layer {plan.identity.short} reused from the remote cache: nothing installed")
     return result  # build_layer said what it did (and its warnings), once
 
 
 def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     """Fetch this identity's layer from S3 instead of building it, when another machine built it.
 
-    Reads only. The shared cache bucket (``remote_cache.bucket``) comes first, then the
-    environment's artifact bucket (from Terraform). A miss (no Terraform outputs yet, emulator
-    down, bucket or object missing) is one line and a local build; a checksum disagreement is
-    a CacheError and stops the build."""
+    Reads only (no state bucket or workspace is created to find the bucket's name). The shared
+    cache bucket (``remote_cache.bucket``) comes first, then the environment's artifact bucket
+    (from Terraform). A miss (no Terraform outputs yet, emulator down, bucket or object missing)
+    is one line and a local build; a checksum disagreement is a CacheError, and a fetched layer
+    that fails the audit an AuditError: both stop the build and leave no fetched file behind."""
     from deploy.aws import cache
 
     sources: list[tuple[str, str]] = []
@@ -255,11 +258,13 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     published: tuple[str, str] | None = None
     misses: list[str] = []
     try:
-        targets = _targets(env)
+        if env.emulator is not None:
+            emulator.assert_reachable(env.emulator.url)
+        targets = terraform.load_targets(env, read_only=True)
         sources.append((targets.bucket, targets.region))
         lam = calls.client(env, "lambda", targets.region)
         published = publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
-    except (TerraformError, EmulatorError, AwsError) as exc:
+    except (TerraformError, EmulatorError, AwsError, ConfigError) as exc:
         misses.append(exc.message.splitlines()[0])
     except (BotoCoreError, ClientError) as exc:
         misses.append(error_message(exc))
@@ -275,7 +280,13 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
         except (BotoCoreError, ClientError) as exc:
             got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")
         if isinstance(got, cache.CacheHit):
-            progress(f"remote cache: layer {plan.identity.short} fetched from {got.source} (nothing to install)")
+            progress(f"remote cache: layer {plan.identity.short} fetched from {got.source}; auditing it again")
+            try:
+                build.audit_fetched_layer(plan, got.artifact)
+            except BaseException:
+                for path in (plan.manifest_path, plan.zip_path, plan.sbom_path):
+                    path.unlink(missing_ok=True)
+                raise
             return True
         misses.append(got.reason)
     progress(f"remote cache: {'; '.join(misses) or 'no bucket to read'}; building locally")

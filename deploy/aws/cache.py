@@ -6,12 +6,16 @@ zip this runner would build. Fetching it (with its manifest and SBOM) replaces t
 audit's install-time steps and the zip, the way Bazel's and Pants' remote caches work, with S3
 as the shared store.
 
-Trust comes from checksums, never from the key: the manifest records the zip's sha256, S3
+Checksums catch corruption and a changed object: the manifest records the zip's sha256, S3
 reports the SHA-256 of what it stored (``ChecksumMode=ENABLED``), a published layer version
 reports its CodeSha256, and the downloaded bytes are hashed again before anything uses them.
 A disagreement is a :class:`CacheError` naming both values: it can only mean a tampered object
 or a reproducibility bug, and silently rebuilding over the key would hide either. A missing
 object or an unreadable bucket is only a miss, and the caller builds locally.
+
+Checksums cannot catch a writer who replaces zip and manifest together, so whoever can write
+to the bucket is trusted to that extent; the fetched layer is therefore audited again like a
+fresh build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +32,10 @@ from typing import Any
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.artifact import Artifact, code_sha256, load_manifest
-from deploy.aws.retry import error_code, error_message
-from deploy.errors import CacheError
+from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest
+from deploy.aws.retry import NOT_FOUND, error_code, error_message
+from deploy.errors import BuildError, CacheError
 
-_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
 _CHUNK = 1 << 20
 
 
@@ -44,8 +49,9 @@ class CacheKeys:
 
     @classmethod
     def for_identity(cls, identity: str) -> CacheKeys:
-        base = f"lambda/layer-{identity}"
-        return cls(zip=f"{base}.zip", manifest=f"{base}.json", sbom=f"{base}.cdx.json")
+        return cls(
+            zip=layer_key(identity), manifest=layer_key(identity, ".json"), sbom=layer_key(identity, ".cdx.json")
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,15 +69,11 @@ class CacheMiss:
     reason: str
 
 
-def _b64_to_hex(value: str) -> str:
-    return base64.b64decode(value).hex()
-
-
 def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return dict(s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"))
     except ClientError as exc:
-        if error_code(exc) in _ABSENT:
+        if error_code(exc) in NOT_FOUND:
             return None
         raise
 
@@ -84,19 +86,30 @@ def _full_object_sha256(head: dict[str, Any]) -> str | None:
     return value
 
 
-def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
-    """Stream ``key`` into ``dest`` (atomically: a tmp file renamed at the end) and return its sha256."""
-    tmp = dest.with_name(f".{dest.name}.part")
-    digest = hashlib.sha256()
+def _atomic_write(dest: Path, write: Any) -> None:
+    """``write(file)`` into a temporary file of its own beside ``dest``, then rename it over ``dest``:
+    two processes fetching one identity (staging and production from one checkout) never mix bytes."""
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(name)
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with tmp.open("wb") as out:
-            for chunk in iter(lambda: body.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
+    """Stream ``key`` into ``dest`` (atomically) and return its sha256."""
+    digest = hashlib.sha256()
+
+    def write(out: Any) -> None:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in iter(lambda: body.read(_CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
+
+    _atomic_write(dest, write)
     return digest.hexdigest()
 
 
@@ -145,15 +158,14 @@ def fetch_layer(
     stored = _full_object_sha256(zip_head)
     if stored is not None and stored != expected_b64:
         raise CacheError(
-            f"{where} has S3 checksum sha256 {_b64_to_hex(stored)[:16]}…, "
-            f"but its manifest records {expected_hex[:16]}…",
+            f"{where} has S3 checksum sha256 {hex_sha256(stored)[:16]}…, but its manifest records {expected_hex[:16]}…",
             hint="the cached object was changed after upload; delete both objects (or rerun with "
             "--no-remote-cache) after finding out why",
         )
     if published_code_sha256 is not None and published_code_sha256 != expected_b64:
         raise CacheError(
             f"{where}'s manifest records sha256 {expected_hex[:16]}…, but the published layer version with "
-            f"this identity has CodeSha256 sha256 {_b64_to_hex(published_code_sha256)[:16]}…",
+            f"this identity has CodeSha256 sha256 {hex_sha256(published_code_sha256)[:16]}…",
             hint="one identity built into two different zips: a reproducibility bug; report it",
         )
 
@@ -176,11 +188,15 @@ def fetch_layer(
         return CacheMiss(reason=f"download of {where} failed ({error_message(exc)})")
     # The manifest goes last: a local manifest vouches for a complete zip and nothing less.
     manifest["path"] = zip_path.name
-    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(manifest_path)
-    artifact = load_manifest(manifest_path)
-    artifact.check()
+    text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        _atomic_write(manifest_path, lambda out: out.write(text))
+        artifact = load_manifest(manifest_path)
+        artifact.check()
+    except (OSError, BuildError) as exc:
+        for path in (manifest_path, zip_path, sbom_path):
+            path.unlink(missing_ok=True)
+        raise CacheError(f"cached manifest s3://{bucket}/{keys.manifest} is unusable: {exc}") from None
     return CacheHit(artifact=artifact, source=where)
 
 
@@ -196,7 +212,13 @@ def upload_sidecars(s3: Any, bucket: str, artifact: Artifact, sbom_path: Path) -
     The manifest goes last: a reader treats "manifest present" as "cache entry complete"."""
     keys = CacheKeys.for_identity(artifact.identity)
     for key, path in ((keys.sbom, sbom_path), (keys.manifest, artifact.manifest_path)):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CacheError(
+                f"cannot read {path} to upload it beside the layer: {exc.strerror}",
+                hint="run `inv build-layer` again: it writes the manifest and SBOM beside the zip",
+            ) from None
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
         try:
             s3.put_object(

@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import cache, calls
-from deploy.aws.retry import RetryPolicy, call, error_code, error_message
+from deploy.aws.retry import NOT_FOUND, RetryPolicy, call, error_code, error_message
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError
 
@@ -96,7 +96,7 @@ def object_matches(s3: Any, bucket: str, key: str, artifact: Artifact) -> bool:
     try:
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
-        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+        if error_code(exc) in NOT_FOUND:
             return False
         raise AwsError(f"s3://{bucket}/{key}: {error_message(exc)}") from None
     found = head.get("ChecksumSHA256")
@@ -268,9 +268,11 @@ def publish_layer(
         else:
             with transfer(text, layer.zipped_size) as sent:
                 upload(s3, plan.bucket, plan.key, layer, sent=sent)
-        # Write-through: the manifest and SBOM beside the zip let any machine reuse this build.
-        if layer.sbom_path.is_file():
-            cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
+    # Write-through: the manifest and SBOM beside the zip let any machine reuse this build. Checked
+    # again whenever a version is to be published, so a run interrupted between the zip and its
+    # manifest (or a zip uploaded before the cache existed) is repaired by the rerun.
+    if plan.upload or not cache.sidecars_present(s3, plan.bucket, layer.identity):
+        cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
     say(plan.region, f"publishing a version of {plan.layer_name}")
     try:
         made = call(

@@ -37,6 +37,10 @@ THROTTLE_CODES = frozenset(
 PRECONDITION_CODES = frozenset({"PreconditionFailedException"})
 
 
+#: What S3 answers for a key (HEAD: 404/NotFound, GET: NoSuchKey) that is not there.
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

@@ -13,6 +13,7 @@ Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -65,6 +66,8 @@ class Terraform:
     backend: Mapping[str, Any] = field(default_factory=dict)
     #: Run before ``init`` (creates the state bucket when it is missing).
     prepare: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    #: ``workspace select -or-create``; off for read-only lookups, where a missing workspace is an error.
+    create_workspace: bool = True
 
     def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The child's environment: ours, plus per-env data dir and credentials."""
@@ -246,13 +249,14 @@ def terraform_for(
     variables["state_key"] = str(backend["key"])
     # The CI roles' IAM conditions name the layers verify trusts and the accounts the layer is
     # shared with: taken from invoke.yaml, so the two never disagree. JSON lists are HCL lists.
+    # Passed even when empty: emptying a list in invoke.yaml must not leave a tfvars value in force.
     trusted = sorted({re.sub(r":\d+$", "", arn) for arn in env.verify.trusted_layers})
-    if trusted:
-        variables["trusted_layer_arns"] = json.dumps(trusted)
-    if env.share.accounts:
-        variables["share_account_ids"] = json.dumps(list(env.share.accounts))
+    variables["trusted_layer_arns"] = json.dumps(trusted)
+    variables["share_account_ids"] = json.dumps(list(env.share.accounts))
     if env.share.organization_id:
         variables["share_organization_id"] = env.share.organization_id
+    # The shared remote cache the CI deploy role may read (invoke.yaml remote_cache.bucket).
+    variables["layer_cache_bucket"] = env.remote_cache.bucket or ""
     if env.endpoint_url:
         # The emulator accepts any credentials; fixed dummies keep a developer's real
         # keys out of every request made to it.
@@ -366,7 +370,8 @@ def init(tf: Terraform, *, echo: Echo | None = None, log: Path | None = None) ->
 
 def select_workspace(tf: Terraform, *, log: Path | None = None) -> None:
     """Select (creating on first use) the workspace named after the environment."""
-    _run(tf, ["workspace", "select", "-no-color", "-or-create", tf.env], log=log)
+    create = ["-or-create"] if tf.create_workspace else []
+    _run(tf, ["workspace", "select", "-no-color", *create, tf.env], log=log)
 
 
 def _initialised(tf: Terraform) -> bool:
@@ -498,12 +503,17 @@ def forget_targets(tf: Terraform | None = None) -> None:
         _TARGETS_CACHE.pop((tf.env, tf.workdir), None)
 
 
-def load_targets(env: EnvConfig, *, tf: Terraform | None = None) -> Targets:
-    """The env's resource names from Terraform state, read once per process."""
+def load_targets(env: EnvConfig, *, tf: Terraform | None = None, read_only: bool = False) -> Targets:
+    """The env's resource names from Terraform state, read once per process.
+
+    ``read_only`` (the remote cache's lookup, made before anything is applied): no state bucket
+    is created and no workspace either; where they do not exist, a TerraformError says so."""
     key = (env.name, env.paths.terraform)
     if key in _TARGETS_CACHE:
         return _TARGETS_CACHE[key]
     runner = tf if tf is not None else terraform_for(env)
+    if read_only:
+        runner = dataclasses.replace(runner, prepare=None, create_workspace=False)
     targets = targets_from_outputs(output_json(runner), env.name)
     if targets.region != env.region:
         raise ConfigError(

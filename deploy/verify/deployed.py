@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deploy.artifact import Artifact
+from deploy.artifact import LAYER_KEY_PREFIX, Artifact, hex_sha256, layer_key
 from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, Targets
 from deploy.errors import VerifyError
@@ -34,10 +34,6 @@ from deploy.verify.sandbox import (
 from deploy.verify.smoke import smoke_cases
 
 HTTP_TIMEOUT_S = 15.0
-
-
-def _hex_of(code_sha: str) -> str:
-    return base64.b64decode(code_sha).hex()
 
 
 def http_get(url: str) -> bytes:
@@ -104,7 +100,7 @@ class _Fetcher:
                 f"{_code_sha(data)}); refusing to run it",
                 hint=f"the S3 object in {self.bucket} was changed after the deploy; redeploy",
             )
-        path = self.dest / f"{_hex_of(code_sha)}.zip"
+        path = self.dest / f"{hex_sha256(code_sha)}.zip"
         path.write_bytes(data)
         self.cache[code_sha] = path
         return path
@@ -117,11 +113,11 @@ class _Fetcher:
         location = self.lam.get_function(FunctionName=name, Qualifier=qualifier)["Code"].get("Location")
         data = self._from_url(location)
         if data is None or _code_sha(data) != code_sha:
-            data = self._from_s3(f"lambda/function-{_hex_of(code_sha)}.zip")
+            data = self._from_s3(f"lambda/function-{hex_sha256(code_sha)}.zip")
         if data is None:
             raise VerifyError(
                 f"cannot download the deployed code of {name}: Code.Location failed and "
-                f"s3://{self.bucket}/lambda/function-{_hex_of(code_sha)}.zip is missing"
+                f"s3://{self.bucket}/lambda/function-{hex_sha256(code_sha)}.zip is missing"
             )
         return self._store(code_sha, data, name)
 
@@ -144,7 +140,7 @@ class _Fetcher:
         if data is None or _code_sha(data) != code_sha:
             data = None
             identity = identity_from_description(info.get("Description"))
-            keys = [f"lambda/layer-{identity}.zip"] if identity else []
+            keys = [layer_key(identity)] if identity else []
             keys += self._layer_keys(content.get("CodeSize"))
             for key in dict.fromkeys(keys):
                 candidate = self._from_s3(key)
@@ -162,7 +158,7 @@ class _Fetcher:
     def _layer_keys(self, size: int | None) -> list[str]:
         """Our layer objects whose size fits: hashing only those keeps the search cheap."""
         keys = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="lambda/layer-"):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=LAYER_KEY_PREFIX):
             keys += [o["Key"] for o in page.get("Contents", []) if size is None or o.get("Size") == size]
         return keys
 

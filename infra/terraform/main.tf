@@ -110,8 +110,6 @@ resource "aws_s3_bucket_public_access_block" "artifacts" {
   restrict_public_buckets = true
 }
 
-# Plain HTTP is refused for every request: artifacts are what Lambda runs, and the deploy
-# tasks, Lambda and the functions all speak TLS.
 # The remote layer cache shared across environments (invoke.yaml remote_cache.bucket): the
 # listed accounts may read built layers (zip, manifest, SBOM) and list their keys, so a miss
 # answers 404 rather than 403. Nothing else of the bucket, and no writes.
@@ -136,6 +134,8 @@ locals {
   ] : statement if length(local.layer_cache_readers) > 0]
 }
 
+# Plain HTTP is refused for every request: artifacts are what Lambda runs, and the deploy
+# tasks, Lambda and the functions all speak TLS.
 resource "aws_s3_bucket_policy" "artifacts" {
   # Not on the emulator: it speaks plain HTTP only, and moto enforces the policy (every request: 403).
   count  = local.emulated ? 0 : 1

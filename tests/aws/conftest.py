@@ -36,7 +36,7 @@ def make_artifact(tmp_path: Path, kind: str, content: str, *, identity: str | No
         info = zipfile.ZipInfo("python/mod.py" if kind == "layer" else "handler.py", date_time=(2020, 1, 1, 0, 0, 0))
         zf.writestr(info, content)
     sha = sha256_file(path)
-    return Artifact(
+    artifact = Artifact(
         kind=kind,  # type: ignore[arg-type]
         identity=identity or (f"layerid-{sha[:16]}" if kind == "layer" else sha),
         path=path,
@@ -46,6 +46,10 @@ def make_artifact(tmp_path: Path, kind: str, content: str, *, identity: str | No
         runtime="python3.12",
         architecture="x86_64",
     )
+    if kind == "layer":  # a layer build leaves its manifest and SBOM beside the zip
+        artifact.write_manifest()
+        artifact.sbom_path.write_text('{"bomFormat": "CycloneDX"}\n')
+    return artifact
 
 
 def zip_bytes(content: str) -> bytes:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from deploy import pipeline, terraform
 from deploy.artifact import Artifact, sha256_file
-from deploy.aws import cache, publish
+from deploy.aws import cache, calls, publish
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, RemoteCacheSettings, Targets
-from deploy.errors import CacheError, TerraformError
+from deploy.errors import AuditError, CacheError, TerraformError
 from tests.aws.conftest import REGION, make_artifact
 from tests.unit.test_build import FakeInstaller, _checkout
 
@@ -189,3 +191,100 @@ def test_without_a_cached_manifest_the_layer_is_built_and_the_user_told(
     assert pipeline.read_through_cache(again, plan) is False
     assert "no cached manifest" in capsys.readouterr().err
     assert not build_layer(plan).reused and len(installer.calls) == 1
+
+
+def _republish_tampered(s3: Any, bucket: str, built: Artifact, add: dict[str, bytes]) -> None:
+    """Replace zip AND manifest together, consistently (what a writer of the bucket could do)."""
+    keys = cache.CacheKeys.for_identity(built.identity)
+    tampered = built.path.with_name("tampered.zip")
+    with zipfile.ZipFile(built.path) as src, zipfile.ZipFile(tampered, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        for name, data in add.items():
+            out.writestr(name, data)
+    with zipfile.ZipFile(tampered) as zf:
+        unzipped = sum(i.file_size for i in zf.infolist())
+    manifest = json.loads(built.manifest_path.read_text())
+    manifest.update(sha256=sha256_file(tampered), unzipped_size=unzipped)
+    _put(s3, bucket, keys.zip, tampered.read_bytes())
+    _put(s3, bucket, keys.manifest, json.dumps(manifest).encode())
+
+
+def _staging_then_production(tmp_path: Path, bucket: str, targets: Targets) -> tuple[Artifact, EnvConfig]:
+    staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
+    built = build_layer(layer_plan(staging, installer=FakeInstaller())).artifact
+    publish.publish_layer(staging, targets, built)
+    production = EnvConfig(
+        name="production",
+        region=REGION,
+        paths=_checkout(tmp_path / "b"),
+        remote_cache=RemoteCacheSettings(bucket=bucket),
+    )
+    return built, production
+
+
+def test_a_consistently_replaced_layer_still_fails_the_audit_and_leaves_nothing(
+    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Checksums cannot catch zip and manifest replaced together: the audit of the fetched zip does."""
+    built, production = _staging_then_production(tmp_path, bucket, targets)
+    secret = b'KEY = "AKIAZ7QWERTYUIOPASDF"\nSECRET = "k8Jd/2mQv+Zr9sLpX4tW7yN1bC6hF0gE3aR5uTiO"\n'
+    _republish_tampered(s3, bucket, built, {"python/six/settings.py": secret})
+    monkeypatch.setattr(terraform, "load_targets", _failing_targets)
+    plan = layer_plan(production, installer=FakeInstaller(fail=True))
+
+    with pytest.raises(AuditError, match=r"six/settings\.py"):
+        pipeline.read_through_cache(production, plan)
+
+    assert sorted(p.name for p in plan.zip_path.parent.iterdir()) == []
+
+
+def test_a_cached_sbom_that_does_not_match_the_layer_is_refused(
+    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built, production = _staging_then_production(tmp_path, bucket, targets)
+    _put(s3, bucket, cache.CacheKeys.for_identity(built.identity).sbom, b'{"bomFormat": "CycloneDX", "forged": 1}')
+    monkeypatch.setattr(terraform, "load_targets", _failing_targets)
+    plan = layer_plan(production, installer=FakeInstaller(fail=True))
+
+    with pytest.raises(AuditError, match="SBOM"):
+        pipeline.read_through_cache(production, plan)
+    assert not plan.zip_path.exists() and not plan.manifest_path.exists()
+
+
+def test_the_bucket_lookup_creates_nothing(
+    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Finding the artifact bucket's name must not create a state bucket or workspace (read_only)."""
+    seen: list[dict[str, Any]] = []
+
+    def fake(env: EnvConfig, **kwargs: Any) -> Targets:
+        seen.append(kwargs)
+        return targets
+
+    monkeypatch.setattr(terraform, "load_targets", fake)
+    env = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path))
+    with calls.count_writes() as writes:
+        assert pipeline.read_through_cache(env, layer_plan(env, installer=FakeInstaller())) is False
+    assert seen == [{"read_only": True}]
+    assert writes.count == 0
+
+
+def test_a_publish_interrupted_before_the_manifest_is_repaired_by_the_rerun(
+    env: EnvConfig, targets: Targets, bucket: str, s3: Any, tmp_path: Path, inject: Any
+) -> None:
+    layer = make_artifact(tmp_path, "layer", "import json  # deps v1\n", identity="d" * 64)
+    failures = [1]
+
+    def drop_manifest(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", "").endswith(".json") and failures:
+            failures.pop()
+            raise EndpointConnectionError(endpoint_url=f"https://{bucket}.s3.amazonaws.com")
+
+    inject("s3", "PutObject", drop_manifest)
+    with pytest.raises(CacheError, match="upload of"):
+        publish.publish_layer(env, targets, layer)
+    assert not cache.sidecars_present(s3, bucket, layer.identity)
+
+    assert publish.publish_layer(env, targets, layer).published
+    assert cache.sidecars_present(s3, bucket, layer.identity)

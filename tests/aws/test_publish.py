@@ -28,7 +28,7 @@ def test_publish_uploads_then_a_rerun_writes_nothing(
     with calls.count_writes() as first:
         result = publish_layer(env, targets, layer)
     assert result.uploaded and result.published and result.version == 1
-    assert first.operations() == ["PutObject", "PublishLayerVersion"]
+    assert first.operations() == ["PutObject", "PutObject", "PutObject", "PublishLayerVersion"]  # zip, SBOM, manifest
     got = lam.get_layer_version(LayerName=targets.layer_name, VersionNumber=1)
     assert got["Content"]["CodeSha256"] == layer.code_sha256
     assert got["Description"] == f"identity={layer.identity} sha256={layer.sha256}"

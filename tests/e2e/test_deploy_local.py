@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from deploy.errors import VerifyError
+from deploy.errors import BuildError, VerifyError
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -262,4 +262,5 @@ def test_a_fresh_clone_fetches_the_layer_instead_of_installing(
     # Proof that the installer really was unusable: without the cache the same build fails.
     shutil.rmtree(clone.root / ".build")
     local_only = build("--no-remote-cache")
-    assert local_only.returncode != 0
+    assert local_only.returncode == BuildError.exit_code, local_only.stderr
+    assert "uv install failed" in local_only.stderr and "no matching distribution" in local_only.stderr

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from deploy import terraform as tfm
-from deploy.config import EmulatorSettings, EnvConfig, Paths, ShareSettings, StateSettings, Targets, VerifySettings
+from deploy.config import (
+    EmulatorSettings,
+    EnvConfig,
+    Paths,
+    RemoteCacheSettings,
+    ShareSettings,
+    StateSettings,
+    Targets,
+    VerifySettings,
+)
 from deploy.errors import ConfigError, TerraformError
 
 FUNCTIONS = {
@@ -264,9 +273,15 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         "-var",
         "aws_endpoint=http://127.0.0.1:5055",
         "-var",
+        "layer_cache_bucket=",
+        "-var",
+        "share_account_ids=[]",
+        "-var",
         "state_bucket=terraform-state",
         "-var",
         "state_key=terraform.tfstate",
+        "-var",
+        "trusted_layer_arns=[]",
     ]
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key", "PATH": "/usr/bin"})
     assert child["AWS_ACCESS_KEY_ID"] == "test"
@@ -280,7 +295,14 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         env_config(tmp_path, "staging", local=False, region="us-west-2"), state=StateSettings(bucket="tf-state")
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
-    assert tf.variables == {"state_bucket": "tf-state", "state_key": "terraform.tfstate"}  # no endpoint
+    # No endpoint; the lists invoke.yaml owns are passed even when empty (a tfvars value never wins).
+    assert tf.variables == {
+        "state_bucket": "tf-state",
+        "state_key": "terraform.tfstate",
+        "trusted_layer_arns": "[]",
+        "share_account_ids": "[]",
+        "layer_cache_bucket": "",
+    }
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
     assert child["AWS_ACCESS_KEY_ID"] == "real-key"
@@ -299,6 +321,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
             )
         ),
         share=ShareSettings(accounts=("210987654321",), organization_id="o-abc123"),
+        remote_cache=RemoteCacheSettings(bucket="bluemoxon-frontend-staging"),
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.variables == {
@@ -307,6 +330,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
         "trusted_layer_arns": '["arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension"]',
         "share_account_ids": '["210987654321"]',
         "share_organization_id": "o-abc123",
+        "layer_cache_bucket": "bluemoxon-frontend-staging",
     }
 
 

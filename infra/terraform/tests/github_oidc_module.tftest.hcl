@@ -320,6 +320,22 @@ run "shared_layer_cache_is_read_only" {
     }
     error_message = "The deploy role reads built layers from the shared cache bucket and writes nothing there."
   }
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if s.Sid == "ListSharedLayerCache"
+      ]) == {
+      Sid       = "ListSharedLayerCache"
+      Effect    = "Allow"
+      Action    = ["s3:ListBucket"]
+      Resource  = ["arn:aws:s3:::bluemoxon-frontend-staging"]
+      Condition = { StringLike = { "s3:prefix" = ["lambda/layer-*"] } }
+    }
+    error_message = "The deploy role lists only layer keys of the shared cache bucket (a miss is then a 404)."
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if strcontains(s.Sid, "SharedLayerCache")]) == 2
+    error_message = "Reading the shared cache adds exactly these two statements: no write, no other key."
+  }
 }
 
 run "no_shared_layer_cache_by_default" {
@@ -330,7 +346,7 @@ run "no_shared_layer_cache_by_default" {
   }
 
   assert {
-    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if startswith(s.Sid, "ReadSharedLayerCache")]) == 0
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if strcontains(s.Sid, "SharedLayerCache")]) == 0
     error_message = "Without a shared cache bucket the deploy role reads no other bucket."
   }
 }
