@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deploy.errors import ConfigError
 from deploy.settings import EmulatorModel, EnvironmentModel, StateModel, apply_variables, key_path, validate
@@ -99,6 +99,9 @@ class VerifySettings:
     smoke: Mapping[str, tuple[SmokeCase, ...]] = field(default_factory=dict)
     #: Layer ARNs (account and name; any version) not ours whose code verify may run.
     trusted_layers: tuple[str, ...] = ()
+    #: ``bwrap`` jails the sandbox (``deploy.verify.jail``); ``none`` (no bwrap, e.g. macOS) does not,
+    #: and every run says the sandbox can read the deployer's credentials.
+    isolation: Literal["bwrap", "none"] = "bwrap"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,7 +326,10 @@ def load_env(
             strip_tests=value("layer", "strip_tests", default=False),
         ),
         verify=VerifySettings(
-            remote=value("verify", "remote", default=False), smoke=smoke, trusted_layers=tuple(trusted)
+            remote=value("verify", "remote", default=False),
+            smoke=smoke,
+            trusted_layers=tuple(trusted),
+            isolation=value("verify", "isolation", default="bwrap"),
         ),
         share=ShareSettings(
             accounts=tuple(value("share", "accounts", default=[])),

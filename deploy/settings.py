@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import types
 from collections.abc import Iterator, Mapping
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,6 +48,7 @@ class LayerModel(_Strict):
 class VerifyModel(_Strict):
     remote: bool | None = None
     trusted_layers: list[str] | None = None
+    isolation: Literal["bwrap", "none"] | None = None
 
 
 class ShareModel(_Strict):

@@ -27,6 +27,10 @@ from deploy.errors import ConfigError
 #: tooling that runs them (the project itself for ``inv``, nox and its uv backend).
 ALLOWED_PIP_INSTALLS = frozenset({"nox", "uv", "."})
 #: Requirement files a step may install, only with ``--require-hashes``: the deploy tooling's lock.
+#: System packages a job may install (bwrap jails the verify sandbox: deploy/verify/jail.py).
+ALLOWED_APT_INSTALLS = frozenset({"bubblewrap"})
+#: Ubuntu 24.04 runners restrict unprivileged user namespaces through AppArmor; bwrap needs them.
+ALLOW_USER_NAMESPACES = ("sudo", "sysctl", "-w", "kernel.apparmor_restrict_unprivileged_userns=0")
 HASHED_LOCKS = frozenset({"requirements/deploy.txt"})
 #: The one place a step may append to, and what it may append: a Markdown report.
 STEP_SUMMARY = "$GITHUB_STEP_SUMMARY"
@@ -248,6 +252,14 @@ def check_run_step(
         case ["python" | "python3", "-m", "pip", "install", *specs] | ["uv", "pip", "install", *specs]:
             return _check_install(step, specs)
         case ["cat", report, ">>", summary] if report.endswith(".md") and summary == STEP_SUMMARY:
+            return []
+        case ["sudo", "apt-get", "install", "-y", *packages] if packages:
+            unknown = sorted(set(packages) - ALLOWED_APT_INSTALLS)
+            if unknown:
+                allowed = ", ".join(sorted(ALLOWED_APT_INSTALLS))
+                return [f"{step.where}: apt-get installs {', '.join(unknown)}; only {allowed} are allowed"]
+            return []
+        case [*_] if tuple(words) == ALLOW_USER_NAMESPACES:
             return []
     return [f"{step.where}: {command!r} is not a nox session, an inv task or an allowed setup command"]
 

@@ -12,9 +12,10 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from deploy.audit import LAMBDA_UNZIPPED_LIMIT
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
+from deploy.verify.jail import Jail, argv_prefix, homes, require_bwrap
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
 from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
 
@@ -206,7 +208,15 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
 
 
 def _run_sandbox(
-    env: EnvConfig, job: _Job, *, python: Path, runtime: Path, scratch: Path, endpoint_url: str, timeout_s: float
+    env: EnvConfig,
+    job: _Job,
+    *,
+    python: Path,
+    runtime: Path,
+    scratch: Path,
+    endpoint_url: str,
+    timeout_s: float,
+    jail: Jail | None = None,
 ) -> FunctionVerify:
     scratch.mkdir(parents=True, exist_ok=True)
     environment = _sandbox_env(env, job, scratch, endpoint_url)
@@ -249,11 +259,13 @@ def _run_sandbox(
             layers=job.layers,
         )
 
+    # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
+    jail_argv = argv_prefix(replace(jail, read_write=(scratch,))) if jail is not None else []
     try:
         proc = subprocess.run(
             # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
             # are timed as Lambda pays them).
-            [str(python), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
+            [*jail_argv, str(python), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
             capture_output=True,
             timeout=timeout_s,
             env=environment,
@@ -313,6 +325,38 @@ def _run_sandbox(
     )
 
 
+_NO_JAIL_WARNING = (
+    "warning: verify.isolation is none: the code under verify runs unjailed and can read the deployer's "
+    "credentials (other processes' environments, the real home, the metadata service)\n"
+)
+
+
+def _jail(env: EnvConfig, jobs: Sequence[_Job], *, python: Path, runtime: Path) -> Jail | None:
+    """What the sandbox may see: derived from this run's paths, so nothing else under the hidden folders shows."""
+    if env.verify.isolation == "none":
+        sys.stderr.write(_NO_JAIL_WARNING)
+        return None
+    require_bwrap()
+    # The runtime folder holds symlinks to the host's boto3 & co.: their targets must resolve inside.
+    lent = [p.resolve() for p in runtime.iterdir() if p.is_symlink()]
+    trees = {j.tree for j in jobs}
+    return Jail(
+        hidden=homes(os.environ.get("HOME")),
+        # the interpreter's prefix (…/bin/python3.12 → …): its stdlib and shared libraries.
+        read_only=(
+            python.resolve().parents[1],
+            RUNNER.parent,
+            runtime,
+            *lent,
+            *(t.task_root for t in trees),
+            *(t.opt for t in trees),
+        ),
+        read_write=(),
+        # The emulator listens on the host's loopback; anywhere else the sandbox gets no network at all.
+        share_network=bool(env.endpoint_url),
+    )
+
+
 def _check_architecture(env: EnvConfig, trees: Iterable[_Tree]) -> None:
     host = _host_architecture()
     if env.architecture == host:
@@ -341,6 +385,7 @@ def _run_jobs(
 ) -> list[FunctionVerify]:
     _check_architecture(env, {j.tree for j in jobs})
     runtime = _runtime_dir(root)
+    jail = _jail(env, jobs, python=python, runtime=runtime)
     workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)))
     with sandbox_endpoint(env) as endpoint_url, concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
@@ -353,6 +398,7 @@ def _run_jobs(
                 scratch=root / "run" / job.target.key,
                 endpoint_url=endpoint_url,
                 timeout_s=timeout_s,
+                jail=jail,
             )
             for job in jobs
         ]

@@ -510,7 +510,8 @@ def test_deployed_sandbox_sees_no_host_credentials(
     python312: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    leak_file = tmp_path / "leak.jsonl"
+    leak_file = tmp_path / "leak" / "leak.jsonl"
+    leak.let_leak_file_out(monkeypatch, leak_file)
     _deploy(
         lam,
         s3,
@@ -523,16 +524,24 @@ def test_deployed_sandbox_sees_no_host_credentials(
     leak.set_host_credentials(monkeypatch, tmp_path / "home")
     monkeypatch.delenv("AWS_PROFILE")  # the deployer's own client must still find moto's credentials
     env = EnvConfig(name="staging", region=REGION, verify=VerifySettings(smoke={"ok": leak.CASES}))
-    report = verify.verify_deployed(env, stack_targets, python=python312, fetch=NoUrl())
+    with leak.deployer_process():
+        report = verify.verify_deployed(env, stack_targets, python=python312, fetch=NoUrl())
     assert report.ok, report.problems()
-    for record in leak.assert_no_leak(leak_file):
+    for record in leak.assert_no_leak(leak_file, python=python312, network=False):
         assert record["boto3"] is None
 
 
 def test_layer_not_ours_runs_only_when_trusted(
-    tmp_path: Path, lam: Any, s3: Any, role: str, stack_targets: Targets, python312: Path
+    tmp_path: Path,
+    lam: Any,
+    s3: Any,
+    role: str,
+    stack_targets: Targets,
+    python312: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    marker = tmp_path / "stranger-ran"
+    marker = tmp_path / "out" / "stranger-ran"
+    leak.let_leak_file_out(monkeypatch, marker)  # the jail hides /tmp: the marker's folder is let through
     stranger = {"python/stranger/__init__.py": f"open({str(marker)!r}, 'w').close()\n"}
     ours = {"python/tinydep/__init__.py": "VALUE = 42\n"}
     arns = _deploy(

@@ -1,17 +1,29 @@
 """A layer package and a handler that, on import, write every credential they can reach to a file.
 
-Shared by the local and the deployed isolation tests.
+Shared by the local and the deployed isolation tests. Besides the environment and ``$HOME``, the
+probe tries the routes the jail (``deploy.verify.jail``) closes: every ``/proc/*/environ`` it can
+read (a deployer process started with the canaries stands for ``inv``'s parent in CI), the home
+``pwd`` knows, and a TCP connect to the instance metadata address.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import os
+import pwd
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.config import SmokeCase
+from deploy.verify import jail, sandbox
 
 #: What a deployer's machine or a CI job holds; each value is distinctive so a leak is unambiguous.
 HOST_SECRETS = {
@@ -31,7 +43,7 @@ FILE_SECRET = "AKIAHOMEFILECANARY01"
 
 #: Imported by the layer package and the handler alike: collect every credential in reach.
 SNOOP = """
-import glob, json, os, urllib.request
+import glob, json, os, pwd, socket, urllib.request
 
 def collect(who):
     found = {"who": who, "env": dict(os.environ), "files": {}}
@@ -43,6 +55,26 @@ def collect(who):
                 found["files"][path] = fh.read()
         except OSError:
             pass
+    real_home = pwd.getpwuid(os.getuid()).pw_dir
+    found["real_home"] = sorted(os.listdir(real_home)) if os.path.isdir(real_home) else []
+    for path in [os.path.join(real_home, ".aws", "credentials"), os.path.join(real_home, ".netrc")]:
+        try:
+            with open(path) as fh:
+                found["files"][path] = fh.read()
+        except OSError:
+            pass
+    found["environs"] = {}
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as fh:
+                found["environs"][path] = fh.read().decode("utf-8", "replace")
+        except OSError:
+            pass
+    try:
+        socket.create_connection(("169.254.169.254", 80), timeout=0.5).close()
+        found["metadata_tcp"] = "connected"
+    except OSError as exc:
+        found["metadata_tcp"] = exc.errno
     try:
         url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
         found["metadata"] = urllib.request.urlopen(url, timeout=0.5).read().decode()
@@ -81,13 +113,58 @@ def set_host_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("HOME", str(home))
 
 
-def assert_no_leak(leak_file: Path) -> list[dict[str, Any]]:
+@contextmanager
+def deployer_process() -> Iterator[None]:
+    """A process started with the canaries in its environment, alive during the run (``inv``'s parent in CI).
+
+    ``/proc/<pid>/environ`` shows a process's environment as it was at exec, so setting variables in
+    the test's own process would not put them there.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        env={**os.environ, **HOST_SECRETS},
+    )
+    try:
+        yield
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+def let_leak_file_out(monkeypatch: pytest.MonkeyPatch, leak_file: Path) -> None:
+    """The jail hides /tmp: re-bind the (empty) folder of the leak file read-write, so the probe's findings
+    reach the test. Nothing else is added to the jail."""
+    leak_file.parent.mkdir(parents=True, exist_ok=True)
+    real = jail.argv_prefix
+
+    def with_leak_dir(spec: jail.Jail) -> list[str]:
+        return real(dataclasses.replace(spec, read_write=(*spec.read_write, leak_file.parent)))
+
+    monkeypatch.setattr(sandbox, "argv_prefix", with_leak_dir)
+
+
+def _allowed_in_real_home(python: Path) -> set[str]:
+    """The real home's entries the jail re-binds: the first folder of the interpreter's prefix under it."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    needed = [python.resolve().parents[1], Path(sys.prefix).resolve()]
+    return {p.relative_to(home).parts[0] for p in needed if p.is_relative_to(home) and p != home}
+
+
+def assert_no_leak(leak_file: Path, *, python: Path, network: bool) -> list[dict[str, Any]]:
+    """``network``: the sandbox shares the host's network (local, with an emulator)."""
     text = leak_file.read_text()
     records = [json.loads(line) for line in text.splitlines()]
     assert {r["who"] for r in records} == {"layer", "handler"}  # both ran: the test is not vacuous
     for canary in [*HOST_SECRETS.values(), FILE_SECRET, "home-file-secret-canary", "home-netrc-canary"]:
-        assert canary not in text
+        assert canary not in text, f"the probe found {canary!r}"
     for record in records:
+        # Its own PID namespace: the only processes it sees are its own (bwrap's init and itself).
+        assert len(record["environs"]) <= 2, sorted(record["environs"])
+        assert set(record["real_home"]) <= _allowed_in_real_home(python), record["real_home"]
+        if not network:
+            assert record["metadata_tcp"] == errno.ENETUNREACH
         env = record["env"]
         assert env["AWS_EC2_METADATA_DISABLED"] == "true"
         assert not any(k.startswith(("AWS_CONTAINER_", "ACTIONS_ID_TOKEN_")) for k in env)

@@ -117,3 +117,12 @@ def test_trusted_layers_parsed() -> None:
     staging = {"region": "us-west-2", "verify": {"trusted_layers": [arn]}}
     assert load_env({"environments": {"staging": staging}}, "staging").verify.trusted_layers == (arn,)
     assert load_env(SETTINGS, "staging").verify.trusted_layers == ()
+
+
+def test_verify_isolation_defaults_to_bwrap_and_accepts_none_only() -> None:
+    assert load_env(SETTINGS, "staging").verify.isolation == "bwrap"
+    mac = {"region": "us-west-2", "verify": {"isolation": "none"}}
+    assert load_env({"environments": {"staging": mac}}, "staging").verify.isolation == "none"
+    with pytest.raises(ConfigError) as err:
+        load_env({"environments": {"staging": {"region": "us-west-2", "verify": {"isolation": "docker"}}}}, "staging")
+    assert "`deploy.environments.staging.verify.isolation`" in str(err.value)

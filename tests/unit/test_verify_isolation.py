@@ -24,7 +24,16 @@ from deploy.config import EnvConfig, FunctionTarget, VerifySettings
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import isolation
 from deploy.verify.smoke import DEFAULT_SMOKE, check_expect, expectation_for, validate_expect
-from tests.unit.leakprobe import CASES, FUNCTION, HOST_SECRETS, LAYER, assert_no_leak, set_host_credentials
+from tests.unit.leakprobe import (
+    CASES,
+    FUNCTION,
+    HOST_SECRETS,
+    LAYER,
+    assert_no_leak,
+    deployer_process,
+    let_leak_file_out,
+    set_host_credentials,
+)
 
 HOST_ARCH = "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
 
@@ -56,7 +65,8 @@ def test_verify_local_sandbox_sees_no_host_credentials(
     tmp_path: Path, python312: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
 ) -> None:
     set_host_credentials(monkeypatch, tmp_path / "home")
-    leak_file = tmp_path / "leak.jsonl"
+    leak_file = tmp_path / "leak" / "leak.jsonl"
+    let_leak_file_out(monkeypatch, leak_file)
     emulator = "http://127.0.0.1:5999" if endpoint == "emulator" else None
     env = EnvConfig(
         name="local" if emulator else "staging",
@@ -65,17 +75,18 @@ def test_verify_local_sandbox_sees_no_host_credentials(
         architecture=HOST_ARCH,
         verify=VerifySettings(smoke={"ok": CASES}),
     )
-    report = verify.verify_local(
-        env,
-        [FunctionTarget(key="ok", name="acme-ok", handler="lambdas.ok.handler.handler")],
-        layer=zip_artifact(tmp_path / "layer.zip", LAYER, "layer"),
-        function=zip_artifact(tmp_path / "function.zip", FUNCTION, "function"),
-        python=python312,
-        # A function configured with credential variables must not bring them in either.
-        environment={"ok": {"LEAK_FILE": str(leak_file), "AWS_ACCESS_KEY_ID": HOST_SECRETS["AWS_ACCESS_KEY_ID"]}},
-    )
+    with deployer_process():
+        report = verify.verify_local(
+            env,
+            [FunctionTarget(key="ok", name="acme-ok", handler="lambdas.ok.handler.handler")],
+            layer=zip_artifact(tmp_path / "layer.zip", LAYER, "layer"),
+            function=zip_artifact(tmp_path / "function.zip", FUNCTION, "function"),
+            python=python312,
+            # A function configured with credential variables must not bring them in either.
+            environment={"ok": {"LEAK_FILE": str(leak_file), "AWS_ACCESS_KEY_ID": HOST_SECRETS["AWS_ACCESS_KEY_ID"]}},
+        )
     assert report.ok, report.problems()
-    for record in assert_no_leak(leak_file):
+    for record in assert_no_leak(leak_file, python=python312, network=bool(emulator)):
         if emulator:
             # local: the emulator, with its dummy credentials.
             assert record["env"]["AWS_ENDPOINT_URL"] == emulator

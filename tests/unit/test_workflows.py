@@ -157,6 +157,16 @@ def test_deploy_installs_the_hashed_lock_before_any_credentials(deploy: wf.Workf
     assert sum("pip install" in r for r in runs) == 1  # nothing else is installed next to the roles
 
 
+def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) -> None:
+    """verify jails the sandbox with bwrap; without it the deploy stops (or, worse, someone opts out)."""
+    steps = deploy.jobs["deploy"]["steps"]
+    runs = [str(s.get("run", "")) for s in steps]
+    first_role = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
+    assert runs.index("sudo apt-get install -y bubblewrap") < first_role
+    assert runs.index(" ".join(wf.ALLOW_USER_NAMESPACES)) < first_role
+    assert sum("apt-get" in r for r in runs) == 1
+
+
 def test_deploy_applies_infra_then_deploys_then_reports(deploy: wf.Workflow) -> None:
     commands = [s.command for s in wf.run_steps(deploy)]
     words = [wf.split_command(c) for c in commands]
@@ -212,6 +222,8 @@ def _one_step(
         ('cat secrets.txt >> "$GITHUB_STEP_SUMMARY"', "is not a nox session"),
         ("echo '${{ github.head_ref }}'", "interpolates an expression"),
         ("nox -s lint\nnox -s test-3.12\n", "runs several lines"),
+        ("sudo apt-get install -y bubblewrap curl", "apt-get installs curl; only bubblewrap are allowed"),
+        ("sudo sysctl -w kernel.unprivileged_userns_clone=1", "is not a nox session"),
     ],
 )
 def test_bad_run_steps_are_reported(tmp_path: Path, run: str, needle: str) -> None:
@@ -230,6 +242,8 @@ def test_bad_run_steps_are_reported(tmp_path: Path, run: str, needle: str) -> No
         'python -m pip install "nox>=2024.10" uv',
         "python -m pip install --require-hashes --no-deps -r requirements/deploy.txt",
         'cat report.md >> "$GITHUB_STEP_SUMMARY"',
+        "sudo apt-get install -y bubblewrap",
+        "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
     ],
 )
 def test_good_run_steps_pass(tmp_path: Path, run: str) -> None:
