@@ -3,6 +3,7 @@ failure (last lines + path, exit 7), and plain one-line-per-step output without 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from deploy import pipeline, report
 from deploy import terraform as tfm
-from deploy.errors import TerraformError
+from deploy.errors import DriftError, TerraformError
 from deploy.terraform import events
 from tests.unit.test_terraform import env_config, fake_terraform, runner
 
@@ -146,3 +147,29 @@ def test_names_are_shortened_in_the_middle() -> None:
     assert report.short("bluemoxon-local-eval-runbook-worker") == "bluemoxon-loc…runbook-worker"
     assert len(report.short("bluemoxon-local-eval-runbook-worker")) == 28
     assert report.short("bluemoxon-local-api") == "bluemoxon-local-api"
+
+
+def test_infra_plan_lists_what_would_change_not_ignored_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drift = event(
+        "resource_drift",
+        f"{FUNCTION}: Drift detected (update)",
+        change={"resource": {"addr": FUNCTION}, "action": "update"},
+    )
+    lines = [PLAN[0], drift, *PLAN[1:4]]
+    body = f"if argv[0] == 'plan':\n    print({chr(10).join(lines)!r})\n    sys.exit(2)\n"
+    fake = runner(tmp_path, fake_terraform(tmp_path / "bin", body))
+    env = dataclasses.replace(env_config(tmp_path), emulator=None, endpoint_url=None)  # nothing to reach
+    monkeypatch.setattr(pipeline.terraform, "terraform_for", lambda _env: fake)
+    assert pipeline.infra_plan(env) is True
+    err = capsys.readouterr().err
+    assert f"  {BUCKET}: Plan to create" in err and f"  {FUNCTION}: Plan to create" in err
+    assert "Drift detected" not in err  # it is in the log
+    assert "Drift detected" in logs_of(tmp_path, "plan")[0].read_text()
+    with pytest.raises(DriftError):
+        pipeline.infra_plan(env, detailed_exitcode=True)
+
+
+def logs_of(tmp_path: Path, command: str) -> list[Path]:
+    return sorted((tmp_path / ".build" / "logs").glob(f"*-terraform-{command}-local.log"))
