@@ -484,11 +484,6 @@ def check_budget(
     return budget
 
 
-def needs_s3(zipped_size: int) -> bool:
-    """Zips over 50 MB cannot be sent inline to Lambda and must go through S3."""
-    return zipped_size > DIRECT_UPLOAD_LIMIT
-
-
 # --------------------------------------------------------------------------- all together
 
 

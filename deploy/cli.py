@@ -20,7 +20,7 @@ from invoke.exceptions import Exit
 from deploy.config import EnvConfig, Paths, load_env
 from deploy.errors import AwsError, ConfigError, DeployError, Terminated
 from deploy.settings import check_variables, invoke_defaults
-from deploy.transaction import SigTerm, sigterm_raises
+from deploy.signals import SigTerm, sigterm_raises
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -190,6 +190,10 @@ class FunctionTarget:
     key: str  # logical name: api, cleanup, db_sync, eval_runbook_worker
     name: str  # the Lambda function name
     handler: str
+    # From Terraform's deploy_targets (None: an older output without them; the environment's values apply)
+    runtime: str | None = None
+    architecture: str | None = None
+    region: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

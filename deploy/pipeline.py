@@ -491,6 +491,8 @@ def attach(
     layer = _built_layer(env)
     function = build.build_function(build.function_plan(env)).artifact
     arn = _layer_arn_for_attach(env, targets, layer)
+    plan_mod.check_platform(env, targets, layer)  # before any write: the layer fits every function
+    plan_mod.check_layer_version(env, targets, arn)
     if dry_run:
         plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
         _show_attach(attach_mod.apply_attach(env, targets, plan, dry_run=True), as_json=as_json, env=env)

@@ -23,6 +23,7 @@ from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, publish, share
 from deploy.config import EnvConfig, Targets
+from deploy.errors import ConfigError
 
 NEW = "(new)"
 
@@ -182,6 +183,51 @@ def function_steps(plan: attach_mod.AttachPlan) -> tuple[FunctionStep, ...]:
     )
 
 
+def check_platform(env: EnvConfig, targets: Targets, layer: Artifact) -> None:
+    """Refuse, before any write, a layer that does not fit every function it would be attached to.
+
+    Terraform's ``deploy_targets`` output is the source of truth for each function's runtime,
+    architecture and region; invoke.yaml's ``runtime``/``architecture`` (what the build used, since a
+    build may run before Terraform) must agree with it."""
+    for fn in targets.functions:
+        runtime = fn.runtime or targets.runtime
+        architecture = fn.architecture or targets.architecture
+        where = f"Terraform (deploy_targets.functions.{fn.key}, from infra/terraform/{env.tfvars or 'the var-file'})"
+        if (env.runtime, env.architecture) != (runtime, architecture):
+            raise ConfigError(
+                f"invoke.yaml says {env.runtime}/{env.architecture} for environment {env.name!r} "
+                f"(deploy.environments.{env.name} or INVOKE_DEPLOY_* variables), but {where} "
+                f"says {fn.name} is {runtime}/{architecture}; nothing was changed",
+                hint="make the two agree; Terraform decides what the functions run",
+            )
+        if (layer.runtime, layer.architecture) != (runtime, architecture):
+            raise ConfigError(
+                f"layer {layer.identity[:12]} is built for {layer.runtime}/{layer.architecture}, but {fn.name} is "
+                f"{runtime}/{architecture} according to {where}; nothing was changed",
+                hint=f"rebuild the layer: `inv build-layer --env {env.name}`",
+            )
+        if fn.region is not None and fn.region != targets.region:
+            raise ConfigError(f"{fn.name} is in {fn.region} according to {where}, not in {targets.region}")
+
+
+def check_layer_version(env: EnvConfig, targets: Targets, layer_version_arn: str) -> None:
+    """Refuse a layer version whose compatible runtimes/architectures exclude a target function."""
+    base, _, number = layer_version_arn.rpartition(":")
+    lam = calls.client(env, "lambda", targets.region)
+    info = lam.get_layer_version(LayerName=base, VersionNumber=int(number))
+    runtimes = info.get("CompatibleRuntimes") or []
+    architectures = info.get("CompatibleArchitectures") or []
+    for fn in targets.functions:
+        runtime = fn.runtime or targets.runtime
+        architecture = fn.architecture or targets.architecture
+        if (runtimes and runtime not in runtimes) or (architectures and architecture not in architectures):
+            raise ConfigError(
+                f"layer version {layer_version_arn} is compatible with {runtimes or 'any runtime'} on "
+                f"{architectures or 'any architecture'}, not with {fn.name} ({runtime}/{architecture}); "
+                "nothing was changed"
+            )
+
+
 def compute(
     env: EnvConfig,
     targets: Targets,
@@ -192,10 +238,13 @@ def compute(
     terraform_reason: str = "",
 ) -> DeployPlan:
     """Reads only. ``terraform_apply`` comes from the caller (Terraform's fingerprint)."""
+    check_platform(env, targets, layer)
     regions = [
         region_step(env, regional, layer, region) for region, regional in targets_by_region(env, targets).items()
     ]
     primary = regions[0]
+    if primary.layer_version_arn is not None:
+        check_layer_version(env, targets, primary.layer_version_arn)
     arn = primary.layer_version_arn or _next_version_arn(env, targets)
     attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
     return DeployPlan(

@@ -29,43 +29,21 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deploy.audit import DIRECT_UPLOAD_LIMIT
 from deploy.aws import calls, deployed
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError, Interrupted, Terminated
+from deploy.signals import SigTerm, on_main_thread, raise_sigterm
 
 Outcome = Literal["unchanged", "updated", "rolled_back", "left", "failed"]
 
 #: Where infra/terraform/bootstrap.tf puts the placeholder code every function starts with.
 BOOTSTRAP_KEY = "lambda/bootstrap.zip"
 
-#: Lambda's limit for a zip sent in the request (larger code must come from S3).
-DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
-
 
 class Stopped(Exception):
     """Raised in worker threads once the transaction is stopping: no new write starts."""
-
-
-class SigTerm(BaseException):
-    """SIGTERM, raised in the main thread so it takes the same path as KeyboardInterrupt."""
-
-
-def _raise_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise SigTerm()
-
-
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`SigTerm` (``finally`` blocks run: locks are released)."""
-    if not _main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,14 +106,10 @@ class TransactionReport:
         }
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 @contextmanager
 def _signals_held(say: Callable[[str], None]) -> Iterator[None]:
     """While restoring, SIGINT/SIGTERM only print a line: the restore must finish to leave one generation."""
-    if not _main_thread():
+    if not on_main_thread():
         yield
         return
 
@@ -220,14 +194,14 @@ class Transaction:
                 code_sha256=state.latest_code,
                 layers=state.latest_layers,
             )
-        if _main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_sigterm)
+        if on_main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, raise_sigterm)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None
     ) -> Literal[False]:
-        if _main_thread() and self._previous_sigterm is not None:
+        if on_main_thread() and self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
         if exc is None:
             self.report = self._committed()

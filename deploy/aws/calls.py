@@ -100,7 +100,7 @@ def _session(env: EnvConfig, region: str) -> Any:
 
 
 def client(env: EnvConfig, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
-    """A client configured as :func:`deploy.aws.session.client` does (``config`` overrides parts of
+    """A client with :data:`deploy.aws.session.CLIENT_CONFIG` (``config`` overrides parts of
     it), whose write calls are recorded."""
     sess = _session(env, region or env.region)
     merged = session.CLIENT_CONFIG.merge(config) if config is not None else session.CLIENT_CONFIG

@@ -6,8 +6,6 @@ credentials, so no code path below this module knows it is talking to an emulato
 
 from __future__ import annotations
 
-from typing import Any
-
 import boto3
 from botocore.config import Config
 
@@ -33,10 +31,3 @@ def session_for(env: EnvConfig, region: str | None = None) -> boto3.Session:
             region_name=region, aws_access_key_id=EMULATOR_ACCESS_KEY, aws_secret_access_key=EMULATOR_SECRET_KEY
         )
     return boto3.Session(region_name=region, profile_name=env.profile)
-
-
-def client(env: EnvConfig, service: str, region: str | None = None, **config: Any) -> Any:
-    """A boto3 client for ``service`` in ``region`` (default: the environment's)."""
-    cfg = CLIENT_CONFIG.merge(Config(**config)) if config else CLIENT_CONFIG
-    sess: Any = session_for(env, region)  # Any: the stubs type client() per literal service name
-    return sess.client(service, endpoint_url=env.endpoint_url, config=cfg)

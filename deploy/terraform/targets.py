@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deploy.config import FunctionTarget, Targets
+from deploy.config import ARCHITECTURES, FunctionTarget, Targets
 from deploy.errors import TerraformError
 
 OUTPUT_NAME = "deploy_targets"
@@ -28,6 +28,18 @@ def _field(tree: Mapping[str, Any], name: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise TerraformError(f"terraform output {where}.{name} must be a non-empty string, got {value!r}")
     return value
+
+
+def _architecture(fn: Mapping[str, Any], where: str) -> str | None:
+    """Lambda gives a function exactly one architecture, as a one-element list."""
+    if "architectures" not in fn:
+        return None
+    value = fn["architectures"]
+    if not isinstance(value, list) or len(value) != 1 or value[0] not in ARCHITECTURES:
+        raise TerraformError(
+            f"terraform output {where}.architectures must be one of {[[a] for a in ARCHITECTURES]}, got {value!r}"
+        )
+    return str(value[0])
 
 
 def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
@@ -63,7 +75,14 @@ def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
         if not isinstance(fn, Mapping):
             raise TerraformError(f"terraform output {where} must be an object")
         functions.append(
-            FunctionTarget(key=str(key), name=_field(fn, "name", where), handler=_field(fn, "handler", where))
+            FunctionTarget(
+                key=str(key),
+                name=_field(fn, "name", where),
+                handler=_field(fn, "handler", where),
+                runtime=_field(fn, "runtime", where) if "runtime" in fn else None,
+                architecture=_architecture(fn, where),
+                region=_field(fn, "region", where) if "region" in fn else None,
+            )
         )
 
     alias = raw.get("alias", "live")

@@ -1,7 +1,7 @@
 # The deploy tasks read every resource name from this one output (deploy/terraform.py
 # parses it into deploy.config.Targets); nothing else hard-codes a name.
 output "deploy_targets" {
-  description = "Contract with the deploy tasks: env, region, bucket, layer, runtime, architecture, alias and functions {key => {name, handler}}."
+  description = "Contract with the deploy tasks: env, region, bucket, layer, runtime, architecture, alias and functions {key => {name, handler, runtime, architectures, region}} (the deploy takes runtime and architecture from here)."
   value = {
     env          = var.environment
     region       = var.aws_region
@@ -12,8 +12,11 @@ output "deploy_targets" {
     alias        = "live"
     functions = {
       for key, m in local.function_modules : key => {
-        name    = m.function_name
-        handler = m.handler
+        name          = m.function_name
+        handler       = m.handler
+        runtime       = m.runtime
+        architectures = m.architectures
+        region        = var.aws_region
       }
     }
   }

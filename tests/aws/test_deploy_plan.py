@@ -22,7 +22,7 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls
 from deploy.aws.publish import publish_layer, upload
 from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
-from deploy.errors import DriftError, TerraformError
+from deploy.errors import ConfigError, DriftError, TerraformError
 from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
 
 
@@ -250,3 +250,65 @@ def test_unused_fixtures_are_real(role: str, old_layer_arn: str, lam: Any) -> No
     create_function(lam, role, "acme-extra", [old_layer_arn])
     assert lam.get_alias(FunctionName="acme-extra", Name="live")["FunctionVersion"] == "1"
     assert REGION == "us-east-1"
+
+
+def test_invoke_yaml_disagreeing_with_terraform_is_refused_before_any_write(world: World) -> None:
+    """What `INVOKE_DEPLOY_ARCHITECTURE=arm64 inv deploy` did to x86_64 functions: now refused, naming both."""
+    w = world
+    w.env = dataclasses.replace(w.env, architecture="arm64")
+    with calls.count_writes() as writes, pytest.raises(ConfigError) as err:
+        pipeline.deploy(w.env)
+    assert "invoke.yaml says python3.12/arm64" in str(err.value)
+    assert "deploy_targets.functions.api" in str(err.value) and "x86_64" in str(err.value)
+    assert writes.count == 0
+    with pytest.raises(ConfigError, match=r"invoke\.yaml says"):
+        pipeline.status(w.env)
+
+
+def test_terraform_per_function_architecture_decides(world: World) -> None:
+    w = world
+    arm = tuple(dataclasses.replace(fn, architecture="arm64") for fn in w.targets.functions)
+    w.targets = dataclasses.replace(w.targets, functions=arm)
+    with calls.count_writes() as writes, pytest.raises(ConfigError, match=r"is python3\.12/arm64"):
+        pipeline.deploy(w.env)
+    assert writes.count == 0
+    # invoke.yaml agreeing with Terraform, but the layer was built for x86_64: refused too
+    w.env = dataclasses.replace(w.env, architecture="arm64")
+    with pytest.raises(ConfigError, match=r"layer .* is built for python3.12/x86_64"):
+        pipeline.deploy(w.env)
+
+
+def test_layer_version_incompatible_with_a_function_is_refused(world: World, lam: Any) -> None:
+    w = world
+    # Someone published our bytes as an arm64-only version: the plan finds it by CodeSha256 and refuses it.
+    lam.publish_layer_version(
+        LayerName=w.targets.layer_name,
+        Content={"ZipFile": w.layer.path.read_bytes()},
+        CompatibleRuntimes=["python3.12"],
+        CompatibleArchitectures=["arm64"],
+    )
+    with calls.count_writes() as writes, pytest.raises(ConfigError, match=r"compatible with .*arm64.*not with"):
+        pipeline.deploy(w.env)
+    assert writes.count == 0
+
+
+def test_per_function_platform_is_read_from_terraform_outputs() -> None:
+    from deploy.terraform import targets_from_outputs
+
+    fn = {"name": "f", "handler": "h", "runtime": "python3.12", "architectures": ["arm64"], "region": "eu-west-1"}
+    outputs = {
+        "deploy_targets": {
+            "env": "test",
+            "region": "eu-west-1",
+            "bucket": "b",
+            "layer_name": "l",
+            "runtime": "python3.12",
+            "architecture": "arm64",
+            "functions": {k: {**fn, "name": k} for k in ("api", "cleanup", "db_sync", "eval_runbook_worker")},
+        }
+    }
+    parsed = targets_from_outputs(outputs, "test")
+    assert {(f.runtime, f.architecture, f.region) for f in parsed.functions} == {("python3.12", "arm64", "eu-west-1")}
+    outputs["deploy_targets"]["functions"]["api"]["architectures"] = ["x86_64", "arm64"]
+    with pytest.raises(TerraformError, match=r"functions\.api\.architectures"):
+        targets_from_outputs(outputs, "test")

@@ -327,8 +327,6 @@ def test_six_layers_refused() -> None:
 
 def test_direct_upload_limit() -> None:
     assert audit.DIRECT_UPLOAD_LIMIT == 52_428_800
-    assert not audit.needs_s3(52_428_800)
-    assert audit.needs_s3(52_428_801)
 
 
 # ----------------------------------------------------------------------------- together

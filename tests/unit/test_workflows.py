@@ -332,3 +332,43 @@ def test_expression_results_and_matrix_values_resolve() -> None:
     assert wf.resolve("$UNSET", {}, {}) == ("$UNSET",)
     job = {"strategy": {"matrix": {"a": [1, 2], "b": ["x"], "include": [{"a": 3}]}}}
     assert wf.matrix_combinations(job) == [{"a": "1", "b": "x"}, {"a": "2", "b": "x"}, {"a": "3"}]
+
+
+def test_deploy_runs_on_the_runner_of_the_functions_architecture(deploy: wf.Workflow) -> None:
+    """The deploy job's runner comes from the platform job, which reads the env's tfvars (Terraform's source)."""
+    jobs = deploy.data["jobs"]
+    assert jobs["deploy"]["needs"] == "platform"
+    assert jobs["deploy"]["runs-on"] == "${{ needs.platform.outputs.runner }}"
+    assert jobs["platform"]["env"]["ENV"] == jobs["deploy"]["env"]["ENV"]
+    steps = [s.get("run", "") for s in jobs["platform"]["steps"]]
+    assert 'python3 -m deploy.ci_runner "$ENV" >> "$GITHUB_OUTPUT"' in steps
+    assert "id-token" not in jobs["platform"].get("permissions", {})
+
+
+def test_runner_follows_the_tfvars_architecture(tmp_path: Path) -> None:
+    from deploy import ci_runner
+    from deploy.errors import ConfigError
+
+    tf = tmp_path / "infra" / "terraform"
+    (tf / "envs").mkdir(parents=True)
+    (tf / "variables.tf").write_text('variable "architecture" {\n  type    = string\n  default = "x86_64"\n}\n')
+    (tf / "envs" / "staging.tfvars").write_text('environment = "staging"\narchitecture = "arm64"\n')
+    (tf / "envs" / "production.tfvars").write_text('environment = "production"\n')
+    assert ci_runner.runner_for("staging", tmp_path) == "ubuntu-24.04-arm"
+    assert ci_runner.runner_for("production", tmp_path) == "ubuntu-24.04"  # the variable's default
+    (tf / "envs" / "production.tfvars").write_text('architecture = "sparc"\n')
+    with pytest.raises(ConfigError, match="sparc"):
+        ci_runner.runner_for("production", tmp_path)
+    with pytest.raises(ConfigError, match="no environment 'nosuch'"):
+        ci_runner.runner_for("nosuch", tmp_path)
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_invoke_yaml_and_the_runner_agree_with_the_tfvars(env: str) -> None:
+    import yaml
+
+    from deploy import ci_runner
+
+    settings = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]["environments"][env]
+    assert settings.get("architecture", "x86_64") == ci_runner.architecture(env)
+    assert ci_runner.runner_for(env) == ci_runner.RUNNERS[settings.get("architecture", "x86_64")]

@@ -54,10 +54,10 @@ run "deploy_targets_contract" {
       architecture = "x86_64"
       alias        = "live"
       functions = {
-        api                 = { name = "bluemoxon-default-api", handler = "app.main.handler" }
-        cleanup             = { name = "bluemoxon-default-cleanup", handler = "lambdas.cleanup.handler.handler" }
-        db_sync             = { name = "bluemoxon-default-db-sync", handler = "lambdas.db_sync.handler.handler" }
-        eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler" }
+        api                 = { name = "bluemoxon-default-api", handler = "app.main.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
+        cleanup             = { name = "bluemoxon-default-cleanup", handler = "lambdas.cleanup.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
+        db_sync             = { name = "bluemoxon-default-db-sync", handler = "lambdas.db_sync.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
+        eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
       }
     }
     error_message = "deploy_targets must match the contract deploy/terraform/targets.py parses."

@@ -53,3 +53,13 @@ output "reserved_concurrent_executions" {
   description = "Concurrency reserved for the function; -1 when it runs on the account's unreserved pool."
   value       = module.function.reserved_concurrent_executions
 }
+
+output "runtime" {
+  description = "Runtime of the cleanup function."
+  value       = module.function.runtime
+}
+
+output "architectures" {
+  description = "Instruction set architectures of the cleanup function."
+  value       = module.function.architectures
+}

@@ -61,3 +61,13 @@ output "reserved_concurrent_executions" {
   description = "Concurrency reserved for the function; -1 when it runs on the account's unreserved pool."
   value       = try(aws_lambda_function.this[0].reserved_concurrent_executions, null)
 }
+
+output "runtime" {
+  description = "Runtime of the function (the deploy builds its layer for it)."
+  value       = try(aws_lambda_function.this[0].runtime, null)
+}
+
+output "architectures" {
+  description = "Instruction set architectures of the function (the deploy builds its layer for them)."
+  value       = try(aws_lambda_function.this[0].architectures, null)
+}
