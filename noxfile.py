@@ -123,7 +123,7 @@ def test(session: nox.Session) -> None:
 def terraform(session: nox.Session) -> None:
     """Terraform fmt -check, validate, `terraform test` (offline via the provider mirror) and checkov."""
     if shutil.which("terraform") is None:
-        session.error("terraform is not installed (need >= 1.5)")
+        session.error("terraform is not installed (need >= 1.10: the S3 backend's use_lockfile)")
     init = ["terraform", f"-chdir={TERRAFORM_DIR}", "init", "-backend=false", "-input=false"]
     if Path(PLUGIN_MIRROR).is_dir():
         init.append(f"-plugin-dir={PLUGIN_MIRROR}")

@@ -314,7 +314,7 @@ def layer_report(env: EnvConfig, *, top: int = 15, imports: bool = False) -> Non
         _import_report(env, artifact, top=top)
         return
     rows = [(pkg.name, pkg.size) for pkg, _share in build.top_packages(artifact, top)]
-    say(f"layer {artifact.identity[:12]}: {human_size(artifact.unzipped_size)} unzipped of the 262 MB budget")
+    say(f"layer {artifact.identity[:12]}: {human_size(artifact.unzipped_size)} unzipped of the 250 MB budget")
     say(bars(rows, budget=LAMBDA_UNZIPPED_LIMIT))
     share = 100 * artifact.unzipped_size / LAMBDA_UNZIPPED_LIMIT
     say(f"total {human_size(artifact.unzipped_size)} = {share:.1f}% of Lambda's unzipped limit")

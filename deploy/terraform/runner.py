@@ -199,7 +199,9 @@ def find_terraform(
     if binary is not None:
         candidate = Path(binary)
         if not candidate.is_file() or not os.access(candidate, os.X_OK):
-            raise TerraformError(f"terraform not found at {candidate}", hint="install Terraform >= 1.5")
+            raise TerraformError(
+                f"terraform not found at {candidate}", hint=f"install Terraform >= {MIN_VERSION[0]}.{MIN_VERSION[1]}"
+            )
     else:
         found = shutil.which("terraform", path=path)
         if found is None:

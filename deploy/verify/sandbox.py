@@ -64,7 +64,7 @@ def find_runtime_python(python_version: str, *, env: Mapping[str, str] = os.envi
         return found.path
     raise VerifyError(
         f"runtime python{python_version} needs a Python {python_version} interpreter to verify; "
-        f"install it (e.g. `pyenv install {python_version}`) or configure verify.docker",
+        f"install it (e.g. `pyenv install {python_version}`) or put it on PATH",
         hint=runtime_python.where_looked(python_version, env),
     )
 

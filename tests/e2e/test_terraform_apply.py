@@ -1,7 +1,7 @@
 """One apply on an empty (moto) account creates everything; the deploy tasks' changes are no drift.
 
 Runs the real Terraform against a moto server of its own, on a copy of
-infra/terraform so no state lands in the checkout. Needs Terraform >= 1.5 and the
+infra/terraform so no state lands in the checkout. Needs Terraform >= 1.10 and the
 hashicorp/aws provider, from the mirror (/opt/tf-plugins or TF_PLUGIN_MIRROR) when
 offline.
 """

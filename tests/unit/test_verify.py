@@ -367,7 +367,7 @@ def test_runtime_python_missing_is_a_clear_error(tmp_path: Path) -> None:
         verify.find_runtime_python("3.12", env={"PATH": str(empty), "HOME": str(tmp_path)})
     assert info.value.message == (
         "runtime python3.12 needs a Python 3.12 interpreter to verify; install it (e.g. `pyenv install 3.12`) "
-        "or configure verify.docker"
+        "or put it on PATH"
     )
 
 
