@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from deploy import audit
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, publish, share
@@ -247,6 +248,14 @@ def compute(
         check_layer_version(env, targets, primary.layer_version_arn)
     arn = primary.layer_version_arn or _next_version_arn(env, targets)
     attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+    for fp in attach_plan.functions:
+        # Each function with its layers as they would be: Lambda's per-function limits, before any write.
+        # (Foreign layers' unzipped sizes are unknown without downloading them; they count as layers.)
+        audit.check_budget(
+            layer_unzipped=layer.unzipped_size,
+            function_unzipped=function.unzipped_size,
+            layer_count=len(fp.new_layers),
+        )
     return DeployPlan(
         env=env.name,
         terraform_apply=terraform_apply,

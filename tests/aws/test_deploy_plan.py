@@ -22,7 +22,7 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls
 from deploy.aws.publish import publish_layer, upload
 from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
-from deploy.errors import ConfigError, DriftError, TerraformError
+from deploy.errors import AuditError, ConfigError, DriftError, TerraformError
 from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
 
 
@@ -312,3 +312,11 @@ def test_per_function_platform_is_read_from_terraform_outputs() -> None:
     outputs["deploy_targets"]["functions"]["api"]["architectures"] = ["x86_64", "arm64"]
     with pytest.raises(TerraformError, match=r"functions\.api\.architectures"):
         targets_from_outputs(outputs, "test")
+
+
+def test_size_budget_counts_each_functions_layers_before_any_write(world: World) -> None:
+    w = world
+    w.layer = dataclasses.replace(w.layer, unzipped_size=262_144_000)  # with the function's bytes: over the limit
+    with calls.count_writes() as writes, pytest.raises(AuditError, match=r"size budget exceeded"):
+        pipeline.deploy(w.env)
+    assert writes.count == 0
