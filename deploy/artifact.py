@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import BuildError
+from deploy.lambda_facts import function_key
 
 Kind = Literal["layer", "function"]
 
@@ -88,7 +89,7 @@ class Artifact:
     def s3_key(self) -> str:
         if self.kind == "layer":
             return layer_key(self.identity)
-        return f"lambda/function-{self.sha256}.zip"
+        return function_key(self.sha256)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

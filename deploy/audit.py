@@ -24,14 +24,10 @@ from packaging.utils import canonicalize_name
 from deploy.artifact import PackageInfo
 from deploy.errors import AuditError, ConfigError
 from deploy.install import manylinux_platforms
+from deploy.lambda_facts import DIRECT_UPLOAD_LIMIT, LAMBDA_UNZIPPED_LIMIT, MAX_LAYERS
 from deploy.secret_scan import refused_name
 
-#: Function code plus all its layers, unzipped (Lambda quota).
-LAMBDA_UNZIPPED_LIMIT = 262_144_000
-#: Largest zip Lambda accepts inline; bigger ones must be uploaded to S3 first.
-DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
-#: Layers one function may use.
-MAX_LAYERS = 5
+__all__ = ["DIRECT_UPLOAD_LIMIT", "LAMBDA_UNZIPPED_LIMIT", "MAX_LAYERS"]
 
 #: Lambda architecture name → (wheel platform suffix, ELF e_machine).
 _ARCH = {"x86_64": ("x86_64", 62), "arm64": ("aarch64", 183)}

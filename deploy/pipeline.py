@@ -38,6 +38,7 @@ from deploy.errors import (
     EmulatorError,
     TerraformError,
 )
+from deploy.lambda_facts import parse_layer_version_arn
 from deploy.report import (
     DeployReport,
     FunctionResult,
@@ -554,9 +555,10 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
     """The layer version Terraform created (and would recreate if pruned) is never pruned."""
     outputs = terraform.output_json(terraform.terraform_for(env))
     arn = (outputs.get("layer_bootstrap_version_arn") or {}).get("value")
-    if not isinstance(arn, str) or not arn.rsplit(":", 1)[-1].isdigit():
+    parsed = parse_layer_version_arn(arn) if isinstance(arn, str) else None
+    if parsed is None:
         return {}
-    return {int(arn.rsplit(":", 1)[-1]): "terraform (aws_lambda_layer_version.this)"}
+    return {parsed.version: "terraform (aws_lambda_layer_version.this)"}
 
 
 def rollback(

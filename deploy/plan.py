@@ -25,6 +25,7 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls, publish, share
 from deploy.config import EnvConfig, Targets
 from deploy.errors import ConfigError
+from deploy.lambda_facts import parse_layer_version_arn
 
 NEW = "(new)"
 
@@ -164,8 +165,9 @@ def _next_version_arn(env: EnvConfig, targets: Targets) -> str:
     versions = lam.list_layer_versions(LayerName=targets.layer_name).get("LayerVersions", [])
     if versions:
         newest = max(versions, key=lambda v: int(v["Version"]))
-        base = str(newest["LayerVersionArn"]).rsplit(":", 1)[0]
-        return f"{base}:{int(newest['Version']) + 1}"
+        parsed = parse_layer_version_arn(str(newest["LayerVersionArn"]))
+        if parsed is not None:
+            return f"{parsed.base}:{parsed.version + 1}"
     return f"arn:aws:lambda:{targets.region}:000000000000:layer:{targets.layer_name}:1"
 
 
@@ -213,9 +215,11 @@ def check_platform(env: EnvConfig, targets: Targets, layer: Artifact) -> None:
 
 def check_layer_version(env: EnvConfig, targets: Targets, layer_version_arn: str) -> None:
     """Refuse a layer version whose compatible runtimes/architectures exclude a target function."""
-    base, _, number = layer_version_arn.rpartition(":")
+    parsed = parse_layer_version_arn(layer_version_arn)
+    if parsed is None:
+        raise ConfigError(f"{layer_version_arn!r} is not a layer version ARN")
     lam = calls.client(env, "lambda", targets.region)
-    info = lam.get_layer_version(LayerName=base, VersionNumber=int(number))
+    info = lam.get_layer_version(LayerName=parsed.base, VersionNumber=parsed.version)
     runtimes = info.get("CompatibleRuntimes") or []
     architectures = info.get("CompatibleArchitectures") or []
     for fn in targets.functions:

@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.audit import DIRECT_UPLOAD_LIMIT
 from deploy.aws import calls, deployed
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError, Interrupted, Terminated
+from deploy.lambda_facts import DIRECT_UPLOAD_LIMIT, function_key_for_code_sha
 from deploy.signals import SigTerm, on_main_thread, raise_sigterm
 
 Outcome = Literal["unchanged", "updated", "rolled_back", "left", "failed"]
@@ -358,7 +358,7 @@ def _code_sha(data: bytes) -> str:
 def _s3_copy(s3: Any, bucket: str, code_sha256: str) -> str | None:
     """The key of a zip in ``bucket`` whose CodeSha256 is ``code_sha256``: ours (keyed by sha256) or
     Terraform's bootstrap placeholder (what a function runs before its first deploy)."""
-    key = f"lambda/function-{base64.b64decode(code_sha256).hex()}.zip"
+    key = function_key_for_code_sha(code_sha256)
     try:
         s3.head_object(Bucket=bucket, Key=key)
         return key

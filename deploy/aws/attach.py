@@ -14,7 +14,6 @@ A function whose code, layers and alias already match makes no write call at all
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
@@ -29,6 +28,7 @@ from deploy.aws.publish import check_bucket, object_matches, short_key, upload
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AttachError, DeployError
+from deploy.lambda_facts import MAX_LAYERS, parse_layer_version_arn
 
 T = TypeVar("T")
 
@@ -44,16 +44,12 @@ class Recorder(Protocol):
     def alias(self, name: str, version: str) -> None: ...
 
 
-#: Lambda's limit of layers per function.
-MAX_LAYERS = 5
 #: All retries and waits of one attach together (every function, every step) end this many
 #: seconds after it starts; each single call or wait keeps its own shorter bound (``timeout``).
 DEADLINE_S = 900.0
 
 Status = Literal["updated", "unchanged", "failed", "rolled_back", "left"]
 Progress = Callable[[str, str], None]
-
-_LAYER_VERSION_ARN = re.compile(r"^(?P<base>arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:(?P<name>[\w-]+)):(?P<v>\d+)$")
 
 
 def _no_progress(_name: str, _message: str) -> None:
@@ -71,14 +67,15 @@ _layer_arns = deployed.layer_arns
 def desired_layers(current: Sequence[str], new_arn: str, *, function: str) -> tuple[str, ...]:
     """Swap any version of our layer for ``new_arn`` where it was (order decides which layer's files win),
     append it if absent, and keep foreign layers in their order."""
-    match = _LAYER_VERSION_ARN.match(new_arn)
-    if not match:
+    parsed = parse_layer_version_arn(new_arn)
+    if parsed is None:
         raise AttachError(f"{new_arn!r} is not a layer version ARN")
-    base = match["base"]
+    base = parsed.base
     out: list[str] = []
     placed = False
     for arn in current:
-        if arn.rsplit(":", 1)[0] == base:
+        existing = parse_layer_version_arn(arn)
+        if existing is not None and existing.base == base:
             if not placed:
                 out.append(new_arn)
                 placed = True
@@ -198,10 +195,10 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
     if function.kind != "function":
         raise AttachError(f"{function.path.name} is a {function.kind} artifact, not function code")
     function.check()
-    match = _LAYER_VERSION_ARN.match(layer_version_arn)
-    if not match:
+    parsed = parse_layer_version_arn(layer_version_arn)
+    if parsed is None:
         raise AttachError(f"{layer_version_arn!r} is not a layer version ARN")
-    if match["name"] != targets.layer_name:
+    if parsed.name != targets.layer_name:
         raise AttachError(f"{layer_version_arn} is not a version of this environment's layer {targets.layer_name}")
     lam = calls.client(env, "lambda", targets.region)
     missing: list[str] = []

@@ -19,6 +19,7 @@ from deploy.aws import calls
 from deploy.aws.retry import error_code, error_message
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, ConfigError
+from deploy.lambda_facts import parse_layer_version_arn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,9 +52,9 @@ def references(lam: Any, layer_base_arn: str) -> dict[int, list[str]]:
 
     def note(layers: Any, who: str) -> None:
         for layer in layers or ():
-            base, _, version = str(layer["Arn"]).rpartition(":")
-            if base == layer_base_arn and version.isdigit():
-                refs.setdefault(int(version), []).append(who)
+            parsed = parse_layer_version_arn(str(layer["Arn"]))
+            if parsed is not None and parsed.base == layer_base_arn:
+                refs.setdefault(parsed.version, []).append(who)
 
     for page in lam.get_paginator("list_functions").paginate():
         for fn in page.get("Functions", []):
@@ -79,7 +80,10 @@ def references(lam: Any, layer_base_arn: str) -> dict[int, list[str]]:
 
 def _layer_base(lam: Any, layer_name: str, versions: list[int]) -> str:
     arn = str(lam.get_layer_version(LayerName=layer_name, VersionNumber=versions[-1])["LayerVersionArn"])
-    return arn.rsplit(":", 1)[0]
+    parsed = parse_layer_version_arn(arn)
+    if parsed is None:
+        raise AwsError(f"{arn!r} is not a layer version ARN")
+    return parsed.base
 
 
 def plan_prune(env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None) -> PrunePlan:

@@ -18,10 +18,10 @@ from deploy.aws import calls
 from deploy.aws.retry import error_code, error_message
 from deploy.config import EnvConfig, ShareSettings
 from deploy.errors import AwsError, ConfigError
+from deploy.lambda_facts import parse_layer_version_arn
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
-_LAYER_VERSION_ARN = re.compile(r"^arn:[a-z-]+:lambda:(?P<region>[a-z0-9-]+):\d{12}:layer:(?P<name>[\w-]+):(?P<v>\d+)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,11 +85,11 @@ def share_layer(
     env: EnvConfig, layer_version_arn: str, settings: ShareSettings, *, dry_run: bool = False
 ) -> ShareResult:
     wanted = grants(settings)
-    match = _LAYER_VERSION_ARN.match(layer_version_arn)
-    if not match:
+    parsed = parse_layer_version_arn(layer_version_arn)
+    if parsed is None:
         raise AwsError(f"{layer_version_arn!r} is not a layer version ARN")
-    name, version = match["name"], int(match["v"])
-    lam = calls.client(env, "lambda", match["region"])
+    name, version = parsed.name, parsed.version
+    lam = calls.client(env, "lambda", parsed.region)
     have = _existing_statements(lam, name, version) if wanted else set()
     todo = [g for g in wanted if g.statement_id not in have]
     if not dry_run:
