@@ -16,8 +16,8 @@ import nox.project
 import pytest
 import yaml
 
-from deploy import workflows as wf
 from deploy.errors import ConfigError
+from tests import workflows as wf
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
