@@ -8,6 +8,8 @@ apply is needed) and the sandbox verify (its own tests live elsewhere).
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +24,8 @@ from deploy.aws import attach as attach_mod
 from deploy.aws import calls
 from deploy.aws.publish import publish_layer, upload
 from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
-from deploy.errors import AuditError, ConfigError, DriftError, TerraformError
+from deploy.errors import AuditError, ConfigError, DriftError, Interrupted, Terminated, TerraformError
+from deploy.signals import sigterm_raises
 from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
 
 
@@ -320,3 +323,64 @@ def test_size_budget_counts_each_functions_layers_before_any_write(world: World)
     with calls.count_writes() as writes, pytest.raises(AuditError, match=r"size budget exceeded"):
         pipeline.deploy(w.env)
     assert writes.count == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "phase",
+    ["before publish", "during staging", "while aliases move", "during verify"],
+)
+def test_signal_at_each_phase_of_deploy_leaves_one_generation(
+    world: World, tmp_path: Path, lam: Any, inject: Any, monkeypatch: pytest.MonkeyPatch, sig: int, phase: str
+) -> None:
+    """`inv deploy` interrupted anywhere: every alias serves what it served, the lock is released, and the
+    error says what was restored (exit 130 for SIGINT, 143 for SIGTERM)."""
+    w = world
+    pipeline.deploy(w.env)
+    before = alias_versions(lam, w.targets)
+    latest_before = {
+        fn.name: lam.get_function_configuration(FunctionName=fn.name)["CodeSha256"] for fn in w.targets.functions
+    }
+    w.code = make_artifact(tmp_path, "function", "def handler(event, context):\n    return 'next'\n")
+    w.layer = make_artifact(tmp_path, "layer", "import json  # deps next\n")
+
+    def kill(**_: Any) -> None:
+        os.kill(os.getpid(), sig)
+
+    operation = {
+        "before publish": "PublishLayerVersion",
+        "during staging": "UpdateFunctionConfiguration",
+        "while aliases move": "UpdateAlias",
+    }.get(phase)
+    if operation is not None:
+        fired = [False]
+
+        def once(**kw: Any) -> None:
+            if not fired[0]:
+                fired[0] = True
+                kill(**kw)
+
+        inject("lambda", operation, once)
+    else:
+        ok = SimpleNamespace(to_json=lambda: {"ok": True}, raise_for_failures=lambda: None)
+        verified = [0]
+
+        def verify_interrupted(*_a: Any, **_k: Any) -> Any:
+            verified[0] += 1
+            if verified[0] == 1:
+                kill()
+                signal.pause()
+            return ok
+
+        monkeypatch.setattr(pipeline, "_verify_deployed", verify_interrupted)
+    expected = Terminated if sig == signal.SIGTERM else Interrupted
+    with sigterm_raises(), pytest.raises(expected) as err:
+        pipeline.deploy(w.env)
+    assert err.value.exit_code == (143 if sig == signal.SIGTERM else 130)
+    assert alias_versions(lam, w.targets) == before
+    latest_after = {
+        fn.name: lam.get_function_configuration(FunctionName=fn.name)["CodeSha256"] for fn in w.targets.functions
+    }
+    assert latest_after == latest_before
+    # The lock was released: the next deploy runs (and converges) without waiting.
+    assert {f.status for f in pipeline.deploy(w.env, lock_timeout=0).functions} == {"updated"}
