@@ -1,0 +1,363 @@
+"""Applying an attach plan: stage every function (``$LATEST`` updated, waited for, frozen into a
+version), then move every ``live`` alias, recording each write in the caller's transaction first.
+
+Traffic reaches the functions only through the alias, so the alias is the commit point; a
+failure or interrupt is restored by :class:`deploy.transaction.Transaction` (the one restore
+path), compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, Protocol, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.artifact import Artifact
+from deploy.aws import calls, deployed
+from deploy.aws.attach_plan import AttachPlan, FunctionPlan, plan_attach, plan_function, read_state
+from deploy.aws.publish import short_key, upload
+from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
+from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.errors import AttachError, DeployError
+
+T = TypeVar("T")
+
+
+class Recorder(Protocol):
+    """What apply_attach tells its transaction before each write (see deploy/transaction.py)."""
+
+    def check(self) -> None: ...
+    def halt(self) -> None: ...
+    def code(self, name: str, code_sha256: str) -> None: ...
+    def layers(self, name: str, layers: tuple[str, ...]) -> None: ...
+    def version(self, name: str, version: str) -> None: ...
+    def alias(self, name: str, version: str) -> None: ...
+
+
+#: All retries and waits of one attach together (every function, every step) end this many
+#: seconds after it starts; each single call or wait keeps its own shorter bound (``timeout``).
+DEADLINE_S = 900.0
+
+Status = Literal["updated", "unchanged", "failed", "rolled_back", "left"]
+Progress = Callable[[str, str], None]
+
+
+def _no_progress(_name: str, _message: str) -> None:
+    return None
+
+
+def _revision(rev: str | None) -> dict[str, Any]:
+    # moto omits RevisionId; real Lambda always returns one and we always pass it back.
+    return {"RevisionId": rev} if rev else {}
+
+
+_layer_arns = deployed.layer_arns
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionOutcome:
+    name: str
+    status: Status
+    old_version: str | None
+    new_version: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachResult:
+    outcomes: tuple[FunctionOutcome, ...]
+    ok: bool
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dry_run": self.dry_run, "functions": [asdict(o) for o in self.outcomes]}
+
+
+class _Stager:
+    """Stages one function: $LATEST updated, waited for, frozen into a version. The alias is not touched."""
+
+    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, say: Progress, record: Recorder) -> None:
+        self.lam = lam
+        self.plan = plan
+        self.policy = policy
+        self.say = say
+        self.record = record
+
+    def __call__(self, fp: FunctionPlan) -> tuple[FunctionPlan, str | None]:
+        """(the plan actually applied, new version) — version None when a re-read found nothing to do."""
+        for attempt in range(self.policy.replans + 1):
+            try:
+                return fp, self._once(fp)
+            except ClientError as exc:
+                if error_code(exc) not in PRECONDITION_CODES:
+                    raise AttachError(f"{fp.name}: {error_message(exc)}") from None
+                if attempt == self.policy.replans:
+                    raise AttachError(
+                        f"{fp.name}: changed by another writer {attempt + 1} times in a row; giving up"
+                    ) from None
+                self.say(fp.name, "RevisionId changed under us (a concurrent writer); re-reading")
+                fp = self._replan(fp)
+        raise AssertionError("unreachable")
+
+    def _replan(self, fp: FunctionPlan) -> FunctionPlan:
+        state = read_state(self.lam, fp.name, self.plan.alias)
+        if state is None:
+            raise AttachError(f"{fp.name}: function was deleted during the attach")
+        target = FunctionTarget(key=fp.key, name=fp.name, handler="")
+        fresh = plan_function(
+            target, state, code_sha256=self.plan.code_sha256, layer_version_arn=self.plan.layer_version_arn
+        )
+        # Roll back to what callers were served when we started, not to a concurrent writer's version.
+        return replace(fresh, current_alias_version=fp.current_alias_version)
+
+    def _once(self, fp: FunctionPlan) -> str | None:
+        if not fp.changed:
+            return None
+        lam, policy, name = self.lam, self.policy, fp.name
+        rev = fp.revision_id
+        if fp.update_code:
+            self.say(name, "updating code")
+            self.record.check()
+            self.record.code(name, self.plan.code_sha256)
+            call(
+                lam.update_function_code,
+                what=name,
+                policy=policy,
+                FunctionName=name,
+                S3Bucket=self.plan.bucket,
+                S3Key=self.plan.code_key,
+                **_revision(rev),
+            )
+            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+        if fp.update_layers:
+            self.say(name, "setting layers")
+            self.record.check()
+            self.record.layers(name, fp.new_layers)
+            call(
+                lam.update_function_configuration,
+                what=name,
+                policy=policy,
+                FunctionName=name,
+                Layers=list(fp.new_layers),
+                **_revision(rev),
+            )
+            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+        self.say(name, "publishing a version")
+        self.record.check()
+        # CodeSha256 makes Lambda refuse to publish if $LATEST's code changed since we looked.
+        version = call(
+            lam.publish_version,
+            what=name,
+            policy=policy,
+            FunctionName=name,
+            CodeSha256=self.plan.code_sha256,
+            **_revision(rev),
+        )
+        if _layer_arns(version) != fp.new_layers or version.get("CodeSha256") != self.plan.code_sha256:
+            raise AttachError(
+                f"{name}: published version {version.get('Version')} has layers {list(_layer_arns(version))} "
+                f"and code {version.get('CodeSha256')}, expected {list(fp.new_layers)} and {self.plan.code_sha256}"
+            )
+        self.record.version(name, str(version["Version"]))
+        return str(version["Version"])
+
+
+def _description(text: str | None) -> dict[str, Any]:
+    return {} if text is None else {"Description": text}
+
+
+def previous_marker(version: str) -> str:
+    """The alias description that tells `inv rollback` which version served before this one."""
+    return f"previous={version}"
+
+
+def _move_alias(
+    lam: Any,
+    plan: AttachPlan,
+    name: str,
+    version: str,
+    policy: RetryPolicy,
+    rev: str | None,
+    *,
+    description: str | None = None,
+) -> None:
+    try:
+        call(
+            lam.update_alias,
+            what=name,
+            policy=policy,
+            FunctionName=name,
+            Name=plan.alias,
+            FunctionVersion=version,
+            **_revision(rev),
+            **_description(description),
+        )
+    except ClientError as exc:
+        raise AttachError(f"{name}: moving alias {plan.alias} to {version}: {error_message(exc)}") from None
+
+
+def _message(name: str, exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, DeployError) else error_message(exc)
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def apply_attach(
+    env: EnvConfig,
+    targets: Targets,
+    plan: AttachPlan,
+    *,
+    function: Artifact | None = None,
+    dry_run: bool = False,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+    timeout: float = 300,
+    deadline: float = DEADLINE_S,
+    policy: RetryPolicy | None = None,
+    record: Recorder | None = None,
+) -> AttachResult:
+    """Apply ``plan``; raise AttachError (``failures`` per function) if any function failed.
+
+    ``record`` is the caller's transaction (deploy's also covers verify); without one, the attach
+    runs in its own, which restores what it changed on any failure or interrupt (the restore gets
+    its own time, past the deadline). ``function`` is the artifact to upload when the plan says its
+    zip is not in S3 yet. ``timeout`` bounds each retried call or wait; ``deadline`` (seconds from
+    now) bounds all of them together.
+    """
+    say = progress or _no_progress
+    policy = replace(policy or RetryPolicy(), total=timeout).with_deadline(deadline)
+    if dry_run or not plan.changed:
+        return AttachResult(
+            outcomes=tuple(
+                FunctionOutcome(
+                    name=fp.name,
+                    status="updated" if fp.changed else "unchanged",
+                    old_version=fp.current_alias_version,
+                    new_version=None,
+                )
+                for fp in plan.functions
+            ),
+            ok=True,
+            dry_run=dry_run,
+        )
+    if plan.upload_code:
+        if function is None or function.s3_key != plan.code_key:
+            raise AttachError(
+                f"s3://{plan.bucket}/{plan.code_key} is missing and no matching function artifact was given"
+            )
+        function.check()
+        say(f"function {function.sha256[:12]}", f"uploading to s3://{plan.bucket}/{short_key(plan.code_key)}")
+        upload(calls.client(env, "s3", plan.region), plan.bucket, plan.code_key, function)
+
+    if record is None:
+        from deploy.transaction import Transaction
+
+        with Transaction(env, targets, say=lambda message: say("attach", message), policy=policy) as txn:
+            return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=txn)
+    return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=record)
+
+
+def _apply(
+    env: EnvConfig, plan: AttachPlan, *, policy: RetryPolicy, max_workers: int, say: Progress, record: Recorder
+) -> AttachResult:
+    lam = calls.client(env, "lambda", plan.region)
+    stager = _Stager(lam, plan, policy, say, record)
+    workers = max(1, min(max_workers, len(plan.functions)))
+
+    # Phase 1: stage every function; no alias moves, so callers still see the old pairs.
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        staged = _gather({fp.name: pool.submit(stager, fp) for fp in plan.functions}, errors, say, record)
+
+    # Phase 2: move the aliases, only if everything staged. The transaction restores on failure.
+    if not errors:
+
+        def switch(fp: FunctionPlan, version: str) -> None:
+            say(fp.name, f"moving alias {plan.alias} {fp.current_alias_version} → {version}")
+            record.check()
+            record.alias(fp.name, version)
+            _move_alias(
+                lam,
+                plan,
+                fp.name,
+                version,
+                policy,
+                fp.alias_revision_id,
+                description=previous_marker(fp.current_alias_version),
+            )
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            moves = {
+                name: pool.submit(switch, fp, version)
+                for name, (fp, version) in staged.items()
+                if version is not None and version != fp.current_alias_version
+            }
+            _gather(moves, errors, say, record)
+
+    if errors:
+        raise AttachError("attach failed: " + "; ".join(errors[name] for name in sorted(errors)), failures=errors)
+    outcomes: list[FunctionOutcome] = []
+    for fp in plan.functions:
+        applied, version = staged.get(fp.name, (fp, None))
+        moved = version is not None and version != applied.current_alias_version
+        outcomes.append(
+            FunctionOutcome(
+                name=fp.name,
+                status="updated" if moved else "unchanged",
+                old_version=fp.current_alias_version,
+                new_version=version if moved else None,
+            )
+        )
+    return AttachResult(outcomes=tuple(outcomes), ok=True)
+
+
+def _gather(futures: Mapping[str, Future[T]], errors: dict[str, str], say: Progress, record: Recorder) -> dict[str, T]:
+    """Results by function; failures go to ``errors``. On an interrupt in this (the main) thread, no
+    worker starts another write, and we wait for the calls in flight so the restore sees a still state."""
+    results: dict[str, T] = {}
+    try:
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except (DeployError, ClientError, BotoCoreError) as exc:
+                errors[name] = _message(name, exc)
+                say(name, f"failed: {errors[name]}")
+    except BaseException:
+        record.halt()
+        for future in futures.values():
+            future.cancel()
+        wait_all(futures.values())
+        raise
+    return results
+
+
+def attach(
+    env: EnvConfig,
+    targets: Targets,
+    *,
+    function: Artifact,
+    layer_version_arn: str,
+    dry_run: bool = False,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+    timeout: float = 300,
+    deadline: float = DEADLINE_S,
+    policy: RetryPolicy | None = None,
+) -> AttachResult:
+    """``plan_attach`` then ``apply_attach``: what the ``attach`` task calls."""
+    plan = plan_attach(env, targets, function=function, layer_version_arn=layer_version_arn)
+    return apply_attach(
+        env,
+        targets,
+        plan,
+        function=function,
+        dry_run=dry_run,
+        max_workers=max_workers,
+        progress=progress,
+        timeout=timeout,
+        deadline=deadline,
+        policy=policy,
+    )
