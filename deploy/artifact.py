@@ -128,13 +128,18 @@ def load_manifest(path: Path) -> Artifact:
         raise BuildError(f"manifest {path} is missing") from None
     except (OSError, ValueError) as exc:
         raise BuildError(f"manifest {path} is unreadable: {exc}") from None
+    return manifest_artifact(data, path.with_name(str(data.get("path", ""))), where=str(path))
+
+
+def manifest_artifact(data: Mapping[str, Any], zip_path: Path, *, where: str) -> Artifact:
+    """The Artifact a manifest describes, its zip at ``zip_path`` (which need not exist yet)."""
     if data.get("manifest_version") != MANIFEST_VERSION:
-        raise BuildError(f"manifest {path} has version {data.get('manifest_version')!r}, expected {MANIFEST_VERSION}")
+        raise BuildError(f"manifest {where} has version {data.get('manifest_version')!r}, expected {MANIFEST_VERSION}")
     try:
         return Artifact(
             kind=data["kind"],
             identity=data["identity"],
-            path=path.with_name(data["path"]),
+            path=zip_path,
             sha256=data["sha256"],
             zipped_size=int(data["zipped_size"]),
             unzipped_size=int(data["unzipped_size"]),
@@ -146,4 +151,4 @@ def load_manifest(path: Path) -> Artifact:
             inputs=data.get("inputs", {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise BuildError(f"manifest {path} is malformed: {exc}") from None
+        raise BuildError(f"manifest {where} is malformed: {exc}") from None

@@ -32,6 +32,7 @@ from deploy.errors import (
     AttachError,
     AwsError,
     BuildError,
+    CacheError,
     ConfigError,
     DeployError,
     DriftError,
@@ -259,12 +260,8 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     published: tuple[str, str] | None = None
     misses: list[str] = []
     try:
-        if env.emulator is not None:
-            emulator.assert_reachable(env.emulator.url)
-        targets = terraform.load_targets(env, read_only=True)
+        targets, published = _published_identity(env, plan)
         sources.append((targets.bucket, targets.region))
-        lam = calls.client(env, "lambda", targets.region)
-        published = publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
     except (TerraformError, EmulatorError, AwsError, ConfigError) as exc:
         misses.append(exc.message.splitlines()[0])
     except (BotoCoreError, ClientError) as exc:
@@ -528,7 +525,7 @@ def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConf
 def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
     """The deploy plan, read the way ``deploy`` reads it; exit 0 only when it is empty."""
     _ensure_reachable(env)
-    function, layer = _build_artifacts(env, remote_cache=True)
+    function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True)
     plan, _targets_or_none = _read_plan(env, layer=layer, function=function, apply_infra=True)
     if as_json:
         emit_json({"env": env.name, **plan.to_json()})
@@ -703,16 +700,71 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
 
 
 def _build_artifacts(
-    env: EnvConfig, *, remote_cache: bool, report: DeployReport | None = None
+    env: EnvConfig, *, remote_cache: bool, report: DeployReport | None = None, defer_layer: bool = False
 ) -> tuple[Artifact, Artifact]:
     """Build and audit both artifacts: a layer over budget, for the wrong platform or with a secret fails
-    here, before any Terraform call or AWS write (the remote cache only reads)."""
+    here, before any Terraform call or AWS write (the remote cache only reads).
+
+    With ``defer_layer``, a layer this machine has not built but that is already published under its
+    identity is described by its cached manifest only (its zip absent): the plan needs no bytes, and
+    ``_layer_bytes`` fetches and audits them only when the plan turns out to change something."""
     function = build_function(env).artifact
+    if report is not None:
+        report.function = _artifact_json(function)
+    if defer_layer and remote_cache and env.remote_cache.enabled:
+        plan = build.layer_plan(env)
+        published = None if plan.manifest_path.is_file() else _published_layer(env, plan)
+        if published is not None:
+            progress(f"layer {plan.identity.short} is published already: planning from its manifest, not fetching it")
+            if report is not None:
+                report.layer = {**_artifact_json(published), "source": "published already, not fetched"}
+            return function, published
     built = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
     if report is not None:
         report.layer = {**_artifact_json(built.artifact), "source": built.source}
-        report.function = _artifact_json(function)
     return function, built.artifact
+
+
+def _published_identity(env: EnvConfig, plan: build.LayerPlan) -> tuple[Targets, tuple[str, str] | None]:
+    """Reads only: the env's targets (creating no state bucket or workspace to find them) and the
+    layer version already published for this identity, as (ARN, CodeSha256)."""
+    if env.emulator is not None:
+        emulator.assert_reachable(env.emulator.url)
+    targets = terraform.load_targets(env, read_only=True)
+    lam = calls.client(env, "lambda", targets.region)
+    return targets, publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
+
+
+def _published_layer(env: EnvConfig, plan: build.LayerPlan) -> Artifact | None:
+    """Reads only: the layer version published for this identity, as its cached manifest describes it."""
+    from deploy.aws import cache
+
+    try:
+        targets, found = _published_identity(env, plan)
+        if found is None:
+            return None
+        s3 = calls.client(env, "s3", targets.region)
+        return cache.published_layer(s3, targets.bucket, plan.digest, plan.zip_path, published_code_sha256=found[1])
+    except (TerraformError, EmulatorError, AwsError, ConfigError, BotoCoreError, ClientError):
+        return None  # no shortcut: the layer is built or fetched as usual
+
+
+def _layer_bytes(
+    env: EnvConfig, layer: Artifact, function: Artifact, report: DeployReport, *, remote_cache: bool
+) -> Artifact:
+    """The planned layer's zip on this machine: fetched (and audited) or built now, if the plan was read
+    from its manifest alone; it must be the bytes the plan was computed for."""
+    if layer.path.exists():
+        return layer
+    built = build_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
+    if built.artifact.sha256 != layer.sha256:
+        raise CacheError(
+            f"layer {layer.identity[:12]} was planned as the published sha256 {layer.sha256[:16]}…, "
+            f"but {built.source} sha256 {built.artifact.sha256[:16]}…",
+            hint="one identity built into two different zips: a reproducibility bug; report it",
+        )
+    report.layer = {**_artifact_json(built.artifact), "source": built.source}
+    return built.artifact
 
 
 def _terraform_needed(env: EnvConfig) -> tuple[bool, str]:
@@ -840,7 +892,7 @@ def _deploy_steps(
     remote_cache: bool,
     lock_timeout: float,
 ) -> None:
-    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report)
+    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
     if env.emulator is not None and not dry_run:
         emulator_up(env, quiet_reuse=True)
     _ensure_reachable(env)
@@ -858,6 +910,7 @@ def _deploy_steps(
         _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
+    layer = _layer_bytes(env, layer, function, report, remote_cache=remote_cache)
     if verify_local_first and targets is not None:
         _verify_locally(env, targets, layer, function, report)  # nothing has been written yet
     _ensure_lock_bucket(env)

@@ -32,7 +32,7 @@ from typing import Any
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest
+from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest, manifest_artifact
 from deploy.aws.retry import NOT_FOUND, error_code, error_message
 from deploy.errors import BuildError, CacheError
 
@@ -113,6 +113,42 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
     return digest.hexdigest()
 
 
+def _parse_manifest(raw: bytes, where: str, identity: str) -> dict[str, Any]:
+    """A cached manifest's JSON, refused unless it describes layer ``identity`` with a sha256."""
+    try:
+        manifest = json.loads(raw)
+        bytes.fromhex(str(manifest["sha256"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CacheError(f"cached manifest {where} is malformed: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "layer" or manifest.get("identity") != identity:
+        raise CacheError(
+            f"cached manifest {where} describes {manifest.get('kind')} "
+            f"{str(manifest.get('identity'))[:12]}, not layer {identity[:12]}"
+        )
+    return manifest
+
+
+def published_layer(s3: Any, bucket: str, identity: str, zip_path: Path, *, published_code_sha256: str) -> Artifact:
+    """The published layer ``identity`` as its cached manifest describes it, without its bytes.
+
+    Enough to plan a deploy (identity, CodeSha256, sizes): a fresh runner whose plan turns out
+    empty never downloads the layer. The manifest must record the published CodeSha256. Raises
+    CacheError on a disagreement; a missing manifest or bucket is a ClientError for the caller."""
+    keys = CacheKeys.for_identity(identity)
+    where = f"s3://{bucket}/{keys.manifest}"
+    manifest = _parse_manifest(s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read(), where, identity)
+    if code_sha256(str(manifest["sha256"])) != published_code_sha256:
+        raise CacheError(
+            f"{where} records sha256 {str(manifest['sha256'])[:16]}…, but the published layer version with this "
+            f"identity has CodeSha256 sha256 {hex_sha256(published_code_sha256)[:16]}…",
+            hint="one identity built into two different zips: a reproducibility bug; report it",
+        )
+    try:
+        return manifest_artifact(manifest, zip_path, where=where)
+    except BuildError as exc:
+        raise CacheError(exc.message) from None
+
+
 def fetch_layer(
     s3: Any,
     bucket: str,
@@ -143,17 +179,8 @@ def fetch_layer(
     except BotoCoreError as exc:
         return CacheMiss(reason=f"artifact bucket {bucket} unreachable ({exc})")
 
-    try:
-        manifest = json.loads(manifest_raw)
-        expected_hex = str(manifest["sha256"])
-        bytes.fromhex(expected_hex)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CacheError(f"cached manifest s3://{bucket}/{keys.manifest} is malformed: {exc}") from None
-    if manifest.get("kind") != "layer" or manifest.get("identity") != identity:
-        raise CacheError(
-            f"cached manifest s3://{bucket}/{keys.manifest} describes {manifest.get('kind')} "
-            f"{str(manifest.get('identity'))[:12]}, not layer {identity[:12]}"
-        )
+    manifest = _parse_manifest(manifest_raw, f"s3://{bucket}/{keys.manifest}", identity)
+    expected_hex = str(manifest["sha256"])
     expected_b64 = code_sha256(expected_hex)
     stored = _full_object_sha256(zip_head)
     if stored is not None and stored != expected_b64:

@@ -210,7 +210,11 @@ def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: s
     """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
     if layer.kind != "layer":
         raise AwsError(f"{layer.path.name} is a {layer.kind} artifact, not a layer")
-    layer.check()
+    # A layer already published elsewhere may be planned from its manifest alone (the remote cache:
+    # a fresh runner fetches the bytes only when the plan needs them); bytes that are here must
+    # still be the manifest's. Writing (publish_all) always checks the zip.
+    if layer.path.exists():
+        layer.check()
     region = region or targets.region
     s3 = calls.client(env, "s3", region)
     lam = calls.client(env, "lambda", region)

@@ -288,3 +288,16 @@ def test_a_publish_interrupted_before_the_manifest_is_repaired_by_the_rerun(
 
     assert publish.publish_layer(env, targets, layer).published
     assert cache.sidecars_present(s3, bucket, layer.identity)
+
+
+def test_a_published_layer_is_described_by_its_manifest_without_its_bytes(s3: Any, bucket: str, tmp_path: Path) -> None:
+    layer = _cached(s3, bucket, tmp_path)
+    zip_path = tmp_path / "elsewhere" / f"{layer.identity}.zip"
+
+    got = cache.published_layer(s3, bucket, layer.identity, zip_path, published_code_sha256=layer.code_sha256)
+
+    assert got.code_sha256 == layer.code_sha256 and got.identity == layer.identity
+    assert got.path == zip_path and not zip_path.exists()  # nothing downloaded
+    other = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    with pytest.raises(CacheError, match="reproducibility bug"):
+        cache.published_layer(s3, bucket, layer.identity, zip_path, published_code_sha256=other)

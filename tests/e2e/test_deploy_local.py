@@ -264,3 +264,24 @@ def test_a_fresh_clone_fetches_the_layer_instead_of_installing(
     local_only = build("--no-remote-cache")
     assert local_only.returncode == BuildError.exit_code, local_only.stderr
     assert "uv install failed" in local_only.stderr and "no matching distribution" in local_only.stderr
+
+    # Nothing to do means nothing to fetch: a fresh runner on the deployed commit (same code, same
+    # lock) plans from the published identity and downloads no layer, with the installer still unusable.
+    runner_c = tmp_path_factory.mktemp("clone-c") / "repo"
+    subprocess.run(["git", "clone", "-q", str(project.root), str(runner_c)], check=True)
+    shutil.copytree(project.root / ".local", runner_c / ".local")  # the same emulator, which A started
+    c_env = {**Project(root=runner_c, port=project.port).env, **offline}
+    noop = subprocess.run(
+        [sys.executable, "-m", "invoke", "deploy", "--env", "local", "--json"],
+        cwd=runner_c,
+        env=c_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert noop.returncode == 0, noop.stderr
+    report = _report(noop)
+    assert report["layer"]["source"] == "published already, not fetched; nothing to do"
+    assert report["aws_write_calls"] == 0
+    assert list((runner_c / ".build" / "layers").glob("*.zip")) == []
