@@ -57,7 +57,9 @@ def world(
         dataclasses.replace(env, state=StateSettings(bucket="state-bucket", key="t.tfstate")), deployed, layer, code
     )
 
-    def build_artifacts(_env: EnvConfig, *, remote_cache: bool, report: Any = None) -> tuple[Artifact, Artifact]:
+    def build_artifacts(
+        _env: EnvConfig, *, remote_cache: bool, report: Any = None, defer_layer: bool = False
+    ) -> tuple[Artifact, Artifact]:
         if report is not None:
             report.layer = {"identity": w.layer.identity, "source": "built"}
         return w.code, w.layer
