@@ -123,7 +123,7 @@ def _locked(env: EnvConfig, command: str, *, timeout: float, artifact_bucket: st
 def _ensure_lock_bucket(env: EnvConfig) -> None:
     """A fresh environment (or a fresh emulator) has no state bucket yet: create it before locking in it."""
     if env.emulator is not None:
-        emulator_up(env)
+        emulator_up(env, quiet_reuse=True)
     terraform.ensure_state_bucket(env)
 
 
@@ -168,7 +168,7 @@ def _terraform_with_progress(env: EnvConfig, command: str, run: Any) -> terrafor
     counts = terraform.Progress()
     started = time.monotonic()
     title = f"terraform {command} ({env.name})"
-    with step(f"{title}: planning") as line:
+    with step(f"{title}: planning", announce=False) as line:
 
         def on_event(event: Mapping[str, Any]) -> None:
             was_planned = counts.planned

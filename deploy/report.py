@@ -98,12 +98,12 @@ def live() -> bool:
 class StepLine:
     """One long step: on a terminal a spinner line whose text updates; elsewhere only its first line."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, announce: bool = True) -> None:
         self._status: Status | None = None
         if live():
             self._status = console.status(f"[bold cyan]›[/] {escape(text)}")
             self._status.start()
-        else:
+        elif announce:
             progress(escape(text))
 
     def update(self, text: str) -> None:
@@ -117,8 +117,9 @@ class StepLine:
 
 
 @contextmanager
-def step(text: str) -> Iterator[StepLine]:
-    line = StepLine(text)
+def step(text: str, *, announce: bool = True) -> Iterator[StepLine]:
+    """``announce=False``: without a terminal, the step prints only what its caller prints."""
+    line = StepLine(text, announce=announce)
     try:
         yield line
     finally:

@@ -124,10 +124,9 @@ def test_success_without_a_terminal_is_one_line_per_step(tmp_path: Path, capsys:
     counts = apply_with_progress(tmp_path, script_printing(tmp_path, SUCCESS, 0))
     assert (counts.done, counts.total) == (2, 2)
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "› terraform apply (local): planning"
-    assert lines[1] == "› terraform apply (local): 2 to add, 0 to change, 0 to destroy"
-    assert lines[2].startswith("✓ terraform apply (local): 2 added, 0 changed, 0 destroyed in ")
-    assert len(lines) == 3
+    assert lines[0] == "› terraform apply (local): 2 to add, 0 to change, 0 to destroy"
+    assert lines[1].startswith("✓ terraform apply (local): 2 added, 0 changed, 0 destroyed in ")
+    assert len(lines) == 2
     assert "log" not in "\n".join(lines)  # the log's path is news only when something failed
     assert logs(tmp_path)
 
