@@ -173,7 +173,7 @@ def _terraform_with_progress(env: EnvConfig, command: str, run: Any) -> terrafor
         def on_event(event: Mapping[str, Any]) -> None:
             was_planned = counts.planned
             counts.feed(event)
-            if counts.planned and not was_planned and not live():
+            if counts.planned and not was_planned and not live() and command == "apply":  # a plan's ✓ line says it
                 progress(f"{title}: {counts.summary()}")
             line.update(f"{title}: {counts.line()}")
 
