@@ -94,13 +94,19 @@ def port_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running, not a zombie: a killed server stays in the process table until its parent (often init,
+    some moments later) reaps it, and must read as gone, not as someone else's process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # without /proc (macOS) a signal-able pid is the best check we have
+    return state != "Z"
 
 
 def _argv(pid: int) -> list[str]:

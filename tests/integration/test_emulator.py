@@ -108,6 +108,22 @@ def test_after_sigkill_up_clears_the_pidfile_and_starts_a_fresh_server(tmp_path:
         emulator.down(settings, tmp_path)
 
 
+def test_a_killed_server_not_yet_reaped_reads_as_gone(tmp_path: Path) -> None:
+    """Until its parent reaps it, a SIGKILLed server is a zombie: still signal-able, no command line."""
+    settings = EmulatorSettings(port=free_port())
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        zombie.kill()
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            os.sched_yield()  # the kill is asynchronous; wait for the state, not for time
+        emulator.pidfile_path(tmp_path, settings).write_text(
+            json.dumps({"pid": zombie.pid, "host": settings.host, "port": settings.port})
+        )
+        assert emulator.inspect(settings, tmp_path).state == "gone"
+    finally:
+        zombie.wait()
+
+
 GONE_TAIL = " (the server was killed or the machine restarted)"
 
 
