@@ -247,26 +247,29 @@ def build_layer(
 def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     """Fetch this identity's layer from S3 instead of building it, when another machine built it.
 
-    Reads only (no state bucket or workspace is created to find the bucket's name). The shared
-    cache bucket (``remote_cache.bucket``) comes first, then the environment's artifact bucket
-    (from Terraform). A miss (no Terraform outputs yet, emulator down, bucket or object missing)
-    is one line and a local build; a checksum disagreement is a CacheError, and a fetched layer
-    that fails the audit an AuditError: both stop the build and leave no fetched file behind."""
+    Reads only (the bucket's name comes from the state object; nothing is created to find it). The
+    shared cache bucket (``remote_cache.bucket``) comes first, then the environment's artifact bucket.
+    A miss (nothing applied yet, emulator down, bucket or object missing) is one line and a local
+    build; a checksum disagreement is a CacheError. A layer from the shared bucket, which another
+    environment's roles write, is audited again (AuditError on failure); one from the environment's
+    own bucket was audited before this environment's own deploy role uploaded it, and whoever can
+    replace it there can already publish a layer. Either error leaves no fetched file behind."""
     from deploy.aws import cache
 
-    sources: list[tuple[str, str]] = []
+    sources: list[tuple[str, str, bool]] = []  # (bucket, region, audit again)
     if env.remote_cache.bucket:
-        sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region))
+        sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region, True))
     published: tuple[str, str] | None = None
     misses: list[str] = []
     try:
         targets, published = _published_identity(env, plan)
-        sources.append((targets.bucket, targets.region))
+        if targets.bucket != env.remote_cache.bucket:
+            sources.append((targets.bucket, targets.region, False))
     except (TerraformError, EmulatorError, AwsError, ConfigError) as exc:
         misses.append(exc.message.splitlines()[0])
     except (BotoCoreError, ClientError) as exc:
         misses.append(error_message(exc))
-    for bucket, region in sources:
+    for bucket, region, audit_again in sources:
         try:
             got = cache.fetch_layer(
                 calls.client(env, "s3", region),
@@ -278,13 +281,14 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
         except (BotoCoreError, ClientError) as exc:
             got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")
         if isinstance(got, cache.CacheHit):
-            progress(f"remote cache: layer {plan.identity.short} fetched from {got.source}; auditing it again")
-            try:
-                build.audit_fetched_layer(plan, got.artifact)
-            except BaseException:
-                for path in (plan.manifest_path, plan.zip_path, plan.sbom_path):
-                    path.unlink(missing_ok=True)
-                raise
+            progress(f"remote cache: layer {plan.identity.short} fetched from {got.source}")
+            if audit_again:
+                try:
+                    build.audit_fetched_layer(plan, got.artifact)
+                except BaseException:
+                    for path in (plan.manifest_path, plan.zip_path, plan.sbom_path):
+                        path.unlink(missing_ok=True)
+                    raise
             return True
         misses.append(got.reason)
     progress(f"remote cache: {'; '.join(misses) or 'no bucket to read'}; building locally")

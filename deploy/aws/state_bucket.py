@@ -107,6 +107,28 @@ def _harden_state_bucket(s3: Any, bucket: str, *, require_tls: bool = True) -> N
         _require_tls(s3, bucket)
 
 
+def state_outputs(env: EnvConfig) -> dict[str, Any] | None:
+    """Reads only: the outputs recorded in the env's state object, shaped like ``terraform output -json``.
+
+    One GET instead of ``terraform init`` + ``output`` (init copies the provider, seconds on a fresh
+    runner): the remote cache only needs the artifact bucket's name before anything else runs.
+    None when there is no state to read (nothing applied yet, no bucket, no access, not state v4)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from deploy.aws.calls import client
+
+    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
+    if state is None:
+        return None
+    s3 = client(env, "s3", state.region or env.region)
+    try:
+        data = json.loads(s3.get_object(Bucket=state.bucket, Key=f"env:/{env.name}/{state.key}")["Body"].read())
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+    outputs = data.get("outputs") if isinstance(data, dict) and data.get("version") == 4 else None
+    return outputs if isinstance(outputs, dict) and outputs else None
+
+
 def state_identity(env: EnvConfig) -> str:
     """The ETag of the env's state object (it changes whenever Terraform writes state)."""
     from botocore.exceptions import ClientError

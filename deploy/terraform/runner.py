@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.aws.state_bucket import ensure_state_bucket
+from deploy.aws.state_bucket import ensure_state_bucket, state_outputs
 from deploy.config import EMULATOR_STATE, EnvConfig, Targets
 from deploy.errors import ConfigError, TerraformError
 from deploy.terraform import events as tf_events
@@ -513,14 +513,21 @@ def load_targets(env: EnvConfig, *, tf: Terraform | None = None, read_only: bool
     key = (env.name, env.paths.terraform)
     if key in _TARGETS_CACHE:
         return _TARGETS_CACHE[key]
-    runner = tf if tf is not None else terraform_for(env)
-    if read_only:
-        runner = dataclasses.replace(runner, prepare=None, create_workspace=False)
-    targets = targets_from_outputs(output_json(runner), env.name)
+    recorded = state_outputs(env) if read_only else None  # the state object itself: no init, no provider
+    if recorded is not None:
+        targets = targets_from_outputs(recorded, env.name)
+        var_file = Path(env.tfvars).name
+    else:
+        runner = tf if tf is not None else terraform_for(env)
+        if read_only:
+            runner = dataclasses.replace(runner, prepare=None, create_workspace=False)
+        targets = targets_from_outputs(output_json(runner), env.name)
+        var_file = runner.var_file.name
     if targets.region != env.region:
         raise ConfigError(
             f"env {env.name}: invoke.yaml says region {env.region} but Terraform deployed to {targets.region}",
-            hint=f"make deploy.environments.{env.name}.region and aws_region in {runner.var_file.name} agree",
+            hint=f"make deploy.environments.{env.name}.region and aws_region in {var_file} agree",
         )
-    _TARGETS_CACHE[key] = targets
+    if recorded is None:
+        _TARGETS_CACHE[key] = targets  # what the state says is cached by Terraform's own read only
     return targets

@@ -17,8 +17,9 @@ from deploy.artifact import Artifact, sha256_file
 from deploy.aws import cache, calls, publish
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
-from deploy.config import EnvConfig, RemoteCacheSettings, Targets
+from deploy.config import EnvConfig, Paths, RemoteCacheSettings, StateSettings, Targets
 from deploy.errors import AuditError, CacheError, TerraformError
+from deploy.terraform import runner as terraform_runner
 from tests.aws.conftest import REGION, make_artifact
 from tests.unit.test_build import FakeInstaller, _checkout
 
@@ -301,3 +302,29 @@ def test_a_published_layer_is_described_by_its_manifest_without_its_bytes(s3: An
     other = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
     with pytest.raises(CacheError, match="reproducibility bug"):
         cache.published_layer(s3, bucket, layer.identity, zip_path, published_code_sha256=other)
+
+
+def test_the_artifact_bucket_is_found_in_the_state_object_without_terraform(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A fresh runner reads one state object instead of running terraform init (which copies the provider)."""
+    from tests.unit.test_terraform import deploy_targets, output_json
+
+    state = StateSettings(bucket="tf-state", key="app.tfstate")
+    env = EnvConfig(name="staging", region=REGION, state=state, paths=Paths(root=tmp_path))
+    s3.create_bucket(Bucket="tf-state")
+    outputs = output_json({**deploy_targets("staging"), "region": REGION})
+    body = json.dumps({"version": 4, "terraform_version": "1.11.4", "outputs": outputs, "resources": []})
+    s3.put_object(Bucket="tf-state", Key="env:/staging/app.tfstate", Body=body.encode())
+
+    def no_terraform(*_: Any, **__: Any) -> Any:
+        raise AssertionError("terraform must not run for a read-only lookup the state object answers")
+
+    monkeypatch.setattr(terraform_runner, "terraform_for", no_terraform)
+    terraform.forget_targets()
+    got = terraform.load_targets(env, read_only=True)
+
+    assert got.bucket == deploy_targets("staging")["bucket"] and got.region == REGION
+    s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
+    with pytest.raises(AssertionError, match="must not run"):  # no state object: Terraform decides
+        terraform.load_targets(env, read_only=True)
