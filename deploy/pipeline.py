@@ -896,9 +896,9 @@ def _deploy_steps(
     remote_cache: bool,
     lock_timeout: float,
 ) -> None:
-    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
     if env.emulator is not None and not dry_run:
-        emulator_up(env, quiet_reuse=True)
+        emulator_up(env, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
+    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
     _ensure_reachable(env)
     plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()

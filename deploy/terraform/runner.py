@@ -13,7 +13,6 @@ Offline first: when a provider mirror exists (``/opt/tf-plugins``, or
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -66,8 +65,6 @@ class Terraform:
     backend: Mapping[str, Any] = field(default_factory=dict)
     #: Run before ``init`` (creates the state bucket when it is missing).
     prepare: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-    #: ``workspace select -or-create``; off for read-only lookups, where a missing workspace is an error.
-    create_workspace: bool = True
 
     def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The child's environment: ours, plus per-env data dir and credentials."""
@@ -372,8 +369,7 @@ def init(tf: Terraform, *, echo: Echo | None = None, log: Path | None = None) ->
 
 def select_workspace(tf: Terraform, *, log: Path | None = None) -> None:
     """Select (creating on first use) the workspace named after the environment."""
-    create = ["-or-create"] if tf.create_workspace else []
-    _run(tf, ["workspace", "select", "-no-color", *create, tf.env], log=log)
+    _run(tf, ["workspace", "select", "-no-color", "-or-create", tf.env], log=log)
 
 
 def _initialised(tf: Terraform) -> bool:
@@ -508,19 +504,20 @@ def forget_targets(tf: Terraform | None = None) -> None:
 def load_targets(env: EnvConfig, *, tf: Terraform | None = None, read_only: bool = False) -> Targets:
     """The env's resource names from Terraform state, read once per process.
 
-    ``read_only`` (the remote cache's lookup, made before anything is applied): no state bucket
-    is created and no workspace either; where they do not exist, a TerraformError says so."""
+    ``read_only`` (the remote cache's lookup, made before anything is applied): the outputs are read
+    from the state object with one GET, without running Terraform, so nothing (state bucket,
+    workspace, data dir) is created; with no state to read, a TerraformError says so."""
     key = (env.name, env.paths.terraform)
     if key in _TARGETS_CACHE:
         return _TARGETS_CACHE[key]
-    recorded = state_outputs(env) if read_only else None  # the state object itself: no init, no provider
-    if recorded is not None:
+    if read_only:  # the state object itself: no init (which copies the provider), nothing created
+        recorded = state_outputs(env)
+        if recorded is None:
+            raise TerraformError(f"no Terraform state to read for {env.name} yet (nothing applied, or no access)")
         targets = targets_from_outputs(recorded, env.name)
         var_file = Path(env.tfvars).name
     else:
         runner = tf if tf is not None else terraform_for(env)
-        if read_only:
-            runner = dataclasses.replace(runner, prepare=None, create_workspace=False)
         targets = targets_from_outputs(output_json(runner), env.name)
         var_file = runner.var_file.name
     if targets.region != env.region:
@@ -528,6 +525,6 @@ def load_targets(env: EnvConfig, *, tf: Terraform | None = None, read_only: bool
             f"env {env.name}: invoke.yaml says region {env.region} but Terraform deployed to {targets.region}",
             hint=f"make deploy.environments.{env.name}.region and aws_region in {var_file} agree",
         )
-    if recorded is None:
-        _TARGETS_CACHE[key] = targets  # what the state says is cached by Terraform's own read only
+    if not read_only:
+        _TARGETS_CACHE[key] = targets  # what the state object says is not cached: Terraform's answer is
     return targets

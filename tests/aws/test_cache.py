@@ -326,5 +326,5 @@ def test_the_artifact_bucket_is_found_in_the_state_object_without_terraform(
 
     assert got.bucket == deploy_targets("staging")["bucket"] and got.region == REGION
     s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
-    with pytest.raises(AssertionError, match="must not run"):  # no state object: Terraform decides
-        terraform.load_targets(env, read_only=True)
+    with pytest.raises(TerraformError, match="no Terraform state to read for staging"):
+        terraform.load_targets(env, read_only=True)  # nothing applied: a miss, and still no Terraform run
