@@ -54,7 +54,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=ALL_PYTHONS[0])
 def typecheck(session: nox.Session) -> None:
-    """Mypy (strict) on deploy/, tasks.py and noxfile.py with boto3 stubs."""
+    """Mypy (strict) on deploy/, tasks.py, noxfile.py and tests/workflows.py with boto3 stubs."""
     install(session, "typecheck")
     session.run("mypy")
 

@@ -462,16 +462,6 @@ def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, s
     ]
 
 
-def _change_json(change: transaction.FunctionChange) -> dict[str, Any]:
-    return {
-        "name": change.name,
-        "status": change.outcome,
-        "old_version": change.old_version,
-        "new_version": change.new_version,
-        "detail": change.detail,
-    }
-
-
 def _show_transaction(title: str, report: transaction.TransactionReport, *, as_json: bool, env: EnvConfig) -> None:
     if as_json:
         emit_json({"env": env.name, **report.to_json()})
@@ -784,7 +774,9 @@ def _terraform_needed(env: EnvConfig) -> tuple[bool, str]:
     _terraform_with_progress(
         env,
         "plan",
-        lambda log, events: changes.append(terraform.plan(tf, detailed_exitcode=True, log=log, events=events)),
+        lambda log, events: changes.append(
+            terraform.plan(tf, detailed_exitcode=True, log=log, events=events, lock=False)
+        ),
     )
     if changes[0]:
         return True, "terraform plan has changes"

@@ -254,6 +254,8 @@ def check_run_step(
             return _check_install(step, specs)
         case ["cat", report, ">>", summary] if report.endswith(".md") and summary == STEP_SUMMARY:
             return []
+        case ["sudo", "apt-get", "update", "-qq"]:
+            return []  # refreshes the package lists the next step installs from
         case ["sudo", "apt-get", "install", "-y", *packages] if packages:
             unknown = sorted(set(packages) - ALLOWED_APT_INSTALLS)
             if unknown:

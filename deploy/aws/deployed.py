@@ -50,17 +50,6 @@ class Served:
     def latest_layers(self) -> tuple[str, ...]:
         return layer_arns(self.latest)
 
-    @property
-    def latest_matches_served(self) -> bool:
-        """$LATEST would publish exactly what the alias serves (code, layers, frozen configuration)."""
-        if self.served is None:
-            return False
-        return (
-            self.latest.get("CodeSha256") == self.served.get("CodeSha256")
-            and layer_arns(self.latest) == layer_arns(self.served)
-            and frozen_config(self.latest) == frozen_config(self.served)
-        )
-
 
 def read(lam: Any, name: str, alias: str, *, error: type[AwsError] = AwsError) -> Served | None:
     """The function's state, or None if it does not exist. Any other AWS error is ``error``."""

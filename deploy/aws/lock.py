@@ -183,8 +183,15 @@ class EnvLock:
         announced: str | None = None
         while not self._try_create():
             holder = read(self.s3, self.where)
-            if holder is None:
-                continue  # released between our write and our read: try again at once
+            if holder is None:  # released between our write and our read: try again, briefly paced
+                if self.clock() >= deadline:
+                    raise DeployLockError(
+                        f"environment {self.info.env!r}: the deploy lock {self.where} changed hands too fast to "
+                        f"take within {self.timeout:.0f} s",
+                        hint="another run keeps taking it; rerun when it is done",
+                    )
+                self.sleep(min(0.1, max(0.0, deadline - self.clock())))
+                continue
             if self.clock() >= deadline:
                 raise DeployLockError(
                     f"environment {self.info.env!r} is locked by {holder.holder()}; gave up after {self.timeout:.0f} s",

@@ -463,9 +463,14 @@ def plan(
     echo: Echo | None = None,
     log: Path | None = None,
     events: Events | None = None,
+    lock: bool = True,
 ) -> bool:
-    """Plan the environment; True when Terraform wants to change something (drift)."""
-    args = ["plan", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
+    """Plan the environment; True when Terraform wants to change something (drift).
+
+    ``lock=False`` for a plan that only decides (deploy reads its plan again under the deploy lock):
+    Terraform then writes no ``.tflock`` into the state bucket, so read-only credentials suffice."""
+    locking = ["-lock-timeout=60s"] if lock else ["-lock=false"]
+    args = ["plan", "-input=false", "-no-color", *locking, *tf.var_args()]
     if detailed_exitcode:
         # 0 = no changes, 2 = changes, 1 = error.
         cmd = [*args, "-detailed-exitcode", "-json"]

@@ -1,4 +1,4 @@
-# The deploy tasks read every resource name from this one output (deploy/terraform.py
+# The deploy tasks read every resource name from this one output (deploy/terraform/targets.py
 # parses it into deploy.config.Targets); nothing else hard-codes a name.
 output "deploy_targets" {
   description = "Contract with the deploy tasks: env, region, bucket, layer, runtime, architecture, alias and functions {key => {name, handler, runtime, architectures, region}} (the deploy takes runtime and architecture from here)."

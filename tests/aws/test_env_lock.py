@@ -216,3 +216,14 @@ def test_boto3_is_used_only_through_calls(server_env: EnvConfig) -> None:
     s3.put_object(Bucket="lock-state", Key="k", Body=b"1", IfNoneMatch="*")
     with pytest.raises(s3.exceptions.ClientError, match="PreconditionFailed"):
         s3.put_object(Bucket="lock-state", Key="k", Body=b"2", IfNoneMatch="*")
+
+
+def test_a_lock_that_keeps_changing_hands_still_honours_the_timeout(
+    locked_env: EnvConfig, s3: Any, inject: Any
+) -> None:
+    """Refused writes with no lock to read (it came and went): paced retries, then a clear error."""
+    inject("s3", "PutObject", lambda **_: (_ for _ in ()).throw(client_error("PreconditionFailed", "PutObject")))
+    clock = FakeClock()
+    with pytest.raises(DeployLockError, match="changed hands too fast"):
+        make_lock(locked_env, env_lock.location(locked_env), clock, [], timeout=1).acquire()
+    assert clock.sleeps and max(clock.sleeps) <= 0.1 and sum(clock.sleeps) <= 1.0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import marshal
 import os
 import shutil
 import subprocess
@@ -26,6 +24,7 @@ from deploy.build import (
 )
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
+from tests.unit.runtime_pyc import bytecode_magic, runtime_co_filename
 
 LOCKS = Path(__file__).resolve().parent.parent / "fixtures" / "locks"
 
@@ -175,8 +174,9 @@ def test_build_layer_layout_manifest_sbom_and_reuse(tmp_path: Path) -> None:
     with zipfile.ZipFile(art.path) as zf:
         pyc = zf.read("python/six/__pycache__/__init__.cpython-312.pyc")
         record = zf.read("python/six-1.17.0.dist-info/RECORD").decode()
-    assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 1  # unchecked-hash
-    assert marshal.loads(pyc[16:]).co_filename == "/opt/python/six/__init__.py"
+    # The runtime's (python3.12's) magic and marshal, not the host's: CI also runs these tests on 3.11 and 3.13.
+    assert pyc[:4] == bytecode_magic() and int.from_bytes(pyc[4:8], "little") == 1  # unchecked-hash
+    assert runtime_co_filename(pyc) == "/opt/python/six/__init__.py"
     # RECORD lists exactly the files the zip holds for six: no bin/ script, no dropped file.
     listed = {line.split(",")[0] for line in record.splitlines()}
     assert {f"python/{rel}" for rel in listed} == {n for n in names if n.startswith(("python/six/", "python/six-"))}
@@ -351,7 +351,7 @@ def test_function_zip_is_deterministic_and_reused(tmp_path: Path) -> None:
     ]
     # The developer's own (timestamped, any-Python) .pyc never ships; ours names the Lambda path.
     pyc = zipfile.ZipFile(art.path).read("app/__pycache__/main.cpython-312.pyc")
-    assert int.from_bytes(pyc[4:8], "little") == 1 and marshal.loads(pyc[16:]).co_filename == "/var/task/app/main.py"
+    assert int.from_bytes(pyc[4:8], "little") == 1 and runtime_co_filename(pyc) == "/var/task/app/main.py"
     assert not list((paths.backend / "app").rglob("*.cpython-312.pyc"))[1:]  # only the planted one
     info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
     assert info == {

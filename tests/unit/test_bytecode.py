@@ -10,22 +10,16 @@ from typing import Any
 
 import pytest
 
-from deploy import bytecode, runtime_python
+from deploy import bytecode
 from deploy.build import build_function, build_layer, function_plan, layer_plan
 from deploy.errors import BuildError
 from deploy.install import DockerInstaller
+from tests.unit.runtime_pyc import _host, bytecode_magic
 from tests.unit.test_build import FakeInstaller, _backend, _checkout, _env
 from tests.unit.test_install import FakeEngine
 
-HOST = runtime_python.find("3.12")
 # Valid from Python 3.13 on (PEP 696 type-parameter defaults): "syntax for a newer Python".
 NEWER_SYNTAX = b"type Pair[T = int] = tuple[T, T]\n"
-
-
-def _host() -> runtime_python.RuntimePython:
-    if HOST is None:
-        pytest.fail("these tests need python3.12 (pyenv install 3.12), the runtime this project targets")
-    return HOST
 
 
 class FixedVersion(bytecode.LocalCompiler):
@@ -89,16 +83,6 @@ def test_stale_bytecode_shipped_in_a_wheel_is_dropped(tmp_path: Path) -> None:
     assert not any("cpython-38" in n or n.endswith("legacy.pyc") for n in names)
     assert "python/six/__pycache__/helper.cpython-312.pyc" in names
     assert ours[:4] == bytecode_magic() and b"junk" not in ours  # the wheel's own cpython-312 junk is replaced
-
-
-def bytecode_magic() -> bytes:
-    out = subprocess.run(
-        [str(_host().path), "-c", "import importlib.util,sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return bytes.fromhex(out.stdout)
 
 
 def test_a_package_that_does_not_compile_for_the_runtime_is_named(tmp_path: Path) -> None:

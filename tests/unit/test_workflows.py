@@ -162,9 +162,9 @@ def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) 
     steps = deploy.jobs["deploy"]["steps"]
     runs = [str(s.get("run", "")) for s in steps]
     first_role = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
-    assert runs.index("sudo apt-get install -y bubblewrap") < first_role
+    assert runs.index("sudo apt-get update -qq") < runs.index("sudo apt-get install -y bubblewrap") < first_role
     assert runs.index(" ".join(wf.ALLOW_USER_NAMESPACES)) < first_role
-    assert sum("apt-get" in r for r in runs) == 1
+    assert sum("apt-get" in r for r in runs) == 2  # refresh the lists, install bubblewrap: nothing else
 
 
 def test_deploy_applies_infra_then_deploys_then_reports(deploy: wf.Workflow) -> None:
