@@ -261,11 +261,14 @@ def _run_sandbox(
 
     # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
     jail_argv = argv_prefix(replace(jail, read_write=(scratch,))) if jail is not None else []
+    # A venv's python3.12 is a link, often under a folder the jail hides (a checkout in /tmp or the
+    # home, as on CI runners): start the real binary, whose prefix the jail re-binds.
+    interpreter = python.resolve() if jail is not None else python
     try:
         proc = subprocess.run(
             # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
             # are timed as Lambda pays them).
-            [*jail_argv, str(python), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
+            [*jail_argv, str(interpreter), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
             capture_output=True,
             timeout=timeout_s,
             env=environment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def _zip(path: Path, files: dict[str, str], kind: str) -> Artifact:
     )
 
 
-def _verify(tmp_path: Path, isolation: str) -> verify.VerifyReport:
+def _verify(tmp_path: Path, isolation: str, python: Path | None = None) -> verify.VerifyReport:
     handler = "def handler(event, context):\n    return {'ok': True}\n"
     env = EnvConfig(
         name="staging",
@@ -115,8 +116,19 @@ def _verify(tmp_path: Path, isolation: str) -> verify.VerifyReport:
         [FunctionTarget(key="ok", name="acme-ok", handler="h.handler")],
         layer=_zip(tmp_path / "layer.zip", {"python/dep.py": "X = 1\n"}, "layer"),
         function=_zip(tmp_path / "function.zip", {"h.py": handler}, "function"),
-        python=verify.find_runtime_python("3.12"),
+        python=python or verify.find_runtime_python("3.12"),
     )
+
+
+def test_an_interpreter_linked_from_a_hidden_folder_still_runs(tmp_path: Path) -> None:
+    """A venv's python3.12 is a link, and CI's venvs live in the checkout under /tmp or the home, which
+    the jail hides: the sandbox must start the real binary (seen: every handler "exited with 1")."""
+    link = tmp_path / "venv" / "bin" / "python3.12"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(verify.find_runtime_python("3.12").resolve())
+    assert str(link).startswith(tempfile.gettempdir())  # under /tmp: hidden by the jail's tmpfs
+    report = _verify(tmp_path, "bwrap", python=link)
+    assert report.ok, report.problems()
 
 
 def test_without_bwrap_verify_stops_before_running_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
