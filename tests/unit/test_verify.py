@@ -71,6 +71,11 @@ def artifact(path: Path, kind: str) -> Artifact:
     )
 
 
+def zip_artifact(path: Path, files: Mapping[str, str | bytes], kind: str) -> Artifact:
+    """A small zip with ``files`` and the Artifact a build would describe it with."""
+    return artifact(make_zip(path, files), kind)
+
+
 def layer_zip(tmp_path: Path, extra: Mapping[str, str | bytes] | None = None) -> Artifact:
     files: dict[str, str | bytes] = {"python/tinydep/__init__.py": "VALUE = 42\n"}
     files.update(extra or {})

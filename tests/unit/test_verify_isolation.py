@@ -6,20 +6,15 @@ the sandbox runs them with distinctive fake host credentials set, and the file s
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import socket
 import time
-import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy import verify
-from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, VerifySettings
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import isolation
@@ -34,25 +29,7 @@ from tests.unit.leakprobe import (
     let_leak_file_out,
     set_host_credentials,
 )
-
-HOST_ARCH = "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
-
-
-def zip_artifact(path: Path, files: Mapping[str, str], kind: str) -> Artifact:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Artifact(
-        kind=kind,  # type: ignore[arg-type]
-        identity=digest[:16],
-        path=path,
-        sha256=digest,
-        zipped_size=path.stat().st_size,
-        unzipped_size=0,
-        runtime="python3.12",
-        architecture=HOST_ARCH,
-    )
+from tests.unit.test_verify import HOST_ARCH, zip_artifact
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from deploy import verify
-from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, VerifySettings
 from deploy.errors import VerifyError
 from deploy.verify import jail, sandbox
-
-HOST_ARCH = "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
+from tests.unit.test_verify import HOST_ARCH, zip_artifact
 
 
 def _spec(*, share_network: bool) -> jail.Jail:
@@ -83,23 +79,6 @@ def test_missing_bwrap_is_a_clear_error_naming_the_package_and_the_opt_out() -> 
     jail.require_bwrap(probe=lambda: None)  # a working bwrap: nothing to say
 
 
-def _zip(path: Path, files: dict[str, str], kind: str) -> Artifact:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Artifact(
-        kind=kind,  # type: ignore[arg-type]
-        identity=digest[:16],
-        path=path,
-        sha256=digest,
-        zipped_size=path.stat().st_size,
-        unzipped_size=0,
-        runtime="python3.12",
-        architecture=HOST_ARCH,
-    )
-
-
 def _verify(tmp_path: Path, isolation: str, python: Path | None = None) -> verify.VerifyReport:
     handler = "def handler(event, context):\n    return {'ok': True}\n"
     env = EnvConfig(
@@ -114,8 +93,8 @@ def _verify(tmp_path: Path, isolation: str, python: Path | None = None) -> verif
     return verify.verify_local(
         env,
         [FunctionTarget(key="ok", name="acme-ok", handler="h.handler")],
-        layer=_zip(tmp_path / "layer.zip", {"python/dep.py": "X = 1\n"}, "layer"),
-        function=_zip(tmp_path / "function.zip", {"h.py": handler}, "function"),
+        layer=zip_artifact(tmp_path / "layer.zip", {"python/dep.py": "X = 1\n"}, "layer"),
+        function=zip_artifact(tmp_path / "function.zip", {"h.py": handler}, "function"),
         python=python or verify.find_runtime_python("3.12"),
     )
 
