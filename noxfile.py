@@ -41,7 +41,10 @@ UV = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("uv=="
 def install(session: nox.Session, *extras: str) -> None:
     """One place that installs the project with the extras a session needs."""
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+    # Bytecode at install time, as pip does by default and uv only when asked: every `inv` the
+    # tests and the benchmarks start would otherwise compile pydantic, rich, botocore… from
+    # source (Invoke and PYTHONDONTWRITEBYTECODE keep Python from caching it).
+    session.install("-e", spec, env={"UV_COMPILE_BYTECODE": "1"})
 
 
 @nox.session(python=ALL_PYTHONS[0])

@@ -190,7 +190,7 @@ def existing_layer(plan: LayerPlan) -> Artifact | None:
         return None
     try:
         artifact = load_manifest(plan.manifest_path)
-        artifact.check()
+        artifact.check(trust_stat=True)
     except BuildError:
         return None
     if artifact.kind != "layer" or artifact.identity != plan.digest:

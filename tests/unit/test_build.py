@@ -212,6 +212,32 @@ def test_tampered_zip_is_rebuilt(tmp_path: Path) -> None:
     assert len(installer.calls) == 2
 
 
+def test_noop_build_hashes_once_then_trusts_the_unchanged_file_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The no-op path re-hashes only a zip whose inode, size, mtime or ctime moved; a rewrite that keeps
+    the size and puts the mtime back still changes ctime, so it is caught and rebuilt."""
+    import deploy.artifact
+
+    installer = FakeInstaller()
+    plan = layer_plan(_env(_checkout(tmp_path)), installer=installer)
+    first = build_layer(plan).artifact
+    hashed: list[Path] = []
+    real = deploy.artifact.sha256_file
+    monkeypatch.setattr(deploy.artifact, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert build_layer(plan).reused and hashed == [plan.zip_path]  # hashed, status recorded
+    assert build_layer(plan).reused and hashed == [plan.zip_path]  # trusted: no second hash
+
+    data = bytearray(plan.zip_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size
+    before = plan.zip_path.stat()
+    plan.zip_path.write_bytes(bytes(data))
+    os.utime(plan.zip_path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime put back
+    rebuilt = build_layer(plan)
+    assert not rebuilt.reused and rebuilt.artifact.sha256 == first.sha256
+    assert len(installer.calls) == 2
+
+
 def test_zip_without_manifest_is_not_trusted(tmp_path: Path) -> None:
     installer = FakeInstaller()
     plan = layer_plan(_env(_checkout(tmp_path)), installer=installer)

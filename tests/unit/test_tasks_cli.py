@@ -99,3 +99,35 @@ def test_bad_build_flags_exit_2_before_any_work(flag: str, value: str) -> None:
     assert result.returncode == 2
     assert f"{flag} {value!r} is not one of" in result.stderr
     assert "installing" not in result.stderr
+
+
+@pytest.mark.parametrize("dont_write", [False, True])
+def test_tasks_cache_the_bytecode_invoke_turns_off_unless_the_user_does(tmp_path: Path, dont_write: bool) -> None:
+    """Invoke sets sys.dont_write_bytecode before importing tasks.py, so deploy/ (and any library a
+    venv holds without .pyc) was compiled from source on every run; tasks.py turns caching back on,
+    but never against PYTHONDONTWRITEBYTECODE. tasks.py itself still gets no .pyc (Invoke's intent)."""
+    import os
+
+    proj = _project_copy(tmp_path)
+    shutil.copy(ROOT / "invoke.yaml", proj / "invoke.yaml")
+    shutil.copytree(ROOT / "deploy", proj / "deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(proj)
+    if dont_write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    cached = sorted(p.name.split(".")[0] for p in (proj / "deploy").glob("__pycache__/*.pyc"))
+    if dont_write:
+        assert cached == []
+    else:
+        assert {"cli", "config", "settings"} <= set(cached), cached
+    assert not (proj / "__pycache__").exists()
