@@ -633,6 +633,14 @@ def _show_failures(report: Any) -> None:
                 say(escape(tail))
 
 
+def _extracted(env: EnvConfig) -> Any:
+    """Verify's extracted zips, kept by sha256 under .build/extracted: the deployed verify and later
+    deploys reuse the layer's tree instead of extracting 84 MB again (see deploy/verify/extracted.py)."""
+    from deploy.verify.extracted import ExtractionCache
+
+    return ExtractionCache(root=env.paths.build / "extracted")
+
+
 def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
 
@@ -646,6 +654,7 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
             function=function,
             environment=environment,
             on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            trees=_extracted(env),
         )
     _show_failures(report)
     return report
@@ -662,6 +671,7 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
             expected_layer=layer,
             expected_function=function,
             on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            trees=_extracted(env),
         )
     _show_failures(report)
     return report

@@ -5,12 +5,14 @@ them in the sandbox and (``remote``) invoke the alias itself."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import tempfile
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,13 @@ from deploy.artifact import LAYER_KEY_PREFIX, Artifact, hex_sha256, layer_key
 from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, Targets
 from deploy.errors import VerifyError
+from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import require_trusted_layers
 from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, _with_remote, remote_check
 from deploy.verify.results import FunctionVerify, VerifyReport, _report
 from deploy.verify.sandbox import (
     DEFAULT_TIMEOUT_S,
     OnResult,
-    _extract,
     _functions_of,
     _Job,
     _run_jobs,
@@ -61,6 +63,8 @@ class _Fetcher:
     #: Zips this machine built (CodeSha256 → path): the same bytes as the deployed ones when their
     #: hash says so, which spares downloading a 40 MB layer right after uploading it.
     local: dict[str, Path] = field(default_factory=dict)
+    #: Layer version ARN → (CodeSha256, get_layer_version's answer), read once per run.
+    layers: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     def _local_copy(self, code_sha: str) -> Path | None:
         path = self.local.get(code_sha)
@@ -121,21 +125,32 @@ class _Fetcher:
             )
         return self._store(code_sha, data, name)
 
-    def layer_zip(self, arn: str) -> tuple[Path, str]:
+    def layer_sha(self, arn: str) -> str:
+        """The CodeSha256 Lambda reports for a layer version (what its bytes must hash to)."""
+        if arn in self.layers:
+            return self.layers[arn][0]
         # get_layer_version takes the unversioned ARN (any account's) plus the number; the emulator
         # implements it, unlike get_layer_version_by_arn.
         layer_arn, _, number = arn.rpartition(":")
         if not layer_arn or not number.isdigit():
             raise VerifyError(f"layer version ARN {arn!r} has no version number")
         info = self.lam.get_layer_version(LayerName=layer_arn, VersionNumber=int(number))
-        content = info.get("Content", {})
-        code_sha = content.get("CodeSha256")
+        code_sha = info.get("Content", {}).get("CodeSha256")
         if not code_sha:
             raise VerifyError(f"layer version {arn} reports no CodeSha256")
+        self.layers[arn] = (code_sha, info)
+        return str(code_sha)
+
+    def layer_zip(self, arn: str) -> Path:
+        """The layer version's bytes on this machine, checked against its CodeSha256 (only needed
+        when its extracted tree is not cached)."""
+        code_sha = self.layer_sha(arn)
+        info = self.layers[arn][1]
+        content = info.get("Content", {})
         if code_sha in self.cache:
-            return self.cache[code_sha], code_sha
+            return self.cache[code_sha]
         if (local := self._local_copy(code_sha)) is not None:
-            return local, code_sha
+            return local
         data = self._from_url(content.get("Location"))
         if data is None or _code_sha(data) != code_sha:
             data = None
@@ -153,7 +168,7 @@ class _Fetcher:
                 f"cannot download layer version {arn}: Content.Location failed and "
                 f"no lambda/layer-*.zip in {self.bucket} matches it"
             )
-        return self._store(code_sha, data, arn), code_sha
+        return self._store(code_sha, data, arn)
 
     def _layer_keys(self, size: int | None) -> list[str]:
         """Our layer objects whose size fits: hashing only those keeps the search cheap."""
@@ -207,8 +222,14 @@ def verify_deployed(
     fetch: Callable[[str], bytes] | None = http_get,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: OnResult | None = None,
+    trees: ExtractionCache | None = None,
 ) -> VerifyReport:
-    """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it."""
+    """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it.
+
+    ``trees``: extracted zips cached by sha256 (``deploy.verify.extracted``); a tree extracted from
+    bytes that hashed to this CodeSha256, unchanged since, is those bytes, so nothing is fetched or
+    hashed again for it.
+    """
     from deploy.aws.calls import client
 
     functions = _functions_of(targets)
@@ -218,12 +239,13 @@ def verify_deployed(
     lam = client(env, "lambda")
     s3 = client(env, "s3")
     states: dict[str, FunctionVerify] = {}
-    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp, contextlib.ExitStack() as held:
         root = Path(tmp)
         (root / "zips").mkdir()
+        cache = trees or ExtractionCache(root=root / "extracted")
         built = {a.code_sha256: a.path for a in (expected_layer, expected_function) if a is not None}
         fetcher = _Fetcher(env=env, bucket=targets.bucket, s3=s3, lam=lam, fetch=fetch, dest=root / "zips", local=built)
-        trees: dict[tuple[str, ...], _Tree] = {}
+        by_shas: dict[tuple[str, ...], _Tree] = {}
         jobs: list[_Job] = []
         for fn in functions:
             cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=targets.alias)
@@ -236,8 +258,7 @@ def verify_deployed(
                 function_arn=cfg_alias.get("FunctionArn"),
                 layer_arns=layer_arns,
             )
-            layer_zips = [fetcher.layer_zip(arn) for arn in layer_arns]
-            layer_shas = dict(zip(layer_arns, (sha for _, sha in layer_zips), strict=True))
+            layer_shas = {arn: fetcher.layer_sha(arn) for arn in layer_arns}
             problems = _state_problems(cfg_alias, cfg_latest, layer_shas, targets, expected_layer, expected_function)
             if problems:
                 states[fn.key] = FunctionVerify(
@@ -251,26 +272,46 @@ def verify_deployed(
                     layers=tuple(layer_arns),
                 )
                 continue
-            code_zip = fetcher.function_zip(fn.name, targets.alias, cfg_alias["CodeSha256"])
-            tree_key = (cfg_alias["CodeSha256"], *(sha for _, sha in layer_zips))
-            if tree_key not in trees:
-                base = root / "trees" / str(len(trees))
-                tree = _Tree(task_root=base / "task", opt=base / "opt")
+            code_sha = cfg_alias["CodeSha256"]
+            tree_key = (code_sha, *layer_shas.values())
+            if tree_key not in by_shas:
                 # Lambda extracts layers in order into /opt; a later one overwrites an earlier one's files.
-                for path, _ in layer_zips:
-                    _extract(path, tree.opt, f"layer {path.name} of {fn.name}")
-                _extract(code_zip, tree.task_root, f"code of {fn.name}")
-                trees[tree_key] = tree
+                opt = held.enter_context(
+                    cache.tree(
+                        [
+                            ZipSource(
+                                sha256=hex_sha256(sha),
+                                what=f"layer {arn} of {fn.name}",
+                                path=partial(fetcher.layer_zip, arn),
+                            )
+                            for arn, sha in layer_shas.items()
+                        ],
+                        layout="opt",
+                    )
+                )
+                task_root = held.enter_context(
+                    cache.tree(
+                        [
+                            ZipSource(
+                                sha256=hex_sha256(code_sha),
+                                what=f"code of {fn.name}",
+                                path=partial(fetcher.function_zip, fn.name, targets.alias, code_sha),
+                            )
+                        ],
+                        layout="task",
+                    )
+                )
+                by_shas[tree_key] = _Tree(task_root=task_root.path, opt=opt.path)
             jobs.append(
                 _Job(
                     target=replace(fn, handler=cfg_alias.get("Handler") or fn.handler),
-                    tree=trees[tree_key],
+                    tree=by_shas[tree_key],
                     cases=cases[fn.key],
                     environment=dict((cfg_alias.get("Environment") or {}).get("Variables") or {}),
                     memory_mb=int(cfg_alias.get("MemorySize") or 128),
                     function_timeout_s=float(cfg_alias.get("Timeout") or MAX_FUNCTION_TIMEOUT_S),
                     function_arn=cfg_alias.get("FunctionArn"),
-                    code_sha256=cfg_alias["CodeSha256"],
+                    code_sha256=code_sha,
                     layers=tuple(layer_arns),
                 )
             )

@@ -8,6 +8,7 @@ through the same jobs.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
@@ -20,11 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy import runtime_python
-from deploy.archive import safe_extract
 from deploy.artifact import Artifact
-from deploy.audit import LAMBDA_UNZIPPED_LIMIT
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
+from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
 from deploy.verify.jail import Jail, argv_prefix, homes, require_bwrap
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
@@ -114,15 +114,6 @@ class _Job:
     function_arn: str | None = None
     code_sha256: str | None = None
     layers: tuple[str, ...] = ()
-
-
-def _extract(zip_path: Path, dest: Path, what: str) -> None:
-    # Lambda refuses anything bigger than 250 MB unzipped, so nothing bigger is worth writing here:
-    # a small zip declaring gigabytes is refused before its first byte lands.
-    try:
-        safe_extract(zip_path, dest, max_unzipped=LAMBDA_UNZIPPED_LIMIT)
-    except BuildError as exc:
-        raise VerifyError(f"{what}: {exc.message}", hint="the zip is unsafe or unreadable; nothing was run") from None
 
 
 def _runtime_dir(root: Path) -> Path:
@@ -430,10 +421,13 @@ def verify_local(
     environment: Mapping[str, Mapping[str, str]] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: OnResult | None = None,
+    trees: ExtractionCache | None = None,
 ) -> VerifyReport:
     """Run the built artifacts (before upload) in the sandbox.
 
     ``environment`` maps a function key to the variables it will have on Lambda (optional).
+    ``trees`` keeps the extracted zips for the deployed verify and later runs (``deploy.verify.extracted``);
+    without it they are extracted into this run's temporary folder and dropped with it.
     """
     functions = _functions_of(targets_or_functions)
     jobs_cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
@@ -443,11 +437,21 @@ def verify_local(
             artifact.check()
         except BuildError as exc:
             raise VerifyError(exc.message, hint=exc.hint) from None
-    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp, contextlib.ExitStack() as held:
         root = Path(tmp)
-        tree = _Tree(task_root=root / "task", opt=root / "opt")
-        _extract(layer.path, tree.opt, f"layer {layer.path.name}")
-        _extract(function.path, tree.task_root, f"function {function.path.name}")
+        cache = trees or ExtractionCache(root=root / "extracted")
+        opt = held.enter_context(
+            cache.tree(
+                [ZipSource(sha256=layer.sha256, what=f"layer {layer.path.name}", path=lambda: layer.path)], layout="opt"
+            )
+        )
+        task_root = held.enter_context(
+            cache.tree(
+                [ZipSource(sha256=function.sha256, what=f"function {function.path.name}", path=lambda: function.path)],
+                layout="task",
+            )
+        )
+        tree = _Tree(task_root=task_root.path, opt=opt.path)
         jobs = [
             _Job(
                 target=fn,

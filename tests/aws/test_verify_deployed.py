@@ -21,6 +21,7 @@ from deploy.aws.publish import describe
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
 from deploy.errors import VerifyError
 from deploy.verify import deployed
+from deploy.verify.extracted import ExtractionCache
 from tests.unit import leakprobe as leak
 
 REGION = "us-east-1"
@@ -200,6 +201,34 @@ def test_a_built_zip_changed_since_is_not_used(stack: Stack, verify_env: EnvConf
     )
     assert report.ok, report.problems()  # ran the deployed layer (VALUE = 42), fetched from S3
     assert len(fetch.urls) == 1  # the layer's Location was tried; the code came from the local copy
+
+
+def test_trees_cached_by_the_local_verify_need_no_download_and_no_hashing(
+    stack: Stack, verify_env: EnvConfig, python312: Path, tmp_path: Path
+) -> None:
+    """The local verify extracted exactly these bytes (their sha256 is the CodeSha256 Lambda reports):
+    the deployed verify runs those trees, with nothing fetched, and no zip on this machine either."""
+    trees = ExtractionCache(root=tmp_path / "extracted")
+    local = verify.verify_local(
+        verify_env,
+        stack.targets,
+        layer=stack.layer,
+        function=stack.code,
+        python=python312,
+        environment={"ok": {"CUSTOM": "deployed"}},
+        trees=trees,
+    )
+    assert local.ok, local.problems()
+    for art in (stack.code, stack.layer):
+        stack.s3.delete_object(Bucket=stack.targets.bucket, Key=art.s3_key)
+        art.path.unlink()
+    fetch = NoUrl()
+    report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=fetch, trees=trees)
+    assert report.ok, report.problems()
+    assert fetch.urls == []
+    # Without the cache the same state has nothing to run: the trees were what made it pass.
+    with pytest.raises(VerifyError, match="cannot download"):
+        verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl())
 
 
 def test_deployed_bytes_from_code_location(stack: Stack, verify_env: EnvConfig, python312: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import struct
 import zipfile
@@ -18,6 +19,7 @@ from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import sandbox
+from deploy.verify.extracted import ExtractionCache
 
 HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 # The other architecture's ELF machine number: what a wrong-platform wheel slips into a layer.
@@ -135,6 +137,32 @@ OK_MODULES = {"lambdas/ok/__init__.py": "", "lambdas/ok/handler.py": OK_HANDLER}
 
 # ---------------------------------------------------------------------------
 # The sandbox
+
+
+def test_a_cached_tree_tampered_after_extraction_is_not_what_verify_runs(tmp_path: Path, python312: Path) -> None:
+    """The extraction cache is reused across runs; a handler edited in it (same size, mtime set back)
+    must not be what the next verify runs: it runs the zip's bytes, extracted again."""
+    trees = ExtractionCache(root=tmp_path / "extracted")
+    layer = layer_zip(tmp_path)
+    function = function_zip(tmp_path, OK_MODULES)
+
+    def run() -> verify.FunctionVerify:
+        report = verify.verify_local(
+            env_with({"ok": ECHO}), [fn()], layer=layer, function=function, python=python312, trees=trees
+        )
+        return report.functions[0]
+
+    assert run().ok
+    handler = trees.root / function.sha256 / "task" / "lambdas" / "ok" / "handler.py"
+    before = handler.stat()
+    text = handler.read_text()
+    tampered = text.replace('"value": tinydep.VALUE', '"value": 666'.ljust(22))
+    assert len(tampered) == len(text) and tampered != text
+    handler.write_text(tampered)
+    os.utime(handler, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = run()
+    assert result.ok, result.problems()  # the handler answered 42 again, not 666
+    assert handler.read_text() == text
 
 
 def test_healthy_function_imports_and_answers(tmp_path: Path, python312: Path) -> None:
