@@ -31,9 +31,10 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
-from deploy import archive, bytecode, secret_scan
+from deploy import archive, bytecode, content_cache, secret_scan
 from deploy.artifact import Artifact, PackageInfo, layer_key, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
+from deploy.content_cache import ContentCache
 from deploy.errors import AuditError, BuildError
 from deploy.identity import LayerIdentity, layer_identity
 from deploy.install import Installer, get_installer
@@ -94,6 +95,8 @@ class LayerPlan:
     identity: LayerIdentity
     installer: Installer = field(compare=False, repr=False)
     compiler: bytecode.Compiler | None = field(default=None, compare=False, repr=False)  # None: no .pyc
+    # The .pyc files of earlier builds (deploy.content_cache); None: off.
+    cache: ContentCache | None = field(default=None, compare=False, repr=False)
 
     @property
     def requirements(self) -> tuple[Requirement, ...]:
@@ -143,8 +146,11 @@ def layer_plan(
     installer: Installer | None = None,
     compiler: bytecode.Compiler | None = None,
 ) -> LayerPlan:
-    """Read and sync-check the lock, ask the builder and the bytecode compiler their versions, derive the identity."""
+    """Read and sync-check the lock, ask the builder and the bytecode compiler their versions, derive the identity.
+
+    An injected ``compiler`` is used as is; the default one goes through the content cache."""
     builder = builder or env.builder
+    cache = content_cache.default_cache()
     architecture = architecture or env.architecture
     requirements = load_requirements_file(env.paths)
     if installer is None:
@@ -157,7 +163,11 @@ def layer_plan(
     elif compiler is None:
         # The docker builder compiles inside the Lambda image; the others with this machine's runtime Python.
         run_python = getattr(installer, "run_python", None)
-        compiler = bytecode.DockerCompiler(installer) if run_python else bytecode.LocalCompiler(env.python_version)
+        # The docker builder's compile runs as the container's user: no shared cache folder there.
+        if run_python:
+            compiler = bytecode.DockerCompiler(installer)
+        else:
+            compiler = bytecode.LocalCompiler(env.python_version, cache=cache)
     identity = layer_identity(
         requirements.requirements,
         runtime=env.runtime,
@@ -181,6 +191,7 @@ def layer_plan(
         identity=identity,
         installer=installer,
         compiler=compiler,
+        cache=cache,
     )
 
 
@@ -398,11 +409,6 @@ _MAX_NAMED = 5
 LAYER_COMPRESSLEVEL = 1
 
 
-def _cache_tag(python_version: str) -> str:
-    """CPython's ``sys.implementation.cache_tag`` for a runtime: ``3.12`` -> ``cpython-312``."""
-    return "cpython-" + python_version.replace(".", "")
-
-
 def _tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -472,7 +478,7 @@ def build_layer(
                     compiled.exception()  # an audit failure still waits for the compile to stop
             if compiled is not None:
                 compiled.result()
-                rewrite_records(site, cache_tag=_cache_tag(plan.python_version))
+                rewrite_records(site, cache_tag=bytecode.cache_tag(plan.python_version))
         unzipped = _tree_size(root)
         audit.check_budget(layer_unzipped=unzipped, function_unzipped=function_unzipped, packages=packages)
 
@@ -496,6 +502,8 @@ def build_layer(
         )
         write_sbom(plan.sbom_path, layer_sbom(plan.identity, packages, plan.requirements))
         artifact.write_manifest()
+        if plan.cache is not None:
+            content_cache.prune_daily(plan.cache)
         _say(progress, f"layer {plan.identity.short} built: {_sizes(artifact)}")
         return BuildResult(artifact=artifact, reused=False, warnings=tuple(warnings))
     finally:
@@ -587,8 +595,12 @@ def function_plan(env: EnvConfig, *, compiler: bytecode.Compiler | None = None) 
         architecture=env.architecture,
         version_info=version_info(env.paths),
         ignored=_git_ignored(env.paths),
-        compiler=(compiler or bytecode.LocalCompiler(env.python_version)) if env.bytecode else None,
+        compiler=(compiler or _default_compiler(env)) if env.bytecode else None,
     )
+
+
+def _default_compiler(env: EnvConfig) -> bytecode.Compiler:
+    return bytecode.LocalCompiler(env.python_version, cache=content_cache.default_cache())
 
 
 def _ignored(rel: str, ignored: frozenset[str] | None) -> bool:
@@ -626,7 +638,7 @@ def _function_bytecode(plan: FunctionPlan, entries: list[archive.Entry], out: Pa
     if failures:
         named = "; ".join(f"backend/{f.file}: {f.error}" for f in failures)
         raise BuildError(f"function code does not compile under {plan.runtime}: {named}")
-    tag = _cache_tag(plan.runtime.removeprefix("python"))
+    tag = bytecode.cache_tag(plan.runtime.removeprefix("python"))
     return [archive.Entry(name=_pyc_rel(rel, tag), source=out / _pyc_rel(rel, tag)) for rel in sources]
 
 

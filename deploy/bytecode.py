@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deploy import runtime_python
+from deploy.content_cache import ContentCache
 from deploy.errors import BuildError
 
 RUNNER = Path(__file__).resolve().parent / "bytecode_runner.py"
@@ -63,16 +64,26 @@ def _failures(raw: Mapping[str, Any]) -> list[CompileFailure]:
     return [CompileFailure(file=str(e["file"]), error=str(e["error"])) for e in raw.get("errors", [])]
 
 
-def _spec(root: str, out: str, prefix: str, files: Sequence[str]) -> dict[str, Any]:
-    return {"root": root, "out": out, "prefix": prefix, "files": list(files), "workers": workers()}
+#: The content cache's kind for compiled files (their keys are the runner's: see bytecode_runner).
+CACHE_KIND = "pyc"
+
+
+def _spec(root: str, out: str, prefix: str, files: Sequence[str], cache: str | None = None) -> dict[str, Any]:
+    return {"root": root, "out": out, "prefix": prefix, "files": list(files), "workers": workers(), "cache": cache}
 
 
 class LocalCompiler:
-    """The runtime's interpreter on this machine (the one verify's sandbox runs)."""
+    """The runtime's interpreter on this machine (the one verify's sandbox runs).
 
-    def __init__(self, python_version: str, *, env: Mapping[str, str] = os.environ) -> None:
+    With a ``cache``, each file's ``.pyc`` is reused from earlier builds (looked up by the runner's
+    workers, in parallel); the bytes are the same either way."""
+
+    def __init__(
+        self, python_version: str, *, env: Mapping[str, str] = os.environ, cache: ContentCache | None = None
+    ) -> None:
         self.python_version = python_version
         self._env = env
+        self._cache = cache
         self._found: runtime_python.RuntimePython | None = None
 
     @property
@@ -95,7 +106,8 @@ class LocalCompiler:
     def compile(self, root: Path, files: Sequence[str], *, out: Path, prefix: str) -> list[CompileFailure]:
         with tempfile.TemporaryDirectory(prefix="bytecode-") as tmp:
             spec = Path(tmp) / "spec.json"
-            spec.write_text(json.dumps(_spec(str(root), str(out), prefix, files)))
+            cache = str(self._cache.root / CACHE_KIND) if self._cache is not None else None
+            spec.write_text(json.dumps(_spec(str(root), str(out), prefix, files, cache)))
             proc = subprocess.run(
                 [str(self.python.path), "-S", "-s", "-B", str(RUNNER), str(spec)],
                 capture_output=True,
@@ -147,3 +159,15 @@ class DockerCompiler:
 def python_files(root: Path) -> list[str]:
     """Every ``.py`` under ``root``, relative and sorted: the same list, in the same order, anywhere."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.is_file())
+
+
+def cache_tag(version: str) -> str:
+    """CPython's ``sys.implementation.cache_tag`` for an interpreter version: ``3.12.1`` -> ``cpython-312``."""
+    major, minor = version.split(".")[:2]
+    return f"cpython-{major}{minor}"
+
+
+def pyc_path(out: Path, rel: str, tag: str) -> Path:
+    """Where the runner writes the bytecode of ``rel`` (``a/b.py`` -> ``a/__pycache__/b.cpython-312.pyc``)."""
+    path = out / rel
+    return path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc"

@@ -24,3 +24,13 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[emulator.E
         yield state
     finally:
         emulator.down(settings, state_dir)
+
+
+@pytest.fixture(autouse=True)
+def _own_content_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test builds with its own, empty content cache (deploy.content_cache), never the user's;
+    subprocesses (inv …) inherit it."""
+    from deploy.content_cache import ENV_DIR, ENV_OFF
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path_factory.mktemp("content-cache")))
+    monkeypatch.delenv(ENV_OFF, raising=False)

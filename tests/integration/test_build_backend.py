@@ -23,6 +23,7 @@ import pytest
 from deploy.artifact import sha256_file
 from deploy.build import build_layer, layer_plan
 from deploy.config import ROOT, EnvConfig, Paths
+from deploy.content_cache import ENV_DIR
 from deploy.lock import load_locked_requirements
 
 pytestmark = pytest.mark.network
@@ -62,10 +63,11 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def _build_elsewhere(root: Path, venv: Path, *, umask: str, locale: str) -> dict[str, str]:
+def _build_elsewhere(root: Path, venv: Path, *, umask: str, locale: str, cache: Path) -> dict[str, str]:
     python = _venv(venv)
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL"}}
     env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", LC_ALL=locale)
+    env[ENV_DIR] = str(cache)  # each machine its own content cache: nothing compiled is shared
     proc = subprocess.run(
         [str(python), "-c", _BUILD, str(root), umask], env=env, cwd=root, capture_output=True, text=True, check=False
     )
@@ -79,11 +81,28 @@ def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, st
         pytest.fail("backend/requirements.txt is missing; the backend project must export it")
     one = tmp_path_factory.mktemp("laptop")
     two = tmp_path_factory.mktemp("ci-runner") / "deeper" / "checkout"
-    first = _build_elsewhere(_checkout(one).root, one / "venv", umask="022", locale="C.UTF-8")
-    second = _build_elsewhere(_checkout(two).root, two / "other-venv", umask="077", locale="C")
+    first = _build_elsewhere(_checkout(one).root, one / "venv", umask="022", locale="C.UTF-8", cache=one / "cache")
+    second = _build_elsewhere(_checkout(two).root, two / "other-venv", umask="077", locale="C", cache=two / "cache")
     assert not first["reused"] and not second["reused"]
     assert first["identity"] == second["identity"]
     return Path(first["path"]), Path(second["path"]), first["sha256"]
+
+
+def test_a_warm_content_cache_gives_the_same_bytes(
+    two_builds: tuple[Path, Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The first machine builds again in a new checkout with its cache now full of the .pyc files of its
+    first build: every hit must be the bytes a fresh compile gives."""
+    first, _, sha = two_builds
+    cache = first.parents[2] / "cache"  # <machine>/.build/layers/<id>.zip
+    with zipfile.ZipFile(first) as zf:
+        pycs = sum(1 for name in zf.namelist() if name.endswith(".pyc"))
+    assert pycs > 500 and sum(1 for _ in (cache / "pyc").rglob("*")) >= pycs  # the first build filled it
+    entries = sum(1 for p in cache.rglob("*") if p.is_file())
+    again = tmp_path_factory.mktemp("laptop-again")
+    third = _build_elsewhere(_checkout(again).root, again / "venv", umask="022", locale="C.UTF-8", cache=cache)
+    assert not third["reused"] and third["sha256"] == sha
+    assert sum(1 for p in cache.rglob("*") if p.is_file()) == entries  # all hits: nothing new written
 
 
 def test_two_checkouts_build_identical_bytes(two_builds: tuple[Path, Path, str]) -> None:

@@ -1,0 +1,98 @@
+"""A machine-local cache of the ``.pyc`` files earlier builds compiled.
+
+Why: a layer build installs its wheels from uv's cache in half a second, then spent 1.5 s of
+its 3.5 s compiling about 1,900 ``.py`` files, the same work as the last build for every
+package that did not change. The bytecode runner (``deploy/bytecode_runner.py``) names each
+entry by the SHA-256 of everything that decides its bytes (the source, the path its code
+object records, the compiling interpreter's exact version and the runner's own text), so a hit
+is the very file a compile writes: the layer's identity and sha256 do not depend on whether the
+cache was warm (``tests/integration/test_build_backend.py`` builds both ways and compares).
+Measured on the real layer: compile 1.52 s without the cache, 0.39 s from a warm one, 1.90 s
+filling an empty one.
+
+Deflated zip members are not cached: on this layer a warm deflate cache saved 0.3 s of the
+zip's 1.1 s and an empty one cost 1 s more, and a fresh CI runner always starts empty.
+
+Where: ``$DEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/lambda-layer-deploy``, else
+``~/.cache/lambda-layer-deploy``; ``DEPLOY_NO_CACHE=1`` turns it off. Deleting the folder is
+always safe. It is trusted like uv's own wheel cache: a folder only its user can write (created
+0700). The docker builder does not use it (its compile runs as the container's user).
+
+Bounded: after a build, at most once a day, the least recently used entries are deleted until
+the folder holds ``MAX_BYTES`` (a hit refreshes its entry's mtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DIR = "DEPLOY_CACHE_DIR"
+ENV_OFF = "DEPLOY_NO_CACHE"
+#: About 50 layer builds of this project's size (20 MB of .pyc each).
+MAX_BYTES = 1024**3
+#: ``prune`` walks every entry: at most once a day.
+PRUNE_EVERY_S = 24 * 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContentCache:
+    root: Path
+
+    def prune(self, max_bytes: int = MAX_BYTES) -> int:
+        """Delete the least recently used entries until the folder holds at most ``max_bytes``;
+        returns how many were deleted."""
+        entries: list[tuple[int, int, Path]] = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith("."):
+                    continue  # the prune stamp, a write in flight
+                full = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    st = full.stat()
+                    entries.append((st.st_mtime_ns, st.st_size, full))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, full in sorted(entries):
+            if total <= max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                full.unlink()
+                total -= size
+                removed += 1
+        return removed
+
+
+def prune_daily(cache: ContentCache, max_bytes: int = MAX_BYTES) -> int:
+    """``cache.prune`` when the last one is more than a day old (a stamp file's mtime says when)."""
+    stamp = cache.root / ".pruned"
+    with contextlib.suppress(OSError):
+        if time.time() - stamp.stat().st_mtime < PRUNE_EVERY_S:
+            return 0
+    removed = cache.prune(max_bytes)
+    with contextlib.suppress(OSError):
+        stamp.touch()
+    return removed
+
+
+def default_cache(environ: Mapping[str, str] = os.environ) -> ContentCache | None:
+    """The user's cache folder (created 0700), or None when turned off or not creatable."""
+    if environ.get(ENV_OFF, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    if environ.get(ENV_DIR):
+        root = Path(environ[ENV_DIR])
+    elif environ.get("XDG_CACHE_HOME"):
+        root = Path(environ["XDG_CACHE_HOME"]) / "lambda-layer-deploy"
+    elif environ.get("HOME"):
+        root = Path(environ["HOME"]) / ".cache" / "lambda-layer-deploy"
+    else:
+        return None
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return ContentCache(root=root)

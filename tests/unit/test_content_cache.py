@@ -1,0 +1,110 @@
+"""The .pyc cache: a hit is the very file a compile writes; what decides the bytes is in the key;
+failures are never cached; the folder stays bounded and can be turned off."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from deploy import bytecode, content_cache
+from deploy.content_cache import ContentCache
+
+
+def _tree(root: Path, files: dict[str, str]) -> list[str]:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return bytecode.python_files(root)
+
+
+def _pycs(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
+
+
+def _entries(cache: ContentCache) -> set[Path]:
+    return {p for p in cache.root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+SOURCES = {"pkg/__init__.py": "X = {'a', 'b'}\n", "pkg/mod.py": "def f():\n    return 1\n"}
+
+
+def test_a_warm_cache_writes_the_bytes_a_compile_writes(tmp_path: Path) -> None:
+    cache = ContentCache(root=tmp_path / "cache")
+    cold, warm, plain = tmp_path / "cold", tmp_path / "warm", tmp_path / "plain"
+    for root in (cold, warm, plain):
+        _tree(root, SOURCES)
+    files = bytecode.python_files(cold)
+    assert bytecode.LocalCompiler("3.12", cache=cache).compile(cold, files, out=cold, prefix="/opt/python/") == []
+    filled = _entries(cache)
+    assert len(filled) == 2
+    assert bytecode.LocalCompiler("3.12", cache=cache).compile(warm, files, out=warm, prefix="/opt/python/") == []
+    assert bytecode.LocalCompiler("3.12").compile(plain, files, out=plain, prefix="/opt/python/") == []
+    assert _entries(cache) == filled  # all hits: nothing new written
+    assert _pycs(cold) == _pycs(warm) == _pycs(plain) and len(_pycs(plain)) == 2
+
+
+def test_a_hit_is_the_cached_file(tmp_path: Path) -> None:
+    """Proves the warm run above really read the cache: an entry changed by hand is what lands."""
+    cache = ContentCache(root=tmp_path / "cache")
+    first, second = tmp_path / "first", tmp_path / "second"
+    files = _tree(first, {"m.py": "A = 1\n"})
+    _tree(second, {"m.py": "A = 1\n"})
+    bytecode.LocalCompiler("3.12", cache=cache).compile(first, files, out=first, prefix="/var/task/")
+    (entry,) = _entries(cache)
+    entry.write_bytes(b"from the cache")
+    bytecode.LocalCompiler("3.12", cache=cache).compile(second, files, out=second, prefix="/var/task/")
+    assert list(_pycs(second).values()) == [b"from the cache"]
+
+
+def test_source_and_recorded_path_are_part_of_the_key(tmp_path: Path) -> None:
+    cache = ContentCache(root=tmp_path / "cache")
+    compiler = bytecode.LocalCompiler("3.12", cache=cache)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    files = _tree(a, {"m.py": "A = 1\n"})
+    _tree(b, {"m.py": "A = 2\n"})
+    _tree(c, {"m.py": "A = 1\n"})
+    compiler.compile(a, files, out=a, prefix="/opt/python/")
+    compiler.compile(b, files, out=b, prefix="/opt/python/")  # other source
+    compiler.compile(c, files, out=c, prefix="/var/task/")  # other path in tracebacks
+    assert len(_entries(cache)) == 3
+    assert len({*_pycs(a).values(), *_pycs(b).values(), *_pycs(c).values()}) == 3
+
+
+def test_a_file_that_does_not_compile_is_never_cached(tmp_path: Path) -> None:
+    cache = ContentCache(root=tmp_path / "cache")
+    root = tmp_path / "t"
+    files = _tree(root, {"ok.py": "A = 1\n", "bad.py": "def (:\n"})
+    for _ in range(2):  # reported again on the second build, from a warm cache
+        failures = bytecode.LocalCompiler("3.12", cache=cache).compile(root, files, out=root, prefix="/var/task/")
+        assert [f.file for f in failures] == ["bad.py"]
+    assert len(_entries(cache)) == 1
+
+
+def test_prune_deletes_the_least_recently_used_first(tmp_path: Path) -> None:
+    cache = ContentCache(root=tmp_path / "cache")
+    for i, name in enumerate(["old", "middle", "new"]):
+        entry = cache.root / "pyc" / "ab" / name
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, ns=(i * 10**9, i * 10**9))
+    assert cache.prune(max_bytes=250) == 1
+    assert sorted(p.name for p in _entries(cache)) == ["middle", "new"]
+    assert content_cache.prune_daily(cache, max_bytes=0) == 2  # no stamp yet: prunes, then stamps
+    entry = cache.root / "pyc" / "cd" / "later"
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"y")
+    assert content_cache.prune_daily(cache, max_bytes=0) == 0  # pruned less than a day ago
+    assert entry.exists()
+
+
+def test_where_the_cache_lives_and_how_to_turn_it_off(tmp_path: Path) -> None:
+    chosen = content_cache.default_cache({content_cache.ENV_DIR: str(tmp_path / "mine"), "HOME": str(tmp_path)})
+    assert chosen is not None and chosen.root == tmp_path / "mine"
+    assert stat.S_IMODE(chosen.root.stat().st_mode) == 0o700
+    xdg = content_cache.default_cache({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)})
+    assert xdg is not None and xdg.root == tmp_path / "xdg" / "lambda-layer-deploy"
+    home = content_cache.default_cache({"HOME": str(tmp_path)})
+    assert home is not None and home.root == tmp_path / ".cache" / "lambda-layer-deploy"
+    assert content_cache.default_cache({content_cache.ENV_OFF: "1", "HOME": str(tmp_path)}) is None
+    assert content_cache.default_cache({}) is None
