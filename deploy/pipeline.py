@@ -794,13 +794,26 @@ def _terraform_needed(env: EnvConfig) -> tuple[bool, str]:
     return False, "terraform plan has no changes"
 
 
+def _plan_targets(env: EnvConfig, *, applied: bool) -> Targets:
+    """Terraform's outputs. ``applied``: the last apply (or a plan without changes) stands for exactly
+    this configuration, these variables and this state object (``_terraform_needed``), so the outputs
+    recorded in the state object are what ``terraform output -json`` would print: one GET instead of
+    two Terraform processes (workspace select, output), about 1.2 s of a code-only deploy."""
+    if applied:
+        try:
+            return terraform.load_targets(env, read_only=True)
+        except TerraformError:
+            pass  # no state object to read (another backend, no access): ask Terraform
+    return terraform.load_targets(env)
+
+
 def _read_plan(
     env: EnvConfig, *, layer: Artifact, function: Artifact, apply_infra: bool
 ) -> tuple[plan_mod.DeployPlan, Targets | None]:
     """The one answer to "what would a deploy change" (status, --dry-run and deploy all call this)."""
     needed, why = _terraform_needed(env) if apply_infra else (False, "--skip-infra")
     try:
-        targets = terraform.load_targets(env)
+        targets = _plan_targets(env, applied=apply_infra and not needed)
     except TerraformError:
         if not apply_infra:
             raise

@@ -7,6 +7,7 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -328,3 +329,41 @@ def test_the_artifact_bucket_is_found_in_the_state_object_without_terraform(
     s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
     with pytest.raises(TerraformError, match="no Terraform state to read for staging"):
         terraform.load_targets(env, read_only=True)  # nothing applied: a miss, and still no Terraform run
+
+
+def test_a_deploy_whose_last_apply_stands_reads_its_targets_from_the_state_object(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A code-only deploy: the fingerprint says configuration and state are what the last apply left,
+    so the outputs in that state object are Terraform's answer; no Terraform process runs for them.
+    When an apply is due (or there is no state object to read), Terraform itself answers."""
+    from tests.unit.test_terraform import deploy_targets, output_json
+
+    state = StateSettings(bucket="tf-state", key="app.tfstate")
+    env = EnvConfig(name="staging", region=REGION, state=state, paths=Paths(root=tmp_path))
+    s3.create_bucket(Bucket="tf-state")
+    outputs = output_json({**deploy_targets("staging"), "region": REGION})
+    body = json.dumps({"version": 4, "terraform_version": "1.11.4", "outputs": outputs, "resources": []})
+    s3.put_object(Bucket="tf-state", Key="env:/staging/app.tfstate", Body=body.encode())
+    ran: list[str] = []
+
+    def terraform_output(*_: Any, **__: Any) -> Any:
+        ran.append("terraform output")
+        return outputs
+
+    monkeypatch.setattr(
+        terraform_runner, "terraform_for", lambda *_a, **_k: SimpleNamespace(var_file=tmp_path / "x.tfvars")
+    )
+    monkeypatch.setattr(terraform_runner, "output_json", terraform_output)
+    terraform.forget_targets()
+
+    got = pipeline._plan_targets(env, applied=True)
+    assert got.bucket == deploy_targets("staging")["bucket"]
+    assert ran == []
+    assert pipeline._plan_targets(env, applied=False) == got
+    assert ran == ["terraform output"]
+    terraform.forget_targets()
+    s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
+    assert pipeline._plan_targets(env, applied=True) == got  # no state object: Terraform answers
+    assert ran == ["terraform output", "terraform output"]
+    terraform.forget_targets()

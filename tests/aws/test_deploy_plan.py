@@ -251,6 +251,27 @@ def test_plan_refuses_nothing_and_reads_only(world: World) -> None:
     assert isinstance(plan.attach, attach_mod.AttachPlan) and not plan.primary.publish
 
 
+def test_targets_come_from_the_state_object_only_while_the_last_apply_stands(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terraform's outputs are read from the state object (no Terraform process) exactly when no apply
+    is due; when one is, or with --skip-infra (no fingerprint was checked), Terraform answers."""
+    w = world
+    seen: list[bool] = []
+
+    def load_targets(_env: EnvConfig, *, read_only: bool = False, **_: Any) -> Targets:
+        seen.append(read_only)
+        return w.targets
+
+    monkeypatch.setattr(pipeline.terraform, "load_targets", load_targets)
+    pipeline.deploy(w.env, dry_run=True)
+    assert seen == [True]
+    w.terraform_changes = True
+    pipeline.deploy(w.env, dry_run=True)
+    pipeline.deploy(w.env, dry_run=True, apply_infra=False)
+    assert seen == [True, False, False]
+
+
 def test_unused_fixtures_are_real(role: str, old_layer_arn: str, lam: Any) -> None:
     create_function(lam, role, "acme-extra", [old_layer_arn])
     assert lam.get_alias(FunctionName="acme-extra", Name="live")["FunctionVersion"] == "1"
