@@ -229,6 +229,63 @@ def _compress(entry: Entry, level: int) -> _Member:
     return _Member(raw_size=len(raw), crc=crc, method=_DEFLATED, payload=deflated)
 
 
+def _source_status(entry: Entry) -> tuple[int, ...] | None:
+    if entry.source is None:
+        return None
+    try:
+        st = entry.source.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Precompressor:
+    """Members compressed ahead of ``write_zip``, while the build does other work.
+
+    A layer build spends 0.4 s auditing (one thread, mostly holding the GIL) and compiling
+    (another process) before it zips, and zipping is deflate, which releases the GIL: the two
+    overlap on two cores. Each member is compressed from its file's bytes as they are when it
+    is read; ``write_zip`` uses the result only when the file's status (inode, size, mtime and
+    ctime in nanoseconds) is still the one recorded at submit time, else it compresses the
+    file again, so a file rewritten in between (a RECORD gaining ``.pyc`` rows) is never stale.
+    The zip's bytes are the same either way.
+    """
+
+    def __init__(self, level: int, *, workers: int | None = None) -> None:
+        self.level = level
+        self._pool = ThreadPoolExecutor(max_workers=workers or _default_workers())
+        self._ahead: dict[str, tuple[tuple[int, ...], Path, Future[_Member]]] = {}
+
+    def submit(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            status = _source_status(entry)
+            if status is not None and entry.source is not None:
+                self._ahead[entry.name] = (status, entry.source, self._pool.submit(_compress, entry, self.level))
+
+    def take(self, entry: Entry, level: int) -> Future[_Member] | None:
+        """The member compressed ahead for ``entry``, if its file has not changed since."""
+        found = self._ahead.pop(entry.name, None)
+        if found is None or level != self.level:
+            return None
+        status, source, future = found
+        if source != entry.source or _source_status(entry) != status:
+            future.cancel()
+            return None
+        return future
+
+    def close(self) -> None:
+        for _, _, future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Precompressor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _entry_cost(entry: Entry) -> int:
     if entry.data is not None:
         return len(entry.data)
@@ -258,6 +315,7 @@ def write_zip(
     epoch: int | None = None,
     compresslevel: int = 6,
     workers: int | None = None,
+    ahead: Precompressor | None = None,
 ) -> ZipResult:
     """Write ``entries`` to ``dest`` deterministically; ``dest`` appears only when complete.
 
@@ -284,7 +342,7 @@ def write_zip(
     try:
         with os.fdopen(fd, "wb") as fh:
             out = _HashingWriter(fh)
-            unzipped = _write_members(ordered, out, dos_time, dos_date, compresslevel, workers, dest)
+            unzipped = _write_members(ordered, out, dos_time, dos_date, compresslevel, workers, dest, ahead)
         # mkstemp creates 0600; an artifact is meant to be read by CI steps and other users.
         tmp.chmod(0o644)
         tmp.replace(dest)
@@ -317,6 +375,7 @@ def _write_members(
     level: int,
     workers: int | None,
     dest: Path,
+    ahead: Precompressor | None = None,
 ) -> int:
     central: list[bytes] = []
     unzipped = 0
@@ -333,8 +392,9 @@ def _write_members(
                 if entry is None:
                     exhausted = True
                     break
-                cost = _entry_cost(entry)
-                pending.append((entry, pool.submit(_compress, entry, level), cost))
+                early = ahead.take(entry, level) if ahead is not None else None
+                cost = 0 if early is not None else _entry_cost(entry)
+                pending.append((entry, early or pool.submit(_compress, entry, level), cost))
                 in_flight += cost
             if not pending:
                 break

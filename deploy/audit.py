@@ -11,6 +11,7 @@ import fnmatch
 import importlib.metadata
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -57,19 +58,32 @@ def _skip(rel: str) -> bool:
     return rel.endswith((".pyc", ".pyo")) or "__pycache__" in rel.split("/")
 
 
-def _files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Regular files under ``root`` as (posix relative path, path), sorted, without bytecode."""
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        base = Path(folder)
-        rel_base = base.relative_to(root).as_posix()
-        prefix = "" if rel_base == "." else rel_base + "/"
-        for name in sorted(names):
-            rel = prefix + name
-            path = base / name
-            if _skip(rel) or path.is_symlink() or not path.is_file():
-                continue
-            yield rel, path
+def _files(root: Path) -> Iterator[tuple[str, str]]:
+    """Regular files under ``root`` as (posix relative path, path), sorted, without bytecode.
+
+    A folder's files come before its subfolders, each in name order; links are neither yielded
+    nor followed. ``os.scandir`` answers "regular file?" from the directory entry itself, without
+    the two stat calls per file ``Path.is_symlink``/``is_file`` cost (a layer has 4,000 files).
+    Paths are strings for the same reason: each is opened once or twice, and ``Path.open``
+    re-parses the path every time."""
+    yield from _walk(str(root), "")
+
+
+def _walk(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError:
+        return  # as os.walk: an unreadable folder holds nothing to audit
+    subfolders = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name not in _SKIP_DIRS:
+                subfolders.append(entry.name)
+        elif entry.is_file(follow_symlinks=False) and not entry.name.endswith((".pyc", ".pyo")):
+            yield prefix + entry.name, entry.path
+    for name in subfolders:
+        yield from _walk(os.path.join(folder, name), f"{prefix}{name}/")  # noqa: PTH118 - strings for speed
 
 
 # --------------------------------------------------------------------------- packages
@@ -81,8 +95,10 @@ class _Dist:
     files: tuple[str, ...]  # posix paths relative to site
 
 
-def _dist_files(site: Path, dist: importlib.metadata.Distribution) -> list[str]:
-    """Files a distribution installed, relative to ``site``: its RECORD when present, else top-level names."""
+def _dist_files(site: Path, dist: importlib.metadata.Distribution, sizes: dict[str, int] | None = None) -> list[str]:
+    """Files a distribution installed, relative to ``site``: its RECORD when present, else top-level names.
+    ``sizes`` receives each file's size."""
+    sizes = {} if sizes is None else sizes
     seen: set[str] = set()
     out: list[str] = []
     root = f"{site}{os.sep}"
@@ -92,10 +108,17 @@ def _dist_files(site: Path, dist: importlib.metadata.Distribution) -> list[str]:
         if not full.startswith(root):
             return  # a script installed outside --target (e.g. ../../bin/x) is not part of the layer
         rel = full[len(root) :].replace(os.sep, "/")
-        if rel in seen or _skip(rel) or not os.path.isfile(full):  # noqa: PTH113 - strings for speed
+        if rel in seen or _skip(rel):
+            return
+        try:
+            st = os.stat(full)  # noqa: PTH116 - one call answers "a file?" and its size
+        except OSError:
+            return
+        if not stat.S_ISREG(st.st_mode):
             return
         seen.add(rel)
         out.append(rel)
+        sizes[rel] = st.st_size
 
     recorded = dist.files  # RECORD, parsed by importlib.metadata (each access parses it again)
     if recorded is not None:
@@ -126,8 +149,9 @@ def _read_dists(site: Path) -> list[_Dist]:
     for dist in importlib.metadata.distributions(path=[str(site)]):
         wheel = HeaderParser().parsestr(dist.read_text("WHEEL") or "")
         wheel_tags = tuple(t.strip() for t in wheel.get_all("Tag", []) if t.strip())
-        files = _dist_files(site, dist)
-        size = sum((site / rel).stat().st_size for rel in files)
+        sizes: dict[str, int] = {}
+        files = _dist_files(site, dist, sizes)
+        size = sum(sizes.values())
         info = PackageInfo(
             name=str(dist.name), version=str(dist.version), size=size, files=len(files), wheel_tags=wheel_tags
         )
@@ -245,14 +269,14 @@ class ElfInfo:
     glibc: tuple[int, int] | None  # highest GLIBC_x.y symbol version it needs
 
 
-def read_elf(path: Path) -> ElfInfo | None:
+def read_elf(path: str | Path) -> ElfInfo | None:
     """Header facts of an ELF file, or None when it is not one.
 
     The glibc requirement comes from the ``.gnu.version_r`` section (the versions the
     dynamic linker checks at load time, what ``readelf -V`` shows), not from scanning
     bytes for "GLIBC_": a library may mention a version in a string without needing it.
     """
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
         head = fh.read(_EHDR.size)
         if len(head) < 20 or head[:4] != b"\x7fELF":
             return None
@@ -408,7 +432,7 @@ def check_secrets(
         try:
             why = refused_name(rel, path)
             if why is None:
-                with path.open("rb") as fh:
+                with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
                     head = fh.read(_BINARY_HEAD)
                     # Binaries (.so, images, gzip) hold random bytes that look like anything; only their
                     # head is scanned, which keeps the audit fast on a 50 MB tree of extension modules.

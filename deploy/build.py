@@ -18,6 +18,7 @@ import fnmatch
 import io
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import tempfile
@@ -334,10 +335,27 @@ def _record_rows(info: Path) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(record.read_text(encoding="utf-8"))) if row and row[0]]
 
 
-def _site_file(site: Path, rel: str) -> Path | None:
-    """The file a RECORD path names, if it is inside ``site`` (``../../bin/x`` is not)."""
-    path = Path(os.path.normpath(site / rel))
-    return path if site in path.parents and path.is_file() else None
+def _site_files(site: Path) -> frozenset[str]:
+    """Every file under ``site`` (links to files included, as ``Path.is_file`` counts them), as posix
+    paths relative to it: one walk answers the thousands of RECORD rows a layer has."""
+    found: set[str] = set()
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as scan:
+            for entry in scan:
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, f"{prefix}{entry.name}/")
+                elif entry.is_file():
+                    found.add(prefix + entry.name)
+
+    walk(str(site), "")
+    return frozenset(found)
+
+
+def _site_rel(rel: str) -> str | None:
+    """A RECORD path as a normal relative path, or None when it leaves ``site`` (``../../bin/x``)."""
+    norm = posixpath.normpath(rel)
+    return None if norm == ".." or norm.startswith(("../", "/")) else norm
 
 
 def _pyc_rel(rel: str, cache_tag: str) -> str:
@@ -356,6 +374,7 @@ def rewrite_records(site: Path, *, cache_tag: str | None) -> None:
     reading it. ``.pyc`` rows have no hash, as the wheel spec allows and pip writes them.
     """
     site = Path(os.path.normpath(site))
+    present = _site_files(site)
     for info in sorted(site.glob("*.dist-info")):
         rows = _record_rows(info)
         if not rows:
@@ -363,10 +382,11 @@ def rewrite_records(site: Path, *, cache_tag: str | None) -> None:
         kept: list[list[str]] = []
         for row in rows:
             rel = row[0]
-            if _site_file(site, rel) is None:
+            norm = _site_rel(rel)
+            if norm is None or norm not in present:
                 continue
             kept.append(row)
-            if cache_tag and rel.endswith(".py") and _site_file(site, _pyc_rel(rel, cache_tag)) is not None:
+            if cache_tag and rel.endswith(".py") and _pyc_rel(norm, cache_tag) in present:
                 kept.append([_pyc_rel(rel, cache_tag), "", ""])
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(kept)
@@ -410,7 +430,15 @@ LAYER_COMPRESSLEVEL = 1
 
 
 def _tree_size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes of the regular files under ``root`` (links not followed), one stat call each."""
+    total = 0
+    with os.scandir(root) as scan:
+        for entry in scan:
+            if entry.is_dir(follow_symlinks=False):
+                total += _tree_size(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def build_layer(
@@ -437,6 +465,7 @@ def build_layer(
     tmp_parent = plan.paths.build / "tmp"
     tmp_parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"layer-{plan.identity.short}-", dir=tmp_parent))
+    ahead: archive.Precompressor | None = None
     try:
         root = work / "root"
         site = root / "python"  # Lambda puts /opt/python on sys.path; the zip holds python/...
@@ -458,6 +487,10 @@ def build_layer(
         for warning in warnings:
             _say(progress, f"warning: {warning}")
         rewrite_records(site, cache_tag=None)  # before the audit: package sizes come from RECORD
+        # From here on the installed files are final (only RECORDs change again): deflating them
+        # starts now, beside the compile and the audit (see archive.Precompressor).
+        ahead = archive.Precompressor(LAYER_COMPRESSLEVEL)
+        ahead.submit(archive.collect(root))
         # The compile (a subprocess on every core) and the audit (reads sources, skips __pycache__)
         # touch disjoint files, so they overlap: the compile's wait releases the GIL.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -487,7 +520,9 @@ def build_layer(
         plan.manifest_path.unlink(missing_ok=True)
         _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
         entries = archive.collect(root, keep_bytecode=plan.compiler is not None)
-        result = archive.write_zip(entries, plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL)
+        result = archive.write_zip(
+            entries, plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL, ahead=ahead
+        )
         artifact = Artifact(
             kind="layer",
             identity=plan.digest,
@@ -507,6 +542,8 @@ def build_layer(
         _say(progress, f"layer {plan.identity.short} built: {_sizes(artifact)}")
         return BuildResult(artifact=artifact, reused=False, warnings=tuple(warnings))
     finally:
+        if ahead is not None:
+            ahead.close()  # its threads stop reading before the tree goes
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -59,12 +59,19 @@ def _cached(spec: dict[str, Any], rel: str, cfile: str) -> tuple[bool, Path | No
         return False, None
     entry_key = _key(spec["salt"].encode(), (spec["prefix"] + rel).encode(), source)
     entry = Path(spec["cache"]) / entry_key[:2] / entry_key
-    try:
-        data = entry.read_bytes()
-    except OSError:
-        return False, entry
     Path(cfile).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfile).write_bytes(data)
+    try:
+        # A hard link: no bytes copied. Nothing writes a .pyc of the build tree afterwards, and the
+        # tree is deleted (unlinked) after zipping, which leaves the entry as it was.
+        os.link(entry, cfile)
+    except FileNotFoundError:
+        return False, entry
+    except OSError:  # another file system, or links not allowed: copy
+        try:
+            data = entry.read_bytes()
+        except OSError:
+            return False, entry
+        Path(cfile).write_bytes(data)
     with contextlib.suppress(OSError):
         os.utime(entry)  # recently used: the last to be pruned
     return True, None

@@ -99,6 +99,33 @@ def test_same_content_gives_identical_bytes(
             assert zf.comment == b""
 
 
+def test_members_compressed_ahead_give_the_same_bytes_and_a_changed_file_is_compressed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "t"
+    for i in range(30):
+        (root / f"pkg{i % 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"pkg{i % 3}" / f"m{i}.py").write_bytes(b"x = %d\n" % i * (i + 1))
+    record = root / "pkg0" / "RECORD"
+    record.write_text("before\n")
+    plain = write_zip(collect(root), tmp_path / "plain.zip", compresslevel=1)
+
+    compressed: list[str] = []
+    real = archive._compress
+    monkeypatch.setattr(archive, "_compress", lambda e, lvl: compressed.append(e.name) or real(e, lvl))
+    with archive.Precompressor(1) as ahead:
+        ahead.submit(collect(root))
+        record.write_text("rewritten after submit\n")  # as rewrite_records does once the compile is done
+        again = write_zip(collect(root), tmp_path / "ahead.zip", compresslevel=1, ahead=ahead)
+    # Each file once, ahead; only the changed one a second time.
+    assert sorted(compressed) == sorted([e.name for e in collect(root)] + ["pkg0/RECORD"])
+    record.write_text("rewritten after submit\n")
+    fresh = write_zip(collect(root), tmp_path / "fresh.zip", compresslevel=1)
+    assert again.sha256 == fresh.sha256 != plain.sha256
+    with zipfile.ZipFile(tmp_path / "ahead.zip") as zf:
+        assert zf.read("pkg0/RECORD") == b"rewritten after submit\n"
+
+
 def test_real_zip_tools_accept_it(tmp_path: Path) -> None:
     (tmp_path / "src" / "pkg").mkdir(parents=True)
     (tmp_path / "src" / "pkg" / "__init__.py").write_text("print('hi')\n" * 500)
