@@ -64,7 +64,8 @@ def plain(value: Any) -> Any:
 def env_config(c: Any, env: str, *, root: Path | None = None) -> EnvConfig:
     """The ``EnvConfig`` for ``--env``; unknown names list the known environments (exit 2)."""
     settings = plain(c.config.get("deploy")) if c.config.get("deploy") is not None else None
-    return load_env(settings, env, paths=Paths(root=root) if root else None, environ=os.environ)
+    paths = Paths(root=root) if root else Paths()
+    return load_env(settings, env, paths=paths, environ=os.environ, remember=paths.build / "settings")
 
 
 def check_settings_file(path: Path) -> Mapping[str, Any]:

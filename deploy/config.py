@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import ConfigError
-from deploy.settings import EmulatorModel, EnvironmentModel, StateModel, apply_variables, key_path, validate
+from deploy.settings import apply_variables, key_path, validate
 
 #: Lambda's Python runtimes we can target, with the glibc of the Amazon Linux they run on.
 RUNTIME_GLIBC: Mapping[str, tuple[int, int]] = {
@@ -227,26 +227,29 @@ def load_env(
     *,
     paths: Paths | None = None,
     environ: Mapping[str, str] | None = None,
+    remember: Path | None = None,
 ) -> EnvConfig:
     """Validate the ``deploy`` settings tree and return the config of environment ``name``.
 
     ``settings`` is Invoke's merged ``c.config.deploy`` (or a plain dict in tests);
     ``environ`` the process environment, whose ``INVOKE_DEPLOY_…`` values are re-read as
     YAML (see ``deploy.settings``). Per-environment keys override the top-level ones.
+    ``remember``: where a tree that passed the check is kept (``deploy.settings.validate``).
     """
     if settings is None or not isinstance(settings, Mapping) or not settings:
         raise ConfigError(
             "invoke.yaml: missing key deploy",
             hint="run tasks from the project root, where invoke.yaml defines deploy.environments",
         )
-    top = validate(apply_variables(settings, environ or {}))
-    if not top.environments:
+    top = validate(apply_variables(settings, environ or {}), remember=remember)
+    environments = top.get("environments") or {}
+    if not environments:
         raise ConfigError("invoke.yaml: missing key deploy.environments")
-    if name not in top.environments:
-        raise ConfigError(f"unknown environment {name!r}; known environments: {', '.join(sorted(top.environments))}")
+    if name not in environments:
+        raise ConfigError(f"unknown environment {name!r}; known environments: {', '.join(sorted(environments))}")
     if not _ENV_NAME.match(name):
         raise ConfigError(f"invoke.yaml: environment name {name!r} must match {_ENV_NAME.pattern}")
-    own = top.environments[name] or EnvironmentModel()
+    own: Mapping[str, Any] = environments[name] or {}
 
     def lookup(*names: str) -> tuple[Any, tuple[str, ...]]:
         """The environment's value of a key, else the top level's: (value, its key path)."""
@@ -254,7 +257,7 @@ def load_env(
         for source, prefix in sources:
             found = source
             for key in names:
-                found = getattr(found, key, None)
+                found = found.get(key) if isinstance(found, Mapping) else None
             if found is not None:
                 return found, (*prefix, *names)
         return None, ("environments", name, *names)
@@ -277,15 +280,15 @@ def load_env(
 
     emulator = None
     endpoint_url = value("endpoint_url")
-    if "emulator" in own.model_fields_set:
-        em = own.emulator or EmulatorModel()
-        emulator = EmulatorSettings(host=em.host or "127.0.0.1", port=em.port or 5000)
+    if "emulator" in own:  # the section's presence (even empty) makes an environment local
+        em = own["emulator"] or {}
+        emulator = EmulatorSettings(host=em.get("host") or "127.0.0.1", port=em.get("port") or 5000)
         endpoint_url = endpoint_url or emulator.url
 
     smoke: dict[str, tuple[SmokeCase, ...]] = {}
     for fn_key, cases in (value("smoke") or {}).items():
         smoke[fn_key] = tuple(
-            SmokeCase(name=case.name or f"{fn_key}-{i}", event=case.event, expect=case.expect or {})
+            SmokeCase(name=case.get("name") or f"{fn_key}-{i}", event=case["event"], expect=case.get("expect") or {})
             for i, case in enumerate(cases)
         )
 
@@ -298,12 +301,15 @@ def load_env(
     trusted = trusted or []
 
     state = None
-    if "state" in own.model_fields_set:
-        st = own.state or StateModel()
-        if not st.bucket:
+    if "state" in own:
+        st = own["state"] or {}
+        if not st.get("bucket"):
             raise ConfigError(f"`{key_path(('environments', name, 'state', 'bucket'))}`: missing key")
         state = StateSettings(
-            bucket=st.bucket, key=st.key or "terraform.tfstate", region=st.region, lock=st.lock is not False
+            bucket=st["bucket"],
+            key=st.get("key") or "terraform.tfstate",
+            region=st.get("region"),
+            lock=st.get("lock") is not False,
         )
     elif emulator is not None:
         state = EMULATOR_STATE

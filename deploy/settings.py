@@ -16,116 +16,53 @@ declares every key (as null) for every environment in invoke.yaml, and
 variable's text is read as a YAML scalar, like the same text in invoke.yaml (``4`` is
 an integer, ``false`` a boolean, an empty value is null), instead of Invoke's casting,
 which turns ``false`` into True and fails with a traceback on ``eight`` for an integer.
+
+This module does not import pydantic: the model lives in ``deploy.settings_model`` and is
+imported only to check a tree not checked before. A tree that passed is remembered in
+``.build/settings/`` under the SHA-256 of the tree and of the model's code (and pydantic's
+version), so the tasks run every few minutes (a no-op ``build-layer``, ``status``) skip the
+80 ms pydantic and the model cost. A tree that fails is never remembered: it fails every time.
 """
 
 from __future__ import annotations
 
 import difflib
-import types
+import hashlib
+import importlib.util
+import json
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.errors import ConfigError
 
 PREFIX = "INVOKE_"
 ROOT_KEY = "deploy"
 
-
-class _Strict(BaseModel):
-    """No unknown keys, no coercion: ``"8"`` is not an integer, ``123`` is not a string."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class LayerModel(_Strict):
-    exclude_runtime_boto: bool | None = None
-    strip_tests: bool | None = None
-
-
-class VerifyModel(_Strict):
-    remote: bool | None = None
-    trusted_layers: list[str] | None = None
-    isolation: Literal["bwrap", "none"] | None = None
-
-
-class ShareModel(_Strict):
-    accounts: list[str] | None = None
-    organization_id: str | None = None
-    allow_public: bool | None = None
-
-
-class RemoteCacheModel(_Strict):
-    enabled: bool | None = None
-    bucket: str | None = None
-    region: str | None = None
-
-
-class SmokeCaseModel(_Strict):
-    name: str | None = None
-    event: dict[str, Any]
-    expect: dict[str, Any] | None = None
-
-
-class EmulatorModel(_Strict):
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-
-
-class StateModel(_Strict):
-    bucket: str | None = None
-    key: str | None = None
-    region: str | None = None
-    lock: bool | None = None
-
-
-class CommonModel(_Strict):
-    """Keys allowed both at the top level (defaults) and per environment."""
-
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    tfvars: str | None = None
-    runtime: str | None = None
-    architecture: str | None = None
-    builder: str | None = None
-    bytecode: bool | None = None
-    max_workers: int | None = Field(default=None, ge=1)
-    layer: LayerModel | None = None
-    verify: VerifyModel | None = None
-    share: ShareModel | None = None
-    remote_cache: RemoteCacheModel | None = None
-    smoke: dict[str, list[SmokeCaseModel]] | None = None
-    extra_regions: dict[str, str] | None = None
-
-
-class EnvironmentModel(CommonModel):
-    """One environment; ``emulator`` and ``state`` only make sense per environment."""
-
-    emulator: EmulatorModel | None = None
-    state: StateModel | None = None
-
-
-class DeployModel(CommonModel):
-    """The whole ``deploy`` tree."""
-
-    environments: dict[str, EnvironmentModel | None] | None = None
-
-
-# ---------------------------------------------------------------------------
-# Validation and its messages
-
-
-_PROBLEMS = {
-    "int_type": "expected an integer",
-    "string_type": "expected a string",
-    "bool_type": "expected true or false",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "list_type": "expected a list",
+# Every key the model (deploy.settings_model) allows, written out so that declaring them for
+# Invoke needs no pydantic; tests/unit/test_settings.py keeps it equal to the model.
+_SECTIONS: dict[str, Any] = {
+    "layer": {"exclude_runtime_boto": None, "strip_tests": None},
+    "verify": {"remote": None, "trusted_layers": None, "isolation": None},
+    "share": {"accounts": None, "organization_id": None, "allow_public": None},
+    "remote_cache": {"enabled": None, "bucket": None, "region": None},
 }
+COMMON_KEYS: dict[str, Any] = {
+    **dict.fromkeys(
+        ("region", "profile", "endpoint_url", "tfvars", "runtime", "architecture", "builder", "bytecode", "max_workers")
+    ),
+    **_SECTIONS,
+    "smoke": None,
+    "extra_regions": None,
+}
+ENVIRONMENT_KEYS: dict[str, Any] = {
+    **COMMON_KEYS,
+    "emulator": {"host": None, "port": None},
+    "state": {"bucket": None, "key": None, "region": None, "lock": None},
+}
+KEYS: dict[str, Any] = {**COMMON_KEYS, "environments": None}
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -136,61 +73,56 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def _unwrap(tp: Any) -> Any:
-    """``X | None`` → ``X``."""
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
-    return tp
+# ---------------------------------------------------------------------------
+# Validation, remembered
 
 
-def keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the model allows at ``loc`` (empty where keys are free, e.g. environment names)."""
-    tp: Any = DeployModel
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(str(part))
-            if field is None:
-                return []
-            tp = field.annotation
-        elif get_origin(tp) is dict:
-            tp = get_args(tp)[1]
-        elif get_origin(tp) is list:
-            tp = get_args(tp)[0]
-        else:
-            return []
-    tp = _unwrap(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+_MODEL_SOURCE = Path(__file__).with_name("settings_model.py")
 
 
-def _problem(error: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    path = key_path(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        known = keys_at(loc[:-1])
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if close:
-            return f"`{path}`: unknown key; did you mean `{close[0]}`?"
-        return f"`{path}`: unknown key; known keys here: {', '.join(known)}"
-    if kind == "missing":
-        return f"`{path}`: missing key"
-    problem = _PROBLEMS.get(kind, str(error["msg"]).lower())
-    return f"`{path}`: {problem}, got {error['input']!r}"
+def _model_fingerprint() -> str:
+    """The model's code and pydantic's version (its version.py, found without importing pydantic)."""
+    digest = hashlib.sha256(_MODEL_SOURCE.read_bytes())
+    spec = importlib.util.find_spec("pydantic")
+    if spec is not None and spec.origin:
+        version = Path(spec.origin).with_name("version.py")
+        digest.update(version.read_bytes() if version.is_file() else spec.origin.encode())
+    return digest.hexdigest()
 
 
-def validate(tree: Mapping[str, Any]) -> DeployModel:
-    """The ``deploy`` tree as a ``DeployModel``; every problem in one ConfigError (exit 2)."""
-    try:
-        return DeployModel.model_validate(dict(tree))
-    except ValidationError as exc:
-        lines = [_problem(error) for error in exc.errors()]
-        raise ConfigError(
-            "\n".join(lines),
-            hint="fix invoke.yaml (or the INVOKE_DEPLOY_… variable that sets the key)",
-        ) from None
+def validate(tree: Mapping[str, Any], *, remember: Path | None = None) -> dict[str, Any]:
+    """The ``deploy`` tree checked strictly (see ``deploy.settings_model``), as the keys it sets.
+
+    ``remember``: a folder where a tree that passed is kept, so the same tree with the same model
+    is not checked again. Anything that cannot be written as JSON is simply checked every time.
+    """
+    path = None
+    if remember is not None:
+        try:
+            text = json.dumps(tree, sort_keys=True)
+        except (TypeError, ValueError):
+            text = None
+        if text is not None:
+            key = hashlib.sha256(f"{_model_fingerprint()}\0{text}".encode()).hexdigest()
+            path = remember / f"{key}.json"
+            try:
+                found: dict[str, Any] = json.loads(path.read_text())
+                return found
+            except (OSError, ValueError):
+                pass
+    from deploy.settings_model import validated
+
+    # Through JSON on every path, so a remembered tree and a freshly checked one are the same values.
+    result: dict[str, Any] = json.loads(json.dumps(validated(tree), sort_keys=True))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(result, sort_keys=True))
+            tmp.replace(path)
+        except (OSError, TypeError, ValueError):
+            pass  # an unwritable build folder only costs the next run the check
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -212,15 +144,9 @@ def leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tupl
             yield here, value
 
 
-def _section_defaults(model: type[BaseModel], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every key of ``model`` as null, nested sections as mappings of nulls."""
-    out: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        if name in skip:
-            continue
-        tp = _unwrap(field.annotation)
-        out[name] = _section_defaults(tp) if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-    return out
+def _nulls(section: Mapping[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every key of ``section`` as null, nested sections as mappings of nulls."""
+    return {k: (_nulls(v) if isinstance(v, Mapping) else None) for k, v in section.items() if k not in skip}
 
 
 def invoke_defaults(file_tree: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -233,13 +159,13 @@ def invoke_defaults(file_tree: Mapping[str, Any] | None) -> dict[str, Any]:
     per_env: dict[str, Any] = {}
     for name, own in (envs or {}).items():
         own_tree = own if isinstance(own, Mapping) else {}
-        section = _section_defaults(EnvironmentModel, skip=("emulator", "state"))
+        section = _nulls(ENVIRONMENT_KEYS, skip=("emulator", "state"))
         if "emulator" in own_tree:
-            section["emulator"] = _section_defaults(EmulatorModel)
+            section["emulator"] = _nulls(ENVIRONMENT_KEYS["emulator"])
         if "state" in own_tree:
-            section["state"] = _section_defaults(StateModel)
+            section["state"] = _nulls(ENVIRONMENT_KEYS["state"])
         per_env[str(name)] = section
-    return {ROOT_KEY: {**_section_defaults(DeployModel, skip=("environments",)), "environments": per_env}}
+    return {ROOT_KEY: {**_nulls(KEYS, skip=("environments",)), "environments": per_env}}
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ file, the collection defaults tasks.py declares, then the shell environment)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -235,3 +236,67 @@ def test_defaults_declare_every_key_for_every_environment() -> None:
     assert staging["runtime"] is None and staging["layer"] == {"exclude_runtime_boto": None, "strip_tests": None}
     assert "emulator" not in staging  # declaring it would turn staging into an emulator environment
     assert declared["environments"]["local"]["emulator"] == {"host": None, "port": None}
+
+
+# ---------------------------------------------------------------------------
+# Without pydantic on the way of every task: the key table and remembered checks
+
+
+def test_the_written_out_keys_are_the_models_keys() -> None:
+    from deploy import settings
+    from deploy.settings_model import DeployModel, EnvironmentModel, section_keys
+
+    assert settings.KEYS == section_keys(DeployModel)
+    assert settings.ENVIRONMENT_KEYS == section_keys(EnvironmentModel)
+
+
+def test_a_tree_that_passed_is_not_checked_again_and_one_that_failed_always_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy import settings, settings_model
+
+    folder = tmp_path / "settings"
+    first = settings.validate(REAL["deploy"], remember=folder)
+    assert len(list(folder.glob("*.json"))) == 1
+
+    def must_not_run(tree: Any) -> Any:
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(settings_model, "validated", must_not_run)
+    assert settings.validate(REAL["deploy"], remember=folder) == first
+    monkeypatch.undo()
+
+    bad = {**REAL["deploy"], "max_workers": "eight"}
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="max_workers"):
+            settings.validate(bad, remember=folder)
+    assert len(list(folder.glob("*.json"))) == 1
+
+    # Another model (its source is part of the key) checks the same tree again.
+    other_model = tmp_path / "settings_model.py"
+    other_model.write_text(settings._MODEL_SOURCE.read_text() + "\n# changed\n")
+    monkeypatch.setattr(settings, "_MODEL_SOURCE", other_model)
+    assert settings.validate(REAL["deploy"], remember=folder) == first
+    assert len(list(folder.glob("*.json"))) == 2
+
+
+def test_a_remembered_tree_loads_the_same_config_without_importing_pydantic(tmp_path: Path) -> None:
+    """What a no-op `inv build-layer` pays: the second run reads the remembered check."""
+    script = f"""
+import json, os, sys, yaml
+from pathlib import Path
+from deploy.cli import settings_defaults
+from deploy.config import load_env
+tree = yaml.safe_load(open({str(ROOT / "invoke.yaml")!r}))["deploy"]
+settings_defaults(Path({str(ROOT / "invoke.yaml")!r}), {{}})
+env = load_env(tree, "local", environ={{}}, remember=Path({str(tmp_path / "settings")!r}))
+print(json.dumps({{"pydantic": "pydantic" in sys.modules, "env": repr(env)}}))
+"""
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ}
+        )
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert runs[0]["pydantic"] and not runs[1]["pydantic"]
+    assert runs[0]["env"] == runs[1]["env"]
