@@ -246,8 +246,8 @@ def test_the_written_out_keys_are_the_models_keys() -> None:
     from deploy import settings
     from deploy.settings_model import DeployModel, EnvironmentModel, section_keys
 
-    assert settings.KEYS == section_keys(DeployModel)
-    assert settings.ENVIRONMENT_KEYS == section_keys(EnvironmentModel)
+    assert section_keys(DeployModel) == settings.KEYS
+    assert section_keys(EnvironmentModel) == settings.ENVIRONMENT_KEYS
 
 
 def test_a_tree_that_passed_is_not_checked_again_and_one_that_failed_always_is(
