@@ -208,3 +208,38 @@ def test_an_unsafe_zip_is_named_by_its_own_path_not_the_private_copy(tmp_path: P
         pass
     assert err.value.message.startswith(f"layer bad.zip: refusing to extract {bad}: member '../escape.py'")
     assert entries(cache) == []
+
+
+def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed verify reuses what the local verify extracted only if both get the checkout's cache."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from deploy import pipeline
+    from deploy import verify as verify_mod
+    from deploy.config import EnvConfig, FunctionTarget, Paths, Targets
+
+    seen: list[Any] = []
+
+    def fake(*_: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("trees"))
+        return SimpleNamespace(functions=())
+
+    monkeypatch.setattr(verify_mod, "verify_local", fake)
+    monkeypatch.setattr(verify_mod, "verify_deployed", fake)
+    monkeypatch.setattr(pipeline, "_function_environments", lambda *_: {})
+    env = EnvConfig(name="test", region="us-east-1", paths=Paths(root=tmp_path))
+    targets = Targets(
+        env="test",
+        region="us-east-1",
+        bucket="b",
+        layer_name="acme-test-deps",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="h.handler"),),
+    )
+    pipeline._verify_local(env, targets, None, None)  # type: ignore[arg-type]
+    pipeline._verify_deployed(env, targets, None, None)
+    assert seen == [ExtractionCache(root=tmp_path / ".build" / "extracted")] * 2
