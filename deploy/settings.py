@@ -120,9 +120,20 @@ def validate(tree: Mapping[str, Any], *, remember: Path | None = None) -> dict[s
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(json.dumps(result, sort_keys=True))
             tmp.replace(path)
+            _keep_newest(path.parent, REMEMBERED)
         except (OSError, TypeError, ValueError):
             pass  # an unwritable build folder only costs the next run the check
     return result
+
+
+#: Remembered trees kept (each a few kB): one per combination of invoke.yaml and INVOKE_* variables in use.
+REMEMBERED = 32
+
+
+def _keep_newest(folder: Path, keep: int) -> None:
+    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------

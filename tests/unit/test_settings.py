@@ -279,6 +279,10 @@ def test_a_tree_that_passed_is_not_checked_again_and_one_that_failed_always_is(
     assert settings.validate(REAL["deploy"], remember=folder) == first
     assert len(list(folder.glob("*.json"))) == 2
 
+    monkeypatch.setattr(settings, "REMEMBERED", 2)  # bounded: the oldest goes
+    settings.validate({**REAL["deploy"], "max_workers": 3}, remember=folder)
+    assert len(list(folder.glob("*.json"))) == 2
+
 
 def test_a_remembered_tree_loads_the_same_config_without_importing_pydantic(tmp_path: Path) -> None:
     """What a no-op `inv build-layer` pays: the second run reads the remembered check."""
