@@ -133,6 +133,8 @@ class Artifact:
                 f"artifact {self.path} does not match its manifest (sha256 {actual[:12]}… != {self.sha256[:12]}…)",
                 hint="it was modified after the build; delete it and rebuild",
             )
+        if not trust_stat:
+            return  # only the no-op path records (and so leaves) a status file beside the zip
         try:
             tmp = self.checked_path.with_name(self.checked_path.name + ".tmp")
             tmp.write_text(json.dumps({"status": status, "sha256": actual}))
