@@ -1,13 +1,14 @@
 """A machine-local cache of the ``.pyc`` files earlier builds compiled.
 
 Why: a layer build installs its wheels from uv's cache in half a second, then spent 1.5 s of
-its 3.5 s compiling about 1,900 ``.py`` files, the same work as the last build for every
+its 3.5 s compiling about 900 ``.py`` files, the same work as the last build for every
 package that did not change. The bytecode runner (``deploy/bytecode_runner.py``) names each
 entry by the SHA-256 of everything that decides its bytes (the source, the path its code
 object records, the compiling interpreter's exact version and the runner's own text), so a hit
 is the very file a compile writes: the layer's identity and sha256 do not depend on whether the
 cache was warm (``tests/integration/test_build_backend.py`` builds both ways and compares).
-Measured on the real layer: compile 1.52 s without the cache, 0.39 s from a warm one, 1.90 s
+Measured on the real layer: compile 1.52 s without the cache, 0.23 s from a warm one (hits are hard
+links into the build tree), 1.90 s
 filling an empty one.
 
 Deflated zip members are not cached: on this layer a warm deflate cache saved 0.3 s of the
