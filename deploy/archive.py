@@ -27,7 +27,6 @@ import re
 import stat
 import struct
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
@@ -220,53 +219,11 @@ class _Member:
     payload: bytes
 
 
-#: Members at least this big go through the deflate cache: 932 of the real layer's 4,076 files,
-#: 87% of its bytes; for smaller ones a cache file costs about what deflating does.
-CACHED_MEMBER_MIN = 16 * 1024
-
-
-def _deflate(raw: bytes, level: int) -> bytes:
-    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return comp.compress(raw) + comp.flush()
-
-
-def _cached_deflate(raw: bytes, level: int, folder: Path) -> bytes:
-    """zlib's raw deflate of ``raw``, from ``folder`` when an entry there inflates back to ``raw``.
-
-    The key holds zlib's runtime version and the level besides the bytes: another zlib may emit
-    other (valid) streams, and a zip's sha256 must not depend on whose cache built it. A damaged
-    entry is replaced. Writes go to a name of this process and thread, then are renamed: a reader
-    never sees half an entry, and no temporary-file dance costs a cold build its time."""
-    digest = hashlib.sha256(f"{zlib.ZLIB_RUNTIME_VERSION}\0{level}\0".encode())
-    digest.update(raw)
-    key = digest.hexdigest()
-    path = folder / key[:2] / key
-    try:
-        cached = path.read_bytes()
-    except OSError:
-        cached = None
-    if cached is not None:
-        with contextlib.suppress(zlib.error):
-            if zlib.decompress(cached, -15) == raw:
-                with contextlib.suppress(OSError):
-                    os.utime(path)  # recently used: the last to be pruned
-                return cached
-    deflated = _deflate(raw, level)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_bytes(deflated)
-        tmp.replace(path)
-    return deflated
-
-
-def _compress(entry: Entry, level: int, cache: Path | None = None) -> _Member:
+def _compress(entry: Entry, level: int) -> _Member:
     raw = entry.read()
     crc = zlib.crc32(raw)
-    if cache is not None and len(raw) >= CACHED_MEMBER_MIN:
-        deflated = _cached_deflate(raw, level, cache)
-    else:
-        deflated = _deflate(raw, level)
+    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    deflated = comp.compress(raw) + comp.flush()
     if len(deflated) >= len(raw):
         return _Member(raw_size=len(raw), crc=crc, method=_STORED, payload=raw)
     return _Member(raw_size=len(raw), crc=crc, method=_DEFLATED, payload=deflated)
@@ -294,9 +251,8 @@ class Precompressor:
     The zip's bytes are the same either way.
     """
 
-    def __init__(self, level: int, *, workers: int | None = None, cache: Path | None = None) -> None:
+    def __init__(self, level: int, *, workers: int | None = None) -> None:
         self.level = level
-        self.cache = cache  # a deflate cache folder (see _cached_deflate), or None
         self._pool = ThreadPoolExecutor(max_workers=workers or _default_workers())
         self._ahead: dict[str, tuple[tuple[int, ...], Path, Future[_Member]]] = {}
 
@@ -304,11 +260,7 @@ class Precompressor:
         for entry in entries:
             status = _source_status(entry)
             if status is not None and entry.source is not None:
-                self._ahead[entry.name] = (
-                    status,
-                    entry.source,
-                    self._pool.submit(_compress, entry, self.level, self.cache),
-                )
+                self._ahead[entry.name] = (status, entry.source, self._pool.submit(_compress, entry, self.level))
 
     def take(self, entry: Entry, level: int) -> Future[_Member] | None:
         """The member compressed ahead for ``entry``, if its file has not changed since."""
@@ -364,7 +316,6 @@ def write_zip(
     compresslevel: int = 6,
     workers: int | None = None,
     ahead: Precompressor | None = None,
-    cache: Path | None = None,
 ) -> ZipResult:
     """Write ``entries`` to ``dest`` deterministically; ``dest`` appears only when complete.
 
@@ -391,7 +342,7 @@ def write_zip(
     try:
         with os.fdopen(fd, "wb") as fh:
             out = _HashingWriter(fh)
-            unzipped = _write_members(ordered, out, dos_time, dos_date, compresslevel, workers, dest, ahead, cache)
+            unzipped = _write_members(ordered, out, dos_time, dos_date, compresslevel, workers, dest, ahead)
         # mkstemp creates 0600; an artifact is meant to be read by CI steps and other users.
         tmp.chmod(0o644)
         tmp.replace(dest)
@@ -425,7 +376,6 @@ def _write_members(
     workers: int | None,
     dest: Path,
     ahead: Precompressor | None = None,
-    cache: Path | None = None,
 ) -> int:
     central: list[bytes] = []
     unzipped = 0
@@ -444,7 +394,7 @@ def _write_members(
                     break
                 early = ahead.take(entry, level) if ahead is not None else None
                 cost = 0 if early is not None else _entry_cost(entry)
-                pending.append((entry, early or pool.submit(_compress, entry, level, cache), cost))
+                pending.append((entry, early or pool.submit(_compress, entry, level), cost))
                 in_flight += cost
             if not pending:
                 break

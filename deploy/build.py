@@ -96,7 +96,7 @@ class LayerPlan:
     identity: LayerIdentity
     installer: Installer = field(compare=False, repr=False)
     compiler: bytecode.Compiler | None = field(default=None, compare=False, repr=False)  # None: no .pyc
-    # The .pyc files and deflated members of earlier builds (deploy.content_cache); None: off.
+    # The .pyc files of earlier builds (deploy.content_cache); None: off.
     cache: ContentCache | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -489,8 +489,7 @@ def build_layer(
         rewrite_records(site, cache_tag=None)  # before the audit: package sizes come from RECORD
         # From here on the installed files are final (only RECORDs change again): deflating them
         # starts now, beside the compile and the audit (see archive.Precompressor).
-        deflated = plan.cache.root / content_cache.DEFLATE_KIND if plan.cache is not None else None
-        ahead = archive.Precompressor(LAYER_COMPRESSLEVEL, cache=deflated)
+        ahead = archive.Precompressor(LAYER_COMPRESSLEVEL)
         ahead.submit(archive.collect(root))
         # The compile (a subprocess on every core) and the audit (reads sources, skips __pycache__)
         # touch disjoint files, so they overlap: the compile's wait releases the GIL.
@@ -522,12 +521,7 @@ def build_layer(
         _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
         entries = archive.collect(root, keep_bytecode=plan.compiler is not None)
         result = archive.write_zip(
-            entries,
-            plan.zip_path,
-            epoch=archive.ZIP_EPOCH,
-            compresslevel=LAYER_COMPRESSLEVEL,
-            ahead=ahead,
-            cache=deflated,
+            entries, plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL, ahead=ahead
         )
         artifact = Artifact(
             kind="layer",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deploy import runtime_python
-from deploy.content_cache import PYC_KIND, ContentCache
+from deploy.content_cache import ContentCache
 from deploy.errors import BuildError
 
 RUNNER = Path(__file__).resolve().parent / "bytecode_runner.py"
@@ -62,6 +62,10 @@ def runner_env() -> dict[str, str]:
 
 def _failures(raw: Mapping[str, Any]) -> list[CompileFailure]:
     return [CompileFailure(file=str(e["file"]), error=str(e["error"])) for e in raw.get("errors", [])]
+
+
+#: The content cache's kind for compiled files (their keys are the runner's: see bytecode_runner).
+CACHE_KIND = "pyc"
 
 
 def _spec(root: str, out: str, prefix: str, files: Sequence[str], cache: str | None = None) -> dict[str, Any]:
@@ -102,7 +106,7 @@ class LocalCompiler:
     def compile(self, root: Path, files: Sequence[str], *, out: Path, prefix: str) -> list[CompileFailure]:
         with tempfile.TemporaryDirectory(prefix="bytecode-") as tmp:
             spec = Path(tmp) / "spec.json"
-            cache = str(self._cache.root / PYC_KIND) if self._cache is not None else None
+            cache = str(self._cache.root / CACHE_KIND) if self._cache is not None else None
             spec.write_text(json.dumps(_spec(str(root), str(out), prefix, files, cache)))
             proc = subprocess.run(
                 [str(self.python.path), "-S", "-s", "-B", str(RUNNER), str(spec)],

@@ -37,11 +37,8 @@ from pathlib import Path
 
 ENV_DIR = "DEPLOY_CACHE_DIR"
 ENV_OFF = "DEPLOY_NO_CACHE"
-#: The folders under the cache root: compiled files (bytecode_runner), deflated zip members (archive).
-PYC_KIND = "pyc"
-DEFLATE_KIND = "deflate-v1"
-#: About 35 layer builds of this project's size (20 MB of .pyc and 35 MB of deflated members each).
-MAX_BYTES = 2 * 1024**3
+#: About 50 layer builds of this project's size (20 MB of .pyc each).
+MAX_BYTES = 1024**3
 #: ``prune`` walks every entry: at most once a day.
 PRUNE_EVERY_S = 24 * 3600
 

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -113,7 +112,7 @@ def test_members_compressed_ahead_give_the_same_bytes_and_a_changed_file_is_comp
 
     compressed: list[str] = []
     real = archive._compress
-    monkeypatch.setattr(archive, "_compress", lambda e, lvl, c=None: compressed.append(e.name) or real(e, lvl, c))
+    monkeypatch.setattr(archive, "_compress", lambda e, lvl: compressed.append(e.name) or real(e, lvl))
     with archive.Precompressor(1) as ahead:
         ahead.submit(collect(root))
         record.write_text("rewritten after submit\n")  # as rewrite_records does once the compile is done
@@ -125,42 +124,6 @@ def test_members_compressed_ahead_give_the_same_bytes_and_a_changed_file_is_comp
     assert again.sha256 == fresh.sha256 != plain.sha256
     with zipfile.ZipFile(tmp_path / "ahead.zip") as zf:
         assert zf.read("pkg0/RECORD") == b"rewritten after submit\n"
-
-
-def test_the_deflate_cache_gives_the_same_bytes_and_never_trusts_a_bad_entry(tmp_path: Path) -> None:
-    root = tmp_path / "t"
-    root.mkdir()
-    big = random.Random(7).randbytes(archive.CACHED_MEMBER_MIN) * 3  # compressible, over the threshold
-    (root / "big.bin").write_bytes(big)
-    (root / "small.py").write_bytes(b"x = 1\n")
-    cache = tmp_path / "deflate"
-    plain = write_zip(collect(root), tmp_path / "plain.zip", compresslevel=1)
-    cold = write_zip(collect(root), tmp_path / "cold.zip", compresslevel=1, cache=cache)
-    entries = [p for p in cache.rglob("*") if p.is_file()]
-    assert len(entries) == 1  # the small member is not cached
-    warm = write_zip(collect(root), tmp_path / "warm.zip", compresslevel=1, cache=cache)
-    assert plain.sha256 == cold.sha256 == warm.sha256
-
-    # A hit is really used: an entry that is another valid stream of the same bytes lands in the zip.
-    other = zlib.compressobj(9, zlib.DEFLATED, -15)
-    alternative = other.compress(big) + other.flush()
-    assert alternative != archive._deflate(big, 1)
-    entries[0].write_bytes(alternative)
-    used = write_zip(collect(root), tmp_path / "used.zip", compresslevel=1, cache=cache)
-    assert used.sha256 != plain.sha256
-    with zipfile.ZipFile(tmp_path / "used.zip") as zf:
-        assert zf.read("big.bin") == big
-
-    # Damaged, or inflating to other bytes: recomputed and replaced.
-    for bad in (b"not deflate at all", archive._deflate(b"other bytes" * 100, 1)):
-        entries[0].write_bytes(bad)
-        again = write_zip(collect(root), tmp_path / "again.zip", compresslevel=1, cache=cache)
-        assert again.sha256 == plain.sha256
-        assert entries[0].read_bytes() == archive._deflate(big, 1)
-
-    # Another level is another key.
-    write_zip(collect(root), tmp_path / "l6.zip", compresslevel=6, cache=cache)
-    assert len([p for p in cache.rglob("*") if p.is_file()]) == 2
 
 
 def test_real_zip_tools_accept_it(tmp_path: Path) -> None:
