@@ -163,13 +163,16 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 
     layers_dir = proj / ".build" / "layers"
     warm_cache = work / "content-cache"
+    # One port for the whole bench, as a user has: the port is part of the settings tree, and a new
+    # tree is checked by pydantic again (deploy.settings remembers the ones that passed).
+    port = free_port()
 
     def inv(*args: str, cache: Path = warm_cache, environ: dict[str, str] | None = None) -> None:
         """The whole process, as from the shell: interpreter start-up and imports included."""
         proc = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=proj,
-            env={**_inv_env(proj, free_port(), content_cache=cache), **(environ or {})},
+            env={**_inv_env(proj, port, content_cache=cache), **(environ or {})},
             capture_output=True,
             text=True,
             check=False,
