@@ -76,6 +76,7 @@ class Entry:
     source: Path | None = None
     data: bytes | None = None
     mode: int = 0o644
+    size: int | None = None  # the source's size when collected (collect fills it; None: not known)
 
     def __post_init__(self) -> None:
         if (self.source is None) == (self.data is None):
@@ -143,8 +144,8 @@ def collect(
     if prefix and not prefix.endswith("/"):
         raise BuildError(f"archive prefix {prefix!r} must end with '/'")
     entries: list[Entry] = []
-    for rel, source, mode in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
-        entries.append(Entry(name=prefix + rel, source=source, mode=mode))
+    for rel, source, mode, size in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
+        entries.append(Entry(name=prefix + rel, source=source, mode=mode, size=size))
     entries.sort(key=lambda e: e.name)
     return entries
 
@@ -156,7 +157,7 @@ def _walk(
     exclude: Callable[[str], bool] | None,
     active: set[Path],
     keep_bytecode: bool = False,
-) -> Iterator[tuple[str, Path, int]]:
+) -> Iterator[tuple[str, Path, int, int]]:
     try:
         children = sorted(os.scandir(folder), key=lambda d: d.name)
     except OSError as exc:
@@ -168,6 +169,16 @@ def _walk(
         if exclude is not None and exclude(rel):
             continue
         path = Path(child.path)
+        if not child.is_symlink():
+            # The directory entry answers the type without a stat call; one stat gives mode and size.
+            if child.is_dir():
+                yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
+                continue
+            if child.is_file():
+                st = child.stat()
+                yield rel, path, normalise_mode(st.st_mode), st.st_size
+                continue
+            raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
         if child.is_symlink():
             target = Path(os.path.realpath(path))
             if not _inside(target, allowed):
@@ -186,7 +197,8 @@ def _walk(
         if path.is_dir():
             yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
         elif path.is_file():
-            yield rel, path, normalise_mode(path.stat().st_mode)
+            st = path.stat()
+            yield rel, path, normalise_mode(st.st_mode), st.st_size
         else:
             raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
 
@@ -289,6 +301,8 @@ class Precompressor:
 def _entry_cost(entry: Entry) -> int:
     if entry.data is not None:
         return len(entry.data)
+    if entry.size is not None:
+        return entry.size
     assert entry.source is not None
     try:
         return entry.source.stat().st_size

@@ -512,14 +512,14 @@ def build_layer(
             if compiled is not None:
                 compiled.result()
                 rewrite_records(site, cache_tag=bytecode.cache_tag(plan.python_version))
-        unzipped = _tree_size(root)
+        entries = archive.collect(root, keep_bytecode=plan.compiler is not None)
+        unzipped = sum(e.size or 0 for e in entries)  # what the zip will hold, from collect's stat calls
         audit.check_budget(layer_unzipped=unzipped, function_unzipped=function_unzipped, packages=packages)
 
         # A manifest from an earlier, broken build of this identity must not vouch for the new zip
         # while it is being written.
         plan.manifest_path.unlink(missing_ok=True)
         _say(progress, f"zipping {unzipped / 1e6:.1f} MB")
-        entries = archive.collect(root, keep_bytecode=plan.compiler is not None)
         result = archive.write_zip(
             entries, plan.zip_path, epoch=archive.ZIP_EPOCH, compresslevel=LAYER_COMPRESSLEVEL, ahead=ahead
         )
