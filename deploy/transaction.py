@@ -22,6 +22,7 @@ import hashlib
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from types import FrameType, TracebackType
@@ -183,8 +184,12 @@ class Transaction:
 
     def __enter__(self) -> Transaction:
         self._lam = calls.client(self.env, "lambda", self.targets.region)
-        for fn in self.targets.functions:
-            state = deployed.read(self._lam, fn.name, self.targets.alias)
+        names = [fn.name for fn in self.targets.functions]
+        # Two reads per function: one at a time they were 5 s of a 50-function attach at 50 ms a
+        # call, longer than the parallel attach itself. boto3 clients are safe to share across threads.
+        with ThreadPoolExecutor(max_workers=max(1, min(self.env.max_workers, len(names) or 1))) as pool:
+            states = list(pool.map(lambda name: deployed.read(self._lam, name, self.targets.alias), names))
+        for fn, state in zip(self.targets.functions, states, strict=True):
             if state is None or state.alias is None:
                 continue  # the apply step refuses missing functions/aliases before writing
             self.snapshot[fn.name] = Snapshot(
