@@ -482,6 +482,8 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
                 deploys[name].append(_timed_inv(proj, port, "deploy", "--env", "local", *flags, extra=extra))
                 shutil.rmtree(proj / ".build" / "layers")
                 shutil.rmtree(proj / ".uv-cache", ignore_errors=True)
+                # Still a fresh runner: the .pyc cache its deploy filled goes too (see _inv_env).
+                shutil.rmtree(proj.parent / f"{proj.name}-content-cache", ignore_errors=True)
                 builds[name].append(_timed_inv(proj, port, "build-layer", "--env", "local", *flags, extra=extra))
         finally:
             _local_down(runner_a, port)
