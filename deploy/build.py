@@ -352,12 +352,6 @@ def _site_files(site: Path) -> frozenset[str]:
     return frozenset(found)
 
 
-def _site_rel(rel: str) -> str | None:
-    """A RECORD path as a normal relative path, or None when it leaves ``site`` (``../../bin/x``)."""
-    norm = posixpath.normpath(rel)
-    return None if norm == ".." or norm.startswith(("../", "/")) else norm
-
-
 def _pyc_rel(rel: str, cache_tag: str) -> str:
     folder, _, name = rel.rpartition("/")
     pyc = f"__pycache__/{name.removesuffix('.py')}.{cache_tag}.pyc"
@@ -382,8 +376,8 @@ def rewrite_records(site: Path, *, cache_tag: str | None) -> None:
         kept: list[list[str]] = []
         for row in rows:
             rel = row[0]
-            norm = _site_rel(rel)
-            if norm is None or norm not in present:
+            norm = posixpath.normpath(rel)  # a row leaving site (../../bin/x) is never among ``present``
+            if norm not in present:
                 continue
             kept.append(row)
             if cache_tag and rel.endswith(".py") and _pyc_rel(norm, cache_tag) in present:

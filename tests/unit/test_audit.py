@@ -374,3 +374,21 @@ def test_real_backend_dependencies(tmp_path: Path) -> None:
     assert "psycopg-binary" in str(err.value)
     with pytest.raises(AuditError, match=r"\(psycopg-binary\): machine aarch64, expected x86_64"):
         audit.check_elf(tmp_path / "arm", architecture="x86_64")
+
+
+def test_the_audit_walk_lists_regular_files_only_in_order_without_bytecode(tmp_path: Path) -> None:
+    """Links are neither listed nor followed (their targets inside the tree are listed under their own
+    names); a folder's files come before its subfolders; bytecode is skipped."""
+    from deploy.audit import _files
+
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "b.py").write_text("b")
+    (tmp_path / "pkg" / "a.py").write_text("a")
+    (tmp_path / "pkg" / "sub" / "c.py").write_text("c")
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-312.pyc").write_bytes(b"x")
+    (tmp_path / "pkg" / "stale.pyc").write_bytes(b"x")
+    (tmp_path / "pkg" / "link.py").symlink_to(tmp_path / "pkg" / "a.py")
+    (tmp_path / "pkg" / "linked-dir").symlink_to(tmp_path / "pkg" / "sub")
+    (tmp_path / "top.txt").write_text("t")
+    assert [rel for rel, _ in _files(tmp_path)] == ["top.txt", "pkg/a.py", "pkg/b.py", "pkg/sub/c.py"]
