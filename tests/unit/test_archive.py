@@ -442,3 +442,11 @@ def test_safe_extract_clash_with_an_earlier_archive_is_clear(tmp_path: Path) -> 
     assert err.value.message.startswith(
         f"cannot extract python/x/y.py from {tmp_path / 'two.zip'}: a file and a folder clash"
     )
+
+
+def test_a_fifo_in_the_tree_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "ok.py").write_text("x = 1\n")
+    os.mkfifo(tmp_path / "pkg" / "pipe")
+    with pytest.raises(BuildError, match=r"pkg/pipe is not a regular file"):
+        collect(tmp_path)
