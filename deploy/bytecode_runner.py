@@ -19,20 +19,23 @@ compiled in the sorted order they are given, in forked workers that inherit that
 ``cache`` (optional): a folder of earlier results (``deploy.content_cache``'s ``pyc`` kind).
 A file's entry is named by the SHA-256 of this runner's own text, the interpreter's exact
 version, the recorded path and the source bytes: everything that decides the ``.pyc``, so a
-hit is the file a compile would write. The lookups run here, in the workers, in parallel
-and beside the caller's audit instead of competing with it for one GIL.
+hit is the file a compile would write; it is used only if its 16-byte header is this
+interpreter's for exactly these source bytes (else recompiled and replaced). The lookups run
+here, in the workers, in parallel and beside the caller's audit instead of competing with it
+for one GIL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
-import py_compile
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from importlib._bootstrap_external import _code_to_hash_pyc  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -50,84 +53,93 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def _cached(spec: dict[str, Any], rel: str, cfile: str) -> tuple[bool, Path | None]:
-    """(True, None): the cached .pyc of ``rel`` was copied to ``cfile``; (False, entry): a miss, and
-    where to store the compile; (False, None): the source is unreadable (the compile names it)."""
+#: The flags word of an ``unchecked-hash`` pyc (PEP 552): hash-based, not checked against the source.
+_UNCHECKED_HASH = (0b01).to_bytes(4, "little")
+
+
+def _header(source: bytes) -> bytes:
+    """The 16 bytes every .pyc of ``source`` starts with, for this interpreter."""
+    return importlib.util.MAGIC_NUMBER + _UNCHECKED_HASH + importlib.util.source_hash(source)
+
+
+def _pyc(source: bytes, dfile: str) -> bytes:
+    """What ``py_compile`` writes for ``unchecked-hash``, made from these very bytes.
+
+    py_compile reads the file itself: had the cache keyed an entry by one read and stored the
+    compile of a second (an editor saving in between), the entry would hold other code than its
+    key says, for good. One read serves the key, the check of a hit and the compile."""
+    code = compile(source, dfile, "exec", dont_inherit=True, optimize=0)
+    # The same call py_compile makes (a private helper, stable since 3.7).
+    return bytes(_code_to_hash_pyc(code, importlib.util.source_hash(source), False))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically: a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
     try:
-        source = (Path(spec["root"]) / rel).read_bytes()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink()
+        raise
+
+
+def _hit(entry: Path, cfile: Path, source: bytes) -> bool:
+    """Link (or copy) the cached .pyc of ``source`` to ``cfile``. An entry whose header is not this
+    interpreter's for exactly these bytes (damaged, cut short) is a miss: recompiled and replaced."""
+    try:
+        with entry.open("rb") as fh:
+            if fh.read(16) != _header(source):
+                return False
     except OSError:
-        return False, None
-    entry_key = _key(spec["salt"].encode(), (spec["prefix"] + rel).encode(), source)
-    entry = Path(spec["cache"]) / entry_key[:2] / entry_key
-    Path(cfile).parent.mkdir(parents=True, exist_ok=True)
+        return False
+    cfile.parent.mkdir(parents=True, exist_ok=True)
     try:
         # A hard link: no bytes copied. Nothing writes a .pyc of the build tree afterwards, and the
         # tree is deleted (unlinked) after zipping, which leaves the entry as it was.
         os.link(entry, cfile)
-    except FileNotFoundError:
-        return False, entry
     except OSError:  # another file system, or links not allowed: copy
         try:
-            data = entry.read_bytes()
+            cfile.write_bytes(entry.read_bytes())
         except OSError:
-            return False, entry
-        Path(cfile).write_bytes(data)
+            return False
     with contextlib.suppress(OSError):
         os.utime(entry)  # recently used: the last to be pruned
-    return True, None
+    return True
 
 
-def _store(entry: Path, cfile: str) -> None:
-    """Atomically (a reader never sees half an entry); a full disk only costs a later compile."""
+def _compile_one(spec: dict[str, Any], rel: str) -> dict[str, str] | None:
+    """Compile ``rel`` (or take it from the cache); the error, if it does not compile."""
+    cfile = Path(_cfile(spec["out"], rel))
+    dfile = spec["prefix"] + rel
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=str(entry.parent), prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Path(cfile).read_bytes())
-            Path(tmp).replace(entry)
-        except BaseException:
-            Path(tmp).unlink()
-            raise
-    except OSError:
-        pass
+        source = (Path(spec["root"]) / rel).read_bytes()
+    except OSError as exc:
+        return {"file": rel, "error": f"{type(exc).__name__}: {exc}"}
+    entry = None
+    if spec.get("cache"):
+        entry_key = _key(spec["salt"].encode(), dfile.encode(), source)
+        entry = Path(spec["cache"]) / entry_key[:2] / entry_key
+        if _hit(entry, cfile, source):
+            return None
+    try:
+        data = _pyc(source, dfile)
+    except SyntaxError as exc:  # IndentationError, TabError, a NUL byte on 3.12+
+        return {"file": rel, "error": f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"}
+    except ValueError as exc:  # a NUL byte before 3.12
+        return {"file": rel, "error": f"{type(exc).__name__}: {exc}"}
+    _write(cfile, data)
+    if entry is not None:
+        with contextlib.suppress(OSError):  # a full disk only costs a later build the compile
+            _write(entry, data)
+    return None
 
 
 def _compile_chunk(job: tuple[dict[str, Any], list[str]]) -> list[dict[str, str]]:
     spec, files = job
-    errors = []
-    for rel in files:
-        cfile = _cfile(spec["out"], rel)
-        entry = None
-        if spec.get("cache"):
-            hit, entry = _cached(spec, rel, cfile)
-            if hit:
-                continue
-        try:
-            py_compile.compile(
-                str(Path(spec["root"]) / rel),
-                cfile=cfile,
-                dfile=spec["prefix"] + rel,
-                doraise=True,
-                optimize=0,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as exc:
-            errors.append({"file": rel, "error": f"{exc.exc_type_name}: {_reason(exc)}"})
-            continue
-        except (OSError, ValueError) as exc:  # unreadable file, or a NUL byte in the source
-            errors.append({"file": rel, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        if entry is not None:
-            _store(entry, cfile)
-    return errors
-
-
-def _reason(exc: py_compile.PyCompileError) -> str:
-    value = exc.exc_value
-    if isinstance(value, SyntaxError):
-        return f"{value.msg} (line {value.lineno})"
-    return str(value)
+    return [error for error in (_compile_one(spec, rel) for rel in files) if error is not None]
 
 
 def main(argv: list[str]) -> int:

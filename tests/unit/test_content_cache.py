@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from deploy import bytecode, content_cache
 from deploy.content_cache import ContentCache
+from tests.unit.runtime_pyc import _host
 
 
 def _tree(root: Path, files: dict[str, str]) -> list[str]:
@@ -44,17 +48,73 @@ def test_a_warm_cache_writes_the_bytes_a_compile_writes(tmp_path: Path) -> None:
     assert _pycs(cold) == _pycs(warm) == _pycs(plain) and len(_pycs(plain)) == 2
 
 
-def test_a_hit_is_the_cached_file(tmp_path: Path) -> None:
-    """Proves the warm run above really read the cache: an entry changed by hand is what lands."""
+def test_a_hit_is_the_cached_file_and_a_damaged_one_is_replaced(tmp_path: Path) -> None:
+    """Proves the warm run above really read the cache: an entry with the right header but another body
+    is what lands; an entry whose header does not match the source is compiled again and replaced."""
     cache = ContentCache(root=tmp_path / "cache")
-    first, second = tmp_path / "first", tmp_path / "second"
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
     files = _tree(first, {"m.py": "A = 1\n"})
-    _tree(second, {"m.py": "A = 1\n"})
+    for root in (second, third):
+        _tree(root, {"m.py": "A = 1\n"})
     bytecode.LocalCompiler("3.12", cache=cache).compile(first, files, out=first, prefix="/var/task/")
     (entry,) = _entries(cache)
-    entry.write_bytes(b"from the cache")
+    good = entry.read_bytes()
+    entry.write_bytes(good[:16] + b"body from the cache")
     bytecode.LocalCompiler("3.12", cache=cache).compile(second, files, out=second, prefix="/var/task/")
-    assert list(_pycs(second).values()) == [b"from the cache"]
+    assert list(_pycs(second).values()) == [good[:16] + b"body from the cache"]
+
+    entry.write_bytes(b"damaged")
+    bytecode.LocalCompiler("3.12", cache=cache).compile(third, files, out=third, prefix="/var/task/")
+    assert list(_pycs(third).values()) == [good] and entry.read_bytes() == good
+
+
+def test_the_entry_holds_the_bytes_its_key_names_even_if_the_file_changes_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor saving between the read that names the entry and the compile must not file one
+    source's bytecode under the other's key: one read serves both (run in-process, this interpreter)."""
+    import importlib.util
+
+    from deploy import bytecode_runner
+
+    root, cache = tmp_path / "t", tmp_path / "cache"
+    _tree(root, {"app.py": "VALUE = 'old'\n"})
+    spec = {"root": str(root), "out": str(root), "prefix": "/var/task/", "cache": str(cache), "salt": "test"}
+    real = bytecode_runner._key
+
+    def saved_meanwhile(*parts: bytes) -> str:
+        key = real(*parts)  # the entry is named now, from the bytes read: the file changes right after
+        (root / "app.py").write_text("VALUE = 'NEW'\n")
+        return key
+
+    monkeypatch.setattr(bytecode_runner, "_key", saved_meanwhile)
+    assert bytecode_runner._compile_chunk((spec, ["app.py"])) == []
+    (entry,) = [p for p in cache.rglob("*") if p.is_file()]
+    stored = entry.read_bytes()
+    assert stored[8:16] == importlib.util.source_hash(b"VALUE = 'old'\n")
+    assert b"old" in stored and b"NEW" not in stored
+
+
+def test_the_runner_writes_what_py_compile_writes(tmp_path: Path) -> None:
+    """Compiling from the bytes read once must give py_compile's own bytes (unchecked-hash)."""
+    python = _host()
+    root = tmp_path / "t"
+    files = _tree(root, {"pkg/__init__.py": "X = {'a', 'b'}\n", "pkg/m.py": "def f():\n    return 1\n"})
+    assert bytecode.LocalCompiler("3.12").compile(root, files, out=root, prefix="/opt/python/") == []
+    script = (
+        "import py_compile, sys\n"
+        "for src, out, dfile in zip(*[iter(sys.argv[1:])] * 3):\n"
+        "    py_compile.compile(src, cfile=out, dfile=dfile, doraise=True, optimize=0,\n"
+        "        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+    )
+    argv: list[str] = []
+    for rel in files:
+        argv += [str(root / rel), str(tmp_path / f"{rel.replace('/', '_')}.pyc"), f"/opt/python/{rel}"]
+    subprocess.run([str(python.path), "-c", script, *argv], check=True, env=bytecode.runner_env())
+    for rel in files:
+        assert (tmp_path / f"{rel.replace('/', '_')}.pyc").read_bytes() == bytecode.pyc_path(
+            root, rel, python.cache_tag
+        ).read_bytes()
 
 
 def test_source_and_recorded_path_are_part_of_the_key(tmp_path: Path) -> None:
