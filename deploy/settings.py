@@ -90,39 +90,48 @@ def _model_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _plain(value: Any) -> bool:
+    """JSON's own types with string keys only: then ``json.dumps`` keeps every type apart (``1`` is not
+    ``"1"``) and gives the values back unchanged, so the text can name the tree and hold its result."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | int | float)
+
+
 def validate(tree: Mapping[str, Any], *, remember: Path | None = None) -> dict[str, Any]:
     """The ``deploy`` tree checked strictly (see ``deploy.settings_model``), as the keys it sets.
 
     ``remember``: a folder where a tree that passed is kept, so the same tree with the same model
-    is not checked again. Anything that cannot be written as JSON is simply checked every time.
+    is not checked again. A tree with anything JSON would change (an integer key, a YAML date) is
+    checked every time and never remembered; neither is a tree that fails.
     """
     path = None
-    if remember is not None:
+    if remember is not None and _plain(tree):
+        text = json.dumps(tree, sort_keys=True)
+        key = hashlib.sha256(f"{_model_fingerprint()}\0{text}".encode()).hexdigest()
+        path = remember / f"{key}.json"
         try:
-            text = json.dumps(tree, sort_keys=True)
-        except (TypeError, ValueError):
-            text = None
-        if text is not None:
-            key = hashlib.sha256(f"{_model_fingerprint()}\0{text}".encode()).hexdigest()
-            path = remember / f"{key}.json"
-            try:
-                found: dict[str, Any] = json.loads(path.read_text())
-                return found
-            except (OSError, ValueError):
-                pass
+            found: dict[str, Any] = json.loads(path.read_text())
+            return found
+        except (OSError, ValueError):
+            pass
     from deploy.settings_model import validated
 
-    # Through JSON on every path, so a remembered tree and a freshly checked one are the same values.
-    result: dict[str, Any] = json.loads(json.dumps(validated(tree), sort_keys=True))
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps(result, sort_keys=True))
-            tmp.replace(path)
-            _keep_newest(path.parent, REMEMBERED)
-        except (OSError, TypeError, ValueError):
-            pass  # an unwritable build folder only costs the next run the check
+    from_model = validated(tree)
+    if path is None:
+        return from_model
+    # Through JSON, so a remembered tree and a freshly checked one are the same values.
+    result: dict[str, Any] = json.loads(json.dumps(from_model, sort_keys=True))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result, sort_keys=True))
+        tmp.replace(path)
+        _keep_newest(path.parent, REMEMBERED)
+    except OSError:
+        pass  # an unwritable build folder only costs the next run the check
     return result
 
 

@@ -304,3 +304,27 @@ print(json.dumps({{"pydantic": "pydantic" in sys.modules, "env": repr(env)}}))
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert runs[0]["pydantic"] and not runs[1]["pydantic"]
     assert runs[0]["env"] == runs[1]["env"]
+
+
+def test_what_json_would_change_is_checked_every_time_and_never_remembered(tmp_path: Path) -> None:
+    """A YAML date in a smoke event loads as before (no crash turning it into JSON); an integer key,
+    which JSON would make a string, is refused on every run, never served from a remembered "1"."""
+    from deploy import settings
+
+    folder = tmp_path / "settings"
+    dated = yaml.safe_load(
+        "environments:\n  local:\n    region: us-east-1\n    smoke:\n      api:\n"
+        "        - name: since\n          event: {since: 2024-01-01}\n"
+    )
+    for _ in range(2):
+        env = load_env(dated, "local", environ={}, remember=folder)
+        assert str(env.verify.smoke["api"][0].event["since"]) == "2024-01-01"
+    assert not folder.exists()
+
+    quoted = {**REAL["deploy"], "extra_regions": {"1": "us-west-2"}}
+    settings.validate(quoted, remember=folder)  # a string key: fine, and remembered
+    assert len(list(folder.glob("*.json"))) == 1
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"extra_regions"):
+            settings.validate({**REAL["deploy"], "extra_regions": {1: "us-west-2"}}, remember=folder)
+    assert len(list(folder.glob("*.json"))) == 1
