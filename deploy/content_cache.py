@@ -20,7 +20,8 @@ starts empty. Deflating beside the audit (archive.Precompressor) is what the zip
 Where: ``$DEPLOY_CACHE_DIR``, else ``$XDG_CACHE_HOME/lambda-layer-deploy``, else
 ``~/.cache/lambda-layer-deploy``; ``DEPLOY_NO_CACHE=1`` turns it off. Deleting the folder is
 always safe. It is trusted like uv's own wheel cache: a folder only its user can write (created
-0700). The docker builder does not use it (its compile runs as the container's user).
+0700; an existing folder that is another user's, or writable by group or others, is not used).
+The docker builder does not use it (its compile runs as the container's user).
 
 Bounded: after a build, at most once a day, the least recently used entries are deleted until
 the folder holds ``MAX_BYTES`` (a hit refreshes its entry's mtime).
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +44,8 @@ ENV_OFF = "DEPLOY_NO_CACHE"
 MAX_BYTES = 1024**3
 #: ``prune`` walks every entry: at most once a day.
 PRUNE_EVERY_S = 24 * 3600
+#: A temporary file of a write older than this was left by a killed build.
+STALE_TMP_S = 3600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,11 +56,18 @@ class ContentCache:
         """Delete the least recently used entries until the folder holds at most ``max_bytes``;
         returns how many were deleted."""
         entries: list[tuple[int, int, Path]] = []
+        stale = time.time() - STALE_TMP_S
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith("."):
-                    continue  # the prune stamp, a write in flight
                 full = Path(dirpath) / name
+                if name.startswith(".tmp-"):
+                    # A write in flight, or one a killed build left: gone after an hour.
+                    with contextlib.suppress(OSError):
+                        if full.stat().st_mtime < stale:
+                            full.unlink()
+                    continue
+                if name.startswith("."):
+                    continue  # the prune stamp
                 with contextlib.suppress(OSError):
                     st = full.stat()
                     entries.append((st.st_mtime_ns, st.st_size, full))
@@ -97,6 +109,20 @@ def default_cache(environ: Mapping[str, str] = os.environ) -> ContentCache | Non
         return None
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = root.lstat()
     except OSError:
+        return None
+    # mkdir's mode applies only to a folder it creates: one that already exists (a shared
+    # DEPLOY_CACHE_DIR, a restored CI cache) is used only if it is this user's and nobody else can
+    # write to it, because an entry there is bytecode the layer ships unread.
+    problem = None
+    if not stat.S_ISDIR(st.st_mode):
+        problem = "is not a folder (a link?)"
+    elif hasattr(os, "getuid") and st.st_uid != os.getuid():
+        problem = f"belongs to uid {st.st_uid}, not to this user"
+    elif st.st_mode & 0o022:
+        problem = f"is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    if problem is not None:
+        print(f"warning: the .pyc cache {root} {problem}: not used (chmod 700 it, or set {ENV_DIR})", file=sys.stderr)
         return None
     return ContentCache(root=root)

@@ -168,3 +168,35 @@ def test_where_the_cache_lives_and_how_to_turn_it_off(tmp_path: Path) -> None:
     assert home is not None and home.root == tmp_path / ".cache" / "lambda-layer-deploy"
     assert content_cache.default_cache({content_cache.ENV_OFF: "1", "HOME": str(tmp_path)}) is None
     assert content_cache.default_cache({}) is None
+
+
+def test_a_folder_others_can_write_or_another_users_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An entry is bytecode the layer ships unread: only a folder this user alone can write is trusted."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert content_cache.default_cache({content_cache.ENV_DIR: str(shared)}) is None
+    assert "writable by others (mode 777)" in capsys.readouterr().err
+    shared.chmod(0o700)
+    assert content_cache.default_cache({content_cache.ENV_DIR: str(shared)}) is not None
+    monkeypatch.setattr(os, "getuid", lambda: 4242)
+    assert content_cache.default_cache({content_cache.ENV_DIR: str(shared)}) is None
+    assert "not to this user" in capsys.readouterr().err
+    monkeypatch.undo()
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    assert content_cache.default_cache({content_cache.ENV_DIR: str(link)}) is None
+
+
+def test_prune_removes_writes_a_killed_build_left(tmp_path: Path) -> None:
+    cache = ContentCache(root=tmp_path / "cache")
+    folder = cache.root / "pyc" / "ab"
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".tmp-old", folder / ".tmp-fresh"
+    for p in (old, fresh):
+        p.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    cache.prune()
+    assert not old.exists() and fresh.exists()
