@@ -235,20 +235,28 @@ class ExtractionCache:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
+            private = False
             with self._changing():
                 if entry.exists() and _check(entry, key, layout) is None:
                     # Another process extracted the same bytes meanwhile: use its tree, drop ours.
                     shutil.rmtree(staging, ignore_errors=True)
                     held.enter_context(self._use(entry))
                     found = Tree(path=entry / layout, key=key, source="cached")
+                elif entry.exists() and not self._set_aside(entry):
+                    # A verify still running reads the untrusted entry by its path: it stays where it is,
+                    # and this run uses its own extraction, removed when the run ends.
+                    private = True
+                    found = Tree(path=staging / layout, key=key, source="re-extracted", why=why)
                 else:
-                    if entry.exists():
-                        self._set_aside(entry)
                     staging.rename(entry)  # its lock file moves with it, still held by us
                     os.utime(entry / _LOCK)  # most recently used
                     self._prune(spare=entry)
                     found = Tree(path=entry / layout, key=key, source="re-extracted" if why else "extracted", why=why)
-            yield found
+            try:
+                yield found
+            finally:
+                if private:
+                    shutil.rmtree(staging, ignore_errors=True)
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
@@ -262,10 +270,19 @@ class ExtractionCache:
             os.utime(entry / _LOCK)  # most recently used: the last to be pruned
             yield
 
-    def _set_aside(self, entry: Path) -> None:
-        """An untrusted entry leaves its key at once; it is deleted when nobody uses it any more."""
-        trash = Path(tempfile.mkdtemp(prefix=_TRASH, dir=self.root))
-        entry.rename(trash / "entry")
+    def _set_aside(self, entry: Path) -> bool:
+        """An untrusted entry leaves its key at once, and is deleted later; False (and left in place)
+        while a running verify holds it: moving it would swap the tree under that run's paths."""
+        fd = _try_exclusive(entry / _LOCK)
+        if fd is None and (entry / _LOCK).exists():
+            return False
+        try:
+            trash = Path(tempfile.mkdtemp(prefix=_TRASH, dir=self.root))
+            entry.rename(trash / "entry")
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return True
 
     def _prune(self, *, spare: Path) -> None:
         """Keep the ``keep`` most recently used entries; remove the rest, leftovers of interrupted

@@ -243,3 +243,23 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
     pipeline._verify_local(env, targets, None, None)  # type: ignore[arg-type]
     pipeline._verify_deployed(env, targets, None, None)
     assert seen == [ExtractionCache(root=tmp_path / ".build" / "extracted")] * 2
+
+
+def test_an_untrusted_entry_another_verify_still_reads_stays_and_this_run_extracts_privately(
+    tmp_path: Path, code_zip: Path
+) -> None:
+    """Moving the entry aside would put the fresh tree under the path the other run is reading."""
+    cache = ExtractionCache(root=tmp_path / "extracted")
+    src, counted = source(code_zip)
+    with cache.tree([src], layout="task") as running:  # run A holds the entry
+        handler = running.path / "app" / "handler.py"
+        handler.chmod(0o777)  # the tree changed since extraction: B will not trust it
+        with cache.tree([src], layout="task") as other:
+            assert other.source == "re-extracted"
+            assert other.path != running.path and other.path.is_dir()
+            assert (other.path / "app" / "handler.py").read_text() == HANDLER
+            assert running.path.is_dir() and oct(handler.stat().st_mode & 0o777) == oct(0o777)  # A's tree stays
+        assert not other.path.exists()  # B's private extraction is gone with B's run
+    assert counted.calls == 2
+    with cache.tree([src], layout="task") as later:  # nobody holds it now: set aside and replaced
+        assert later.source == "re-extracted" and later.path == running.path
