@@ -119,10 +119,10 @@ def test_uv_install_drops_compile_bytecode_env(monkeypatch: pytest.MonkeyPatch) 
         ),
     ],
 )
-def test_uv_errors_name_the_package(stderr: str, needle: str) -> None:  # hand-written: the other uv errors
+def test_uv_errors_name_the_package(stderr: str, needle: str, tmp_path: Path) -> None:  # hand-written
     uv = UvInstaller(uv_bin="/bin/uv", runner=FakeRunner(returncode=1, stderr=stderr))
     with pytest.raises(BuildError) as err:
-        uv.install(REQ, OUT, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
+        uv.install(REQ, tmp_path / "python", python_version="3.12", architecture="x86_64", glibc_floor=(2, 34))
     assert needle in str(err.value)
     assert stderr.strip().splitlines()[-1].strip() in str(err.value)  # the tail of uv's own words
 
@@ -138,14 +138,14 @@ PYYAML_MESSAGE = (
 
 
 @pytest.mark.parametrize("recorded", [RECORDED, RECORDED_WRAPPED], ids=["one-line", "wrapped-at-80-columns"])
-def test_uv_no_wheel_error_from_the_recorded_uv_output(recorded: dict[str, Any]) -> None:
+def test_uv_no_wheel_error_from_the_recorded_uv_output(recorded: dict[str, Any], tmp_path: Path) -> None:
     """uv's own words (tests/fixtures/uv/record.py ran the pinned uv): package, version, target and what to do."""
     if recorded["columns"]:
         assert "has no usable\n" in recorded["stderr"]  # wrapped mid-requirement, as in CI logs
     runner = FakeRunner(returncode=recorded["returncode"], stderr=recorded["stderr"])
     uv = UvInstaller(uv_bin="/bin/uv", runner=runner)
     with pytest.raises(BuildError) as err:
-        uv.install(REQ, OUT, python_version="3.11", architecture="x86_64", glibc_floor=(2, 26))
+        uv.install(REQ, tmp_path / "python", python_version="3.11", architecture="x86_64", glibc_floor=(2, 26))
     assert err.value.message.startswith(PYYAML_MESSAGE)
     assert "has no usable" in err.value.message  # uv's own text follows
     assert err.value.hint == (
@@ -403,3 +403,31 @@ def test_docker_builder_without_the_docker_package_is_a_clear_error(monkeypatch:
         DockerInstaller().version()
     assert err.value.message == "the Docker builder needs the docker package, which is not installed"
     assert "pip install -e '.[docker]'" in (err.value.hint or "")
+
+
+def test_uv_installs_from_its_cache_first_and_online_only_when_that_fails(tmp_path: Path) -> None:
+    """A rebuild needs no index round trip; a wheel missing from the cache (the offline run fails) is
+    fetched by a second, online run into an emptied target, and only that run's words are explained."""
+    target = tmp_path / "python"
+    target.mkdir()
+    ok = FakeRunner()
+    UvInstaller(uv_bin="/bin/uv", runner=ok).install(
+        REQ, target, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34)
+    )
+    assert [call[-1] for call in ok.calls] == ["--offline"]
+
+    class OfflineMisses(FakeRunner):
+        def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            if "--offline" in argv:
+                (target / "half-installed").write_text("x")
+                return subprocess.CompletedProcess(argv, 1, "", "error: six was not found in the cache\n")
+            return super().__call__(argv, **kwargs)
+
+    online = OfflineMisses(returncode=1, stderr="error: something unexpected happened\n")
+    with pytest.raises(BuildError) as err:
+        UvInstaller(uv_bin="/bin/uv", runner=online).install(
+            REQ, target, python_version="3.12", architecture="x86_64", glibc_floor=(2, 34)
+        )
+    assert len(online.calls) == 1 and "--offline" not in online.calls[0]  # the online run (recorded by super)
+    assert "something unexpected happened" in str(err.value) and "not found in the cache" not in str(err.value)
+    assert not (target / "half-installed").exists() and target.is_dir()
