@@ -110,6 +110,17 @@ def _hit(entry: Path, cfile: Path, source: bytes) -> bool:
     return True
 
 
+def _cached_here(spec: dict[str, Any], rel: str) -> bool:
+    """Whether ``rel``'s .pyc came from the cache (any problem: no, and the compile will say)."""
+    try:
+        source = (Path(spec["root"]) / rel).read_bytes()
+    except OSError:
+        return False
+    dfile = spec["prefix"] + rel
+    entry_key = _key(spec["salt"].encode(), dfile.encode(), source)
+    return _hit(Path(spec["cache"]) / entry_key[:2] / entry_key, Path(_cfile(spec["out"], rel)), source)
+
+
 def _compile_one(spec: dict[str, Any], rel: str) -> dict[str, str] | None:
     """Compile ``rel`` (or take it from the cache); the error, if it does not compile."""
     cfile = Path(_cfile(spec["out"], rel))
@@ -149,6 +160,10 @@ def main(argv: list[str]) -> int:
     version = ".".join(str(n) for n in sys.version_info[:3])
     runner = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     spec["salt"] = f"pyc-v1\0{runner}\0{sys.implementation.cache_tag}\0{version}"
+    if spec.get("cache"):
+        # Hits first, here: a warm rebuild is all hits (a read, a hash, a link each), cheaper than
+        # starting the worker processes; only the misses go on to be compiled.
+        files = [rel for rel in files if not _cached_here(spec, rel)]
     # Small contiguous chunks keep the workers evenly busy; the order inside each chunk stays sorted.
     size = max(1, min(64, len(files) // (workers * 8) or 1))
     chunks = [(spec, files[i : i + size]) for i in range(0, len(files), size)]
