@@ -110,31 +110,31 @@ def _hit(entry: Path, cfile: Path, source: bytes) -> bool:
     return True
 
 
+def _entry(spec: dict[str, Any], dfile: str, source: bytes) -> Path:
+    """The cache entry for ``source`` compiled as ``dfile`` (see the module docstring for the key)."""
+    entry_key = _key(spec["salt"].encode(), dfile.encode(), source)
+    return Path(spec["cache"]) / entry_key[:2] / entry_key
+
+
 def _cached_here(spec: dict[str, Any], rel: str) -> bool:
     """Whether ``rel``'s .pyc came from the cache (any problem: no, and the compile will say)."""
     try:
         source = (Path(spec["root"]) / rel).read_bytes()
     except OSError:
         return False
-    dfile = spec["prefix"] + rel
-    entry_key = _key(spec["salt"].encode(), dfile.encode(), source)
-    return _hit(Path(spec["cache"]) / entry_key[:2] / entry_key, Path(_cfile(spec["out"], rel)), source)
+    entry = _entry(spec, spec["prefix"] + rel, source)
+    return _hit(entry, Path(_cfile(spec["out"], rel)), source)
 
 
 def _compile_one(spec: dict[str, Any], rel: str) -> dict[str, str] | None:
-    """Compile ``rel`` (or take it from the cache); the error, if it does not compile."""
+    """Compile ``rel`` (a miss, when there is a cache: ``main`` took the hits) and store it in the
+    cache under the key of the very bytes compiled; the error, if it does not compile."""
     cfile = Path(_cfile(spec["out"], rel))
     dfile = spec["prefix"] + rel
     try:
         source = (Path(spec["root"]) / rel).read_bytes()
     except OSError as exc:
         return {"file": rel, "error": f"{type(exc).__name__}: {exc}"}
-    entry = None
-    if spec.get("cache"):
-        entry_key = _key(spec["salt"].encode(), dfile.encode(), source)
-        entry = Path(spec["cache"]) / entry_key[:2] / entry_key
-        if _hit(entry, cfile, source):
-            return None
     try:
         data = _pyc(source, dfile)
     except SyntaxError as exc:  # IndentationError, TabError, a NUL byte on 3.12+
@@ -142,9 +142,9 @@ def _compile_one(spec: dict[str, Any], rel: str) -> dict[str, str] | None:
     except ValueError as exc:  # a NUL byte before 3.12
         return {"file": rel, "error": f"{type(exc).__name__}: {exc}"}
     _write(cfile, data)
-    if entry is not None:
+    if spec.get("cache"):
         with contextlib.suppress(OSError):  # a full disk only costs a later build the compile
-            _write(entry, data)
+            _write(_entry(spec, dfile, source), data)
     return None
 
 
