@@ -165,9 +165,3 @@ def cache_tag(version: str) -> str:
     """CPython's ``sys.implementation.cache_tag`` for an interpreter version: ``3.12.1`` -> ``cpython-312``."""
     major, minor = version.split(".")[:2]
     return f"cpython-{major}{minor}"
-
-
-def pyc_path(out: Path, rel: str, tag: str) -> Path:
-    """Where the runner writes the bytecode of ``rel`` (``a/b.py`` -> ``a/__pycache__/b.cpython-312.pyc``)."""
-    path = out / rel
-    return path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy import bytecode, content_cache
+from deploy.build import _pyc_rel
 from deploy.content_cache import ContentCache
 from tests.unit.runtime_pyc import _host
 
@@ -112,8 +113,8 @@ def test_the_runner_writes_what_py_compile_writes(tmp_path: Path) -> None:
         argv += [str(root / rel), str(tmp_path / f"{rel.replace('/', '_')}.pyc"), f"/opt/python/{rel}"]
     subprocess.run([str(python.path), "-c", script, *argv], check=True, env=bytecode.runner_env())
     for rel in files:
-        assert (tmp_path / f"{rel.replace('/', '_')}.pyc").read_bytes() == bytecode.pyc_path(
-            root, rel, python.cache_tag
+        assert (tmp_path / f"{rel.replace('/', '_')}.pyc").read_bytes() == (
+            root / _pyc_rel(rel, python.cache_tag)
         ).read_bytes()
 
 
