@@ -169,16 +169,6 @@ def _walk(
         if exclude is not None and exclude(rel):
             continue
         path = Path(child.path)
-        if not child.is_symlink():
-            # The directory entry answers the type without a stat call; one stat gives mode and size.
-            if child.is_dir():
-                yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
-                continue
-            if child.is_file():
-                st = child.stat()
-                yield rel, path, normalise_mode(st.st_mode), st.st_size
-                continue
-            raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
         if child.is_symlink():
             target = Path(os.path.realpath(path))
             if not _inside(target, allowed):
@@ -192,12 +182,16 @@ def _walk(
                 if target in active:
                     raise BuildError(f"symlink {rel} makes a loop (points to {target})")
                 yield from _walk(target, rel + "/", allowed, exclude, active | {target}, keep_bytecode)
-                continue
-            path = target
-        if path.is_dir():
+            elif target.is_file():
+                st = target.stat()
+                yield rel, target, normalise_mode(st.st_mode), st.st_size
+            else:
+                raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
+        # The directory entry answers the type without a stat call; one stat gives mode and size.
+        elif child.is_dir():
             yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
-        elif path.is_file():
-            st = path.stat()
+        elif child.is_file():
+            st = child.stat()
             yield rel, path, normalise_mode(st.st_mode), st.st_size
         else:
             raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
