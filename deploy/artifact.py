@@ -7,6 +7,7 @@ and refuses a zip whose bytes no longer hash to what the manifest says.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import BuildError
+from deploy.files import atomic_write_text
 from deploy.lambda_facts import function_key
 
 Kind = Literal["layer", "function"]
@@ -102,11 +104,8 @@ class Artifact:
 
     def write_manifest(self) -> Path:
         """Write the manifest atomically (tmp + rename): a crash never leaves a half file to trust."""
-        target = self.manifest_path
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(target)
-        return target
+        atomic_write_text(self.manifest_path, json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        return self.manifest_path
 
     @property
     def checked_path(self) -> Path:
@@ -135,12 +134,8 @@ class Artifact:
             )
         if not trust_stat:
             return  # only the no-op path records (and so leaves) a status file beside the zip
-        try:
-            tmp = self.checked_path.with_name(self.checked_path.name + ".tmp")
-            tmp.write_text(json.dumps({"status": status, "sha256": actual}))
-            tmp.replace(self.checked_path)
-        except OSError:
-            pass  # a read-only build folder only costs the next check a hash
+        with contextlib.suppress(OSError):  # a read-only build folder only costs the next check a hash
+            atomic_write_text(self.checked_path, json.dumps({"status": status, "sha256": actual}))
 
 
 def _status(path: Path) -> list[int]:

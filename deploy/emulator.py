@@ -34,6 +34,7 @@ from typing import Any
 
 from deploy.config import EmulatorSettings
 from deploy.errors import EmulatorError
+from deploy.files import atomic_write_text
 
 #: Set before any function exists: moto would otherwise try to run Lambda code in Docker.
 MOTO_CONFIG = {"lambda": {"use_docker": False}}
@@ -222,9 +223,7 @@ def _read_pidfile(path: Path) -> _PidRecord | None:
 
 
 def _write_pidfile(path: Path, record: _PidRecord) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"pid": record.pid, "host": record.host, "port": record.port}) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps({"pid": record.pid, "host": record.host, "port": record.port}) + "\n")
 
 
 def configure(url: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from deploy.artifact import PackageInfo
+from deploy.files import atomic_write_text
 from deploy.identity import LayerIdentity
 from deploy.lock import Requirement
 
@@ -86,7 +87,5 @@ def layer_sbom(
 
 
 def write_sbom(path: Path, data: dict[str, Any]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

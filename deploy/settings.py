@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from deploy.errors import ConfigError
+from deploy.files import atomic_write_text
 
 PREFIX = "INVOKE_"
 ROOT_KEY = "deploy"
@@ -126,9 +127,7 @@ def validate(tree: Mapping[str, Any], *, remember: Path | None = None) -> dict[s
     result: dict[str, Any] = json.loads(json.dumps(from_model, sort_keys=True))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, sort_keys=True))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(result, sort_keys=True))
         _keep_newest(path.parent, REMEMBERED)
     except OSError:
         pass  # an unwritable build folder only costs the next run the check

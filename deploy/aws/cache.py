@@ -23,8 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest, manifest_artifact
 from deploy.aws.retry import NOT_FOUND, error_code, error_message
 from deploy.errors import BuildError, CacheError
+from deploy.files import atomic_write
 
 _CHUNK = 1 << 20
 
@@ -86,19 +85,6 @@ def _full_object_sha256(head: dict[str, Any]) -> str | None:
     return value
 
 
-def _atomic_write(dest: Path, write: Any) -> None:
-    """``write(file)`` into a temporary file of its own beside ``dest``, then rename it over ``dest``:
-    two processes fetching one identity (staging and production from one checkout) never mix bytes."""
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
     """Stream ``key`` into ``dest`` (atomically) and return its sha256."""
     digest = hashlib.sha256()
@@ -109,7 +95,7 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
             digest.update(chunk)
             out.write(chunk)
 
-    _atomic_write(dest, write)
+    atomic_write(dest, write)
     return digest.hexdigest()
 
 
@@ -217,7 +203,7 @@ def fetch_layer(
     manifest["path"] = zip_path.name
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     try:
-        _atomic_write(manifest_path, lambda out: out.write(text))
+        atomic_write(manifest_path, lambda out: out.write(text))
         artifact = load_manifest(manifest_path)
         artifact.check()
     except (OSError, BuildError) as exc:
