@@ -124,10 +124,11 @@ def validate(tree: Mapping[str, Any], *, remember: Path | None = None) -> dict[s
     if path is None:
         return from_model
     # Through JSON, so a remembered tree and a freshly checked one are the same values.
-    result: dict[str, Any] = json.loads(json.dumps(from_model, sort_keys=True))
+    stored = json.dumps(from_model, sort_keys=True)
+    result: dict[str, Any] = json.loads(stored)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(result, sort_keys=True))
+        atomic_write_text(path, stored)
         _keep_newest(path.parent, REMEMBERED)
     except OSError:
         pass  # an unwritable build folder only costs the next run the check
