@@ -13,8 +13,9 @@ Determinism rules (the same content gives the same bytes on any host):
   when set, else 1980-01-01 00:00:00, the earliest date a ZIP can hold; always UTC;
 - modes normalised to 0644 / 0755 (any exec bit), regular files only: symlinks are stored
   as the file they point to, because Lambda's layer extraction does not promise to keep them;
-- no extra fields, no comments, "made by" Unix; a member is stored (method 0) when deflate
-  does not make it smaller, a choice that depends on its bytes only.
+- no extra fields, no comments, "made by" Unix; a member is stored (method 0) when its name
+  says it is compressed already (``.gz``, ``.png``, ``.whl``…), else when deflate does not
+  make it smaller: a choice that depends on its name and bytes only.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ _ZIP32_MAX_ENTRIES = 0xFFFF
 _WINDOW_BYTES = 256 * 1024 * 1024
 
 _SKIP_DIRS = frozenset({"__pycache__"})
+#: Names of compressed formats: deflate cannot shrink them, and trying costs the time of a member
+#: that can shrink. botocore alone ships 958 ``.gz`` files (15.6 MB): deflating them saved 11 kB
+#: and cost 0.24 CPU-seconds, a tenth of a cold layer build's. Lower case; matched case-blind.
+STORED_SUFFIXES = (
+    ".gz", ".tgz", ".bz2", ".xz", ".lzma", ".zst", ".zip", ".whl", ".jar", ".egg", ".7z",
+    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".woff", ".woff2",
+)  # fmt: skip
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -77,6 +85,9 @@ class Entry:
     data: bytes | None = None
     mode: int = 0o644
     size: int | None = None  # the source's size when collected (collect fills it; None: not known)
+    # The source's (inode, size, mtime_ns, ctime_ns) when collected: a later collect that finds
+    # another status is looking at another file (see Precompressor). None: not known.
+    status: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if (self.source is None) == (self.data is None):
@@ -144,8 +155,16 @@ def collect(
     if prefix and not prefix.endswith("/"):
         raise BuildError(f"archive prefix {prefix!r} must end with '/'")
     entries: list[Entry] = []
-    for rel, source, mode, size in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
-        entries.append(Entry(name=prefix + rel, source=source, mode=mode, size=size))
+    for rel, source, st in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
+        entries.append(
+            Entry(
+                name=prefix + rel,
+                source=source,
+                mode=normalise_mode(st.st_mode),
+                size=st.st_size,
+                status=_status(st),
+            )
+        )
     entries.sort(key=lambda e: e.name)
     return entries
 
@@ -157,7 +176,7 @@ def _walk(
     exclude: Callable[[str], bool] | None,
     active: set[Path],
     keep_bytecode: bool = False,
-) -> Iterator[tuple[str, Path, int, int]]:
+) -> Iterator[tuple[str, Path, os.stat_result]]:
     try:
         children = sorted(os.scandir(folder), key=lambda d: d.name)
     except OSError as exc:
@@ -183,16 +202,14 @@ def _walk(
                     raise BuildError(f"symlink {rel} makes a loop (points to {target})")
                 yield from _walk(target, rel + "/", allowed, exclude, active | {target}, keep_bytecode)
             elif target.is_file():
-                st = target.stat()
-                yield rel, target, normalise_mode(st.st_mode), st.st_size
+                yield rel, target, target.stat()
             else:
                 raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
         # The directory entry answers the type without a stat call; one stat gives mode and size.
         elif child.is_dir():
             yield from _walk(path, rel + "/", allowed, exclude, active, keep_bytecode)
         elif child.is_file():
-            st = child.stat()
-            yield rel, path, normalise_mode(st.st_mode), st.st_size
+            yield rel, path, child.stat()
         else:
             raise BuildError(f"{rel} is not a regular file (socket, fifo or device); cannot archive it")
 
@@ -228,6 +245,8 @@ class _Member:
 def _compress(entry: Entry, level: int) -> _Member:
     raw = entry.read()
     crc = zlib.crc32(raw)
+    if entry.name.lower().endswith(STORED_SUFFIXES):
+        return _Member(raw_size=len(raw), crc=crc, method=_STORED, payload=raw)
     comp = zlib.compressobj(level, zlib.DEFLATED, -15)
     deflated = comp.compress(raw) + comp.flush()
     if len(deflated) >= len(raw):
@@ -235,14 +254,55 @@ def _compress(entry: Entry, level: int) -> _Member:
     return _Member(raw_size=len(raw), crc=crc, method=_DEFLATED, payload=deflated)
 
 
-def _source_status(entry: Entry) -> tuple[int, ...] | None:
+#: Members compressed per task: a future per file cost more in locks and GIL hand-offs than
+#: deflating a small file does (a layer holds 4,000 files, most of them a few kB).
+_BATCH_BYTES = 1 << 20
+_BATCH_FILES = 64
+
+
+def _compress_batch(entries: Sequence[Entry], level: int) -> list[_Member]:
+    return [_compress(entry, level) for entry in entries]
+
+
+class _Slot:
+    """One member of a batch compressed by one task."""
+
+    __slots__ = ("_future", "_index")
+
+    def __init__(self, future: Future[list[_Member]], index: int) -> None:
+        self._future = future
+        self._index = index
+
+    def result(self) -> _Member:
+        return self._future.result()[self._index]
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A member ``write_zip`` waits for: its slot is None until its batch is submitted."""
+
+    entry: Entry
+    slot: _Slot | None
+    cost: int  # bytes it holds in the memory window
+
+
+def _status(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _source_status(entry: Entry) -> tuple[int, int, int, int] | None:
+    """The status ``collect`` recorded, else the file's status now."""
     if entry.source is None:
         return None
+    if entry.status is not None:
+        return entry.status
     try:
-        st = entry.source.stat()
+        return _status(entry.source.stat())
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Precompressor:
@@ -252,36 +312,52 @@ class Precompressor:
     (another process) before it zips, and zipping is deflate, which releases the GIL: the two
     overlap on two cores. Each member is compressed from its file's bytes as they are when it
     is read; ``write_zip`` uses the result only when the file's status (inode, size, mtime and
-    ctime in nanoseconds) is still the one recorded at submit time, else it compresses the
-    file again, so a file rewritten in between (a RECORD gaining ``.pyc`` rows) is never stale.
-    The zip's bytes are the same either way.
+    ctime in nanoseconds) in the entry it is given (the final ``collect``'s) is the one recorded
+    when it was submitted, else it compresses the file again, so a file rewritten in between
+    (a RECORD gaining ``.pyc`` rows) is never stale. The statuses come from ``collect``'s own
+    stat calls: no file is stat'ed again here. The zip's bytes are the same either way.
     """
 
     def __init__(self, level: int, *, workers: int | None = None) -> None:
         self.level = level
         self._pool = ThreadPoolExecutor(max_workers=workers or _default_workers())
-        self._ahead: dict[str, tuple[tuple[int, ...], Path, Future[_Member]]] = {}
+        self._ahead: dict[str, tuple[tuple[int, ...], Path, _Slot]] = {}
 
     def submit(self, entries: Sequence[Entry]) -> None:
+        batch: list[tuple[Entry, tuple[int, ...]]] = []
+        size = 0
         for entry in entries:
             status = _source_status(entry)
-            if status is not None and entry.source is not None:
-                self._ahead[entry.name] = (status, entry.source, self._pool.submit(_compress, entry, self.level))
+            if status is None or entry.source is None:
+                continue
+            batch.append((entry, status))
+            size += _entry_cost(entry)
+            if size >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
+                self._submit(batch)
+                batch, size = [], 0
+        self._submit(batch)
 
-    def take(self, entry: Entry, level: int) -> Future[_Member] | None:
+    def _submit(self, batch: Sequence[tuple[Entry, tuple[int, ...]]]) -> None:
+        if not batch:
+            return
+        future = self._pool.submit(_compress_batch, [entry for entry, _ in batch], self.level)
+        for index, (entry, status) in enumerate(batch):
+            assert entry.source is not None
+            self._ahead[entry.name] = (status, entry.source, _Slot(future, index))
+
+    def take(self, entry: Entry, level: int) -> _Slot | None:
         """The member compressed ahead for ``entry``, if its file has not changed since."""
         found = self._ahead.pop(entry.name, None)
         if found is None or level != self.level:
             return None
-        status, source, future = found
+        status, source, slot = found
         if source != entry.source or _source_status(entry) != status:
-            future.cancel()
-            return None
-        return future
+            return None  # its batch's other members may still be taken: nothing is cancelled
+        return slot
 
     def close(self) -> None:
-        for _, _, future in self._ahead.values():
-            future.cancel()
+        for _, _, slot in self._ahead.values():
+            slot.cancel()
         self._ahead.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -388,9 +464,20 @@ def _write_members(
     central: list[bytes] = []
     unzipped = 0
     pool = ThreadPoolExecutor(max_workers=workers or _default_workers())
-    pending: deque[tuple[Entry, Future[_Member], int]] = deque()
+    pending: deque[_Pending] = deque()
+    batch: list[_Pending] = []
+    batch_bytes = 0
     in_flight = 0
     upcoming = iter(ordered)
+
+    def submit_batch() -> None:
+        nonlocal batch, batch_bytes
+        if batch:
+            future = pool.submit(_compress_batch, [item.entry for item in batch], level)
+            for index, item in enumerate(batch):
+                item.slot = _Slot(future, index)
+            batch, batch_bytes = [], 0
+
     try:
         exhausted = False
         while True:
@@ -401,14 +488,25 @@ def _write_members(
                     exhausted = True
                     break
                 early = ahead.take(entry, level) if ahead is not None else None
-                cost = 0 if early is not None else _entry_cost(entry)
-                pending.append((entry, early or pool.submit(_compress, entry, level), cost))
-                in_flight += cost
+                if early is not None:
+                    pending.append(_Pending(entry, early, 0))
+                    continue
+                item = _Pending(entry, None, _entry_cost(entry))
+                pending.append(item)
+                batch.append(item)
+                batch_bytes += item.cost
+                in_flight += item.cost
+                if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
+                    submit_batch()
             if not pending:
                 break
-            entry, future, cost = pending.popleft()
-            member = future.result()
-            in_flight -= cost
+            if pending[0].slot is None:  # about to wait on a member whose batch is still being filled
+                submit_batch()
+            item = pending.popleft()
+            entry = item.entry
+            assert item.slot is not None
+            member = item.slot.result()
+            in_flight -= item.cost
             offset = out.offset
             if member.raw_size > _ZIP32_MAX or len(member.payload) > _ZIP32_MAX or offset > _ZIP32_MAX:
                 raise BuildError(f"{dest.name}: member {entry.name} needs ZIP64, which this writer does not produce")
@@ -455,8 +553,9 @@ def _write_members(
             )
             unzipped += member.raw_size
     finally:
-        for _, future, _ in pending:
-            future.cancel()
+        for item in pending:
+            if item.slot is not None:
+                item.slot.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
     cd_offset = out.offset
     for record in central:

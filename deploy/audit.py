@@ -277,16 +277,20 @@ def read_elf(path: str | Path) -> ElfInfo | None:
     bytes for "GLIBC_": a library may mention a version in a string without needing it.
     """
     with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
-        head = fh.read(_EHDR.size)
-        if len(head) < 20 or head[:4] != b"\x7fELF":
-            return None
-        elf_class, data = head[4], head[5]
-        endian = "<" if data == 1 else ">"
-        (machine,) = struct.unpack(endian + "H", head[18:20])
-        glibc = None
-        if elf_class == 2 and data == 1 and len(head) == _EHDR.size:
-            glibc = _glibc_needed(fh, head)
-        return ElfInfo(elf_class=elf_class, data=data, machine=machine, glibc=glibc)
+        return _elf_of(fh, fh.read(_EHDR.size))
+
+
+def _elf_of(fh: BinaryIO, head: bytes) -> ElfInfo | None:
+    """``read_elf`` for a file already open, given at least its first 64 bytes (more is fine)."""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    elf_class, data = head[4], head[5]
+    endian = "<" if data == 1 else ">"
+    (machine,) = struct.unpack(endian + "H", head[18:20])
+    glibc = None
+    if elf_class == 2 and data == 1 and len(head) >= _EHDR.size:
+        glibc = _glibc_needed(fh, head[: _EHDR.size])
+    return ElfInfo(elf_class=elf_class, data=data, machine=machine, glibc=glibc)
 
 
 def _glibc_needed(fh: BinaryIO, head: bytes) -> tuple[int, int] | None:
@@ -336,6 +340,98 @@ def _owners(site: Path) -> dict[str, str]:
     return {rel: dist.info.name for dist in _read_dists(site) for rel in dist.files}
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ElfTarget:
+    """What every native file must match: ``check_elf``'s arguments, checked per file."""
+
+    architecture: str
+    machine_name: str  # as ELF tools say it: x86_64, aarch64
+    machine: int
+    glibc_floor: tuple[int, int] | None
+    runtime: str
+
+    @classmethod
+    def of(cls, architecture: str, glibc_floor: tuple[int, int] | None, python_version: str | None) -> _ElfTarget:
+        name, machine = _arch(architecture)
+        runtime = f"python{python_version.removeprefix('python')}" if python_version else "the runtime"
+        return cls(
+            architecture=architecture, machine_name=name, machine=machine, glibc_floor=glibc_floor, runtime=runtime
+        )
+
+    def problems(self, elf: ElfInfo) -> list[str]:
+        problems: list[str] = []
+        if elf.elf_class != 2 or elf.data != 1:
+            problems.append(f"{'32' if elf.elf_class == 1 else '64'}-bit {'big' if elf.data == 2 else 'little'}-endian")
+        if elf.machine != self.machine:
+            found = _ELF_MACHINES.get(elf.machine, f"e_machine={elf.machine}")
+            problems.append(f"machine {found}, expected {self.machine_name}")
+        floor = self.glibc_floor
+        if floor is not None and elf.glibc is not None and elf.glibc > floor:
+            problems.append(f"needs GLIBC_{elf.glibc[0]}.{elf.glibc[1]}, {self.runtime} has {floor[0]}.{floor[1]}")
+        return problems
+
+
+def _elf_error(site: Path, target: _ElfTarget, failures: list[tuple[str, list[str]]]) -> AuditError:
+    owners = _owners(site)
+    lines = [f"{rel} ({owners.get(rel, 'no package')}): {'; '.join(problems)}" for rel, problems in failures]
+    return AuditError(
+        f"{len(lines)} native file(s) will not load on Lambda {target.architecture}:\n  " + "\n  ".join(lines),
+        hint="install for the target platform (uv --python-platform / pip --platform) or use the docker builder",
+    )
+
+
+def _secrets_error(root: Path, findings: list[str]) -> AuditError:
+    return AuditError(
+        f"{len(findings)} file(s) in {root} look like secrets:\n  " + "\n  ".join(findings),
+        hint="remove them, or allow a dependency's known test fixture by glob",
+    )
+
+
+def _inspect_files(
+    root: Path,
+    *,
+    elf: _ElfTarget | None,
+    secrets: bool,
+    ignore: Callable[[str], bool] | None = None,
+    allow: Sequence[str] = (),
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """One walk, one ``open`` per file, for both per-file checks: (ELF failures, secret findings).
+
+    Both checks start from a file's first bytes, and a layer has 4,000 files: walking and opening
+    them once instead of twice is a tenth of a second of every cold build. ``allow``/``ignore``
+    exempt a file from the secret scan only; an ELF for the wrong machine is wrong wherever it is.
+    """
+    elf_failures: list[tuple[str, list[str]]] = []
+    findings: list[str] = []
+    for rel, path in _files(root):
+        scan = secrets and not (
+            any(fnmatch.fnmatchcase(rel, pattern) for pattern in allow) or (ignore is not None and ignore(rel))
+        )
+        try:
+            why = refused_name(rel, path) if scan else None
+            if why is None and (scan or elf is not None):
+                with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
+                    head = fh.read(_BINARY_HEAD)
+                    found = _elf_of(fh, head) if elf is not None else None
+                    if found is not None and elf is not None:
+                        problems = elf.problems(found)
+                        if problems:
+                            elf_failures.append((rel, problems))
+                    if scan:
+                        # Binaries (.so, images, gzip) hold random bytes that look like anything; only
+                        # their head is scanned, which keeps the audit fast on a 50 MB tree of extension
+                        # modules.
+                        if b"\x00" not in head:
+                            fh.seek(len(head))
+                            head += fh.read(_TEXT_LIMIT)
+                        why = _secret_in(head)
+        except OSError as exc:
+            raise AuditError(f"cannot read {rel} in {root}: {exc}") from None
+        if why is not None:
+            findings.append(f"{rel} {why}")
+    return elf_failures, findings
+
+
 def check_elf(
     site: Path,
     *,
@@ -347,36 +443,10 @@ def check_elf(
     and need no newer glibc than the runtime's: a wrong one imports fine on the build host
     and fails only on Lambda, with "invalid ELF header" or "GLIBC_2.xx not found"."""
     site = Path(site)
-    arch, want = _arch(architecture)
-    owners: dict[str, str] | None = None
-    failures: list[str] = []
-    runtime = f"python{python_version.removeprefix('python')}" if python_version else "the runtime"
-    for rel, path in _files(site):
-        try:
-            elf = read_elf(path)
-        except OSError as exc:
-            raise AuditError(f"cannot read {rel} in {site}: {exc}") from None
-        if elf is None:
-            continue
-        problems: list[str] = []
-        if elf.elf_class != 2 or elf.data != 1:
-            problems.append(f"{'32' if elf.elf_class == 1 else '64'}-bit {'big' if elf.data == 2 else 'little'}-endian")
-        if elf.machine != want:
-            problems.append(f"machine {_ELF_MACHINES.get(elf.machine, f'e_machine={elf.machine}')}, expected {arch}")
-        if glibc_floor is not None and elf.glibc is not None and elf.glibc > glibc_floor:
-            problems.append(
-                f"needs GLIBC_{elf.glibc[0]}.{elf.glibc[1]}, {runtime} has {glibc_floor[0]}.{glibc_floor[1]}"
-            )
-        if problems:
-            if owners is None:
-                owners = _owners(site)
-            owner = owners.get(rel, "no package")
-            failures.append(f"{rel} ({owner}): {'; '.join(problems)}")
+    target = _ElfTarget.of(architecture, glibc_floor, python_version)
+    failures, _ = _inspect_files(site, elf=target, secrets=False)
     if failures:
-        raise AuditError(
-            f"{len(failures)} native file(s) will not load on Lambda {architecture}:\n  " + "\n  ".join(failures),
-            hint="install for the target platform (uv --python-platform / pip --platform) or use the docker builder",
-        )
+        raise _elf_error(site, target, failures)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -425,28 +495,9 @@ def check_secrets(
     fixtures a dependency ships; ``ignore`` is the same as a predicate.
     """
     root = Path(root)
-    findings: list[str] = []
-    for rel, path in _files(root):
-        if any(fnmatch.fnmatchcase(rel, pattern) for pattern in allow) or (ignore is not None and ignore(rel)):
-            continue
-        try:
-            why = refused_name(rel, path)
-            if why is None:
-                with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
-                    head = fh.read(_BINARY_HEAD)
-                    # Binaries (.so, images, gzip) hold random bytes that look like anything; only their
-                    # head is scanned, which keeps the audit fast on a 50 MB tree of extension modules.
-                    content = head if b"\x00" in head else head + fh.read(_TEXT_LIMIT)
-                why = _secret_in(content)
-        except OSError as exc:
-            raise AuditError(f"cannot read {rel} in {root}: {exc}") from None
-        if why is not None:
-            findings.append(f"{rel} {why}")
+    _, findings = _inspect_files(root, elf=None, secrets=True, ignore=ignore, allow=allow)
     if findings:
-        raise AuditError(
-            f"{len(findings)} file(s) in {root} look like secrets:\n  " + "\n  ".join(findings),
-            hint="remove them, or allow a dependency's known test fixture by glob",
-        )
+        raise _secrets_error(root, findings)
 
 
 # --------------------------------------------------------------------------- size budget
@@ -518,6 +569,11 @@ def audit_layer(
     """The preflight for a layer's install tree; returns its packages when everything passes."""
     packages = read_packages(site)
     check_wheel_tags(packages, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor)
-    check_elf(site, architecture=architecture, glibc_floor=glibc_floor, python_version=python_version)
-    check_secrets(site, allow=allow)
+    site = Path(site)
+    target = _ElfTarget.of(architecture, glibc_floor, python_version)
+    elf_failures, findings = _inspect_files(site, elf=target, secrets=True, allow=allow)
+    if elf_failures:  # the same order as check_elf then check_secrets: the platform first
+        raise _elf_error(site, target, elf_failures)
+    if findings:
+        raise _secrets_error(site, findings)
     return packages

@@ -21,8 +21,9 @@ from typing import Any
 from deploy.config import LayerOptions
 from deploy.lock import Requirement
 
-#: Bump when build.py changes what it removes or adds after install; old layers then rebuild.
-FORMAT_VERSION = 3
+#: Bump when build.py changes what it removes or adds after install, or archive.py how it writes
+#: a member; old layers then rebuild. 4: compressed formats (archive.STORED_SUFFIXES) are stored.
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,10 @@ Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 class Installer(Protocol):
     name: str
+    # True when installing into a folder that already has (empty) package folders fills them, as
+    # uv does: the build may then start from the last build's folders (deploy.scratch). pip
+    # --target skips a top-level folder that exists, with only a warning.
+    merges_into_target: bool
 
     def version(self) -> str: ...
 
@@ -247,6 +251,7 @@ def explain_uv(stderr: str, *, python_version: str, architecture: str, glibc_flo
 
 class UvInstaller:
     name = "uv"
+    merges_into_target = True
 
     def __init__(self, *, uv_bin: str | None = None, runner: Runner = subprocess.run) -> None:
         self._uv_bin = uv_bin
@@ -324,6 +329,7 @@ class UvInstaller:
 
 class PipInstaller:
     name = "pip"
+    merges_into_target = False
 
     def __init__(self, *, python: str = sys.executable, runner: Runner = subprocess.run) -> None:
         self.python = python
@@ -397,6 +403,7 @@ class DockerInstaller:
     """pip inside the Lambda base image. Needs a Docker engine; uv needs none."""
 
     name = "docker"
+    merges_into_target = False  # pip --target, in the image
 
     def __init__(
         self,

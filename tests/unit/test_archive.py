@@ -143,6 +143,26 @@ def test_real_zip_tools_accept_it(tmp_path: Path) -> None:
         assert "ünïcode.txt" in methods
 
 
+def test_compressed_formats_are_stored_by_name_without_trying_deflate(tmp_path: Path) -> None:
+    """A name in STORED_SUFFIXES is stored even when deflate could shrink it (the choice must not
+    cost a deflate); the same bytes under another name are deflated. Either way they read back."""
+    text = b"botocore service model\n" * 400
+    (tmp_path / "src" / "data").mkdir(parents=True)
+    for name in ("model.json.gz", "logo.PNG", "vendored.whl", "model.json"):
+        (tmp_path / "src" / "data" / name).write_bytes(text)
+    result = zip_tree(tmp_path / "src", tmp_path / "out.zip")
+    _unzip_t(result.path)
+    with zipfile.ZipFile(result.path) as zf:
+        methods = {i.filename: i.compress_type for i in zf.infolist()}
+        assert methods == {
+            "data/logo.PNG": zipfile.ZIP_STORED,
+            "data/model.json": zipfile.ZIP_DEFLATED,
+            "data/model.json.gz": zipfile.ZIP_STORED,
+            "data/vendored.whl": zipfile.ZIP_STORED,
+        }
+        assert all(zf.read(name) == text for name in methods)
+
+
 def test_sha256_is_of_the_written_bytes(tmp_path: Path) -> None:
     import hashlib
 

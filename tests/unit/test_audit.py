@@ -344,6 +344,35 @@ def test_audit_layer_passes_a_good_tree_and_fails_a_bad_one(tmp_path: Path) -> N
     assert audit.audit_layer(site, **TARGET, allow=["pure/.env"])
 
 
+def test_audit_layer_checks_elf_files_and_secrets_opening_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pure wheel that vendors a library for another machine passes the tag check: its ELF
+    must still be refused, before any secret is reported. Both checks share one walk, one open
+    per file."""
+    site = tmp_path / "site"
+    vendored = {"pure/__init__.py": b"", "pure/_vendored.so": wf.elf_bytes(wf.EM_AARCH64)}
+    wf.install_dist(site, "pure", files=vendored)
+    (site / "pure" / ".env").write_text("TOKEN=1\n")
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file: object, *args: object, **kwargs: object) -> object:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    with pytest.raises(AuditError, match=r"pure/_vendored\.so \(pure\): machine aarch64, expected x86_64"):
+        audit.audit_layer(site, **TARGET)
+    monkeypatch.undo()
+    inspected = [name for name in opened if name.startswith(str(site / "pure") + "/")]
+    assert sorted(inspected) == sorted(set(inspected)) and str(site / "pure" / "_vendored.so") in inspected
+
+    (site / "pure" / "_vendored.so").write_bytes(wf.elf_bytes(wf.EM_X86_64))
+    with pytest.raises(AuditError, match=r"pure/\.env"):
+        audit.audit_layer(site, **TARGET)
+
+
 # ----------------------------------------------------------------------------- the real backend dependencies
 
 

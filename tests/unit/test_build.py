@@ -52,8 +52,14 @@ class FakeInstaller:
     name = "fake"
 
     def __init__(
-        self, *, fail: bool = False, extra: dict[str, str] | None = None, files: dict[str, bytes] | None = None
+        self,
+        *,
+        fail: bool = False,
+        extra: dict[str, str] | None = None,
+        files: dict[str, bytes] | None = None,
+        merges: bool = False,
     ) -> None:
+        self.merges_into_target = merges  # it does merge (_dist makes folders with exist_ok)
         self.fail = fail
         self.extra = extra or {}
         self.files = files or {}  # extra files for every installed package, "{name}" replaced
@@ -284,6 +290,87 @@ def test_post_process_without_boto_pins_no_warning(tmp_path: Path) -> None:
     _dist(tmp_path, "six", "1.17.0", {"six.py": b""})
     assert post_process(tmp_path, LayerOptions(exclude_runtime_boto=True), runtime="python3.12") == []
     assert (tmp_path / "six.py").exists()
+
+
+def test_every_member_but_the_records_is_deflated_before_the_zip_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed files are deflated beside the audit, each .pyc once the compile has written
+    them; only the RECORDs (rewritten after the compile) are left for write_zip."""
+    from deploy import archive, build
+
+    left: list[str] = []
+    real_write_zip = archive.write_zip
+
+    def write_zip(entries: list[archive.Entry], dest: Path, **kwargs: object) -> archive.ZipResult:
+        ahead = kwargs.pop("ahead")
+        assert isinstance(ahead, archive.Precompressor)
+        left.extend(e.name for e in entries if ahead.take(e, build.LAYER_COMPRESSLEVEL) is None)
+        return real_write_zip(entries, dest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive, "write_zip", write_zip)
+    result = build_layer(layer_plan(_env(_checkout(tmp_path)), installer=FakeInstaller()))
+    names = zipfile.ZipFile(result.artifact.path).namelist()
+    assert any(n.endswith(".pyc") for n in names)
+    assert sorted(left) == sorted(n for n in names if n.endswith(".dist-info/RECORD"))
+
+
+def test_a_spare_tree_with_anything_left_in_it_gives_the_same_bytes(tmp_path: Path) -> None:
+    """deploy.scratch: an installer that merges starts from the last build's folders. Whatever is
+    found in them (a stray file, another package's metadata, old bytecode, a link) never reaches
+    the zip: the rebuild is byte-identical to a build from an empty folder."""
+    fresh = build_layer(layer_plan(_env(_checkout(tmp_path / "a")), installer=FakeInstaller())).artifact
+    assert not (tmp_path / "a" / ".build" / "tmp" / "spare-tree").exists()  # pip-like: never kept
+
+    plan = layer_plan(_env(_checkout(tmp_path / "b")), installer=FakeInstaller(merges=True))
+    first = build_layer(plan).artifact
+    spare = tmp_path / "b" / ".build" / "tmp" / "spare-tree"
+    assert (spare / "python" / "six" / "__pycache__").is_dir()  # folders kept ...
+    assert not [p for p in spare.rglob("*") if not p.is_dir()]  # ... no file, no link
+    assert not list(spare.glob("python/*.dist-info"))
+    assert [p.name for p in (tmp_path / "b" / ".build" / "tmp").iterdir()] == ["spare-tree"]
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of any tree")
+    (spare / "python" / "stray.py").write_text("x = 1\n")
+    (spare / "python" / "six" / "__pycache__" / "__init__.cpython-312.pyc").write_bytes(b"\x00old")
+    (spare / "python" / "gone-1.0.dist-info").mkdir()
+    (spare / "python" / "gone-1.0.dist-info" / "METADATA").write_text("Name: gone\nVersion: 1.0\n")
+    (spare / "python" / "link.txt").symlink_to(outside)
+    (spare / "python" / "emptypkg" / "sub").mkdir(parents=True)  # a package this build does not have
+
+    second = build_layer(plan, force=True).artifact
+    assert second.sha256 == first.sha256 == fresh.sha256
+    assert outside.read_text() == "not part of any tree"
+    assert not [p for p in spare.rglob("*") if not p.is_dir()]
+
+    failing = layer_plan(_env(_checkout(tmp_path / "b")), installer=FakeInstaller(fail=True, merges=True))
+    with pytest.raises(BuildError, match="fake install failed"):
+        build_layer(failing, force=True)
+    assert [p.name for p in (tmp_path / "b" / ".build" / "tmp").iterdir()] == ["spare-tree"]
+    assert not [p for p in spare.rglob("*") if not p.is_dir()]  # a failed build gives it back empty too
+
+
+def test_post_process_drops_shipped_bytecode_but_never_through_a_link(tmp_path: Path) -> None:
+    """Wheels ship __pycache__ folders and legacy .pyc/.pyo files (for another Python, or
+    timestamped): their files all go. A link to a folder outside the tree is not walked into."""
+    site, outside = tmp_path / "site", tmp_path / "outside"
+    _dist(site, "six", "1.17.0", {"six.py": b""})
+    for rel in ("six_old.pyc", "pkg/legacy.pyo", "pkg/__pycache__/m.cpython-39.pyc", "pkg/deep/__pycache__/x.pyc"):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(b"\x00stale")
+    (site / "pkg" / "keep.py").write_text("")
+    (outside / "__pycache__").mkdir(parents=True)
+    (outside / "__pycache__" / "theirs.pyc").write_bytes(b"")
+    (outside / "theirs.pyc").write_bytes(b"")
+    (site / "linked").symlink_to(outside, target_is_directory=True)
+
+    post_process(site, LayerOptions(), runtime="python3.12")
+
+    left = sorted(str(p.relative_to(site)) for p in site.rglob("*") if not p.is_dir() and ".dist-info" not in str(p))
+    assert left == ["pkg/keep.py", "six.py"]
+    assert not any((site / "pkg" / "__pycache__").iterdir())  # the folder stays, empty, for the compile
+    assert (outside / "__pycache__" / "theirs.pyc").is_file() and (outside / "theirs.pyc").is_file()
 
 
 def test_top_packages_shares_of_the_budget(tmp_path: Path) -> None:

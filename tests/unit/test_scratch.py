@@ -1,0 +1,55 @@
+"""deploy.scratch: the folders a layer build leaves for the next one, never shared, never trusted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy import scratch
+
+
+def _tree(root: Path) -> None:
+    for rel in (
+        "python/pkg/sub/mod.py",
+        "python/pkg/__pycache__/mod.cpython-312.pyc",
+        "python/pkg-1.0.dist-info/RECORD",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+
+
+def test_given_back_as_folders_only_and_claimed_once(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("theirs")
+    spare, first, second = tmp_path / "spare", tmp_path / "a" / "root", tmp_path / "b" / "root"
+    first.parent.mkdir()
+    second.parent.mkdir()
+
+    assert scratch.claim(spare, first) is False and first.is_dir() and not any(first.iterdir())
+    _tree(first)
+    (first / "python" / "dirlink").symlink_to(outside, target_is_directory=True)
+    (first / "python" / "filelink").symlink_to(outside / "keep.txt")
+    scratch.give_back(first, spare)
+
+    assert not first.exists()
+    left = sorted(p.relative_to(spare).as_posix() for p in spare.rglob("*"))
+    assert left == ["python", "python/pkg", "python/pkg/__pycache__", "python/pkg/sub"]
+    assert (outside / "keep.txt").read_text() == "theirs"  # links unlinked, never followed
+
+    assert scratch.claim(spare, first) is True and (first / "python" / "pkg" / "sub").is_dir()
+    assert scratch.claim(spare, second) is False and not any(second.iterdir())  # taken: starts empty
+
+    _tree(second)
+    scratch.give_back(second, spare)
+    _tree(first)
+    scratch.give_back(first, spare)  # the second build came back first: its tree stays the spare
+    assert (first / "python" / "pkg" / "sub").is_dir() and not (first / "python" / "pkg" / "sub" / "mod.py").exists()
+    assert sorted(p.name for p in spare.glob("python/*")) == ["pkg"]
+
+
+def test_a_claimed_tree_is_cleared_again_before_use(tmp_path: Path) -> None:
+    spare, root = tmp_path / "spare", tmp_path / "root"
+    _tree(spare)  # as if someone had put files there
+    assert scratch.claim(spare, root) is True
+    assert not [p for p in root.rglob("*") if not p.is_dir()]
+    assert not list(root.glob("python/*.dist-info"))
