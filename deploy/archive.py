@@ -169,6 +169,17 @@ def collect(
     return entries
 
 
+def file_entry(name: str, source: Path) -> Entry:
+    """The entry ``collect`` would make for one regular file it found at ``source``."""
+    try:
+        st = source.stat()
+    except OSError as exc:
+        raise BuildError(f"cannot read {source} for archive member {name}: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BuildError(f"{name} is not a regular file (socket, fifo or device); cannot archive it")
+    return Entry(name=name, source=source, mode=normalise_mode(st.st_mode), size=st.st_size, status=_status(st))
+
+
 def _walk(
     folder: Path,
     rel_folder: str,

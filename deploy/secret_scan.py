@@ -51,6 +51,10 @@ SAFE_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template"})
 _CODE_SUFFIXES = (".py",)
 _CODE_EXEMPT = ("secrets.*", "credentials*")
 
+#: Any of REFUSED_NAMES at once: one match per file instead of sixteen (a layer has 4,000 files);
+#: which one matched is looked up only for a file that does.
+_ANY_REFUSED = re.compile("|".join(fnmatch.translate(pattern) for pattern in REFUSED_NAMES))
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _PUBLIC_PEM = frozenset({b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CRL", b"PUBLIC KEY", b"RSA PUBLIC KEY"})
 _PEM_LIMIT = 32 * 1024 * 1024
@@ -105,6 +109,8 @@ def refused_name(rel: str, path: str | Path | None = None) -> str | None:
             blocks = set(_PEM_BLOCK.findall(fh.read(_PEM_LIMIT)))
         if not blocks or not blocks <= _PUBLIC_PEM:
             return "is a PEM file that is not only certificates or public keys"
+        return None
+    if _ANY_REFUSED.match(name) is None:
         return None
     for pattern in REFUSED_NAMES:
         if pattern in _CODE_EXEMPT and name.endswith(_CODE_SUFFIXES):
