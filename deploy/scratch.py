@@ -25,6 +25,8 @@ import os
 import shutil
 from pathlib import Path
 
+from deploy.errors import BuildError
+
 SPARE = "spare-tree"
 #: Folders an installer reads as "this package is installed".
 _METADATA_SUFFIXES = (".dist-info", ".data", ".egg-info")
@@ -40,8 +42,12 @@ def claim(spare: Path, dest: Path) -> bool:
         return False
     try:
         clear(dest)
-    except OSError:
+    except OSError as exc:  # e.g. a folder someone made read-only: start empty instead
         shutil.rmtree(dest, ignore_errors=True)
+        if dest.exists():
+            raise BuildError(
+                f"cannot empty the spare build folder {spare} ({exc})", hint=f"remove {spare.parent} and build again"
+            ) from None
         dest.mkdir()
         return False
     return True

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from deploy import scratch
+from deploy.errors import BuildError
 
 
 def _tree(root: Path) -> None:
@@ -53,3 +56,28 @@ def test_a_claimed_tree_is_cleared_again_before_use(tmp_path: Path) -> None:
     assert scratch.claim(spare, root) is True
     assert not [p for p in root.rglob("*") if not p.is_dir()]
     assert not list(root.glob("python/*.dist-info"))
+
+
+def test_a_spare_tree_that_cannot_be_cleared_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spare, root = tmp_path / "spare", tmp_path / "root"
+    _tree(spare)
+
+    def refuse(folder: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(scratch, "clear", refuse)
+    assert scratch.claim(spare, root) is False
+    monkeypatch.undo()
+    assert root.is_dir() and not any(root.iterdir())  # started empty; the bad tree is gone
+    assert not spare.exists()
+
+
+def test_a_spare_tree_that_cannot_be_removed_either_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spare, root = tmp_path / "spare", tmp_path / "root"
+    _tree(spare)
+    monkeypatch.setattr(scratch, "clear", lambda folder: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    monkeypatch.setattr(scratch.shutil, "rmtree", lambda *a, **k: None)
+    with pytest.raises(BuildError, match=r"cannot empty the spare build folder .*spare"):
+        scratch.claim(spare, root)
