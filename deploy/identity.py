@@ -22,7 +22,8 @@ from deploy.config import LayerOptions
 from deploy.lock import Requirement
 
 #: Bump when build.py changes what it removes or adds after install, or archive.py how it writes
-#: a member; old layers then rebuild. 4: compressed formats (archive.STORED_SUFFIXES) are stored.
+#: a member (archive.DEFLATE_VERSION included); old layers then rebuild. 4: compressed formats
+#: (archive.STORED_SUFFIXES) are stored, and libdeflate from the deflate 0.9.0 package deflates.
 FORMAT_VERSION = 4
 
 

@@ -163,6 +163,47 @@ def test_compressed_formats_are_stored_by_name_without_trying_deflate(tmp_path: 
         assert all(zf.read(name) == text for name in methods)
 
 
+def _golden_entries() -> list[Entry]:
+    rng = random.Random(12)
+    words = ["".join(rng.choice("abcdefghij_") for _ in range(rng.randint(2, 9))) for _ in range(300)]
+    text = "\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(4000)).encode()
+    return [
+        Entry(name="pkg/mod.py", data=text),
+        Entry(name="pkg/blob.bin", data=rng.randbytes(20000)),
+        Entry(name="pkg/data.json.gz", data=b"{}" * 500),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("level", "sha256"),
+    [
+        (1, "fafe1ddf8cf73caf7db20c02098c9e8825908e848977a379f909a008f9d5ae56"),
+        (6, "71e40294fdf844776be06a73bedbbbc59dd3af86201f82e80317976140e1b369"),
+    ],
+)
+def test_the_same_entries_give_these_bytes_on_every_machine(tmp_path: Path, level: int, sha256: str) -> None:
+    """Golden bytes: CI checks them on Python 3.11, 3.12 and 3.13, and they do not depend on the
+    machine's zlib (deflate is the pinned libdeflate). If they change, a layer identity would
+    name other bytes than it did: bump identity.FORMAT_VERSION, then update the digests here."""
+    from deploy.identity import FORMAT_VERSION
+
+    result = write_zip(_golden_entries(), tmp_path / "g.zip", epoch=archive.ZIP_EPOCH, compresslevel=level)
+    assert (FORMAT_VERSION, result.sha256) == (4, sha256)
+
+
+def test_the_deflate_package_is_the_pinned_one() -> None:
+    """archive.DEFLATE_VERSION, pyproject's pin, the deploy lock and the installed package agree."""
+    import importlib.metadata
+    import tomllib
+
+    from deploy.config import ROOT
+
+    assert importlib.metadata.version("deflate") == archive.DEFLATE_VERSION
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"deflate=={archive.DEFLATE_VERSION}" in dependencies
+    assert f"\ndeflate=={archive.DEFLATE_VERSION} " in (ROOT / "requirements" / "deploy.txt").read_text()
+
+
 def test_sha256_is_of_the_written_bytes(tmp_path: Path) -> None:
     import hashlib
 
