@@ -502,7 +502,10 @@ def build_layer(
 
     tmp_parent = plan.paths.build / "tmp"
     tmp_parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"layer-{plan.identity.short}-", dir=tmp_parent))
+    for name in scratch.reap(tmp_parent):
+        _say(progress, f"removed {tmp_parent / name}, left by a build that was killed")
+    work = Path(tempfile.mkdtemp(prefix=f"{scratch.WORK_PREFIX}{plan.identity.short}-", dir=tmp_parent))
+    held = scratch.hold(work)
     ahead: archive.Precompressor | None = None
     root = work / "root"
     reuse = plan.installer.merges_into_target
@@ -594,6 +597,7 @@ def build_layer(
         if reuse:
             scratch.give_back(root, tmp_parent / scratch.SPARE)
         shutil.rmtree(work, ignore_errors=True)
+        os.close(held)
 
 
 def top_packages(artifact: Artifact, n: int = 10) -> list[tuple[PackageInfo, float]]:

@@ -13,6 +13,11 @@ emptied tree is renamed to ``.build/tmp/spare-tree``. The next build claims it w
 rename, so two builds at once never share it (the one that loses starts from an empty folder),
 and clears it again before use: a tree that is not empty of files is never trusted.
 
+A build holds an exclusive ``flock`` on its private folder while it runs. A build killed before
+its cleanup (SIGKILL, out of memory) leaves its folder, and with it the spare tree; the next build
+``reap``s folders that no build holds and that are older than ten minutes, and takes such a tree
+back as its spare.
+
 Only an installer that merges into existing folders may use it (uv does; ``pip --target``
 skips a folder that already exists, see ``Installer.merges_into_target``). Empty folders left
 from an older package set hold no file, so nothing of them reaches the zip, the audit or RECORD.
@@ -21,13 +26,20 @@ from an older package set hold no file, so nothing of them reaches the zip, the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+import time
 from pathlib import Path
 
 from deploy.errors import BuildError
 
 SPARE = "spare-tree"
+#: A build's private folder: ``<prefix><identity>-<random>`` under ``.build/tmp``.
+WORK_PREFIX = "layer-"
+#: A build folder no build holds is left alone this long after it was made: the moment between
+#: ``mkdtemp`` and ``hold`` is not a killed build.
+STALE_AFTER_S = 600.0
 #: Folders an installer reads as "this package is installed".
 _METADATA_SUFFIXES = (".dist-info", ".data", ".egg-info")
 
@@ -82,3 +94,47 @@ def _clear(folder: str) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)  # noqa: PTH108 - a str from scandir
+
+
+def hold(folder: Path) -> int:
+    """Lock ``folder`` (an exclusive ``flock`` on it) for as long as the returned descriptor is
+    open: ``reap`` never touches a folder a running build holds. The lock goes with the process."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def reap(parent: Path, *, now: float | None = None) -> list[str]:
+    """Remove the build folders in ``parent`` that a killed build left (SIGKILL, out of memory: a
+    build that can run its cleanup removes its own); return their names.
+
+    A folder is left when a running build holds it (``hold``), or when it is younger than
+    ``STALE_AFTER_S``. The first one removed gives its tree to the spare when there is none."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        with os.scandir(parent) as scan:
+            candidates = [e for e in scan if e.name.startswith(WORK_PREFIX) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for entry in sorted(candidates, key=lambda e: e.name):
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running build's
+            folder = Path(entry.path)
+            spare = parent / SPARE
+            if (folder / "root").is_dir() and not spare.exists():
+                give_back(folder / "root", spare)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(entry.name)
+        finally:
+            os.close(fd)
+    return removed

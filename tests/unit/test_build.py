@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -347,11 +349,39 @@ def test_a_spare_tree_with_anything_left_in_it_gives_the_same_bytes(tmp_path: Pa
     assert outside.read_text() == "not part of any tree"
     assert not [p for p in spare.rglob("*") if not p.is_dir()]
 
+    # A build killed before its cleanup (SIGKILL) left its folder, holding the spare tree: the
+    # next build removes the folder and takes the tree back as its spare.
+    killed = tmp_path / "b" / ".build" / "tmp" / "layer-killed-1234"
+    killed.mkdir()
+    spare.rename(killed / "root")
+    (killed / "root" / "python" / "six" / "__init__.py").write_text("stale = True\n")
+    os.utime(killed, (0, 0))
+    messages: list[str] = []
+    assert build_layer(plan, force=True, progress=messages.append).artifact.sha256 == first.sha256
+    assert f"removed {killed}, left by a build that was killed" in messages
+    assert [p.name for p in (tmp_path / "b" / ".build" / "tmp").iterdir()] == ["spare-tree"]
+
     failing = layer_plan(_env(_checkout(tmp_path / "b")), installer=FakeInstaller(fail=True, merges=True))
     with pytest.raises(BuildError, match="fake install failed"):
         build_layer(failing, force=True)
     assert [p.name for p in (tmp_path / "b" / ".build" / "tmp").iterdir()] == ["spare-tree"]
     assert not [p for p in spare.rglob("*") if not p.is_dir()]  # a failed build gives it back empty too
+
+
+def test_a_running_build_is_never_reaped_by_another(tmp_path: Path) -> None:
+    """Another build's reap, however late, leaves a running build's folder alone (it holds a lock)."""
+    from deploy import scratch
+
+    reaped: list[list[str]] = []
+
+    class Reaping(FakeInstaller):
+        def install(self, requirements: Path, target: Path, **kwargs: Any) -> None:  # type: ignore[override]
+            super().install(requirements, target, **kwargs)
+            tmp = tmp_path / ".build" / "tmp"
+            reaped.append(scratch.reap(tmp, now=time.time() + 10 * scratch.STALE_AFTER_S))
+
+    result = build_layer(layer_plan(_env(_checkout(tmp_path)), installer=Reaping(merges=True)))
+    assert reaped == [[]] and zipfile.ZipFile(result.artifact.path).testzip() is None
 
 
 def test_post_process_drops_shipped_bytecode_but_never_through_a_link(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,34 @@ def test_a_spare_tree_that_cannot_be_removed_either_is_a_clear_error(
     monkeypatch.setattr(scratch.shutil, "rmtree", lambda *a, **k: None)
     with pytest.raises(BuildError, match=r"cannot empty the spare build folder .*spare"):
         scratch.claim(spare, root)
+
+
+def _killed_build(parent: Path, name: str, *, age: float) -> Path:
+    """What a build killed with SIGKILL leaves: its folder, its tree, files in it."""
+    folder = parent / name
+    _tree(folder / "root")
+    (folder / "requirements.txt").write_text("six==1.17.0\n")
+    stamp = time.time() - age
+    os.utime(folder, (stamp, stamp))
+    return folder
+
+
+def test_reap_removes_what_killed_builds_left_and_keeps_the_tree_as_spare(tmp_path: Path) -> None:
+    old = _killed_build(tmp_path, "layer-aaaa-1", age=scratch.STALE_AFTER_S + 60)
+    also_old = _killed_build(tmp_path, "layer-bbbb-2", age=scratch.STALE_AFTER_S + 60)
+    young = _killed_build(tmp_path, "layer-cccc-3", age=5)  # may be a build between mkdtemp and hold
+    running = _killed_build(tmp_path, "layer-dddd-4", age=scratch.STALE_AFTER_S + 60)
+    other = tmp_path / "not-a-build"
+    other.mkdir()
+    os.utime(other, (0, 0))
+    fd = scratch.hold(running)  # another descriptor, so another lock: as another process's would be
+    try:
+        assert scratch.reap(tmp_path) == ["layer-aaaa-1", "layer-bbbb-2"]
+    finally:
+        os.close(fd)
+    assert not old.exists() and not also_old.exists()
+    assert young.is_dir() and running.is_dir() and other.is_dir()
+    spare = tmp_path / scratch.SPARE
+    assert (spare / "python" / "pkg" / "sub").is_dir()
+    assert not [p for p in spare.rglob("*") if not p.is_dir()]
+    assert scratch.reap(tmp_path, now=time.time() + scratch.STALE_AFTER_S + 10) == ["layer-cccc-3", "layer-dddd-4"]
