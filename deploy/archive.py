@@ -341,7 +341,9 @@ class Precompressor:
     ctime in nanoseconds) in the entry it is given (the final ``collect``'s) is the one recorded
     when it was submitted, else it compresses the file again, so a file rewritten in between
     (a RECORD gaining ``.pyc`` rows) is never stale. The statuses come from ``collect``'s own
-    stat calls: no file is stat'ed again here. The zip's bytes are the same either way.
+    stat calls: no file is stat'ed again here, so a caller that hands ``write_zip`` entries from
+    an earlier walk must stat again each file it changed since (the layer build re-stats its
+    RECORDs). The zip's bytes are the same either way.
     """
 
     def __init__(self, level: int, *, workers: int | None = None) -> None:

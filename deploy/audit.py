@@ -409,7 +409,7 @@ def _inspect_files(
         )
         try:
             why = refused_name(rel, path) if scan else None
-            if why is None and (scan or elf is not None):
+            if elf is not None or (scan and why is None):
                 with open(path, "rb") as fh:  # noqa: PTH123 - a str from _files: no Path parsing per file
                     head = fh.read(_BINARY_HEAD)
                     found = _elf_of(fh, head) if elf is not None else None
@@ -417,7 +417,7 @@ def _inspect_files(
                         problems = elf.problems(found)
                         if problems:
                             elf_failures.append((rel, problems))
-                    if scan:
+                    if scan and why is None:
                         # Binaries (.so, images, gzip) hold random bytes that look like anything; only
                         # their head is scanned, which keeps the audit fast on a 50 MB tree of extension
                         # modules.

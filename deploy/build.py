@@ -505,11 +505,12 @@ def build_layer(
     for name in scratch.reap(tmp_parent):
         _say(progress, f"removed {tmp_parent / name}, left by a build that was killed")
     work = Path(tempfile.mkdtemp(prefix=f"{scratch.WORK_PREFIX}{plan.identity.short}-", dir=tmp_parent))
-    held = scratch.hold(work)
+    held: int | None = None
     ahead: archive.Precompressor | None = None
     root = work / "root"
     reuse = plan.installer.merges_into_target
     try:
+        held = scratch.hold(work)
         if reuse:
             scratch.claim(tmp_parent / scratch.SPARE, root)
         site = root / "python"  # Lambda puts /opt/python on sys.path; the zip holds python/...
@@ -597,7 +598,8 @@ def build_layer(
         if reuse:
             scratch.give_back(root, tmp_parent / scratch.SPARE)
         shutil.rmtree(work, ignore_errors=True)
-        os.close(held)
+        if held is not None:
+            os.close(held)
 
 
 def top_packages(artifact: Artifact, n: int = 10) -> list[tuple[PackageInfo, float]]:

@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def claim(spare: Path, dest: Path) -> bool:
     """Move the spare tree to ``dest`` (which must not exist) and clear it; else create ``dest``
     empty. True when a spare tree was used."""
     try:
+        # A link (or a file) there is not a tree this tool left: clearing through it would delete
+        # what it points to. It is left alone, and not used.
+        if not stat.S_ISDIR(os.lstat(spare).st_mode):
+            dest.mkdir()
+            return False
         spare.rename(dest)
     except OSError:  # none left, or another build took it first
         dest.mkdir()
@@ -58,7 +64,8 @@ def claim(spare: Path, dest: Path) -> bool:
         shutil.rmtree(dest, ignore_errors=True)
         if dest.exists():
             raise BuildError(
-                f"cannot empty the spare build folder {spare} ({exc})", hint=f"remove {spare.parent} and build again"
+                f"cannot empty the spare build folder {dest}, taken from {spare} ({exc})",
+                hint=f"remove {dest} and build again",
             ) from None
         dest.mkdir()
         return False
@@ -100,7 +107,10 @@ def hold(folder: Path) -> int:
     """Lock ``folder`` (an exclusive ``flock`` on it) for as long as the returned descriptor is
     open: ``reap`` never touches a folder a running build holds. The lock goes with the process."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    # A file system without flock (some NFS and FUSE mounts) fails ``reap``'s attempt the same
+    # way, and ``reap`` then leaves every folder alone.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 
 
@@ -127,14 +137,15 @@ def reap(parent: Path, *, now: float | None = None) -> list[str]:
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a running build's
+            except OSError:
+                continue  # a running build's (or no flock here: then nothing can be told apart)
             folder = Path(entry.path)
-            spare = parent / SPARE
-            if (folder / "root").is_dir() and not spare.exists():
-                give_back(folder / "root", spare)
+            root, spare = folder / "root", parent / SPARE
+            if not root.is_symlink() and root.is_dir() and not os.path.lexists(spare):
+                give_back(root, spare)
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(entry.name)
+            if not os.path.lexists(folder):
+                removed.append(entry.name)
         finally:
             os.close(fd)
     return removed

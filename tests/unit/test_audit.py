@@ -372,6 +372,11 @@ def test_audit_layer_checks_elf_files_and_secrets_opening_each_file_once(
     with pytest.raises(AuditError, match=r"pure/\.env"):
         audit.audit_layer(site, **TARGET)
 
+    # A file refused by its name is still an ELF for the wrong machine, and that is said first.
+    (site / "pure" / "signing.key").write_bytes(wf.elf_bytes(wf.EM_AARCH64))
+    with pytest.raises(AuditError, match=r"pure/signing\.key \(no package\): machine aarch64"):
+        audit.audit_layer(site, **TARGET)
+
 
 # ----------------------------------------------------------------------------- the real backend dependencies
 

@@ -114,3 +114,49 @@ def test_reap_removes_what_killed_builds_left_and_keeps_the_tree_as_spare(tmp_pa
     assert (spare / "python" / "pkg" / "sub").is_dir()
     assert not [p for p in spare.rglob("*") if not p.is_dir()]
     assert scratch.reap(tmp_path, now=time.time() + scratch.STALE_AFTER_S + 10) == ["layer-cccc-3", "layer-dddd-4"]
+
+
+def test_a_link_where_a_tree_should_be_is_never_cleared_through(tmp_path: Path) -> None:
+    """A spare tree (or a killed build's tree) that is a link points at someone else's files."""
+    victim = tmp_path / "victim"
+    _tree(victim)
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    (parent / scratch.SPARE).symlink_to(victim, target_is_directory=True)
+    root = tmp_path / "root"
+    assert scratch.claim(parent / scratch.SPARE, root) is False
+    assert root.is_dir() and not root.is_symlink() and not any(root.iterdir())
+    assert (parent / scratch.SPARE).is_symlink()  # left as found, not used
+
+    (parent / scratch.SPARE).unlink()
+    killed = parent / "layer-old-1"
+    killed.mkdir()
+    (killed / "root").symlink_to(victim, target_is_directory=True)
+    os.utime(killed, (0, 0))
+    assert scratch.reap(parent) == ["layer-old-1"]
+    assert not (parent / scratch.SPARE).exists()
+    assert sorted(p.relative_to(victim).as_posix() for p in victim.rglob("*") if p.is_file()) == [
+        "python/pkg-1.0.dist-info/RECORD",
+        "python/pkg/__pycache__/mod.cpython-312.pyc",
+        "python/pkg/sub/mod.py",
+    ]
+
+
+def test_without_flock_nothing_is_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some NFS and FUSE mounts have no flock: a build still runs, and no folder is taken for stale."""
+    _killed_build(tmp_path, "layer-aaaa-1", age=scratch.STALE_AFTER_S + 60)
+
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(scratch.fcntl, "flock", no_flock)
+    os.close(scratch.hold(tmp_path / "layer-aaaa-1"))
+    assert scratch.reap(tmp_path) == [] and (tmp_path / "layer-aaaa-1").is_dir()
+
+
+def test_a_folder_that_could_not_be_removed_is_not_reported_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _killed_build(tmp_path, "layer-aaaa-1", age=scratch.STALE_AFTER_S + 60)
+    monkeypatch.setattr(scratch.shutil, "rmtree", lambda *args, **kwargs: None)
+    assert scratch.reap(tmp_path) == []
