@@ -172,15 +172,7 @@ def collect(
         raise BuildError(f"archive prefix {prefix!r} must end with '/'")
     entries: list[Entry] = []
     for rel, source, st in _walk(root, "", allowed, exclude, {real_root}, keep_bytecode):
-        entries.append(
-            Entry(
-                name=prefix + rel,
-                source=source,
-                mode=normalise_mode(st.st_mode),
-                size=st.st_size,
-                status=_status(st),
-            )
-        )
+        entries.append(_stat_entry(prefix + rel, source, st))
     entries.sort(key=lambda e: e.name)
     return entries
 
@@ -193,6 +185,10 @@ def file_entry(name: str, source: Path) -> Entry:
         raise BuildError(f"cannot read {source} for archive member {name}: {exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise BuildError(f"{name} is not a regular file (socket, fifo or device); cannot archive it")
+    return _stat_entry(name, source, st)
+
+
+def _stat_entry(name: str, source: Path, st: os.stat_result) -> Entry:
     return Entry(name=name, source=source, mode=normalise_mode(st.st_mode), size=st.st_size, status=_status(st))
 
 

@@ -410,13 +410,10 @@ def _owners(site: Path) -> dict[str, str]:
     return owners
 
 
-def compile_layer(site: Path, compiler: bytecode.Compiler, *, runtime: str, files: Sequence[str] | None = None) -> None:
-    """Compile every .py of the layer in place; a file the runtime cannot compile names its package.
-
-    ``files``: the ``.py`` files relative to ``site``, sorted, when the caller has walked the tree
-    already (else it is walked here)."""
-    todo = bytecode.python_files(site) if files is None else files
-    failures = compiler.compile(site, todo, out=site, prefix=f"{bytecode.LAYER_PREFIX}python/")
+def compile_layer(site: Path, compiler: bytecode.Compiler, *, runtime: str, files: Sequence[str]) -> None:
+    """Compile ``files`` (the layer's ``.py`` files relative to ``site``, sorted, from the build's
+    walk) in place; a file the runtime cannot compile names its package."""
+    failures = compiler.compile(site, files, out=site, prefix=f"{bytecode.LAYER_PREFIX}python/")
     if not failures:
         return
     owners = _owners(site)

@@ -305,18 +305,25 @@ def test_a_published_layer_is_described_by_its_manifest_without_its_bytes(s3: An
         cache.published_layer(s3, bucket, layer.identity, zip_path, published_code_sha256=other)
 
 
-def test_the_artifact_bucket_is_found_in_the_state_object_without_terraform(
-    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """A fresh runner reads one state object instead of running terraform init (which copies the provider)."""
+def _staging_with_state_object(s3: Any, tmp_path: Path) -> EnvConfig:
+    """staging, whose S3 backend holds a state object with the deploy's outputs (as an apply leaves it)."""
     from tests.unit.test_terraform import deploy_targets, output_json
 
     state = StateSettings(bucket="tf-state", key="app.tfstate")
-    env = EnvConfig(name="staging", region=REGION, state=state, paths=Paths(root=tmp_path))
     s3.create_bucket(Bucket="tf-state")
     outputs = output_json({**deploy_targets("staging"), "region": REGION})
     body = json.dumps({"version": 4, "terraform_version": "1.11.4", "outputs": outputs, "resources": []})
     s3.put_object(Bucket="tf-state", Key="env:/staging/app.tfstate", Body=body.encode())
+    return EnvConfig(name="staging", region=REGION, state=state, paths=Paths(root=tmp_path))
+
+
+def test_the_artifact_bucket_is_found_in_the_state_object_without_terraform(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A fresh runner reads one state object instead of running terraform init (which copies the provider)."""
+    from tests.unit.test_terraform import deploy_targets
+
+    env = _staging_with_state_object(s3, tmp_path)
 
     def no_terraform(*_: Any, **__: Any) -> Any:
         raise AssertionError("terraform must not run for a read-only lookup the state object answers")
@@ -339,12 +346,8 @@ def test_a_deploy_whose_last_apply_stands_reads_its_targets_from_the_state_objec
     When an apply is due (or there is no state object to read), Terraform itself answers."""
     from tests.unit.test_terraform import deploy_targets, output_json
 
-    state = StateSettings(bucket="tf-state", key="app.tfstate")
-    env = EnvConfig(name="staging", region=REGION, state=state, paths=Paths(root=tmp_path))
-    s3.create_bucket(Bucket="tf-state")
+    env = _staging_with_state_object(s3, tmp_path)
     outputs = output_json({**deploy_targets("staging"), "region": REGION})
-    body = json.dumps({"version": 4, "terraform_version": "1.11.4", "outputs": outputs, "resources": []})
-    s3.put_object(Bucket="tf-state", Key="env:/staging/app.tfstate", Body=body.encode())
     ran: list[str] = []
 
     def terraform_output(*_: Any, **__: Any) -> Any:
