@@ -153,6 +153,8 @@ class EnvConfig:
     region: str
     extra_regions: Mapping[str, str] = field(default_factory=dict)  # region -> bucket
     profile: str | None = None
+    #: invoke.yaml's ``account_id``: the preflight refuses credentials of any other account.
+    account_id: str | None = None
     endpoint_url: str | None = None
     emulator: EmulatorSettings | None = None
     tfvars: str = ""
@@ -324,6 +326,7 @@ def load_env(
         # An empty profile (e.g. INVOKE_DEPLOY_ENVIRONMENTS_STAGING_PROFILE="" under OIDC in CI)
         # means boto3's default credential chain.
         profile=value("profile") or None,
+        account_id=value("account_id"),
         endpoint_url=endpoint_url,
         emulator=emulator,
         tfvars=value("tfvars", default=f"envs/{name}.tfvars"),

@@ -14,6 +14,8 @@ class DeployError(Exception):
     """Base of every expected failure; ``exit_code`` is what the process exits with."""
 
     exit_code: int = 10
+    #: how ``deploy.cli.deploy_task`` introduces the message; a state that is not a failure has none
+    prefix: str = "error: "
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -92,15 +94,29 @@ class CacheError(BuildError):
 
 
 class DriftError(DeployError):
-    """``status`` found differences between what is deployed and the local artifacts."""
+    """``status`` found differences between what is deployed and the local artifacts: a state, not a failure."""
 
     exit_code = 12
+    prefix = ""
 
 
 class DeployLockError(DeployError):
     """Another run holds the environment's deploy lock (or the lock object cannot be read or written)."""
 
     exit_code = 13
+
+
+class PreflightError(DeployError):
+    """A prerequisite of the run is missing (Terraform, the provider, the runtime's Python, the jail, the
+    emulator, credentials or the account): found before the first write, every problem listed at once."""
+
+    exit_code = 15
+
+
+class DestroyRefused(DeployError):
+    """Terraform's plan would destroy a function or a layer version and ``--allow-destroy`` was not given."""
+
+    exit_code = 16
 
 
 class Interrupted(DeployError):

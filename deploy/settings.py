@@ -52,7 +52,18 @@ _SECTIONS: dict[str, Any] = {
 }
 COMMON_KEYS: dict[str, Any] = {
     **dict.fromkeys(
-        ("region", "profile", "endpoint_url", "tfvars", "runtime", "architecture", "builder", "bytecode", "max_workers")
+        (
+            "region",
+            "profile",
+            "account_id",
+            "endpoint_url",
+            "tfvars",
+            "runtime",
+            "architecture",
+            "builder",
+            "bytecode",
+            "max_workers",
+        )
     ),
     **_SECTIONS,
     "smoke": None,

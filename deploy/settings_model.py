@@ -69,6 +69,8 @@ class CommonModel(_Strict):
 
     region: str | None = None
     profile: str | None = None
+    #: The AWS account the environment lives in: a run whose credentials belong to another stops in preflight.
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
     endpoint_url: str | None = None
     tfvars: str | None = None
     runtime: str | None = None
@@ -108,6 +110,7 @@ _PROBLEMS = {
     "dict_type": "expected a mapping",
     "model_type": "expected a mapping",
     "list_type": "expected a list",
+    "string_pattern_mismatch": "expected an AWS account id (12 digits)",
 }
 
 
