@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
 # Invoke turns bytecode writing off before it imports a tasks file (its --write-pyc flag, so
@@ -20,7 +21,16 @@ from invoke.tasks import task
 # of a 0.7 s no-op build-layer). Turn it back on unless the user asked for no .pyc files.
 sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
 
-from deploy.cli import deploy_task, env_config, settings_defaults  # noqa: E402 (after the line above)
+from deploy.cli import (  # noqa: E402 (after the line above)
+    deploy_task,
+    env_config,
+    install_conventions,
+    one_of,
+    settings_defaults,
+)
+
+# Misuse exits 2 with a did-you-mean; `inv --help TASK` shows types and defaults (deploy/cli.py).
+install_conventions()
 
 ROOT = Path(__file__).resolve().parent
 # Every deploy key declared, so INVOKE_* variables can set any of them (deploy.settings).
@@ -29,6 +39,8 @@ DEFAULTS = settings_defaults(ROOT / "invoke.yaml", os.environ)
 ENV_HELP = {"env": "environment from invoke.yaml: local, staging or production"}
 LOCK_HELP = {"lock_timeout": "seconds to wait for another run's deploy lock before failing (default 300)"}
 LOCK_TIMEOUT = 300.0
+#: `inv local.status` when no server answers: LSB's "program is not running", so scripts tell down from broken.
+EMULATOR_NOT_RUNNING = 3
 
 
 # --------------------------------------------------------------------------- build
@@ -209,6 +221,18 @@ def unlock(c: Any, env: str = "local", force: str = "") -> None:
     pipeline.unlock(env_config(c, env), force)
 
 
+@task(help={**ENV_HELP, "json": "print the checks as JSON on stdout"})
+@deploy_task
+def doctor(c: Any, env: str = "local", json: bool = False) -> None:
+    """Check a deploy's prerequisites (Terraform, provider, Python, jail, emulator, credentials); writes nothing."""
+    from deploy import pipeline
+
+    pipeline.doctor(env_config(c, env), as_json=json)
+
+
+BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
+
+
 @task(
     help={
         "runs": "runs per measurement (median reported)",
@@ -220,6 +244,8 @@ def unlock(c: Any, env: str = "local", force: str = "") -> None:
 def bench(c: Any, runs: int = 3, output: str = ".build/bench", only: str | None = None) -> None:
     """Benchmark builds and deploys against their floors; writes JSON and a Markdown table."""
     from deploy import bench as bench_mod
+
+    one_of("--only", only, BENCH_ONLY)
 
     bench_mod.run_all(env_config(c, "local"), runs=runs, output=Path(output), only=only)
 
@@ -248,10 +274,11 @@ def local_down(c: Any, env: str = "local") -> None:
 @task(name="status", help=ENV_HELP)
 @deploy_task
 def local_status(c: Any, env: str = "local") -> None:
-    """Say whether the local moto server is running."""
+    """Say whether the local moto server is running (exit 0), or not (exit 3, the LSB status convention)."""
     from deploy import pipeline
 
-    pipeline.emulator_status(env_config(c, env))
+    if not pipeline.emulator_status(env_config(c, env)):
+        raise Exit(code=EMULATOR_NOT_RUNNING)
 
 
 # --------------------------------------------------------------------------- Terraform
@@ -298,6 +325,7 @@ ns = Collection(
     rollback,
     prune_layers,
     unlock,
+    doctor,
     bench,
     local,
     infra,

@@ -7,15 +7,17 @@ traceback.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 
 from deploy.config import EnvConfig, Paths, load_env
 from deploy.errors import AwsError, ConfigError, DeployError, Terminated
@@ -35,7 +37,7 @@ def deploy_task(fn: Callable[P, R]) -> Callable[P, R]:
             with sigterm_raises():
                 return fn(*args, **kwargs)
         except DeployError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            raise Exit(f"{exc.prefix}{exc}", code=exc.exit_code) from None
         except (BotoCoreError, ClientError) as exc:
             # Credentials, profiles, endpoints: AWS said no before our code could name the step.
             raise Exit(f"error: AWS: {exc}", code=AwsError.exit_code) from None
@@ -98,3 +100,101 @@ def settings_defaults(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     return invoke_defaults(tree)
+
+
+# ---------------------------------------------------------------------------- the command line's conventions
+
+#: Exit code of a misused command line (unknown task or flag, a value of the wrong type): the settings'
+#: standard (ConfigError), where Invoke's own parser exits 1 like a crash.
+USAGE_EXIT = ConfigError.exit_code
+_KIND_NAMES = {str: "STRING", int: "INT", float: "SECONDS", list: "VALUE"}
+
+
+def _flag(names: tuple[str, ...]) -> str:
+    long = max(names, key=len)
+    return ("--" if len(long) > 1 else "-") + long.replace("_", "-")
+
+
+def _did_you_mean(token: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(token, known, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def usage_error(exc: ParseError, task_names: list[str]) -> str:
+    """Invoke's "No idea what '--evn' is!" with the flags or tasks it could have meant."""
+    text = str(exc)
+    match = re.match(r"No idea what '(?P<token>[^']*)' is!", text)
+    if match is None:
+        return f"error: {text}"
+    token = match["token"]
+    context = getattr(exc, "context", None)
+    if token.startswith("-"):
+        flags = sorted(context.flags) if context is not None else []
+        where = f" for `inv {context.name}`" if context is not None and context.name else ""
+        return f"error: unknown flag {token}{where}{_did_you_mean(token, flags)} (known: {', '.join(flags)})"
+    return f"error: unknown task {token!r}{_did_you_mean(token, task_names)}; `inv --list` lists them"
+
+
+def install_conventions() -> None:
+    """Make Invoke's parser follow the settings' standard. Called once from tasks.py, before Invoke
+    parses the task arguments (it imports tasks.py between its core and its task parsing):
+
+    - a mistyped task or flag, and a value of the wrong type (``--lock-timeout abc``), exit 2 with
+      a did-you-mean or the expected type, never 1 or a traceback;
+    - ``inv --help TASK`` shows each flag's type and default;
+    - flags that skip a safety step (``--skip-*``) get no one-letter form: ``-s`` typed by mistake
+      must not skip the Terraform apply.
+    """
+    from invoke.parser.argument import Argument
+    from invoke.parser.context import ParserContext
+    from invoke.program import Program
+    from invoke.tasks import Task
+
+    if getattr(Program, "_deploy_conventions", False):
+        return
+    Program._deploy_conventions = True  # type: ignore[attr-defined]
+
+    parse_tasks, set_value = Program.parse_tasks, Argument.set_value
+    help_for, get_arguments = ParserContext.help_for, Task.get_arguments
+
+    def parse_tasks_strictly(self: Any) -> None:
+        try:
+            parse_tasks(self)
+        except ParseError as exc:
+            names = list(self.collection.task_names) if self.collection is not None else []
+            raise Exit(usage_error(exc, names), code=USAGE_EXIT) from None
+
+    def set_value_typed(self: Any, value: Any, cast: bool = True) -> None:
+        try:
+            set_value(self, value, cast)
+        except (TypeError, ValueError):
+            kind = _KIND_NAMES.get(self.kind, getattr(self.kind, "__name__", str(self.kind)))
+            raise ParseError(f"{_flag(self.names)} expects {kind.lower()}, got {value!r}") from None
+
+    def help_with_defaults(self: Any, flag: str) -> tuple[str, str]:
+        names, text = help_for(self, flag)
+        arg = self.flags[flag]
+        kind = _KIND_NAMES.get(arg.kind)
+        if kind and kind not in ("STRING", "INT"):  # Invoke shows those two itself
+            names = ", ".join(f"{n}={kind}" if n.startswith("--") else n for n in names.split(", "))
+        if arg.default not in (None, False, "", []) and "default" not in text:
+            text = f"{text} (default: {arg.default})"
+        return names, text
+
+    def no_short_skip_flags(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        out: list[Any] = get_arguments(self, *args, **kwargs)
+        for arg in out:
+            if arg.name.startswith("skip_"):
+                arg.names = tuple(n for n in arg.names if len(n) > 1)
+        return out
+
+    Program.parse_tasks = parse_tasks_strictly  # type: ignore[method-assign]
+    Argument.set_value = set_value_typed  # type: ignore[method-assign]
+    ParserContext.help_for = help_with_defaults  # type: ignore[method-assign]
+    Task.get_arguments = no_short_skip_flags  # type: ignore[method-assign]
+
+
+def one_of(flag: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    """A flag with a fixed set of values: anything else exits 2 naming the flag and the choices."""
+    if value is not None and value not in allowed:
+        raise ConfigError(f"{flag} {value!r} is not one of {', '.join(allowed)}{_did_you_mean(value, list(allowed))}")
