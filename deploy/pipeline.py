@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -20,12 +21,14 @@ from rich.markup import escape
 
 from deploy import build, emulator, terraform, transaction
 from deploy import plan as plan_mod
+from deploy import preflight as preflight_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, prune, publish, share
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws.retry import RetryPolicy, error_message
+from deploy.aws.state_bucket import state_outputs
 from deploy.build_commands import check_flags
 from deploy.config import EmulatorSettings, EnvConfig, Targets
 from deploy.errors import (
@@ -35,6 +38,7 @@ from deploy.errors import (
     CacheError,
     ConfigError,
     DeployError,
+    DestroyRefused,
     DriftError,
     EmulatorError,
     TerraformError,
@@ -56,10 +60,42 @@ from deploy.report import (
     transfer,
     write_report,
 )
+from deploy.terraform.decision import InfraDecision, read_saved_plan
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
 #: deploy workflow's job allows 45 minutes, so a stuck deploy fails and rolls back inside it.
 DEPLOY_DEADLINE_S = 1800.0
+
+
+# ---------------------------------------------------------------------------- preflight
+
+
+def require_prerequisites(env: EnvConfig, command: str, *, skip: tuple[str, ...] = ()) -> None:
+    """Before a writing command's first write: every prerequisite checked, every problem reported at once
+    (PreflightError, exit 15); what passes with a caveat (no bubblewrap on the emulator) is one line."""
+    result = preflight_mod.run(env, command, skip=skip)
+    for note in result.notes():
+        say(f"[yellow]![/] {escape(note.name)}: {escape(note.detail)}")
+    result.raise_for_failures()
+
+
+def doctor(env: EnvConfig, *, as_json: bool = False) -> preflight_mod.Preflight:
+    """``inv doctor``: the checks of a deploy as a table; reads only, exit 0 only when all pass."""
+    result = preflight_mod.run(env, "doctor")
+    if as_json:
+        emit_json(result.to_json())
+    table(
+        f"doctor {env.name}",
+        ["", "check", "result", "fix"],
+        [(c.mark.value, c.name, c.detail, c.fix or "") for c in result.checks],
+    )
+    if not result.ok:
+        raise preflight_mod.PreflightError(
+            f"{len(result.failures)} of {len(result.checks)} checks failed: "
+            + ", ".join(c.name for c in result.failures)
+        )
+    say("every prerequisite of `inv deploy --env " + env.name + "` is in place")
+    return result
 
 
 # ---------------------------------------------------------------------------- emulator
@@ -84,8 +120,11 @@ def emulator_down(env: EnvConfig) -> None:
     say(emulator.down(_emulator(env), env.paths.local_state))
 
 
-def emulator_status(env: EnvConfig) -> None:
-    say(emulator.status(_emulator(env), env.paths.local_state))
+def emulator_status(env: EnvConfig) -> bool:
+    """Says what runs on the emulator's port; True when a moto server answers there."""
+    settings = _emulator(env)
+    say(emulator.status(settings, env.paths.local_state))
+    return emulator.is_moto(settings.url)
 
 
 def _ensure_reachable(env: EnvConfig) -> None:
@@ -104,13 +143,19 @@ def infra_init(env: EnvConfig) -> None:
     terraform.select_workspace(tf)
 
 
-def _apply_context(env: EnvConfig) -> dict[str, str]:
+def _apply_context(env: EnvConfig, *, start: bool = True) -> dict[str, str]:
     """What an apply depends on beyond Terraform's files: the remote state object's ETag, and for
-    local the emulator process (a restarted moto server has lost every resource)."""
+    local the emulator process (a restarted moto server has lost every resource). ``start=False``
+    (status): a server this checkout did not start is not ours to name, so the fingerprint misses."""
     extra: dict[str, str] = {}
     if env.emulator is not None:
-        state = emulator_up(env, quiet_reuse=True)
-        extra["emulator"] = f"{state.url} pid {state.pid}"
+        if start:
+            state = emulator_up(env, quiet_reuse=True)
+            extra["emulator"] = f"{state.url} pid {state.pid}"
+        else:
+            found = emulator.inspect(env.emulator, env.paths.local_state)
+            pid = found.record.pid if found.state == "running" and found.record is not None else "?"
+            extra["emulator"] = f"{env.emulator.url} pid {pid}"
     extra["state"] = terraform.state_identity(env)
     return extra
 
@@ -128,6 +173,7 @@ def _ensure_lock_bucket(env: EnvConfig) -> None:
 
 
 def unlock(env: EnvConfig, lock_id: str) -> None:
+    require_prerequisites(env, "unlock")
     _ensure_reachable(env)
     artifact_bucket = None if env.state or env.emulator else _targets(env).bucket
     holder = env_lock.force_unlock(env, lock_id, artifact_bucket=artifact_bucket)
@@ -136,13 +182,15 @@ def unlock(env: EnvConfig, lock_id: str) -> None:
 
 def infra_apply_locked(env: EnvConfig, *, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S) -> Targets:
     """``inv infra.apply``: terraform apply under the environment's lock."""
+    require_prerequisites(env, "infra.apply")
     _ensure_lock_bucket(env)
     with _locked(env, "infra.apply", timeout=lock_timeout):
         return infra_apply(env)
 
 
-def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
-    """terraform apply; with ``only_if_changed`` (deploy), skip it when its fingerprint is unchanged.
+def infra_apply(env: EnvConfig, *, only_if_changed: bool = False, plan_file: Path | None = None) -> Targets:
+    """terraform apply; with ``only_if_changed`` (deploy), skip it when its fingerprint is unchanged;
+    with ``plan_file``, apply exactly that saved plan (deploy's, shown and checked before).
 
     The caller holds the environment's lock."""
     extra = _apply_context(env)
@@ -150,7 +198,13 @@ def infra_apply(env: EnvConfig, *, only_if_changed: bool = False) -> Targets:
     if only_if_changed and not terraform.apply_needed(tf, extra=extra):
         progress("terraform: configuration, variables and state unchanged since the last apply; skipping it")
         return terraform.load_targets(env, tf=tf)
-    _terraform_with_progress(env, "apply", lambda log, events: terraform.apply(tf, log=log, events=events))
+    try:
+        _terraform_with_progress(
+            env, "apply", lambda log, events: terraform.apply(tf, log=log, events=events, plan_file=plan_file)
+        )
+    finally:
+        if plan_file is not None:
+            plan_file.unlink(missing_ok=True)
     terraform.record_apply(tf, extra={**extra, "state": terraform.state_identity(env)})
     return terraform.load_targets(env, tf=tf)
 
@@ -419,6 +473,7 @@ def _pub_json(result: publish.PublishResult) -> dict[str, Any]:
 def publish_layer(
     env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> list[publish.PublishResult]:
+    require_prerequisites(env, "publish-layer")
     targets = _targets(env)
     layer = _built_layer(env)
     if dry_run:
@@ -479,6 +534,7 @@ def _show_transaction(title: str, report: transaction.TransactionReport, *, as_j
 def attach(
     env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> None:
+    require_prerequisites(env, "attach")
     targets = _targets(env)
     layer = _built_layer(env)
     function = build.build_function(build.function_plan(env)).artifact
@@ -517,15 +573,25 @@ def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConf
 
 
 def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
-    """The deploy plan, read the way ``deploy`` reads it; exit 0 only when it is empty."""
-    _ensure_reachable(env)
-    function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True)
-    plan, _targets_or_none = _read_plan(env, layer=layer, function=function, apply_infra=True)
+    """The deploy plan, read the way ``deploy`` reads it: exit 0 in sync, 12 out of sync (a deploy would
+    change something, "not applied yet" included), any other code when it could not tell (the error says why).
+
+    Reads only, and quickly: no layer is installed or zipped (its identity comes from the lock and the
+    settings; a layer neither built here nor published is planned as "build and publish"), no emulator is
+    started, no state bucket, workspace or lock is created; Terraform plans only when the configuration
+    differs from what the state records as applied."""
+    if env.emulator is not None and not emulator.is_moto(env.emulator.url):
+        plan = plan_mod.unapplied(env, "not applied yet: the emulator is not running (a new moto server starts empty)")
+    else:
+        function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True, build_missing=False)
+        plan, _targets, _decision = _read_plan(
+            env, layer=layer, function=function, apply_infra=True, read_only=True
+        )
     if as_json:
         emit_json({"env": env.name, **plan.to_json()})
     _show_plan(f"status {env.name}", plan)
     if not plan.empty:
-        raise DriftError(f"{env.name}: a deploy would change:\n  " + "\n  ".join(plan.lines()))
+        raise DriftError(f"out of sync: a deploy of {env.name} would change:\n  " + "\n  ".join(plan.lines()))
     say("in sync: a deploy would change nothing")
     return plan
 
@@ -555,6 +621,7 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
 def rollback(
     env: EnvConfig, *, to: str | None = None, dry_run: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> None:
+    require_prerequisites(env, "rollback")
     targets = _targets(env)
     if dry_run:
         outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=True)
@@ -576,6 +643,7 @@ def prune_layers(
 ) -> None:
     if keep < 1:
         raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
+    require_prerequisites(env, "prune-layers")
     targets = _targets(env)
     plan = prune.plan_prune(env, targets, keep=keep, protect=_terraform_layer_versions(env))
     for version, users in sorted(plan.protected.items()):
@@ -704,17 +772,28 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
 
 
 def _build_artifacts(
-    env: EnvConfig, *, remote_cache: bool, report: DeployReport | None = None, defer_layer: bool = False
-) -> tuple[Artifact, Artifact]:
+    env: EnvConfig,
+    *,
+    remote_cache: bool,
+    report: DeployReport | None = None,
+    defer_layer: bool = False,
+    build_missing: bool = True,
+) -> tuple[Artifact, Artifact | str]:
     """Build and audit both artifacts: a layer over budget, for the wrong platform or with a secret fails
     here, before any Terraform call or AWS write (the remote cache only reads).
 
     With ``defer_layer``, a layer this machine has not built but that is already published under its
     identity is described by its cached manifest only (its zip absent): the plan needs no bytes, and
-    ``_layer_bytes`` fetches and audits them only when the plan turns out to change something."""
+    ``_layer_bytes`` fetches and audits them only when the plan turns out to change something.
+
+    ``build_missing=False`` (status): a layer neither built here nor published is not built either; its
+    identity (from the lock and the settings) stands for it."""
     function = build_function(env).artifact
     if report is not None:
         report.function = _artifact_json(function)
+    if not build_missing:
+        plan = build.layer_plan(env)
+        return function, build.existing_layer(plan) or _published_layer(env, plan) or plan.digest
     if defer_layer and remote_cache and env.remote_cache.enabled:
         plan = build.layer_plan(env)
         published = None if plan.manifest_path.is_file() else _published_layer(env, plan)
@@ -771,55 +850,125 @@ def _layer_bytes(
     return built.artifact
 
 
-def _terraform_needed(env: EnvConfig) -> tuple[bool, str]:
-    """Reads only. The fingerprint of the last apply on this machine decides first; without a matching
-    one (a fresh CI runner), ``terraform plan`` decides, and a plan without changes is remembered as
-    the fingerprint, so a no-change deploy never runs ``terraform apply`` (which writes state)."""
+def _terraform_needed(env: EnvConfig, *, read_only: bool = False) -> InfraDecision:
+    """Reads only (AWS and Terraform state). In order, cheapest first:
+
+    1. the fingerprint of the last apply on this machine;
+    2. the configuration digest the state records (one GET: a fresh runner, another clone);
+    3. ``terraform plan``, saved (``-out``) so that the apply runs exactly the plan that was shown;
+       a plan without changes is remembered as the fingerprint, so a no-change deploy never runs
+       ``terraform apply`` (which writes state).
+
+    ``read_only`` (status): start no emulator, create no state bucket, remember nothing; an
+    environment without state is "not applied yet" without a plan."""
     tf = terraform.terraform_for(env)
-    extra = _apply_context(env)
+    if read_only:
+        tf = dataclasses.replace(tf, prepare=None)  # never create the state bucket to answer a question
+    extra = _apply_context(env, start=not read_only)
     if not terraform.apply_needed(tf, extra=extra):
-        return False, "configuration, variables and state unchanged since the last apply"
-    progress("terraform plan (no apply recorded here for this configuration and state)")
+        return InfraDecision(needed=False, reason="configuration, variables and state unchanged since the last apply")
+    outputs = state_outputs(env)
+    if outputs is None and read_only:
+        return InfraDecision(needed=True, reason="not applied yet")
+    if terraform.applied_digest(outputs) == tf.variables.get(terraform.DIGEST_VARIABLE):
+        if not read_only:
+            terraform.record_apply(tf, extra=extra)
+        return InfraDecision(needed=False, reason="the state records this configuration as applied")
+    progress("terraform plan (the configuration differs from what the state records as applied)")
+    state = extra["state"]
+    plan_file = tf.data_dir / f"deploy-{os.getpid()}.tfplan"
     changes: list[bool] = []
     _terraform_with_progress(
         env,
         "plan",
         lambda log, events: changes.append(
-            terraform.plan(tf, detailed_exitcode=True, log=log, events=events, lock=False)
+            terraform.plan(tf, detailed_exitcode=True, log=log, events=events, lock=False, out=plan_file)
         ),
     )
-    if changes[0]:
-        return True, "terraform plan has changes"
-    terraform.record_apply(tf, extra=extra)
-    return False, "terraform plan has no changes"
+    if not changes[0]:
+        plan_file.unlink(missing_ok=True)
+        if not read_only:
+            terraform.record_apply(tf, extra=extra)
+        return InfraDecision(needed=False, reason="terraform plan has no changes")
+    try:
+        saved = read_saved_plan(terraform.show_plan_json(tf, plan_file), env=env.name, path=plan_file)
+    finally:
+        if read_only:
+            plan_file.unlink(missing_ok=True)
+    return InfraDecision(needed=True, reason=f"terraform plan: {saved.summary()}", state=state, plan=saved)
 
 
-def _plan_targets(env: EnvConfig, *, applied: bool) -> Targets:
+def _plan_targets(env: EnvConfig, *, applied: bool, read_only: bool = False) -> Targets:
     """Terraform's outputs. ``applied``: the last apply (or a plan without changes) stands for exactly
     this configuration, these variables and this state object (``_terraform_needed``), so the outputs
     recorded in the state object are what ``terraform output -json`` would print: one GET instead of
     two Terraform processes (workspace select, output), about 1.2 s of a code-only deploy."""
-    if applied:
+    if applied or read_only:
         try:
             return terraform.load_targets(env, read_only=True)
         except TerraformError:
-            pass  # no state object to read (another backend, no access): ask Terraform
+            if read_only:
+                raise  # status never runs Terraform's init (it would create the state bucket)
+            # no state object to read (another backend, no access): ask Terraform
     return terraform.load_targets(env)
 
 
 def _read_plan(
-    env: EnvConfig, *, layer: Artifact, function: Artifact, apply_infra: bool
-) -> tuple[plan_mod.DeployPlan, Targets | None]:
-    """The one answer to "what would a deploy change" (status, --dry-run and deploy all call this)."""
-    needed, why = _terraform_needed(env) if apply_infra else (False, "--skip-infra")
+    env: EnvConfig,
+    *,
+    layer: Artifact | str,
+    function: Artifact,
+    apply_infra: bool,
+    previous: InfraDecision | None = None,
+    read_only: bool = False,
+) -> tuple[plan_mod.DeployPlan, Targets | None, InfraDecision]:
+    """The one answer to "what would a deploy change" (status, --dry-run and deploy all call this).
+
+    ``previous``: the decision read before the lock; while the state object is unchanged it stands
+    (its saved plan is still the one to apply), so a first deploy plans once, not twice. ``layer`` is
+    an identity alone for status, when this machine has no such layer and none is published."""
+    if not apply_infra:
+        decision = InfraDecision(needed=False, reason="--skip-infra")
+    elif previous is not None and previous.plan is not None and terraform.state_identity(env) == previous.state:
+        decision = previous
+    else:
+        decision = _terraform_needed(env, read_only=read_only)
+    planned = decision.plan.planned if decision.plan is not None else None
+    if planned is not None and isinstance(layer, Artifact):
+        plan_mod.check_platform(env, planned, layer)  # the runtime and architecture the apply will set
     try:
-        targets = _plan_targets(env, applied=apply_infra and not needed)
+        targets = _plan_targets(env, applied=apply_infra and not decision.needed, read_only=read_only)
     except TerraformError:
         if not apply_infra:
             raise
-        return plan_mod.unapplied(env), None  # nothing exists yet: apply first, then everything
-    plan = plan_mod.compute(env, targets, layer=layer, function=function, terraform_apply=needed, terraform_reason=why)
-    return plan, targets
+        # nothing exists yet: apply first, then everything
+        return plan_mod.unapplied(env, removals=decision.removals), None, decision
+    if planned is not None:  # a function the apply removes is not planned for (it is listed as a removal)
+        staying = {fn.key for fn in planned.functions}
+        targets = dataclasses.replace(targets, functions=tuple(f for f in targets.functions if f.key in staying))
+    if isinstance(layer, str):
+        plan = plan_mod.compute_unbuilt(
+            env,
+            targets,
+            identity=layer,
+            function=function,
+            terraform_apply=decision.needed,
+            terraform_reason=decision.reason,
+            removals=decision.removals,
+        )
+        return plan, targets, decision
+    plan = plan_mod.compute(
+        env,
+        targets,
+        layer=layer,
+        function=function,
+        terraform_apply=decision.needed,
+        terraform_reason=decision.reason,
+        removals=decision.removals,
+        # Before an apply the state's runtime and architecture are the old ones: the planned ones were checked.
+        check=not decision.needed,
+    )
+    return plan, targets, decision
 
 
 def deploy(
@@ -832,6 +981,7 @@ def deploy(
     verify_local_first: bool = True,
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
+    allow_destroy: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
@@ -850,6 +1000,7 @@ def deploy(
                 verify_local_first=verify_local_first,
                 remote_cache=remote_cache,
                 lock_timeout=lock_timeout,
+                allow_destroy=allow_destroy,
             )
             report.ok = True
         except DeployError as exc:
@@ -910,12 +1061,16 @@ def _deploy_steps(
     verify_local_first: bool,
     remote_cache: bool,
     lock_timeout: float,
+    allow_destroy: bool = False,
 ) -> None:
+    # A dry run runs no handler: it needs no sandbox.
+    require_prerequisites(env, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
     if env.emulator is not None and not dry_run:
         emulator_up(env, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
     function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
+    assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
     _ensure_reachable(env)
-    plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+    plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
     if dry_run:
         _show_plan(f"deploy --dry-run {env.name}", plan)
@@ -924,14 +1079,20 @@ def _deploy_steps(
             {**asdict(r), "action": "would publish" if r.publish else "would reuse"} for r in plan.regions
         ]
         report.verify = {"skipped": "dry run"}
+        _discard(decision)
         return
+    _refuse_removals(env, plan, allow_destroy=allow_destroy, decision=decision)
     if plan.empty:
         _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
     layer = _layer_bytes(env, layer, function, report, remote_cache=remote_cache)
-    if verify_local_first and targets is not None:
-        _verify_locally(env, targets, layer, function, report)  # nothing has been written yet
+    # The functions as the apply will leave them: one it creates is run here, before anything is uploaded.
+    checked = decision.plan.planned if decision.plan is not None and decision.plan.planned else targets
+    verified: set[str] = set()
+    if verify_local_first and checked is not None:
+        _verify_locally(env, checked, layer, function, report)  # nothing has been written yet
+        verified = {fn.key for fn in checked.functions}
     _ensure_lock_bucket(env)
     with _locked(
         env,
@@ -940,11 +1101,14 @@ def _deploy_steps(
         artifact_bucket=targets.bucket if targets else None,
     ):
         # Read again under the lock: a run that held it may have deployed exactly this.
-        plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+        plan, targets, decision = _read_plan(
+            env, layer=layer, function=function, apply_infra=apply_infra, previous=decision
+        )
         report.plan = plan.to_json()
+        _refuse_removals(env, plan, allow_destroy=allow_destroy, decision=decision)
         if plan.terraform_apply:
             state_before = terraform.state_identity(env)
-            targets = infra_apply(env)
+            targets = infra_apply(env, plan_file=decision.plan.path if decision.plan is not None else None)
             report.terraform = TerraformResult(
                 apply="applied",
                 reason=plan.terraform_reason,
@@ -952,15 +1116,37 @@ def _deploy_steps(
             )
             plan = plan_mod.compute(env, targets, layer=layer, function=function)
             report.plan = plan.to_json()
-            if verify_local_first and not report.verify.get("local"):
-                _verify_locally(env, targets, layer, function, report)
+            unverified = tuple(fn for fn in targets.functions if fn.key not in verified)
+            if verify_local_first and unverified:  # the plan could not name them before the apply
+                _verify_locally(env, dataclasses.replace(targets, functions=unverified), layer, function, report)
         else:
             report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
+            _discard(decision)
         if plan.empty:
             _nothing_to_do(report, plan, "another run deployed this while we waited for the lock")
             return
         assert targets is not None
         _apply_plan(env, targets, plan, layer, function, report)
+
+
+def _discard(decision: InfraDecision) -> None:
+    """A saved plan that will not be applied is removed (it holds the variables, in the data dir)."""
+    if decision.plan is not None:
+        decision.plan.path.unlink(missing_ok=True)
+
+
+def _refuse_removals(
+    env: EnvConfig, plan: plan_mod.DeployPlan, *, allow_destroy: bool, decision: InfraDecision
+) -> None:
+    """A plan that destroys a function or a layer version is applied only when asked to: versions,
+    aliases and the traffic they serve go with it."""
+    if plan.removals and not allow_destroy:
+        _discard(decision)
+        raise DestroyRefused(
+            f"terraform's plan for {env.name} would {'; '.join(plan.removals)}; nothing was changed",
+            hint=f"if that is intended (a function removed from the map), rerun with `inv deploy --env {env.name} "
+            "--allow-destroy` (in CI: the deploy workflow's allow_destroy input)",
+        )
 
 
 def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) -> None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from deploy import audit
-from deploy.artifact import Artifact
+from deploy.artifact import Artifact, layer_key
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls, publish, share
 from deploy.config import EnvConfig, Targets
@@ -85,6 +85,9 @@ class DeployPlan:
     attach: attach_mod.AttachPlan | None = None
     #: why Terraform does or does not need an apply
     terraform_reason: str = ""
+    #: what Terraform's apply would destroy that a deploy guards (``remove function X``): shown before it
+    #: happens, refused without ``--allow-destroy``
+    removals: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -104,7 +107,8 @@ class DeployPlan:
         """The plan as a newcomer reads it: one line per thing that would change."""
         out: list[str] = []
         if self.terraform_apply:
-            out.append("terraform: apply (configuration, variables or state changed since the last apply)")
+            out.append(f"terraform: apply ({self.terraform_reason or 'configuration or state changed'})")
+        out += [f"terraform: {removal}" for removal in self.removals]
         for r in self.regions:
             if r.upload:
                 out.append(f"{r.region}: upload s3://{r.bucket}/{r.key}")
@@ -122,6 +126,7 @@ class DeployPlan:
             "empty": self.empty,
             "terraform_apply": self.terraform_apply,
             "terraform_reason": self.terraform_reason,
+            "removals": list(self.removals),
             "upload_code": self.upload_code,
             "regions": [{**asdict(r), "shares_to_add": list(r.shares_to_add)} for r in self.regions],
             "functions": [asdict(f) for f in self.functions],
@@ -241,9 +246,15 @@ def compute(
     function: Artifact,
     terraform_apply: bool = False,
     terraform_reason: str = "",
+    removals: tuple[str, ...] = (),
+    check: bool = True,
 ) -> DeployPlan:
-    """Reads only. ``terraform_apply`` comes from the caller (Terraform's fingerprint)."""
-    check_platform(env, targets, layer)
+    """Reads only. ``terraform_apply`` comes from the caller (Terraform's fingerprint or plan).
+
+    ``check=False`` before an apply: the platform the state has now is not the one the apply makes
+    (the caller checked the planned one)."""
+    if check:
+        check_platform(env, targets, layer)
     regions = [
         region_step(env, regional, layer, region) for region, regional in targets_by_region(env, targets).items()
     ]
@@ -264,6 +275,7 @@ def compute(
         env=env.name,
         terraform_apply=terraform_apply,
         terraform_reason=terraform_reason,
+        removals=removals,
         regions=tuple(regions),
         upload_code=attach_plan.upload_code,
         functions=function_steps(attach_plan),
@@ -271,12 +283,51 @@ def compute(
     )
 
 
-def unapplied(env: EnvConfig) -> DeployPlan:
+def compute_unbuilt(
+    env: EnvConfig,
+    targets: Targets,
+    *,
+    identity: str,
+    function: Artifact,
+    terraform_apply: bool = False,
+    terraform_reason: str = "",
+    removals: tuple[str, ...] = (),
+) -> DeployPlan:
+    """Reads only (status): the plan for a layer identity this machine never built and no version was
+    published for. Its bytes are unknown, but not what a deploy does with them: build, upload and
+    publish the layer in every region, then move every function to the new version."""
+    regions = tuple(
+        RegionStep(
+            region=region,
+            bucket=regional.bucket,
+            key=layer_key(identity),
+            upload=True,
+            publish=True,
+            layer_version_arn=None,
+        )
+        for region, regional in targets_by_region(env, targets).items()
+    )
+    attach_plan = attach_mod.plan_attach(
+        env, targets, function=function, layer_version_arn=_next_version_arn(env, targets)
+    )
+    return DeployPlan(
+        env=env.name,
+        terraform_apply=terraform_apply,
+        terraform_reason=terraform_reason,
+        removals=removals,
+        regions=regions,
+        upload_code=attach_plan.upload_code,
+        functions=function_steps(attach_plan),
+    )
+
+
+def unapplied(env: EnvConfig, reason: str = "not applied yet", *, removals: tuple[str, ...] = ()) -> DeployPlan:
     """The plan of an environment Terraform has not created yet: apply first, then everything."""
     return DeployPlan(
         env=env.name,
         terraform_apply=True,
-        terraform_reason="not applied yet",
+        terraform_reason=reason,
+        removals=removals,
         regions=(),
         upload_code=False,
         functions=(),

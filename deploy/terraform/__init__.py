@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from deploy.aws.state_bucket import ensure_state_bucket, state_identity
 from deploy.terraform.events import Progress
-from deploy.terraform.fingerprint import apply_needed, fingerprint, record_apply
+from deploy.terraform.fingerprint import (
+    DIGEST_VARIABLE,
+    applied_digest,
+    apply_needed,
+    config_digest,
+    fingerprint,
+    record_apply,
+)
 from deploy.terraform.runner import (
     DEFAULT_PLUGIN_MIRROR,
     MIN_VERSION,
@@ -33,6 +40,7 @@ from deploy.terraform.runner import (
     registry_unreachable,
     resolve_plugin_mirror,
     select_workspace,
+    show_plan_json,
     tail,
     terraform_for,
 )
@@ -40,6 +48,7 @@ from deploy.terraform.targets import FUNCTION_KEYS, OUTPUT_NAME, targets_from_ou
 
 __all__ = [
     "DEFAULT_PLUGIN_MIRROR",
+    "DIGEST_VARIABLE",
     "FUNCTION_KEYS",
     "MIN_VERSION",
     "MIRROR_ENV_VAR",
@@ -48,10 +57,12 @@ __all__ = [
     "Echo",
     "Progress",
     "Terraform",
+    "applied_digest",
     "apply",
     "apply_needed",
     "backend_config",
     "backend_hcl",
+    "config_digest",
     "ensure_state_bucket",
     "find_terraform",
     "fingerprint",
@@ -67,6 +78,7 @@ __all__ = [
     "registry_unreachable",
     "resolve_plugin_mirror",
     "select_workspace",
+    "show_plan_json",
     "state_identity",
     "tail",
     "targets_from_outputs",

@@ -28,6 +28,7 @@ from deploy.aws.state_bucket import ensure_state_bucket, state_outputs
 from deploy.config import EMULATOR_STATE, EnvConfig, Targets
 from deploy.errors import ConfigError, TerraformError
 from deploy.terraform import events as tf_events
+from deploy.terraform.fingerprint import DIGEST_VARIABLE, config_digest
 from deploy.terraform.targets import targets_from_outputs
 
 MIN_VERSION: tuple[int, int] = (1, 10)  # the S3 backend's use_lockfile
@@ -263,6 +264,8 @@ def terraform_for(
         child_env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
     elif env.profile:
         child_env["AWS_PROFILE"] = env.profile
+    # Recorded in the state (an output): a fresh runner or `inv status` compares it without planning.
+    variables[DIGEST_VARIABLE] = config_digest(workdir, var_file, variables)
     return Terraform(
         binary=binary if binary is not None else find_terraform(),
         workdir=workdir,
@@ -427,6 +430,10 @@ def orphans(error_text: str) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
+#: What Terraform says when a saved plan no longer matches the state (someone applied since).
+_STALE_PLAN = "Saved plan is stale"
+
+
 def apply(
     tf: Terraform,
     *,
@@ -434,16 +441,26 @@ def apply(
     echo: Echo | None = None,
     log: Path | None = None,
     events: Events | None = None,
+    plan_file: Path | None = None,
 ) -> None:
     """Create or update the environment. With ``auto_approve`` Terraform speaks ``-json``:
-    ``events`` gets each event (for a progress line), ``echo`` and ``log`` their text."""
+    ``events`` gets each event (for a progress line), ``echo`` and ``log`` their text.
+
+    ``plan_file``: apply exactly that saved plan (the one the caller showed and checked), without
+    planning again; a plan the state moved past is refused by Terraform and reported as such."""
     args = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
     if auto_approve:
         args += ["-auto-approve", "-json"]  # -json needs -auto-approve
+    saved = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", "-json", str(plan_file)]
     try:
-        _run_initialised(tf, args, echo=echo, log=log, events=events)
+        _run_initialised(tf, saved if plan_file is not None else args, echo=echo, log=log, events=events)
     except TerraformError as exc:
         found = orphans(getattr(exc, "output", str(exc)))
+        if plan_file is not None and _STALE_PLAN in getattr(exc, "output", str(exc)):
+            raise TerraformError(
+                f"terraform state for {tf.env} changed after the plan was made, so the plan was not applied",
+                hint="another writer applied meanwhile (outside the deploy lock?); rerun to plan again",
+            ) from None
         if not found:
             raise
         for address, import_id in found:
@@ -464,13 +481,17 @@ def plan(
     log: Path | None = None,
     events: Events | None = None,
     lock: bool = True,
+    out: Path | None = None,
 ) -> bool:
     """Plan the environment; True when Terraform wants to change something (drift).
 
     ``lock=False`` for a plan that only decides (deploy reads its plan again under the deploy lock):
-    Terraform then writes no ``.tflock`` into the state bucket, so read-only credentials suffice."""
+    Terraform then writes no ``.tflock`` into the state bucket, so read-only credentials suffice.
+    ``out``: save the plan there, so the apply runs exactly this plan (``apply(plan_file=...)``)."""
     locking = ["-lock-timeout=60s"] if lock else ["-lock=false"]
     args = ["plan", "-input=false", "-no-color", *locking, *tf.var_args()]
+    if out is not None:
+        args.append(f"-out={out}")
     if detailed_exitcode:
         # 0 = no changes, 2 = changes, 1 = error.
         cmd = [*args, "-detailed-exitcode", "-json"]
@@ -478,6 +499,18 @@ def plan(
         return proc.returncode == 2
     proc = _run_initialised(tf, args, echo=echo, log=log, events=events)
     return "No changes." not in proc.stdout
+
+
+def show_plan_json(tf: Terraform, plan_file: Path) -> dict[str, Any]:
+    """``terraform show -json PLAN``: the saved plan as data (resource changes, planned outputs)."""
+    proc = _run(tf, ["show", "-json", "-no-color", str(plan_file)])
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise TerraformError(f"terraform show -json {plan_file.name} is not JSON: {proc.stdout[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise TerraformError(f"terraform show -json {plan_file.name} is not an object")
+    return data
 
 
 def output_json(tf: Terraform) -> dict[str, Any]:

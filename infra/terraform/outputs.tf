@@ -76,3 +76,8 @@ output "github_infra_role_arn" {
   description = "ARN of the role GitHub Actions assumes to run terraform apply for this env (null when github_repository is empty)."
   value       = try(module.github_oidc[0].infra_role_arn, null)
 }
+
+output "deploy_config_digest" {
+  description = "The configuration digest the last apply was given (empty when applied outside the deploy tasks)."
+  value       = var.deploy_config_digest
+}

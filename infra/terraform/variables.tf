@@ -198,3 +198,9 @@ variable "layer_cache_bucket" {
   type        = string
   default     = ""
 }
+
+variable "deploy_config_digest" {
+  description = "Set by the deploy tasks: sha256 of this configuration, its var-file and variables (deploy/terraform/fingerprint.py). Echoed as an output, so a fresh runner or `inv status` tells an applied configuration from a changed one without running a plan."
+  type        = string
+  default     = ""
+}

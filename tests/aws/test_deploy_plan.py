@@ -26,6 +26,7 @@ from deploy.aws.publish import publish_layer, upload
 from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
 from deploy.errors import AuditError, ConfigError, DriftError, Interrupted, Terminated, TerraformError
 from deploy.signals import sigterm_raises
+from deploy.terraform.decision import InfraDecision
 from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
 
 
@@ -58,7 +59,7 @@ def world(
     )
 
     def build_artifacts(
-        _env: EnvConfig, *, remote_cache: bool, report: Any = None, defer_layer: bool = False
+        _env: EnvConfig, *, remote_cache: bool, report: Any = None, defer_layer: bool = False, **_: Any
     ) -> tuple[Artifact, Artifact]:
         if report is not None:
             report.layer = {"identity": w.layer.identity, "source": "built"}
@@ -79,9 +80,13 @@ def world(
     ok = SimpleNamespace(to_json=lambda: {"ok": True}, raise_for_failures=lambda: None)
     # The state bucket exists (above); hardening it is tests/aws/test_state_bucket.py's business.
     monkeypatch.setattr(pipeline, "_ensure_lock_bucket", lambda _env: None)
+    # The host's prerequisites (Terraform, bwrap, python3.12) are tests/unit/test_preflight.py's business.
+    monkeypatch.setattr(pipeline, "require_prerequisites", lambda *_a, **_k: None)
     monkeypatch.setattr(pipeline, "_build_artifacts", build_artifacts)
     monkeypatch.setattr(pipeline.terraform, "load_targets", load_targets)
-    monkeypatch.setattr(pipeline, "_terraform_needed", lambda _env: (w.terraform_changes, "test"))
+    monkeypatch.setattr(
+        pipeline, "_terraform_needed", lambda _env, **_: InfraDecision(needed=w.terraform_changes, reason="test")
+    )
     monkeypatch.setattr(pipeline, "infra_apply", infra_apply)
     monkeypatch.setattr(pipeline, "_verify_local", lambda *_a, **_k: ok)
     monkeypatch.setattr(pipeline, "_verify_deployed", lambda *_a, **_k: ok)

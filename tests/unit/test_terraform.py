@@ -265,6 +265,13 @@ def test_remote_backend_config_uses_profile_and_lock(tmp_path: Path) -> None:
 # terraform_for and find_terraform
 
 
+def _digest(tf: tfm.Terraform) -> str:
+    """The configuration digest every run passes (deploy/terraform/fingerprint.py): of the other inputs."""
+    from deploy.terraform.fingerprint import config_digest
+
+    return config_digest(tf.workdir, tf.var_file, tf.variables)
+
+
 def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
     tf = tfm.terraform_for(env_config(tmp_path), binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.var_args() == [
@@ -272,6 +279,8 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         str(tmp_path / "infra/terraform/envs/local.tfvars"),
         "-var",
         "aws_endpoint=http://127.0.0.1:5055",
+        "-var",
+        f"deploy_config_digest={_digest(tf)}",
         "-var",
         "layer_cache_bucket=",
         "-var",
@@ -297,6 +306,7 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     # No endpoint; the lists invoke.yaml owns are passed even when empty (a tfvars value never wins).
     assert tf.variables == {
+        "deploy_config_digest": _digest(tf),
         "state_bucket": "tf-state",
         "state_key": "terraform.tfstate",
         "trusted_layer_arns": "[]",
@@ -325,6 +335,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.variables == {
+        "deploy_config_digest": _digest(tf),
         "state_bucket": "tf-state",
         "state_key": "terraform.tfstate",
         "trusted_layer_arns": '["arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension"]',
