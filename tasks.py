@@ -135,6 +135,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
         "skip_infra": "do not run terraform apply first",
         "skip_local_verify": "skip the sandbox run before upload (the final verify still gates and rolls back)",
         "remote_cache": REMOTE_CACHE_HELP,
+        "allow_destroy": "apply a Terraform plan that destroys a function or layer version (refused otherwise)",
     }
 )
 @deploy_task
@@ -148,6 +149,7 @@ def deploy(
     skip_local_verify: bool = False,
     remote_cache: bool = True,
     lock_timeout: float = LOCK_TIMEOUT,
+    allow_destroy: bool = False,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -161,13 +163,14 @@ def deploy(
         verify_local_first=not skip_local_verify,
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
+        allow_destroy=allow_destroy,
     )
 
 
 @task(help={**ENV_HELP, "json": "print a JSON report"})
 @deploy_task
 def status(c: Any, env: str = "local", json: bool = False) -> None:
-    """Print the deploy plan (what a deploy would change); exit non-zero unless it is empty."""
+    """Print what a deploy would change, reading only: exit 0 in sync, 12 out of sync, other: could not tell."""
     from deploy import pipeline
 
     pipeline.status(env_config(c, env), as_json=json)

@@ -131,3 +131,54 @@ def test_tasks_cache_the_bytecode_invoke_turns_off_unless_the_user_does(tmp_path
     else:
         assert {"cli", "config", "settings"} <= set(cached), cached
     assert not (proj / "__pycache__").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("deploy", "--evn", "staging"), "unknown flag --evn for `inv deploy`; did you mean '--env'?"),
+        (("deplyo",), "unknown task 'deplyo'; did you mean 'deploy'?"),
+        (("deploy", "--lock-timeout", "abc"), "--lock-timeout expects seconds, got 'abc'"),
+        (("prune-layers", "--keep", "many"), "--keep expects int, got 'many'"),
+        (("bench", "--only", "nosuch"), "--only 'nosuch' is not one of build, coldstart, deploy, attach, cache"),
+        (("build-layer", "--arch", "sparc"), "--arch 'sparc' is not one of x86_64, arm64"),
+        (("deploy", "-s"), "unknown flag -s for `inv deploy`"),
+        (("deploy", "-k"), "unknown flag -k for `inv deploy`"),
+    ],
+)
+def test_command_line_misuse_exits_2_with_a_hint_and_no_traceback(args: tuple[str, ...], expected: str) -> None:
+    """Invoke's own parser exits 1 ("No idea what ... is!") or prints a traceback for a bad value; the
+    settings' standard is exit 2 naming the flag. The safety-skipping flags have no one-letter form."""
+    result = _inv(*args)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_shows_each_flags_type_and_default() -> None:
+    result = _inv("--help", "deploy")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--lock-timeout=SECONDS" in text
+    assert "(default: local)" in text  # --env
+    assert "--skip-infra" in text and "-s, --skip-infra" not in text
+    assert "--allow-destroy" in text
+
+
+def test_local_status_exits_3_when_the_emulator_is_down() -> None:
+    import os
+
+    from tests.conftest import free_port
+
+    env = {**os.environ, "INVOKE_DEPLOY_ENVIRONMENTS_LOCAL_EMULATOR_PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "local.status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "not running" in result.stderr
