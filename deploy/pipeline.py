@@ -584,9 +584,7 @@ def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
         plan = plan_mod.unapplied(env, "not applied yet: the emulator is not running (a new moto server starts empty)")
     else:
         function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True, build_missing=False)
-        plan, _targets, _decision = _read_plan(
-            env, layer=layer, function=function, apply_infra=True, read_only=True
-        )
+        plan, _targets, _decision = _read_plan(env, layer=layer, function=function, apply_infra=True, read_only=True)
     if as_json:
         emit_json({"env": env.name, **plan.to_json()})
     _show_plan(f"status {env.name}", plan)
@@ -875,7 +873,6 @@ def _terraform_needed(env: EnvConfig, *, read_only: bool = False) -> InfraDecisi
             terraform.record_apply(tf, extra=extra)
         return InfraDecision(needed=False, reason="the state records this configuration as applied")
     progress("terraform plan (the configuration differs from what the state records as applied)")
-    state = extra["state"]
     plan_file = tf.data_dir / f"deploy-{os.getpid()}.tfplan"
     changes: list[bool] = []
     _terraform_with_progress(
@@ -890,6 +887,9 @@ def _terraform_needed(env: EnvConfig, *, read_only: bool = False) -> InfraDecisi
         if not read_only:
             terraform.record_apply(tf, extra=extra)
         return InfraDecision(needed=False, reason="terraform plan has no changes")
+    # Read after the plan: selecting a new workspace wrote its empty state first. Should another writer
+    # slip in between, Terraform refuses the saved plan as stale (a clear error; a rerun plans again).
+    state = terraform.state_identity(env)
     try:
         saved = read_saved_plan(terraform.show_plan_json(tf, plan_file), env=env.name, path=plan_file)
     finally:

@@ -56,7 +56,8 @@ class Progress:
         kind = event.get("type")
         if kind == "change_summary":
             changes = event.get("changes") or {}
-            if changes.get("operation", "plan") == "plan":
+            # A saved plan's apply sends no plan summary, only the apply's own at the end.
+            if changes.get("operation", "plan") == "plan" or not self.planned:
                 self.add = int(changes.get("add", 0))
                 self.change = int(changes.get("change", 0))
                 self.remove = int(changes.get("remove", 0))

@@ -100,10 +100,10 @@ def test_a_terraform_older_than_the_minimum_is_named(tmp_path: Path) -> None:
     from deploy.terraform import find_terraform
 
     old = _fake_terraform(tmp_path, "1.5.7")
-    check = preflight.check_terraform(lambda: find_terraform(path=str(old)))
+    check = preflight.check_terraform(lambda: find_terraform(binary=old))
     assert check.failed
     assert "1.5.7" in check.detail and "too old" in check.detail
-    ok = preflight.check_terraform(lambda: find_terraform(path=str(_fake_terraform(tmp_path, "1.11.0"))))
+    ok = preflight.check_terraform(lambda: find_terraform(binary=_fake_terraform(tmp_path, "1.11.0")))
     assert ok.mark is Mark.PASSED
 
 

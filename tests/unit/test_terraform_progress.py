@@ -172,3 +172,14 @@ def test_infra_plan_lists_what_would_change_not_ignored_drift(
 
 def logs_of(tmp_path: Path, command: str) -> list[Path]:
     return sorted((tmp_path / ".build" / "logs").glob(f"*-terraform-{command}-local.log"))
+
+
+def test_a_saved_plans_apply_counts_from_its_own_summary() -> None:
+    """`terraform apply PLANFILE` sends no plan summary: the apply's summary gives the counts."""
+    progress = events.Progress()
+    for line in [line for line in SUCCESS if '"operation": "plan"' not in line]:
+        parsed = events.parse(line)
+        if parsed is not None:
+            progress.feed(parsed)
+    assert (progress.add, progress.change, progress.remove) == (2, 0, 0)
+    assert progress.done == 2
