@@ -88,13 +88,24 @@ def _pyenv_candidates(python_version: str, env: Mapping[str, str]) -> list[Path]
     return candidates
 
 
+_FOUND: dict[tuple[str, str | None, str | None, str | None], RuntimePython | None] = {}
+
+
 def find(python_version: str, *, env: Mapping[str, str] = os.environ) -> RuntimePython | None:
     """``pythonX.Y`` on PATH, else pyenv's; each candidate is run, because a pyenv shim exists on
     PATH even when its version is not installed and fails only when called.
 
     pyenv is asked only when PATH has no working interpreter: it is a shell script, and this
-    lookup is on the path of every no-op build.
+    lookup is on the path of every no-op build. The answer is kept for the process (the layer's and
+    the function's plans, the preflight and verify all ask; each probe starts an interpreter).
     """
+    key = (python_version, env.get("PATH"), env.get("PYENV_ROOT"), env.get("HOME"))
+    if key not in _FOUND:
+        _FOUND[key] = _find(python_version, env)
+    return _FOUND[key]
+
+
+def _find(python_version: str, env: Mapping[str, str]) -> RuntimePython | None:
     found = shutil.which(f"python{python_version}", path=env.get("PATH", ""))
     if found:
         got = probe(Path(found), env)
