@@ -68,8 +68,9 @@ def check(root: Path, expected_digest: str) -> list[Artifact]:
         raise BuildError(f"{root}: {', '.join(stray)} named by no manifest; refusing the hand-over")
     actual = digest(root)
     if actual != expected_digest:
+        recorded = f"{expected_digest[:12]}…" if expected_digest else "nothing"
         raise BuildError(
-            f"{root}: the artifacts hash to {actual[:12]}…, the build job recorded {expected_digest[:12] or 'nothing'}…",
+            f"{root}: the artifacts hash to {actual[:12]}…, the build job recorded {recorded}",
             hint="the artifact store handed over other files than the build job uploaded",
         )
     return found
