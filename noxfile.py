@@ -157,7 +157,8 @@ def workflows(session: nox.Session) -> None:
     actionlint = shutil.which("actionlint")
     if actionlint is not None:
         found = session.run(actionlint, "-version", external=True, silent=True) or ""
-        if found.split()[:1] != [f"v{ACTIONLINT_VERSION}"]:
+        # Upstream's release prints its version first ("1.7.7"); a fork prints its own banner.
+        if [v.removeprefix("v") for v in found.split()[:1]] != [ACTIONLINT_VERSION]:
             session.warn(f"{actionlint} is not upstream's v{ACTIONLINT_VERSION} ({found.split()[:1]}); not using it")
             actionlint = None
     if actionlint is None and os.environ.get("GITHUB_ACTIONS"):
