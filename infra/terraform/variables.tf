@@ -179,7 +179,7 @@ variable "share_organization_id" {
 variable "pin_job_workflow_ref" {
   description = "Pin the CI roles' OIDC subject to the deploy workflow on main (needs the repository's OIDC subject template with repo, context, job_workflow_ref)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "layer_cache_reader_accounts" {

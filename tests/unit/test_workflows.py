@@ -71,6 +71,11 @@ def test_every_run_step_is_a_session_a_task_or_allowed_setup(
     assert problems == []
 
 
+def test_negated_flags_are_known_only_where_invoke_offers_them(tasks: dict[str, dict[str, bool]]) -> None:
+    assert tasks["build-layer"]["no-remote-cache"] is False  # remote_cache defaults to True
+    assert "no-json" not in tasks["deploy"]  # json defaults to False: Invoke has no --no-json
+
+
 def test_ci_runs_exactly_what_a_bare_nox_runs(ci: wf.Workflow, sessions: dict[str, wf.NoxSession]) -> None:
     selected = {name for name, s in sessions.items() if s.selected}
     assert set(wf.sessions_run(ci)) == selected
@@ -100,82 +105,186 @@ def test_no_permissions_by_default_timeouts_and_no_persisted_token(both: list[wf
     assert [p for w in both for p in wf.check_hardening(w)] == []
 
 
-def test_id_token_write_only_in_the_deploy_job_behind_an_environment(
+ENV_EXPR = "${{ github.event_name == 'workflow_dispatch' && 'production' || 'staging' }}"
+AWS_CREDENTIALS = "aws-actions/configure-aws-credentials"
+
+
+def _first_credentials(job: Mapping[str, Any]) -> int:
+    index = wf.step_index(job, wf.uses(AWS_CREDENTIALS))
+    assert index is not None, "the job assumes no role"
+    return index
+
+
+def test_id_token_write_only_in_the_infra_and_deploy_jobs_behind_their_own_environments(
     both: list[wf.Workflow], deploy: wf.Workflow
 ) -> None:
-    assert wf.jobs_with_permission(both, "id-token", "write") == ["deploy.yml:deploy"]
-    assert deploy.jobs["deploy"]["environment"]
+    """Two jobs mint tokens, each in its own GitHub environment: two OIDC subjects, one per role."""
+    assert wf.jobs_with_permission(both, "id-token", "write") == ["deploy.yml:infra", "deploy.yml:deploy"]
+    infra_envs = wf.resolve(deploy.jobs["infra"]["environment"], {}, {})
+    deploy_envs = wf.resolve(deploy.jobs["deploy"]["environment"], {}, {})
+    assert infra_envs == tuple(f"{env}-infra" for env in deploy_envs) == ("production-infra", "staging-infra")
+    assert not set(infra_envs) & set(deploy_envs)
     assert [j for w in both for j in wf.jobs_with_permission([w], "contents", "write")] == []
 
 
-def test_deploy_targets_known_environments_one_at_a_time(deploy: wf.Workflow) -> None:
+def test_the_oidc_subjects_are_the_ones_the_roles_trust(deploy: wf.Workflow) -> None:
+    """The module's defaults (infra environment `<env>-infra`, job_workflow_ref of this file) match the workflow."""
+    variables = (ROOT / "infra/terraform/modules/github-oidc-deploy-role/variables.tf").read_text(encoding="utf-8")
+    main = (ROOT / "infra/terraform/modules/github-oidc-deploy-role/main.tf").read_text(encoding="utf-8")
+    assert f'default     = "{deploy.path.relative_to(ROOT).as_posix()}"' in variables  # deploy_workflow
+    pin = variables[variables.index('variable "pin_job_workflow_ref"') :]
+    assert "default     = true" in pin[: pin.index("}")]
+    assert 'coalesce(var.infra_environment, "${var.environment}-infra")' in main
+    assert deploy.jobs["infra"]["environment"] == ENV_EXPR.replace("'production'", "'production-infra'").replace(
+        "'staging'", "'staging-infra'"
+    )
+
+
+def test_the_job_that_builds_mints_no_token_and_hands_over_a_digest(deploy: wf.Workflow) -> None:
+    build = deploy.jobs["build"]
+    assert "id-token" not in build["permissions"]
+    assert [
+        j
+        for j, job in deploy.jobs.items()
+        if any(wf.runs("inv", t)(s) for s in job["steps"] for t in ("build-layer", "build-function"))
+    ] == ["build"]
+    steps = build["steps"]
+    digest_at = wf.step_index(build, wf.runs("python3", "-m", "deploy.ci_artifacts", "digest", ".build"))
+    upload_at = wf.step_index(build, wf.uses("actions/upload-artifact"))
+    built_at = max(i for i, s in enumerate(steps) if wf.runs("inv")(s))
+    assert digest_at is not None and upload_at is not None and built_at < digest_at < upload_at
+    assert steps[digest_at]["id"] == "digest"
+    assert build["outputs"]["artifacts"] == "${{ steps.digest.outputs.artifacts }}"
+    upload = steps[upload_at]["with"]
+    assert upload["include-hidden-files"] is True and upload["if-no-files-found"] == "error"
+    assert sorted(upload["path"].split()) == sorted(
+        f".build/{folder}/*.{ext}" for folder in ("layers", "functions") for ext in ("zip", "json")
+    )
+
+
+def test_the_deploy_job_checks_every_artifact_before_any_aws_call(deploy: wf.Workflow) -> None:
     job = deploy.jobs["deploy"]
-    env_expr = job["env"]["ENV"]
-    assert job["environment"] == env_expr
-    targets = wf.resolve(env_expr, {}, {})
-    assert set(targets) == {"staging", "production"}
-    assert set(targets) <= set(_deploy_settings()["environments"])
-    assert env_expr.removeprefix("${{").removesuffix("}}").strip() in job["concurrency"]["group"]
-    assert job["concurrency"]["cancel-in-progress"] is False
+    assert set(job["needs"]) == {"platform", "build", "infra"}
+    download_at = wf.step_index(job, wf.uses("actions/download-artifact"))
+    check_at = wf.step_index(job, wf.runs("python3", "-m", "deploy.ci_artifacts", "check", ".build"))
+    assert download_at is not None and check_at is not None
+    assert download_at < check_at < _first_credentials(job)
+    check = job["steps"][check_at]
+    assert check["env"] == {"BUILT": "${{ needs.build.outputs.artifacts }}"}
+    assert wf.split_command(check["run"])[-1] == "$BUILT"
+    assert job["steps"][download_at]["with"]["path"] == ".build"
+    upload = next(s for s in deploy.jobs["build"]["steps"] if wf.uses("actions/upload-artifact")(s))
+    assert job["steps"][download_at]["with"]["name"] == upload["with"]["name"]
+
+
+def test_deploys_of_one_environment_are_serialised_and_never_cancelled(deploy: wf.Workflow) -> None:
+    concurrency = deploy.data["concurrency"]
+    assert concurrency["cancel-in-progress"] is False
+    assert ENV_EXPR.removeprefix("${{").removesuffix("}}").strip() in concurrency["group"]
+    # A job-level group inside the run could still cancel a job of a running deploy.
+    assert [j for j, job in deploy.jobs.items() if "concurrency" in job] == []
+    targets = wf.resolve(ENV_EXPR, {}, {})
+    assert set(targets) == {"staging", "production"} and set(targets) <= set(_deploy_settings()["environments"])
+    for job_id in ("build", "infra", "deploy"):
+        assert deploy.jobs[job_id]["env"]["ENV"] == ENV_EXPR
+    assert deploy.jobs["deploy"]["environment"] == ENV_EXPR
 
 
 def test_deploy_python_is_the_lambda_runtime(deploy: wf.Workflow) -> None:
-    # verify runs the deployed bytes with the runtime's interpreter, so the job must have it.
+    # verify runs the deployed bytes with the runtime's interpreter, and the build job must compute the
+    # deploy job's layer identity (same interpreter), so both jobs set it up.
     settings = _deploy_settings()
-    job = deploy.jobs["deploy"]
     assert wf.sessions_run(deploy) == {}  # deploy calls inv directly, no nox session
-    for env in wf.resolve(job["env"]["ENV"], {}, {}):
-        runtime = settings["environments"][env].get("runtime", settings["runtime"])
-        assert [runtime.removeprefix("python")] == wf._setup_python_versions(job)
+    for job_id in ("build", "deploy"):
+        job = deploy.jobs[job_id]
+        for env in wf.resolve(job["env"]["ENV"], {}, {}):
+            runtime = settings["environments"][env].get("runtime", settings["runtime"])
+            assert [runtime.removeprefix("python")] == wf._setup_python_versions(job)
+    assert deploy.jobs["build"]["runs-on"] == deploy.jobs["deploy"]["runs-on"]
 
 
-def test_deploy_assumes_a_role_from_environment_variables(deploy: wf.Workflow) -> None:
-    """The infrastructure role applies Terraform; the deploy role replaces it before the deploy."""
-    steps = deploy.jobs["deploy"]["steps"]
-    is_aws = [str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@") for s in steps]
-    aws = [s for s, yes in zip(steps, is_aws, strict=True) if yes]
-    assert [s["with"]["role-to-assume"] for s in aws] == [
-        "${{ vars.AWS_INFRA_ROLE_ARN }}",
-        "${{ vars.AWS_DEPLOY_ROLE_ARN }}",
-    ]
-    assert all(s["with"]["aws-region"].startswith("${{ vars.") for s in aws)
-    runs = [str(s.get("run", "")) for s in steps]
-    infra_at = next(i for i, r in enumerate(runs) if r.startswith("inv infra.apply"))
-    deploy_at = next(i for i, r in enumerate(runs) if r.startswith("inv deploy"))
-    first_role, second_role = (i for i, yes in enumerate(is_aws) if yes)
-    assert first_role < infra_at < second_role < deploy_at
+def test_each_job_assumes_only_its_own_role(deploy: wf.Workflow) -> None:
+    """The infrastructure role applies Terraform in one job; the deploy role deploys in another."""
+    roles = {
+        job_id: [s["with"]["role-to-assume"] for s in job["steps"] if wf.uses(AWS_CREDENTIALS)(s)]
+        for job_id, job in deploy.jobs.items()
+    }
+    assert roles == {
+        "platform": [],
+        "build": [],
+        "infra": ["${{ vars.AWS_INFRA_ROLE_ARN }}"],
+        "deploy": ["${{ vars.AWS_DEPLOY_ROLE_ARN }}"],
+    }
+    for job_id in ("infra", "deploy"):
+        job = deploy.jobs[job_id]
+        credentials = job["steps"][_first_credentials(job)]
+        assert credentials["with"]["aws-region"] == "${{ vars.AWS_REGION }}"
+        last_inv = max(i for i, s in enumerate(job["steps"]) if wf.runs("inv")(s))
+        assert _first_credentials(job) < last_inv
     assert "arn:aws" not in deploy.text
     assert "secrets." not in deploy.text
 
 
-def test_deploy_installs_the_hashed_lock_before_any_credentials(deploy: wf.Workflow) -> None:
-    steps = deploy.jobs["deploy"]["steps"]
-    runs = [str(s.get("run", "")) for s in steps]
+@pytest.mark.parametrize("job_id", ["build", "infra", "deploy"])
+def test_tooling_is_installed_from_the_hashed_lock_before_any_credentials(deploy: wf.Workflow, job_id: str) -> None:
+    job = deploy.jobs[job_id]
+    runs = [str(s.get("run", "")) for s in job["steps"]]
     install_at = runs.index("python -m pip install --require-hashes --no-deps -r requirements/deploy.txt")
-    first_role = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
-    assert install_at < first_role
     assert sum("pip install" in r for r in runs) == 1  # nothing else is installed next to the roles
+    if job_id != "build":
+        assert install_at < _first_credentials(job)
+
+
+@pytest.mark.parametrize("job_id", ["infra", "deploy"])
+def test_docker_is_unreachable_before_credentials_in_jobs_that_run_third_party_code(
+    deploy: wf.Workflow, job_id: str
+) -> None:
+    """The provider (infra) and the layer's code in verify's jail (deploy) run next to the credentials."""
+    job = deploy.jobs[job_id]
+    at = [wf.step_index(job, wf.runs(*command)) for command in wf.STOP_DOCKER]
+    assert None not in at
+    assert at == sorted(at) and at[-1] < _first_credentials(job)  # type: ignore[operator]
 
 
 def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) -> None:
     """verify jails the sandbox with bwrap; without it the deploy stops (or, worse, someone opts out)."""
-    steps = deploy.jobs["deploy"]["steps"]
-    runs = [str(s.get("run", "")) for s in steps]
-    first_role = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
+    job = deploy.jobs["deploy"]
+    runs = [str(s.get("run", "")) for s in job["steps"]]
+    first_role = _first_credentials(job)
     assert runs.index("sudo apt-get update -qq") < runs.index("sudo apt-get install -y bubblewrap") < first_role
     assert runs.index(" ".join(wf.ALLOW_USER_NAMESPACES)) < first_role
     assert sum("apt-get" in r for r in runs) == 2  # refresh the lists, install bubblewrap: nothing else
 
 
-def test_deploy_applies_infra_then_deploys_then_reports(deploy: wf.Workflow) -> None:
-    commands = [s.command for s in wf.run_steps(deploy)]
-    words = [wf.split_command(c) for c in commands]
-    order = [w[1] for w in words if w[0] == "inv"]
-    assert order == ["infra.apply", "deploy"]
-    deploy_words = next(w for w in words if w[:2] == ["inv", "deploy"])
+def test_deploy_builds_applies_infra_deploys_then_reports(deploy: wf.Workflow) -> None:
+    words = {job: [wf.split_command(s.command) for s in wf.run_steps(deploy) if s.job == job] for job in deploy.jobs}
+    assert [w[:2] for w in words["build"] if w[0] == "inv"] == [["inv", "build-layer"], ["inv", "build-function"]]
+    assert [w[:2] for w in words["infra"] if w[0] == "inv"] == [["inv", "infra.apply"]]
+    assert [w[:2] for w in words["deploy"] if w[0] == "inv"] == [["inv", "deploy"]]
+    deploy_words = next(w for w in words["deploy"] if w[:2] == ["inv", "deploy"])
+    assert "--skip-infra" in deploy_words  # the infra job applied it, with its own role
     report = Path(deploy_words[deploy_words.index("--report-file") + 1])
     # `--report-file X.json` also writes X.md, which the last step shows on the run's page.
-    assert words[-1] == ["cat", str(report.with_suffix(".md")), ">>", wf.STEP_SUMMARY]
+    assert words["deploy"][-1] == ["cat", str(report.with_suffix(".md")), ">>", wf.STEP_SUMMARY]
+
+
+def test_ci_tooling_is_installed_from_its_hashed_lock(ci: wf.Workflow) -> None:
+    runs = [s.command for s in wf.run_steps(ci) if "pip install" in s.command]
+    assert runs and set(runs) == {"python -m pip install --require-hashes --no-deps -r requirements/ci-tools.txt"}
+    assert "requirements/ci-tools.txt" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_actionlint_is_upstreams_release_checked_before_it_runs(ci: wf.Workflow) -> None:
+    pins = wf.pinned_downloads(ROOT)
+    assert wf.check_downloads(ci, pins) == []
+    job = ci.jobs["workflows"]
+    curl = next(s["run"] for s in job["steps"] if wf.runs("curl")(s))
+    url = wf.split_command(curl)[-1]
+    assert url.startswith("https://github.com/rhysd/actionlint/releases/download/v")  # upstream, not a fork
+    assert url.rsplit("/", 1)[-1] in pins
+    session_at = wf.step_index(job, wf.runs("nox", "-s", "workflows"))
+    tar_at = wf.step_index(job, wf.runs("sudo", "tar"))
+    assert tar_at is not None and session_at is not None and tar_at < session_at
 
 
 # --------------------------------------------------------------------------- the checker can fail
@@ -215,9 +324,14 @@ def _one_step(
         ("inv deploy --env staging --force", "has no option --force"),
         ("inv deploy -e staging", "use long --options"),
         ("inv deploy --env", "needs a value"),
-        ("python -m pip install requests", "installs requests"),
+        ("python -m pip install requests", "installs requests by name"),
+        ('python -m pip install "nox>=2024.10" uv', "installs nox, uv by name; install a hash-pinned lock"),
         ("python -m pip install -r requirements/deploy.txt", "without --require-hashes"),
-        ("python -m pip install --require-hashes -r requirements.txt", "only requirements/deploy.txt may be"),
+        ("python -m pip install --require-hashes -r requirements.txt", "only requirements/ci-tools.txt, requirements/"),
+        ("sudo systemctl stop docker", "is not a nox session"),
+        ("curl --fail --silent --show-error --location --remote-name http://x/a.tgz", "is not a nox session"),
+        ("sha256sum --check --strict elsewhere.sha256", "is not a nox session"),
+        ("sudo tar -xzf a.tgz -C /usr/bin actionlint", "is not a nox session"),
         ("curl https://example.invalid/x.sh", "is not a nox session"),
         ('cat secrets.txt >> "$GITHUB_STEP_SUMMARY"', "is not a nox session"),
         ("echo '${{ github.head_ref }}'", "interpolates an expression"),
@@ -239,7 +353,11 @@ def test_bad_run_steps_are_reported(tmp_path: Path, run: str, needle: str) -> No
         "nox -s lint",
         'inv deploy --env "$ENV" --json',
         "inv deploy --env=staging",
-        'python -m pip install "nox>=2024.10" uv',
+        "python -m pip install --require-hashes --no-deps -r requirements/ci-tools.txt",
+        'python3 -m deploy.ci_artifacts digest .build >> "$GITHUB_OUTPUT"',
+        'python3 -m deploy.ci_artifacts check .build "$BUILT"',
+        "sudo systemctl mask --now docker.socket docker.service",
+        "test ! -e /run/docker.sock",
         "python -m pip install --require-hashes --no-deps -r requirements/deploy.txt",
         'cat report.md >> "$GITHUB_STEP_SUMMARY"',
         "sudo apt-get install -y bubblewrap",
@@ -337,8 +455,9 @@ def test_expression_results_and_matrix_values_resolve() -> None:
 def test_deploy_runs_on_the_runner_of_the_functions_architecture(deploy: wf.Workflow) -> None:
     """The deploy job's runner comes from the platform job, which reads the env's tfvars (Terraform's source)."""
     jobs = deploy.data["jobs"]
-    assert jobs["deploy"]["needs"] == "platform"
-    assert jobs["deploy"]["runs-on"] == "${{ needs.platform.outputs.runner }}"
+    for job_id in ("build", "deploy"):  # the build's bytecode and native wheels are for the same host
+        assert "platform" in jobs[job_id]["needs"]
+        assert jobs[job_id]["runs-on"] == "${{ needs.platform.outputs.runner }}"
     assert jobs["platform"]["env"]["ENV"] == jobs["deploy"]["env"]["ENV"]
     steps = [s.get("run", "") for s in jobs["platform"]["steps"]]
     assert 'python3 -m deploy.ci_runner "$ENV" >> "$GITHUB_OUTPUT"' in steps

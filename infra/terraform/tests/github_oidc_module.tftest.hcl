@@ -1,7 +1,9 @@
-# Contract of modules/github-oidc-deploy-role: only a job in the env's GitHub environment may
-# assume either role; the deploy role publishes, attaches our (or trusted) layers, moves aliases
-# and invokes only what verify invokes; the infrastructure role manages what Terraform manages,
-# by name prefix, and never the CI roles themselves.
+# Contract of modules/github-oidc-deploy-role: each role trusts one job (the deploy role a job in
+# the env's GitHub environment, the infrastructure role one in the env's infra environment, both
+# pinned to the deploy workflow on main by default); the deploy role publishes, attaches our (or
+# trusted) layers, moves aliases and invokes only what verify invokes; the infrastructure role
+# manages what Terraform manages, by name prefix, creates roles only under the boundary, and
+# never touches the CI roles themselves. What IAM decides for each statement: github_oidc_iam.tftest.hcl.
 
 mock_provider "aws" {
   # Plan-only runs: use the mocked ARNs below while planning, not only on apply.
@@ -37,6 +39,10 @@ run "trust_only_the_environment" {
     source = "./modules/github-oidc-deploy-role"
   }
 
+  variables {
+    pin_job_workflow_ref = false
+  }
+
   assert {
     condition = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Condition.StringEquals == {
       "token.actions.githubusercontent.com:aud" = "sts.amazonaws.com"
@@ -45,11 +51,14 @@ run "trust_only_the_environment" {
     error_message = "Only a job in the staging GitHub environment may assume the deploy role; a main-branch job without an environment may not."
   }
   assert {
-    condition     = aws_iam_role.infra.assume_role_policy == aws_iam_role.this.assume_role_policy
-    error_message = "The infrastructure role sits behind the same environment as the deploy role."
+    condition = jsondecode(aws_iam_role.infra.assume_role_policy).Statement[0].Condition.StringEquals == {
+      "token.actions.githubusercontent.com:aud" = "sts.amazonaws.com"
+      "token.actions.githubusercontent.com:sub" = "repo:example-org/bluemoxon:environment:staging-infra"
+    }
+    error_message = "Only a job in the staging-infra GitHub environment may assume the infrastructure role: the deploy job cannot."
   }
   assert {
-    condition     = !strcontains(aws_iam_role.this.assume_role_policy, "ref:refs/heads")
+    condition     = !strcontains(aws_iam_role.this.assume_role_policy, "ref:refs/heads") && !strcontains(aws_iam_role.infra.assume_role_policy, "ref:refs/heads")
     error_message = "No branch subject: a branch has no reviewers."
   }
   assert {
@@ -58,15 +67,11 @@ run "trust_only_the_environment" {
   }
 }
 
-run "job_workflow_ref_pinned_when_available" {
+run "job_workflow_ref_pinned_by_default" {
   command = plan
 
   module {
     source = "./modules/github-oidc-deploy-role"
-  }
-
-  variables {
-    pin_job_workflow_ref = true
   }
 
   assert {
@@ -74,12 +79,51 @@ run "job_workflow_ref_pinned_when_available" {
       "repo:example-org/bluemoxon:environment:staging:",
       "job_workflow_ref:example-org/bluemoxon/.github/workflows/deploy.yml@refs/heads/main",
     ])
-    error_message = "With the subject template, only the deploy workflow on main, in the environment, may assume the role."
+    error_message = "With the subject template, only the deploy workflow on main, in the environment, may assume the deploy role."
   }
   assert {
-    condition     = aws_iam_role.infra.assume_role_policy == aws_iam_role.this.assume_role_policy
-    error_message = "Both roles pin the same subject."
+    condition = jsondecode(aws_iam_role.infra.assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == join("", [
+      "repo:example-org/bluemoxon:environment:staging-infra:",
+      "job_workflow_ref:example-org/bluemoxon/.github/workflows/deploy.yml@refs/heads/main",
+    ])
+    error_message = "The infrastructure role pins the same workflow, in its own environment."
   }
+  assert {
+    condition     = aws_iam_role.infra.assume_role_policy != aws_iam_role.this.assume_role_policy
+    error_message = "The two roles never trust the same subject."
+  }
+}
+
+run "infra_environment_may_be_named" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    infra_environment    = "staging-terraform"
+    pin_job_workflow_ref = false
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role.infra.assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == "repo:example-org/bluemoxon:environment:staging-terraform"
+    error_message = "infra_environment names the infrastructure role's GitHub environment."
+  }
+}
+
+run "rejects_one_environment_for_both_roles" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    infra_environment = "staging"
+  }
+
+  expect_failures = [aws_iam_role.infra]
 }
 
 run "deploy_role_is_least_privilege" {
@@ -105,13 +149,16 @@ run "deploy_role_is_least_privilege" {
   }
   assert {
     condition = jsonencode([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if contains(s.Action, "lambda:UpdateFunctionConfiguration")]) == jsonencode([{
-      Sid       = "AttachOurLayers"
-      Effect    = "Allow"
-      Action    = ["lambda:UpdateFunctionConfiguration"]
-      Resource  = var.function_arns
-      Condition = { "ForAllValues:StringLike" = { "lambda:Layer" = ["arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*"] } }
+      Sid      = "AttachOurLayers"
+      Effect   = "Allow"
+      Action   = ["lambda:UpdateFunctionConfiguration"]
+      Resource = var.function_arns
+      Condition = {
+        "ForAllValues:StringLike" = { "lambda:Layer" = ["arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*"] }
+        Null                      = { "lambda:Layer" = "false" }
+      }
     }])
-    error_message = "UpdateFunctionConfiguration only with versions of our layer."
+    error_message = "UpdateFunctionConfiguration only with versions of our layer, and only with Layers."
   }
   assert {
     condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource if contains(s.Action, "lambda:InvokeFunction")] == [[
@@ -149,6 +196,7 @@ run "trusted_layers_and_shares" {
         "arn:aws:lambda:us-west-2:123456789012:layer:bluemoxon-staging-deps:*",
         "arn:aws:lambda:us-west-2:580247275435:layer:LambdaInsightsExtension:*",
       ] }
+      Null = { "lambda:Layer" = "false" }
     }
     error_message = "Trusted layers may be attached too, and nothing else."
   }
@@ -169,9 +217,13 @@ run "trusted_layers_and_shares" {
     error_message = "AddLayerVersionPermission only on our layer, only to the configured accounts (and the organization's \"*\")."
   }
   assert {
-    condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Condition if s.Sid == "ConfigureFunctions"]) == one([
-      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition if s.Sid == "AttachOurLayers"
-    ])
+    # Not the Null test: Terraform updates a function's configuration without Layers when only
+    # its settings change.
+    condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Condition if s.Sid == "ConfigureFunctions"]) == {
+      "ForAllValues:StringLike" = one([
+        for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition["ForAllValues:StringLike"] if s.Sid == "AttachOurLayers"
+      ])
+    }
     error_message = "The infrastructure role creates and configures functions with the same layers only."
   }
 }
@@ -198,6 +250,7 @@ run "infra_role_manages_what_terraform_manages_by_prefix" {
           startswith(r, "arn:aws:s3:::bluemoxon-frontend-staging"),
           startswith(r, "arn:aws:s3:::bluemoxon-terraform-state-staging"),
           startswith(r, "arn:aws:iam::123456789012:oidc-provider/"),
+          r == "arn:aws:iam::123456789012:policy/bluemoxon-staging-execution-boundary",
           r == "*" && s.Sid == "ListLayers",
           s.Sid == "ReadTrustedLayers",
         ])
@@ -210,9 +263,13 @@ run "infra_role_manages_what_terraform_manages_by_prefix" {
       Sid       = "NeverChangeCiRoles"
       Effect    = "Deny"
       NotAction = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"]
-      Resource  = ["arn:aws:iam::123456789012:role/bluemoxon-staging-github-*"]
+      Resource = [
+        "arn:aws:iam::123456789012:role/bluemoxon-staging-github-*",
+        "arn:aws:iam::123456789012:role/bluemoxon-staging-github-deploy",
+        "arn:aws:iam::123456789012:role/bluemoxon-staging-github-infra",
+      ]
     }
-    error_message = "An apply in CI can never change the CI roles (its own rights included)."
+    error_message = "An apply in CI can never change the CI roles (its own rights included), by prefix and by name."
   }
   assert {
     condition = one([for s in jsondecode(aws_iam_role_policy.infra.policy).Statement : s.Condition if s.Sid == "PassExecutionRoles"]) == {

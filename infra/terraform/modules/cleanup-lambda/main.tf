@@ -16,6 +16,7 @@ module "function" {
   timeout            = var.timeout
   log_retention_days = var.log_retention_days
 
+  permissions_boundary           = var.permissions_boundary
   reserved_concurrent_executions = var.reserved_concurrent_executions
   tracing_mode                   = var.tracing_mode
 

@@ -102,3 +102,9 @@ variable "tracing_mode" {
   type        = string
   default     = "Active"
 }
+
+variable "permissions_boundary" {
+  description = "ARN of the permissions boundary of the function's execution role; null for none."
+  type        = string
+  default     = null
+}

@@ -2,16 +2,24 @@ locals {
   oidc_host         = "token.actions.githubusercontent.com"
   oidc_provider_arn = var.create_oidc_provider ? try(aws_iam_openid_connect_provider.this[0].arn, null) : var.oidc_provider_arn
 
-  # Only a job running in this env's GitHub environment (and so behind its protection rules:
-  # production's reviewers) may assume either role. A job on main without an environment gets a
-  # `ref:refs/heads/main` subject, which matches nothing here. IAM cannot read custom claims such
-  # as job_workflow_ref, but GitHub can put it into the subject (the repository's OIDC subject
-  # template with repo, context and job_workflow_ref): then the subject also pins the deploy
-  # workflow on main.
-  subject = var.pin_job_workflow_ref ? join(":", [
-    "repo:${var.github_repository}:environment:${var.environment}",
-    "job_workflow_ref:${var.github_repository}/${var.deploy_workflow}@refs/heads/main",
-  ]) : "repo:${var.github_repository}:environment:${var.environment}"
+  # Each role trusts one job: the deploy role a job in the env's GitHub environment (behind its
+  # protection rules: production's reviewers), the infrastructure role a job in the env's infra
+  # environment (`<env>-infra` by default), so neither job can assume the other's role. A job on
+  # main without an environment gets a `ref:refs/heads/main` subject, which matches nothing here.
+  # IAM cannot read custom claims such as job_workflow_ref, but GitHub puts it into the subject
+  # when the repository's OIDC subject template lists repo, context and job_workflow_ref: then the
+  # subject also pins the deploy workflow on main (on by default; off only for a repository that
+  # cannot change its template).
+  infra_environment = coalesce(var.infra_environment, "${var.environment}-infra")
+  workflow_pin      = "job_workflow_ref:${var.github_repository}/${var.deploy_workflow}@refs/heads/main"
+  deploy_subject = join(":", concat(
+    ["repo:${var.github_repository}:environment:${var.environment}"],
+    var.pin_job_workflow_ref ? [local.workflow_pin] : [],
+  ))
+  infra_subject = join(":", concat(
+    ["repo:${var.github_repository}:environment:${local.infra_environment}"],
+    var.pin_job_workflow_ref ? [local.workflow_pin] : [],
+  ))
 
   account = split(":", var.layer_arn)[4]
   region  = split(":", var.layer_arn)[3]
@@ -84,11 +92,16 @@ locals {
       Resource = local.qualified_function_arns
     },
     {
-      # Attach sets the layers; IAM checks every layer of the request (ForAllValues).
-      Sid       = "AttachOurLayers"
-      Action    = ["lambda:UpdateFunctionConfiguration"]
-      Resource  = var.function_arns
-      Condition = { "ForAllValues:StringLike" = { "lambda:Layer" = local.attachable_layers } }
+      # Attach sets the layers; IAM checks every layer of the request (ForAllValues). ForAllValues
+      # holds for a request with no Layers at all (nothing to check), which would let this role
+      # change a function's handler, environment or memory: the Null test refuses such a call.
+      Sid      = "AttachOurLayers"
+      Action   = ["lambda:UpdateFunctionConfiguration"]
+      Resource = var.function_arns
+      Condition = {
+        "ForAllValues:StringLike" = { "lambda:Layer" = local.attachable_layers }
+        Null                      = { "lambda:Layer" = "false" }
+      }
     },
     {
       Sid      = "InvokeForVerify"
@@ -126,7 +139,18 @@ locals {
   layer_prefix   = "arn:aws:lambda:${local.region}:${local.account}:layer:${var.name_prefix}-*"
   role_prefix    = "arn:aws:iam::${local.account}:role/${var.name_prefix}-*"
   ci_role_prefix = "arn:aws:iam::${local.account}:role/${var.name_prefix}-github-*"
-  log_prefix     = "arn:aws:logs:${local.region}:${local.account}:log-group:/aws/lambda/${var.name_prefix}-*"
+  ci_role_arns   = ["arn:aws:iam::${local.account}:role/${var.role_name}", "arn:aws:iam::${local.account}:role/${var.infra_role_name}"]
+
+  # The permissions boundary of every role the infrastructure role creates (the functions'
+  # execution roles): the most any of them may do. Computed, not read from the resource, so the
+  # infrastructure policy and its tests see the exact ARN at plan time.
+  boundary_name = "${var.name_prefix}-execution-boundary"
+  boundary_arn  = "arn:aws:iam::${local.account}:policy/${local.boundary_name}"
+  # Every role action IAM can condition on iam:PermissionsBoundary (the boundary the role has, or
+  # gets); AttachRolePolicy and DetachRolePolicy are granted to nobody, but denied without it too.
+  boundary_keyed_actions = ["iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary"]
+  boundary_read          = ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"]
+  log_prefix             = "arn:aws:logs:${local.region}:${local.account}:log-group:/aws/lambda/${var.name_prefix}-*"
 
   infra_statements = [
     {
@@ -170,23 +194,35 @@ locals {
       Resource = [for arn in var.trusted_layer_arns : "${arn}:*"]
     },
     {
+      # IAM offers no permissions-boundary condition key for these: they cannot widen what a role
+      # may do (its policies and boundary are set only by the statement below).
       Sid = "ManageExecutionRoles"
       Action = [
-        "iam:CreateRole",
         "iam:DeleteRole",
         "iam:GetRole",
         "iam:UpdateRole",
         "iam:UpdateAssumeRolePolicy",
         "iam:TagRole",
         "iam:UntagRole",
-        "iam:PutRolePolicy",
-        "iam:DeleteRolePolicy",
         "iam:GetRolePolicy",
         "iam:ListRolePolicies",
         "iam:ListAttachedRolePolicies",
         "iam:ListInstanceProfilesForRole",
       ]
       Resource = [local.role_prefix]
+    },
+    {
+      # A role is created, and its inline policies written, only under the boundary Terraform
+      # defines here: whatever policy the role gets, it can do no more than the boundary allows.
+      Sid       = "ChangeRolesUnderTheBoundary"
+      Action    = local.boundary_keyed_actions
+      Resource  = [local.role_prefix]
+      Condition = { StringEquals = { "iam:PermissionsBoundary" = local.boundary_arn } }
+    },
+    {
+      Sid      = "ReadTheBoundary"
+      Action   = local.boundary_read
+      Resource = [local.boundary_arn]
     },
     {
       Sid       = "PassExecutionRoles"
@@ -302,7 +338,7 @@ locals {
     },
   ])
 
-  trust_policy = jsonencode({
+  trust_policies = { for role, subject in { deploy = local.deploy_subject, infra = local.infra_subject } : role => jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Sid       = "GitHubActionsOidc"
@@ -312,11 +348,11 @@ locals {
       Condition = {
         StringEquals = {
           "${local.oidc_host}:aud" = "sts.amazonaws.com"
-          "${local.oidc_host}:sub" = local.subject
+          "${local.oidc_host}:sub" = subject
         }
       }
     }]
-  })
+  }) }
 
   # CI roles: readable for terraform refresh, never writable from CI.
   ci_role_read = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"]
@@ -339,7 +375,7 @@ resource "aws_iam_role" "this" {
   name                 = var.role_name
   description          = "Assumed by GitHub Actions (${var.github_repository}, environment ${var.environment}) to deploy code and layers."
   max_session_duration = 3600
-  assume_role_policy   = local.trust_policy
+  assume_role_policy   = local.trust_policies.deploy
 
   lifecycle {
     precondition {
@@ -362,14 +398,18 @@ resource "aws_iam_role_policy" "this" {
 
 resource "aws_iam_role" "infra" {
   name                 = var.infra_role_name
-  description          = "Assumed by GitHub Actions (${var.github_repository}, environment ${var.environment}) to run terraform apply."
+  description          = "Assumed by GitHub Actions (${var.github_repository}, environment ${local.infra_environment}) to run terraform apply."
   max_session_duration = 3600
-  assume_role_policy   = local.trust_policy
+  assume_role_policy   = local.trust_policies.infra
 
   lifecycle {
     precondition {
       condition     = local.oidc_provider_arn != null
       error_message = "Set create_oidc_provider = true or pass oidc_provider_arn."
+    }
+    precondition {
+      condition     = local.infra_environment != var.environment
+      error_message = "infra_environment must differ from environment: one OIDC subject per role, so the deploy job cannot assume the infrastructure role."
     }
   }
 }
@@ -389,14 +429,71 @@ resource "aws_iam_role_policy" "infra" {
           Resource = [aws_iam_role.this.arn, aws_iam_role.infra.arn]
         },
         {
+          # Explicit, so no future Allow can undo it: without this boundary (none, or another
+          # one) no role is created and no role policy written, attached or removed.
+          Sid       = "NoRoleChangeWithoutTheBoundary"
+          Effect    = "Deny"
+          Action    = concat(local.boundary_keyed_actions, ["iam:AttachRolePolicy", "iam:DetachRolePolicy"])
+          Resource  = ["*"]
+          Condition = { StringNotEquals = { "iam:PermissionsBoundary" = local.boundary_arn } }
+        },
+        {
+          Sid      = "NeverRemoveABoundary"
+          Effect   = "Deny"
+          Action   = ["iam:DeleteRolePermissionsBoundary"]
+          Resource = ["*"]
+        },
+        {
+          # The boundary is changed from an admin's machine, like the CI roles.
+          Sid       = "NeverChangeTheBoundary"
+          Effect    = "Deny"
+          NotAction = local.boundary_read
+          Resource  = [local.boundary_arn]
+        },
+        {
           # The role-prefix grants above would otherwise cover the CI roles themselves: everything
-          # but reading them is denied, whatever else grants it.
+          # but reading them is denied, whatever else grants it (by prefix and by name, in case a
+          # role name leaves the prefix).
           Sid       = "NeverChangeCiRoles"
           Effect    = "Deny"
           NotAction = local.ci_role_read
-          Resource  = [local.ci_role_prefix]
+          Resource  = concat([local.ci_role_prefix], local.ci_role_arns)
         },
       ],
     )
+  })
+}
+
+# The boundary of the execution roles: what the functions of this stack do (write their logs and
+# traces, invoke each other, read and clean the artifact bucket) plus boundary_statements; no IAM.
+resource "aws_iam_policy" "boundary" {
+  name        = local.boundary_name
+  description = "Permissions boundary of the ${var.name_prefix} execution roles; the CI infrastructure role creates roles only under it."
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [for s in concat([
+      {
+        Sid      = "WriteOwnLogs"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = ["${local.log_prefix}:*"]
+      },
+      {
+        # X-Ray has no resource-level permissions for these two actions: "*" is the only ARN.
+        Sid      = "WriteTraces"
+        Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+        Resource = ["*"]
+      },
+      {
+        Sid      = "InvokeOwnFunctions"
+        Action   = ["lambda:InvokeFunction"]
+        Resource = [local.fn_prefix_arn, "${local.fn_prefix_arn}:*"]
+      },
+      {
+        Sid      = "CleanArtifactBucket"
+        Action   = ["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"]
+        Resource = [var.artifact_bucket_arn, "${var.artifact_bucket_arn}/*"]
+      },
+      ], [for b in var.boundary_statements : { Sid = b.sid, Action = b.actions, Resource = b.resources }]) : merge({ Effect = "Allow" }, s)
+    ]
   })
 }

@@ -27,3 +27,13 @@ output "infra_policy_json" {
   description = "The infrastructure role's inline policy."
   value       = aws_iam_role_policy.infra.policy
 }
+
+output "execution_boundary_arn" {
+  description = "ARN of the permissions boundary every execution role must carry (the infrastructure role creates roles only under it)."
+  value       = aws_iam_policy.boundary.arn
+}
+
+output "execution_boundary_json" {
+  description = "The execution roles' permissions boundary document."
+  value       = aws_iam_policy.boundary.policy
+}

@@ -119,9 +119,30 @@ variable "share_organization_id" {
 }
 
 variable "pin_job_workflow_ref" {
-  description = "Whether the subject also pins job_workflow_ref to the deploy workflow on main; needs the repository's OIDC subject template to include repo, context and job_workflow_ref."
+  description = "Whether both subjects also pin job_workflow_ref to the deploy workflow on main; needs the repository's OIDC subject template to include repo, context and job_workflow_ref (README, Security model)."
   type        = bool
-  default     = false
+  default     = true
+}
+
+variable "infra_environment" {
+  description = "GitHub environment whose jobs may assume the infrastructure role; null for \"<environment>-infra\". Must differ from environment, so the deploy job cannot assume it."
+  type        = string
+  default     = null
+}
+
+variable "boundary_statements" {
+  description = "Extra Allow statements for the execution roles' permissions boundary, for what a team's functions need beyond logs, traces, invoking this stack's functions and the artifact bucket. No wildcard actions."
+  type = list(object({
+    sid       = string
+    actions   = list(string)
+    resources = list(string)
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue(flatten([for s in var.boundary_statements : [for a in s.actions : !strcontains(a, "*") && !startswith(a, "iam:") && !startswith(a, "sts:")]]))
+    error_message = "boundary_statements takes no wildcard, iam: or sts: actions: the boundary is what keeps a created role from granting itself more."
+  }
 }
 
 variable "deploy_workflow" {

@@ -57,7 +57,8 @@ resource "aws_cloudwatch_log_group" "this" {
 resource "aws_iam_role" "this" {
   count = local.create_role ? 1 : 0
 
-  name = var.name
+  name                 = var.name
+  permissions_boundary = var.permissions_boundary
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{

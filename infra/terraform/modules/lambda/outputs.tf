@@ -24,10 +24,11 @@ output "handler" {
 }
 
 output "role" {
-  description = "Execution role of the function: name (null when role_arn was passed in) and ARN."
+  description = "Execution role of the function: name and permissions boundary (null when role_arn was passed in) and ARN."
   value = {
-    name = try(aws_iam_role.this[0].name, null)
-    arn  = local.role_arn
+    name                 = try(aws_iam_role.this[0].name, null)
+    arn                  = local.role_arn
+    permissions_boundary = try(aws_iam_role.this[0].permissions_boundary, null)
   }
 }
 

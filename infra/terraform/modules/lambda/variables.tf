@@ -149,3 +149,9 @@ variable "tracing_mode" {
     error_message = "tracing_mode must be Active or PassThrough."
   }
 }
+
+variable "permissions_boundary" {
+  description = "ARN of the permissions boundary of the created execution role (the CI infrastructure role creates roles only under it); null for none."
+  type        = string
+  default     = null
+}

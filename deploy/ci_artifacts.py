@@ -1,0 +1,97 @@
+"""The hand-over of built artifacts between CI jobs, checked before any AWS call.
+
+The deploy workflow builds in a job that holds no credentials and deploys in another that
+does. What crosses between them is ``.build/layers`` and ``.build/functions`` (zips, their
+manifests, the layer's SBOM) through GitHub's artifact store, so the deploy job trusts none of
+it until:
+
+- every zip hashes to the sha256 its manifest records (what publish and Lambda's CodeSha256
+  are checked against later),
+- nothing else came along (a file no manifest names is refused, not ignored),
+- the whole set hashes to the digest the build job wrote into its job outputs, which travel
+  through GitHub's job graph, not the artifact store.
+
+``python -m deploy.ci_artifacts digest .build`` prints ``artifacts=<hex>`` for ``$GITHUB_OUTPUT``;
+``python -m deploy.ci_artifacts check .build <hex>`` exits non-zero naming the first file at
+fault. Both only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from deploy.artifact import Artifact, load_manifest, sha256_file
+from deploy.errors import BuildError, DeployError
+
+#: Folder under ``.build`` → the manifest ``kind`` it holds (deploy/build.py's layout).
+FOLDERS = {"layers": "layer", "functions": "function"}
+
+
+def artifact_files(root: Path) -> list[Path]:
+    """Every file of the hand-over, sorted, relative to ``root`` (only the two artifact folders)."""
+    return sorted(p.relative_to(root) for folder in FOLDERS for p in (root / folder).rglob("*") if p.is_file())
+
+
+def digest(root: Path) -> str:
+    """sha256 over each file's path and sha256: any added, removed, renamed or changed file moves it."""
+    lines = [f"{rel.as_posix()} {sha256_file(root / rel)}\n" for rel in artifact_files(root)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _manifests(root: Path, folder: str) -> list[Path]:
+    return sorted(p for p in (root / folder).glob("*.json") if not p.name.endswith(".cdx.json"))
+
+
+def check(root: Path, expected_digest: str) -> list[Artifact]:
+    """The artifacts of the hand-over, each zip checked against its manifest; BuildError otherwise."""
+    found: list[Artifact] = []
+    named: set[Path] = set()
+    for folder, kind in FOLDERS.items():
+        manifests = _manifests(root, folder)
+        if not manifests:
+            raise BuildError(f"{root / folder}: no {kind} manifest; the build job's artifact is incomplete")
+        for manifest in manifests:
+            artifact = load_manifest(manifest)
+            if artifact.kind != kind:
+                raise BuildError(f"manifest {manifest} describes a {artifact.kind}, not a {kind}")
+            artifact.check()  # hashes the zip: BuildError naming both digests when they differ
+            named |= {manifest.relative_to(root), artifact.path.relative_to(root)}
+            if kind == "layer":
+                if not artifact.sbom_path.is_file():
+                    raise BuildError(f"layer {artifact.path} came without its SBOM {artifact.sbom_path.name}")
+                named.add(artifact.sbom_path.relative_to(root))
+            found.append(artifact)
+    stray = [rel.as_posix() for rel in artifact_files(root) if rel not in named]
+    if stray:
+        raise BuildError(f"{root}: {', '.join(stray)} named by no manifest; refusing the hand-over")
+    actual = digest(root)
+    if actual != expected_digest:
+        recorded = f"{expected_digest[:12]}…" if expected_digest else "nothing"
+        raise BuildError(
+            f"{root}: the artifacts hash to {actual[:12]}…, the build job recorded {recorded}",
+            hint="the artifact store handed over other files than the build job uploaded",
+        )
+    return found
+
+
+def main(argv: list[str]) -> int:
+    try:
+        match argv:
+            case ["digest", root]:
+                print(f"artifacts={digest(Path(root))}")
+            case ["check", root, expected]:
+                for artifact in check(Path(root), expected):
+                    print(f"{artifact.kind} {artifact.path.name}: sha256 {artifact.sha256[:12]}… matches its manifest")
+            case _:
+                print("usage: python -m deploy.ci_artifacts digest ROOT | check ROOT DIGEST", file=sys.stderr)
+                return 2
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
