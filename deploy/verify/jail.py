@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ BWRAP_FLAGS = (
 )
 #: The only device nodes in the jail's /dev (no tty, no pts, no shm: Lambda has no /dev/shm either).
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
-#: What the probe runs: every namespace and mount kind the jail uses, around ``true``.
+#: What the probe runs: every namespace and mount kind the jail uses, around an empty Python.
 PROBE_ARGS = (
     *BWRAP_FLAGS,
     "--unshare-net",
@@ -143,7 +144,8 @@ def _probe_at(tool: str, path: str | None) -> str | None:
     """Run once per binary and process: a deploy asks in its preflight and again in each verify."""
     if path is None:
         return f"{tool} is not installed (not on PATH)"
-    return _run_probe([path, *(PROBE_ARGS if tool == BWRAP else UNSHARE_ARGS), "true"])
+    # The interpreter running this: a command that exists whatever PATH holds.
+    return _run_probe([path, *(PROBE_ARGS if tool == BWRAP else UNSHARE_ARGS), sys.executable, "-c", ""])
 
 
 def bwrap_problem() -> str | None:
