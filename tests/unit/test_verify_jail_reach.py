@@ -128,7 +128,7 @@ def _listening_sockets(tmp_path: Path) -> Iterator[list[str]]:
     xdg = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
     created_xdg = not xdg.exists()
     xdg.mkdir(parents=True, exist_ok=True)
-    folders = [_writable(Path("/run")), _writable(Path("/var/run")), Path("/var/tmp"), xdg, tmp_path]  # noqa: S108
+    folders = [_writable(Path("/run")), _writable(Path("/var/run")), Path("/var/tmp"), xdg, tmp_path]
     with ExitStack() as stack:
         paths = []
         for folder in folders:
