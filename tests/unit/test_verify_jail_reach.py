@@ -29,7 +29,7 @@ from tests.unit import leakprobe
 from tests.unit.test_verify import HOST_ARCH, zip_artifact
 
 ESCAPE = """
-import glob, json, os, socket
+import getpass, glob, json, os, socket
 
 def attempt(fn):
     try:
@@ -63,6 +63,8 @@ def handler(event, context):
         "root": sorted(os.listdir("/")),
         "dev": sorted(os.listdir("/dev")),
         "uid": os.getuid(),
+        "user": getpass.getuser(),
+        "caps": open("/proc/self/status").read().split("CapEff:")[1].split()[0],
     }
     endpoint = os.environ["AWS_ENDPOINT_URL"].rsplit("/", 1)[-1].rsplit(":", 1)
     found["endpoint"] = attempt(lambda: socket.create_connection((endpoint[0], int(endpoint[1])), timeout=2).close())
@@ -214,6 +216,9 @@ def test_the_jail_reaches_no_host_socket_terminal_process_home_or_metadata(
     assert scratch_home == ["error", errno.ENOENT]  # $HOME (with the .aws canaries) is not there at all
     assert found["metadata"] == ["error", errno.ENETUNREACH]
     assert not {"run", "var", "sys", "mnt", "srv"} & set(found["root"]), found["root"]
+    # the jail's own account file: its user has a name, and the host's users are not listed
+    assert found["user"] == "sbx_user"
+    assert int(found["caps"], 16) == 0  # no capability, even when the deployer is root
 
 
 def test_the_emulator_jail_reaches_the_emulator_but_no_host_socket(
@@ -240,7 +245,7 @@ def test_without_bwrap_local_falls_back_to_namespaces_and_says_so(
     with _tcp_listener() as port:
         found = _run(tmp_path, monkeypatch, emulator_port=port, sockets=[])
     assert found["endpoint"] == ["ok", None]
-    assert found["uid"] == 65534
+    assert found["uid"] == 65534 and int(found["caps"], 16) == 0  # not root in its namespaces: /proc stays
     _no_other_process(found)
     err = capsys.readouterr().err
     assert err.count("verify sandbox without bubblewrap (bwrap is not installed (not on PATH))") == 1, err
