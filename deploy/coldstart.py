@@ -4,7 +4,9 @@ On Lambda a cold start runs the handler module's import once, from read-only ``/
 ``/opt``: every module it pulls in is read (and, without shipped bytecode, compiled). This
 module measures exactly that on the built artifacts: both zips extracted in a Lambda-like
 layout, the runtime's own interpreter in a fresh ``-I -S -B`` process per measurement (``-B``:
-nothing is cached between runs, as on Lambda), with the verify sandbox's isolated environment.
+nothing is cached between runs, as on Lambda), started through the verify sandbox's one entry point
+(``deploy.verify.sandbox.open_session``): the same environment, ``sys.path`` and jail as verify, so
+measuring a layer never runs its code with more reach than verifying it does.
 
 ``import_times`` feeds ``inv bench --only coldstart`` (with vs without bytecode);
 ``import_profile`` runs one import under ``-X importtime`` for ``inv layer-report --imports``.
@@ -16,15 +18,18 @@ import json
 import re
 import statistics
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.archive import safe_extract
 from deploy.artifact import Artifact
-from deploy.config import EnvConfig
+from deploy.config import EnvConfig, FunctionTarget
 from deploy.errors import VerifyError
+from deploy.verify.sandbox import Session, Tree, _Job, open_session
+
+#: A cold import that takes longer has hung (the bench's layers import in seconds).
+IMPORT_TIMEOUT_S = 300.0
 
 # __import__, not importlib.import_module: the same import, but only the former goes through the
 # C import path that -X importtime reports, so the handler's own module shows in the profile.
@@ -35,21 +40,6 @@ _IMPORT = (
     "__import__(sys.argv[2])\n"
     "print(json.dumps({'import_s': time.perf_counter() - t}))\n"
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tree:
-    """One function zip and one layer zip extracted as Lambda lays them out."""
-
-    task_root: Path  # /var/task
-    opt: Path  # /opt
-
-    def sys_path(self, python_version: str) -> list[str]:
-        return [
-            str(self.task_root),
-            str(self.opt / "python" / "lib" / f"python{python_version}" / "site-packages"),
-            str(self.opt / "python"),
-        ]
 
 
 def extract(layer: Artifact, function: Artifact, dest: Path) -> Tree:
@@ -70,46 +60,37 @@ def handlers(task_root: Path) -> dict[str, str]:
     return found
 
 
-@contextmanager
-def _environment(env: EnvConfig, tree: Tree, key: str, scratch: Path) -> Iterator[dict[str, str]]:
-    """The verify sandbox's isolated variables (no host credentials; AWS calls go nowhere)."""
-    from deploy.verify.isolation import aws_environment, sandbox_endpoint
-    from deploy.verify.sandbox import SANDBOX_ENV
-
-    tmp = scratch / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    out = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": ":UTC", "TMPDIR": str(tmp)}
-    out["LAMBDA_TASK_ROOT"] = str(tree.task_root)
-    out["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{env.runtime}"
-    for scope in ("*", key):
-        for name, value in SANDBOX_ENV.get(scope, {}).items():
-            out[name] = value.replace("{tmp}", str(tmp))
-    with sandbox_endpoint(env) as endpoint:
-        out.update(aws_environment(env, scratch=scratch, endpoint_url=endpoint))
-        yield out
-
-
-def _run(python: Path, args: Sequence[str], *, tree: Tree, environment: Mapping[str, str]) -> str:
-    proc = subprocess.run(
-        [str(python), "-I", "-S", "-B", *args],
-        capture_output=True,
-        text=True,
-        cwd=tree.task_root,
-        env=dict(environment),
-        timeout=300,
-        check=False,
+def _job(tree: Tree, key: str, module: str) -> _Job:
+    """Only the import is timed (the init phase); the handler attribute is never called."""
+    return _Job(
+        target=FunctionTarget(key=key, name=key, handler=f"{module}.handler"), tree=tree, cases=(), environment={}
     )
+
+
+def _import(session: Session, tree: Tree, key: str, module: str, scratch: Path, *, importtime: bool = False) -> str:
+    """One fresh interpreter importing ``module`` in the sandbox; its stdout (or ``-X importtime``'s stderr)."""
+    job = _job(tree, key, module)
+    args = ["-B", *(["-X", "importtime"] if importtime else []), "-c", _IMPORT, json.dumps(session.sys_path(tree))]
+    try:
+        proc = session.run(
+            job, [*args, module], session.environment(job, scratch), scratch=scratch, timeout_s=IMPORT_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"importing {module} did not finish in {IMPORT_TIMEOUT_S:g} s") from None
     if proc.returncode != 0:
-        raise VerifyError(f"importing {args[-1]} failed in a fresh {python.name}: {proc.stderr.strip()[-1500:]}")
-    return proc.stdout if "importtime" not in args else proc.stderr
+        err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+        raise VerifyError(f"importing {module} failed in a fresh {session.python.name}: {err}")
+    return (proc.stderr if importtime else proc.stdout).decode("utf-8", "replace")
+
+
+def _seconds(out: str) -> float:
+    return float(json.loads(out.strip().splitlines()[-1])["import_s"])
 
 
 def import_once(env: EnvConfig, python: Path, tree: Tree, key: str, module: str, scratch: Path) -> float:
     """Seconds one fresh interpreter spends importing ``module`` (the init phase)."""
-    with _environment(env, tree, key, scratch) as environment:
-        args = ["-c", _IMPORT, json.dumps(tree.sys_path(env.python_version)), module]
-        out = _run(python, args, tree=tree, environment=environment)
-    return float(json.loads(out.strip().splitlines()[-1])["import_s"])
+    with open_session(env, [tree], python=python, root=scratch / "session") as session:
+        return _seconds(_import(session, tree, key, module, scratch))
 
 
 def import_times(
@@ -118,11 +99,12 @@ def import_times(
     """variant -> handler key -> ``runs`` import times; variants interleaved so load hits them alike."""
     times: dict[str, dict[str, list[float]]] = {v: {} for v in trees}
     first = next(iter(trees.values()))
-    for _ in range(runs):
-        for key, module in handlers(first.task_root).items():
-            for variant, tree in trees.items():
-                seconds = import_once(env, python, tree, key, module, scratch / variant / key)
-                times[variant].setdefault(key, []).append(seconds)
+    with open_session(env, trees.values(), python=python, root=scratch / "session") as session:
+        for _ in range(runs):
+            for key, module in handlers(first.task_root).items():
+                for variant, tree in trees.items():
+                    seconds = _seconds(_import(session, tree, key, module, scratch / variant / key))
+                    times[variant].setdefault(key, []).append(seconds)
     return {v: {k: tuple(runs_) for k, runs_ in by_key.items()} for v, by_key in times.items()}
 
 
@@ -177,14 +159,8 @@ def parse_importtime(stderr: str) -> list[PackageImport]:
 def import_profile(
     env: EnvConfig, python: Path, tree: Tree, key: str, module: str, scratch: Path
 ) -> list[PackageImport]:
-    with _environment(env, tree, key, scratch) as environment:
-        err = _run(
-            python,
-            ["-X", "importtime", "-c", _IMPORT, json.dumps(tree.sys_path(env.python_version)), module],
-            tree=tree,
-            environment=environment,
-        )
-    return parse_importtime(err)
+    with open_session(env, [tree], python=python, root=scratch / "session") as session:
+        return parse_importtime(_import(session, tree, key, module, scratch, importtime=True))
 
 
 def package_size(tree: Tree, name: str) -> tuple[int, str]:

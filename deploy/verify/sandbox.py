@@ -2,7 +2,9 @@
 extracted function zip (the task root) and layer zip(s) (``/opt``) on ``sys.path`` in Lambda's order.
 
 ``verify_local`` runs the artifacts just built; ``deploy.verify.deployed`` runs the deployed bytes
-through the same jobs.
+through the same jobs; ``deploy.coldstart`` times imports through it. :func:`open_session` and
+:meth:`Session.run` are the one entry point: every process that runs code from an artifact starts
+there, with the environment from :func:`_sandbox_env` and the isolation ``jail.isolation_for`` decided.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +28,17 @@ from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
-from deploy.verify.jail import Jail, argv_prefix, homes, require_bwrap
+from deploy.verify.jail import (
+    SYSTEM_PATHS,
+    IsolationDecision,
+    Jail,
+    account_files,
+    argv_prefix,
+    fallback_argv,
+    interpreter_paths,
+    isolation_for,
+    require_isolation,
+)
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
 from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
 
@@ -96,17 +108,20 @@ def _native_files(root: Path) -> list[Path]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Tree:
+class Tree:
     """One extracted function + layers combination, shared by the functions that deploy it."""
 
-    task_root: Path
-    opt: Path
+    task_root: Path  # /var/task
+    opt: Path  # /opt
+
+
+_Tree = Tree  # the name deploy.verify.deployed imports
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Job:
     target: FunctionTarget
-    tree: _Tree
+    tree: Tree
     cases: tuple[SmokeCase, ...]
     environment: Mapping[str, str]  # the function's configured variables
     memory_mb: int = 128
@@ -134,7 +149,7 @@ def _runtime_dir(root: Path) -> Path:
     return out
 
 
-def _sys_path(tree: _Tree, python_version: str, runtime: Path) -> list[str]:
+def _sys_path(tree: Tree, python_version: str, runtime: Path) -> list[str]:
     # Lambda: /var/task, /opt/python/lib/pythonX.Y/site-packages, /opt/python, then the runtime's own.
     return [
         str(tree.task_root),
@@ -198,19 +213,9 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
     return ("; " + "; ".join(hints)) if hints else ""
 
 
-def _run_sandbox(
-    env: EnvConfig,
-    job: _Job,
-    *,
-    python: Path,
-    runtime: Path,
-    scratch: Path,
-    endpoint_url: str,
-    timeout_s: float,
-    jail: Jail | None = None,
-) -> FunctionVerify:
-    scratch.mkdir(parents=True, exist_ok=True)
-    environment = _sandbox_env(env, job, scratch, endpoint_url)
+def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float) -> FunctionVerify:
+    env = session.env
+    environment = session.environment(job, scratch)
     to_run = []
     skipped: list[SmokeResult] = []
     for case in job.cases:
@@ -223,7 +228,7 @@ def _run_sandbox(
             to_run.append(case)
     spec = {
         "task_root": str(job.tree.task_root),
-        "sys_path": _sys_path(job.tree, env.python_version, runtime),
+        "sys_path": session.sys_path(job.tree),
         "handler": job.target.handler,
         "events": [{"name": c.name, "event": c.event} for c in to_run],
         "timeout_s": timeout_s,
@@ -250,22 +255,10 @@ def _run_sandbox(
             layers=job.layers,
         )
 
-    # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
-    jail_argv = argv_prefix(replace(jail, read_write=(scratch,))) if jail is not None else []
-    # A venv's python3.12 is a link, often under a folder the jail hides (a checkout in /tmp or the
-    # home, as on CI runners): start the real binary, whose prefix the jail re-binds.
-    interpreter = python.resolve() if jail is not None else python
     try:
-        proc = subprocess.run(
-            # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
-            # are timed as Lambda pays them).
-            [*jail_argv, str(interpreter), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
-            capture_output=True,
-            timeout=timeout_s,
-            env=environment,
-            cwd=job.tree.task_root,
-            check=False,
-        )
+        # -B: /var/task is read-only on Lambda, so no .pyc is written there either (and cold imports
+        # are timed as Lambda pays them).
+        proc = session.run(job, ["-B", str(RUNNER), str(spec_path)], environment, scratch=scratch, timeout_s=timeout_s)
     except subprocess.TimeoutExpired:
         return failed(f"timed out after {timeout_s:g} s (import or smoke events did not finish)")
     stderr_tail = proc.stderr.decode("utf-8", "replace")[-2000:] or None
@@ -319,26 +312,58 @@ def _run_sandbox(
     )
 
 
-_NO_JAIL_WARNING = (
-    "warning: verify.isolation is none: the code under verify runs unjailed and can read the deployer's "
-    "credentials (other processes' environments, the real home, the metadata service)\n"
-)
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """What every sandbox process of one run shares: the isolation decided once, the interpreter, the jail."""
+
+    env: EnvConfig
+    isolation: IsolationDecision
+    #: The real binary: a venv's python3.12 is a link, often under a folder the jail does not show
+    #: (a checkout in /tmp or the home, as on CI runners); its prefix is what the jail binds.
+    python: Path
+    runtime: Path  # the folder lending the host's boto3 & co. (``RUNTIME_PROVIDED``)
+    endpoint_url: str
+    jail: Jail | None  # bwrap mode only
+
+    def sys_path(self, tree: Tree) -> list[str]:
+        return _sys_path(tree, self.env.python_version, self.runtime)
+
+    def environment(self, job: _Job, scratch: Path) -> dict[str, str]:
+        scratch.mkdir(parents=True, exist_ok=True)
+        return _sandbox_env(self.env, job, scratch, self.endpoint_url)
+
+    def wrapper(self, scratch: Path) -> list[str]:
+        """What starts the interpreter: bwrap, unshare, or nothing (the decision said so and said it aloud)."""
+        if self.jail is not None and self.isolation.command:
+            # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
+            return argv_prefix(replace(self.jail, read_write=(scratch,)), bwrap=self.isolation.command)
+        if self.isolation.mode == "fallback" and self.isolation.command:
+            return fallback_argv(unshare=self.isolation.command, share_network=bool(self.env.endpoint_url))
+        return []
+
+    def run(
+        self, job: _Job, args: Sequence[str], environment: Mapping[str, str], *, scratch: Path, timeout_s: float
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``python -I -S <args>`` in the task root, isolated; raises ``subprocess.TimeoutExpired``."""
+        return subprocess.run(
+            [*self.wrapper(scratch), str(self.python), "-I", "-S", *args],
+            capture_output=True,
+            timeout=timeout_s,
+            env=dict(environment),
+            cwd=job.tree.task_root,
+            check=False,
+        )
 
 
-def _jail(env: EnvConfig, jobs: Sequence[_Job], *, python: Path, runtime: Path) -> Jail | None:
-    """What the sandbox may see: derived from this run's paths, so nothing else under the hidden folders shows."""
-    if env.verify.isolation == "none":
-        sys.stderr.write(_NO_JAIL_WARNING)
-        return None
-    require_bwrap()
+def _jail(env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path, root: Path) -> Jail:
+    """What the sandbox may see: the system's libraries and TLS roots, the interpreter, this run's trees."""
     # The runtime folder holds symlinks to the host's boto3 & co.: their targets must resolve inside.
     lent = [p.resolve() for p in runtime.iterdir() if p.is_symlink()]
-    trees = {j.tree for j in jobs}
+    trees = set(trees)
     return Jail(
-        hidden=homes(os.environ.get("HOME")),
-        # the interpreter's prefix (…/bin/python3.12 → …): its stdlib and shared libraries.
         read_only=(
-            python.resolve().parents[1],
+            *SYSTEM_PATHS,
+            *interpreter_paths(python),
             RUNNER.parent,
             runtime,
             *lent,
@@ -346,12 +371,32 @@ def _jail(env: EnvConfig, jobs: Sequence[_Job], *, python: Path, runtime: Path) 
             *(t.opt for t in trees),
         ),
         read_write=(),
+        files=account_files(root / "etc"),
         # The emulator listens on the host's loopback; anywhere else the sandbox gets no network at all.
         share_network=bool(env.endpoint_url),
     )
 
 
-def _check_architecture(env: EnvConfig, trees: Iterable[_Tree]) -> None:
+@contextlib.contextmanager
+def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: Path) -> Iterator[Session]:
+    """The one way into the sandbox: the isolation decision (refused: nothing runs), then one session."""
+    trees = tuple(trees)
+    isolation = isolation_for(env)
+    require_isolation(isolation)
+    _check_architecture(env, trees)
+    if isolation.mode != "bwrap":
+        sys.stderr.write(isolation.detail + "\n")
+    root.mkdir(parents=True, exist_ok=True)
+    runtime = _runtime_dir(root)
+    python = python.resolve()
+    jail = _jail(env, trees, python=python, runtime=runtime, root=root) if isolation.mode == "bwrap" else None
+    with sandbox_endpoint(env) as endpoint_url:
+        yield Session(
+            env=env, isolation=isolation, python=python, runtime=runtime, endpoint_url=endpoint_url, jail=jail
+        )
+
+
+def _check_architecture(env: EnvConfig, trees: Iterable[Tree]) -> None:
     host = _host_architecture()
     if env.architecture == host:
         return
@@ -377,23 +422,13 @@ def _run_jobs(
     timeout_s: float,
     on_result: OnResult | None = None,
 ) -> list[FunctionVerify]:
-    _check_architecture(env, {j.tree for j in jobs})
-    runtime = _runtime_dir(root)
-    jail = _jail(env, jobs, python=python, runtime=runtime)
     workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)))
-    with sandbox_endpoint(env) as endpoint_url, concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    with (
+        open_session(env, [j.tree for j in jobs], python=python, root=root) as session,
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
         futures = [
-            pool.submit(
-                _run_sandbox,
-                env,
-                job,
-                python=python,
-                runtime=runtime,
-                scratch=root / "run" / job.target.key,
-                endpoint_url=endpoint_url,
-                timeout_s=timeout_s,
-                jail=jail,
-            )
+            pool.submit(_run_sandbox, session, job, scratch=root / "run" / job.target.key, timeout_s=timeout_s)
             for job in jobs
         ]
         if on_result is not None:
@@ -451,7 +486,7 @@ def verify_local(
                 layout="task",
             )
         )
-        tree = _Tree(task_root=task_root.path, opt=opt.path)
+        tree = Tree(task_root=task_root.path, opt=opt.path)
         jobs = [
             _Job(
                 target=fn,

@@ -139,8 +139,8 @@ def let_leak_file_out(monkeypatch: pytest.MonkeyPatch, leak_file: Path) -> None:
     leak_file.parent.mkdir(parents=True, exist_ok=True)
     real = jail.argv_prefix
 
-    def with_leak_dir(spec: jail.Jail) -> list[str]:
-        return real(dataclasses.replace(spec, read_write=(*spec.read_write, leak_file.parent)))
+    def with_leak_dir(spec: jail.Jail, **kwargs: str) -> list[str]:
+        return real(dataclasses.replace(spec, read_write=(*spec.read_write, leak_file.parent)), **kwargs)
 
     monkeypatch.setattr(sandbox, "argv_prefix", with_leak_dir)
 

@@ -88,6 +88,27 @@ def test_a_handler_that_fails_to_import_is_named(tmp_path: Path) -> None:
         coldstart.import_once(ENV, _python(), tree, "worker", "lambdas.worker.handler", tmp_path / "s")
 
 
+JAILED = """
+import glob, os
+# The verify sandbox's environment, built by the same function (not a copy of it).
+assert os.environ["AWS_LAMBDA_FUNCTION_NAME"] == "api" and os.environ["_HANDLER"] == "app.main.handler"
+assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true" and "AWS_ACCESS_KEY_ID" not in os.environ
+# ... and its jail: no host sockets folder, no other process.
+assert not os.path.exists("/run") and not os.path.exists("/var"), os.listdir("/")
+assert len(glob.glob("/proc/[0-9]*")) <= 2, glob.glob("/proc/[0-9]*")
+"""
+
+
+def test_imports_run_in_the_verify_sandbox(tmp_path: Path) -> None:
+    """The bench and layer-report time imports through the sandbox's one entry point: same variables, same jail."""
+    tree = _tree(tmp_path)
+    (tree.task_root / "app" / "main.py").write_text(JAILED)
+    assert coldstart.import_once(ENV, _python(), tree, "api", "app.main", tmp_path / "s") > 0
+    assert {p.name for p in coldstart.import_profile(ENV, _python(), tree, "api", "app.main", tmp_path / "p")} >= {
+        "app"
+    }
+
+
 def test_importtime_counts_each_package_once_from_its_entry_points(tmp_path: Path) -> None:
     """Real ``-X importtime`` output: heavy is entered once (helper's re-import of heavy.core is inside it)."""
     tree = _tree(tmp_path)
