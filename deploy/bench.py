@@ -267,12 +267,13 @@ API_INIT_TARGET_S = 1.0
 def bench_coldstart(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     from deploy import coldstart
     from deploy.runtime_python import find
+    from deploy.verify.sandbox import Tree
 
     python = find(env.python_version)
     if python is None:
         raise BuildError(f"the coldstart bench needs python{env.python_version}, the runtime's interpreter")
     proj = _project_copy(env.paths.root, work / "coldstart-proj")
-    trees: dict[str, coldstart.Tree] = {}
+    trees: dict[str, Tree] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for variant, compiled in (("bytecode", True), ("source-only", False)):
         penv = dataclasses.replace(env, paths=Paths(root=proj), bytecode=compiled)
