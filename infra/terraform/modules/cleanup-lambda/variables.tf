@@ -102,3 +102,18 @@ variable "tracing_mode" {
   type        = string
   default     = "Active"
 }
+
+variable "policy_statements" {
+  description = "Extra least-privilege statements for the execution role (e.g. invoking another function), besides the cleanup prefix's."
+  type = list(object({
+    sid       = string
+    actions   = list(string)
+    resources = list(string)
+    condition = optional(list(object({
+      test     = string
+      variable = string
+      values   = list(string)
+    })), [])
+  }))
+  default = []
+}
