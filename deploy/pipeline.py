@@ -333,7 +333,7 @@ def _import_report(env: EnvConfig, layer: Artifact, *, top: int) -> None:
     function = build.build_function(build.function_plan(env)).artifact
     with tempfile.TemporaryDirectory(prefix="imports-", dir=env.paths.build) as tmp:
         tree = coldstart.extract(layer, function, Path(tmp) / "tree")
-        for key, module in coldstart.handlers(tree.task_root).items():
+        for key, module in coldstart.handlers(terraform.declared_functions(env)).items():
             progress(f"{key}: importing {module} under -X importtime")
             init = coldstart.import_once(env, python, tree, key, module, Path(tmp) / "run" / key)
             rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from deploy.aws.state_bucket import ensure_state_bucket, state_identity
 from deploy.terraform.events import Progress
 from deploy.terraform.fingerprint import apply_needed, fingerprint, record_apply
+from deploy.terraform.functions import DeclaredFunction, declared_functions
 from deploy.terraform.runner import (
     DEFAULT_PLUGIN_MIRROR,
     MIN_VERSION,
@@ -36,15 +37,15 @@ from deploy.terraform.runner import (
     tail,
     terraform_for,
 )
-from deploy.terraform.targets import FUNCTION_KEYS, OUTPUT_NAME, targets_from_outputs
+from deploy.terraform.targets import OUTPUT_NAME, targets_from_outputs
 
 __all__ = [
     "DEFAULT_PLUGIN_MIRROR",
-    "FUNCTION_KEYS",
     "MIN_VERSION",
     "MIRROR_ENV_VAR",
     "OUTPUT_NAME",
     "STDERR_TAIL",
+    "DeclaredFunction",
     "Echo",
     "Progress",
     "Terraform",
@@ -52,6 +53,7 @@ __all__ = [
     "apply_needed",
     "backend_config",
     "backend_hcl",
+    "declared_functions",
     "ensure_state_bucket",
     "find_terraform",
     "fingerprint",
