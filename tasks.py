@@ -34,6 +34,9 @@ LOCK_TIMEOUT = 300.0
 # --------------------------------------------------------------------------- build
 
 
+#: On in CI (the CI variable set): a function with no smoke events fails verify instead of passing on its import.
+STRICT = bool(os.environ.get("CI"))
+STRICT_HELP = "fail when a function has no smoke events (only imported); default on when CI is set (--no-strict: off)"
 REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead of building (--no-remote-cache: build)"
 
 
@@ -104,13 +107,20 @@ def attach(
     pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
-@task(help={**ENV_HELP, "local": "verify the local artifacts instead of what is deployed", "json": "JSON report"})
+@task(
+    help={
+        **ENV_HELP,
+        "local": "verify the local artifacts instead of what is deployed",
+        "json": "JSON report",
+        "strict": STRICT_HELP,
+    }
+)
 @deploy_task
-def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) -> None:
+def verify(c: Any, env: str = "local", local: bool = False, json: bool = False, strict: bool = STRICT) -> None:
     """Run every handler's smoke events against the exact deployed (or local) bytes."""
     from deploy import pipeline
 
-    pipeline.verify(env_config(c, env), local=local, as_json=json)
+    pipeline.verify(env_config(c, env), local=local, as_json=json, strict=strict)
 
 
 @task(
@@ -123,6 +133,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
         "skip_infra": "do not run terraform apply first",
         "skip_local_verify": "skip the sandbox run before upload (the final verify still gates and rolls back)",
         "remote_cache": REMOTE_CACHE_HELP,
+        "strict": STRICT_HELP,
     }
 )
 @deploy_task
@@ -136,6 +147,7 @@ def deploy(
     skip_local_verify: bool = False,
     remote_cache: bool = True,
     lock_timeout: float = LOCK_TIMEOUT,
+    strict: bool = STRICT,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -149,6 +161,7 @@ def deploy(
         verify_local_first=not skip_local_verify,
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
+        strict=strict,
     )
 
 

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -610,7 +610,10 @@ def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[s
 
 
 def _verify_line(fn: Any) -> str:
-    """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result."""
+    """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result;
+    ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran."""
+    if fn.import_only:
+        return f"import {fn.import_ms or 0:.0f} ms; import only (no smoke events)"
     smoke = ", ".join(
         f"{r.case} {'skipped' if getattr(r, 'skipped', False) else ('ok' if r.ok else 'FAILED')}" for r in fn.results
     )
@@ -624,6 +627,9 @@ def _verify_line(fn: Any) -> str:
 
 
 def _show_failures(report: Any) -> None:
+    if report.import_only:
+        mark = "[red]✗[/]" if report.strict else "[yellow]○[/]"
+        say(f"{mark} import only (no smoke events in invoke.yaml): {escape(', '.join(report.import_only))}")
     for fn in report.functions:
         if not fn.ok:
             tail = fn.traceback_tail or next((r.traceback_tail for r in fn.results if r.traceback_tail), None)
@@ -653,7 +659,7 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
             layer=layer,
             function=function,
             environment=environment,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
             trees=_extracted(env),
         )
     _show_failures(report)
@@ -670,14 +676,15 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
             targets,
             expected_layer=layer,
             expected_function=function,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
             trees=_extracted(env),
         )
     _show_failures(report)
     return report
 
 
-def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False) -> None:
+def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False, strict: bool = False) -> None:
+    env = replace(env, verify=replace(env.verify, strict=strict))
     targets = _targets(env)
     if local:
         function = build.build_function(build.function_plan(env)).artifact
@@ -832,12 +839,14 @@ def deploy(
     verify_local_first: bool = True,
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
+    strict: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
     An empty plan takes no lock and makes no write call, Terraform included (counted, and reported as
-    ``aws_write_calls`` and ``terraform``).
+    ``aws_write_calls`` and ``terraform``). ``strict``: a function without smoke events fails verify.
     """
+    env = replace(env, verify=replace(env.verify, strict=strict))
     started = time.monotonic()
     report = DeployReport(env=env.name, dry_run=dry_run)
     with calls.count_writes() as writes:

@@ -588,3 +588,47 @@ def test_extraction_is_bounded_by_lambdas_250_mb(tmp_path: Path, python312: Path
     assert (
         err.value.message == f"layer bomb.zip: refusing to extract {bomb}: 314572800 bytes unzipped exceeds 262144000"
     )
+
+
+# --------------------------------------------------------------------------- import only, --strict
+
+
+def test_a_function_without_smoke_events_is_import_only_and_strict_makes_it_an_error(
+    tmp_path: Path, python312: Path
+) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from deploy import pipeline, report
+
+    env = env_with({})  # no smoke events for "ok"
+    args = {"layer": layer_zip(tmp_path), "function": function_zip(tmp_path, OK_MODULES), "python": python312}
+    lenient = verify.verify_local(env, [fn()], **args)
+    [result] = lenient.functions
+    assert result.ok and result.import_only and result.import_ms is not None
+    assert lenient.ok and lenient.import_only == ["bluemoxon-test-ok"]
+    lenient.raise_for_failures()  # passes: only --strict refuses it
+
+    strict = verify.verify_local(replace(env, verify=replace(env.verify, strict=True)), [fn()], **args)
+    with pytest.raises(VerifyError, match=r"--strict: only imported, no smoke events: bluemoxon-test-ok") as info:
+        strict.raise_for_failures()
+    assert info.value.exit_code == VerifyError.exit_code
+
+    # Shown with its own mark, never as a pass.
+    assert pipeline._verify_line(result).endswith("import only (no smoke events)")
+    screen = Console(width=80, record=True, force_terminal=False, soft_wrap=True, highlight=False)
+    original = report.console
+    report.console = screen
+    try:
+        with report.item_lines(["f-imported", "f-answered"], "running") as lines:
+            lines.done("f-imported", True, pipeline._verify_line(result), import_only=True)
+            lines.done("f-answered", True, "import 3 ms; echo ok; 5 ms")
+    finally:
+        report.console = original
+    text = screen.export_text()
+    assert "○ f-imported: import" in text and "✓ f-imported" not in text
+    assert "✓ f-answered" in text
+    (tmp_path / "answered").mkdir()
+    answered = run_one(tmp_path / "answered", python312, modules=OK_MODULES)
+    assert answered.ok and not answered.import_only
