@@ -178,18 +178,24 @@ def status(c: Any, env: str = "local", json: bool = False) -> None:
     help={
         **ENV_HELP,
         **LOCK_HELP,
-        "to": "function version to move live to (default: the previous one)",
+        "function": "roll back only this function (its key in Terraform's var.functions)",
+        "to": "version to move its live alias to (needs --function; default: each one's previous version)",
         "dry_run": "plan only",
     }
 )
 @deploy_task
 def rollback(
-    c: Any, env: str = "local", to: str | None = None, dry_run: bool = False, lock_timeout: float = LOCK_TIMEOUT
+    c: Any,
+    env: str = "local",
+    function: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Move each function's live alias back to its previous (or the given) version."""
     from deploy import pipeline
 
-    pipeline.rollback(env_config(c, env), to=to, dry_run=dry_run, lock_timeout=lock_timeout)
+    pipeline.rollback(env_config(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
 
 
 @task(

@@ -520,10 +520,13 @@ def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
     """The deploy plan, read the way ``deploy`` reads it; exit 0 only when it is empty."""
     _ensure_reachable(env)
     function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True)
-    plan, _targets_or_none = _read_plan(env, layer=layer, function=function, apply_infra=True)
+    plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=True)
+    rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets)) if targets else None
     if as_json:
-        emit_json({"env": env.name, **plan.to_json()})
+        emit_json({"env": env.name, **plan.to_json(), "rolled_back": rolled_back})
     _show_plan(f"status {env.name}", plan)
+    if rolled_back:
+        say(f"{env.name} is {rolled_back}; the next deploy replaces the rollback")
     if not plan.empty:
         raise DriftError(f"{env.name}: a deploy would change:\n  " + "\n  ".join(plan.lines()))
     say("in sync: a deploy would change nothing")
@@ -553,17 +556,22 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
 
 
 def rollback(
-    env: EnvConfig, *, to: str | None = None, dry_run: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+    env: EnvConfig,
+    *,
+    function: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
 ) -> None:
     targets = _targets(env)
     if dry_run:
-        outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=True)
+        outcomes = rollback_mod.rollback(env, targets, function=function, to=to, dry_run=True)
     else:
         with (
             _locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
             transaction.Transaction(env, targets, say=progress) as txn,
         ):
-            outcomes = rollback_mod.rollback(env, targets, to=to, record=txn)
+            outcomes = rollback_mod.rollback(env, targets, function=function, to=to, record=txn)
     table(
         f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
         ["function", "live", "changed"],
@@ -926,6 +934,12 @@ def _deploy_steps(
     _ensure_reachable(env)
     plan, targets = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
+    if targets is not None and not plan.empty:
+        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets))
+        if rolled_back:
+            progress(
+                f"{env.name} is {rolled_back}: this deploy {'would replace' if dry_run else 'replaces'} the rollback"
+            )
     if dry_run:
         _show_plan(f"deploy --dry-run {env.name}", plan)
         report.functions = _planned_functions(plan, dry_run=True)
