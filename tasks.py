@@ -36,7 +36,9 @@ LOCK_TIMEOUT = 300.0
 
 #: On in CI (the CI variable set): a function with no smoke events fails verify instead of passing on its import.
 STRICT = bool(os.environ.get("CI"))
-STRICT_HELP = "fail when a function has no smoke events (only imported); default on when CI is set (--no-strict: off)"
+STRICT_HELP = (
+    "fail when a function has no smoke events (only imported); on by default where CI is set (then --no-strict)"
+)
 REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead of building (--no-remote-cache: build)"
 
 

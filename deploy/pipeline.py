@@ -657,7 +657,9 @@ def _extracted(env: EnvConfig) -> Any:
 
 def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
+    from deploy.terraform.functions import as_declared
 
+    targets = as_declared(targets, terraform.declared_functions(env))  # the map may be ahead of the state
     progress(f"verify --local: each handler on the built zips under python{env.python_version}")
     environment = _function_environments(env, targets)
     with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:

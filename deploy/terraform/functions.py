@@ -26,11 +26,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deploy.config import EnvConfig
+from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import ConfigError
 from deploy.files import atomic_write_text
 
@@ -55,6 +55,22 @@ class DeclaredFunction:
     def module(self) -> str:
         """``lambdas.cleanup.handler.handler`` → ``lambdas.cleanup.handler``."""
         return self.handler.rsplit(".", 1)[0]
+
+
+def as_declared(targets: Targets, declared: tuple[DeclaredFunction, ...]) -> Targets:
+    """The functions as the map declares them, under the names Terraform gave them: what the local
+    verify runs before an apply. A function the map no longer lists is left out (its handler is no
+    longer in the zip: Terraform is about to remove it); one not created yet is verified under its
+    key, marked new; a handler changed in the map is the one the zip must serve."""
+    deployed = {fn.key: fn for fn in targets.functions}
+    functions = []
+    for fn in declared:
+        found = deployed.get(fn.key)
+        if found is None:
+            functions.append(FunctionTarget(key=fn.key, name=f"{fn.key} (new)", handler=fn.handler, sources=fn.sources))
+        else:
+            functions.append(replace(found, handler=fn.handler, sources=fn.sources))
+    return replace(targets, functions=tuple(functions))
 
 
 @functools.cache

@@ -129,3 +129,32 @@ def test_the_zip_holds_the_union_of_the_sources_files_included(tmp_path: Path) -
     assert {"app/main.py", "app/routes/__init__.py", "lambdas/__init__.py", "lambdas/cleanup/handler.py"} <= set(names)
     assert "notes.py" in names and not any(n.startswith("other/") for n in names)
     assert "app/tests/test_main.py" not in names  # a source's tests are still left out
+
+
+def test_the_local_verify_runs_the_map_not_the_state() -> None:
+    """Before an apply the state still lists a removed function (whose handler left the zip) and lacks a
+    new one: the local verify runs what the map declares, under the names Terraform gave them."""
+    from deploy.config import FunctionTarget, Targets
+    from deploy.terraform.functions import as_declared
+
+    state = Targets(
+        env="local",
+        region="us-east-1",
+        bucket="b",
+        layer_name="l",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=(
+            FunctionTarget(key="kept", name="acme-local-kept", handler="old.handler", runtime="python3.13"),
+            FunctionTarget(key="removed", name="acme-local-removed", handler="gone.handler"),
+        ),
+    )
+    declared = (
+        DeclaredFunction(key="added", handler="new.handler", sources=("new",)),
+        DeclaredFunction(key="kept", handler="kept.handler", sources=("kept",)),
+    )
+    functions = as_declared(state, declared).functions
+    assert [(f.key, f.name, f.handler, f.sources, f.runtime) for f in functions] == [
+        ("added", "added (new)", "new.handler", ("new",), None),
+        ("kept", "acme-local-kept", "kept.handler", ("kept",), "python3.13"),
+    ]
