@@ -226,7 +226,7 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
 
     def fake(*_: Any, **kwargs: Any) -> Any:
         seen.append(kwargs.get("trees"))
-        return SimpleNamespace(functions=())
+        return SimpleNamespace(functions=(), import_only=[], strict=False)
 
     monkeypatch.setattr(verify_mod, "verify_local", fake)
     monkeypatch.setattr(verify_mod, "verify_deployed", fake)
