@@ -46,6 +46,11 @@ EMULATOR_NOT_RUNNING = 3
 # --------------------------------------------------------------------------- build
 
 
+#: On in CI (the CI variable set): a function with no smoke events fails verify instead of passing on its import.
+STRICT = bool(os.environ.get("CI"))
+STRICT_HELP = (
+    "fail when a function has no smoke events (only imported); on by default where CI is set (then --no-strict)"
+)
 REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead of building (--no-remote-cache: build)"
 
 
@@ -116,13 +121,20 @@ def attach(
     pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
-@task(help={**ENV_HELP, "local": "verify the local artifacts instead of what is deployed", "json": "JSON report"})
+@task(
+    help={
+        **ENV_HELP,
+        "local": "verify the local artifacts instead of what is deployed",
+        "json": "JSON report",
+        "strict": STRICT_HELP,
+    }
+)
 @deploy_task
-def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) -> None:
+def verify(c: Any, env: str = "local", local: bool = False, json: bool = False, strict: bool = STRICT) -> None:
     """Run every handler's smoke events against the exact deployed (or local) bytes."""
     from deploy import pipeline
 
-    pipeline.verify(env_config(c, env), local=local, as_json=json)
+    pipeline.verify(env_config(c, env), local=local, as_json=json, strict=strict)
 
 
 @task(
@@ -136,6 +148,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False) 
         "skip_local_verify": "skip the sandbox run before upload (the final verify still gates and rolls back)",
         "remote_cache": REMOTE_CACHE_HELP,
         "allow_destroy": "apply a Terraform plan that destroys a function or layer version (refused otherwise)",
+        "strict": STRICT_HELP,
     }
 )
 @deploy_task
@@ -150,6 +163,7 @@ def deploy(
     remote_cache: bool = True,
     lock_timeout: float = LOCK_TIMEOUT,
     allow_destroy: bool = False,
+    strict: bool = STRICT,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -164,6 +178,7 @@ def deploy(
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
         allow_destroy=allow_destroy,
+        strict=strict,
     )
 
 
@@ -180,18 +195,24 @@ def status(c: Any, env: str = "local", json: bool = False) -> None:
     help={
         **ENV_HELP,
         **LOCK_HELP,
-        "to": "function version to move live to (default: the previous one)",
+        "function": "roll back only this function (its key in Terraform's var.functions)",
+        "to": "version to move its live alias to (needs --function; default: each one's previous version)",
         "dry_run": "plan only",
     }
 )
 @deploy_task
 def rollback(
-    c: Any, env: str = "local", to: str | None = None, dry_run: bool = False, lock_timeout: float = LOCK_TIMEOUT
+    c: Any,
+    env: str = "local",
+    function: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Move each function's live alias back to its previous (or the given) version."""
     from deploy import pipeline
 
-    pipeline.rollback(env_config(c, env), to=to, dry_run=dry_run, lock_timeout=lock_timeout)
+    pipeline.rollback(env_config(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
 
 
 @task(

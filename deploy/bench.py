@@ -259,14 +259,16 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 
 # ---------------------------------------------------------------------------- coldstart
 
-#: The issue's targets: bytecode at most halves every handler's init; the API's init under a second.
+#: The issue's targets: bytecode at most halves every handler's init, and keeps it under a second
+#: (the API's, the slowest of the sample app's, was the one at stake).
 COLDSTART_RATIO_TARGET = 0.5
-API_INIT_TARGET_S = 1.0
+INIT_TARGET_S = 1.0
 
 
 def bench_coldstart(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     from deploy import coldstart
     from deploy.runtime_python import find
+    from deploy.terraform.functions import declared_functions
     from deploy.verify.sandbox import Tree
 
     python = find(env.python_version)
@@ -284,16 +286,15 @@ def bench_coldstart(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
         sizes[variant] = (layer.unzipped_size, layer.zipped_size)
     count = max(runs, 7)
     progress(f"bench: {count} fresh-process imports per handler and variant, interleaved")
-    times = coldstart.import_times(env, python.path, trees, runs=count, scratch=work / "scratch")
+    functions = declared_functions(dataclasses.replace(env, paths=Paths(root=proj)))
+    times = coldstart.import_times(env, python.path, trees, functions, runs=count, scratch=work / "scratch")
     results: list[Measurement] = []
     for key in times["bytecode"]:
         on, off = times["bytecode"][key], times["source-only"][key]
         ratio = statistics.median(on) / statistics.median(off)
         met = ratio <= COLDSTART_RATIO_TARGET
-        target = f"≤ {COLDSTART_RATIO_TARGET}× source-only"
-        if key == "api":
-            met = met and statistics.median(on) <= API_INIT_TARGET_S
-            target += f", ≤ {API_INIT_TARGET_S:.1f} s"
+        met = met and statistics.median(on) <= INIT_TARGET_S
+        target = f"≤ {COLDSTART_RATIO_TARGET}× source-only, ≤ {INIT_TARGET_S:.1f} s"
         results.append(
             Measurement(name=f"init {key}, bytecode", runs=on, target=target, met=met, note=f"{ratio:.2f}× source-only")
         )
@@ -401,7 +402,7 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
             rerun_runs.append(time.perf_counter() - start)
             if report.get("aws_write_calls") != 0:
                 raise BuildError(f"bench: the no-change rerun made {report.get('aws_write_calls')} write calls")
-            code_runs.append(_code_only_deploy(proj, port, i))
+            code_runs.append(_code_only_deploy(dataclasses.replace(env, paths=Paths(root=proj)), port, i))
         finally:
             _local_down(proj, port)
     out.append(
@@ -444,9 +445,13 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     return out
 
 
-def _code_only_deploy(proj: Path, port: int, run: int) -> float:
-    """Edit one handler and commit it: a new function zip, the same layer, then the whole deploy."""
-    handler = proj / "backend" / "lambdas" / "cleanup" / "handler.py"
+def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> float:
+    """Edit one handler (the function map's first) and commit it: a new function zip, the same layer,
+    then the whole deploy."""
+    from deploy.terraform.functions import declared_functions
+
+    proj = penv.paths.root
+    handler = penv.paths.backend / f"{declared_functions(penv)[0].module.replace('.', '/')}.py"
     handler.write_text(handler.read_text() + f"\n# bench edit {run}\n")
     ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
     subprocess.run(["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=proj, check=True, capture_output=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
@@ -41,6 +41,9 @@ from deploy.identity import LayerIdentity, layer_identity
 from deploy.install import Installer, get_installer
 from deploy.lock import Requirement, RequirementsFile, load_requirements_file
 from deploy.sbom import layer_sbom, write_sbom
+
+if TYPE_CHECKING:
+    from deploy.terraform.functions import DeclaredFunction
 
 Progress = Callable[[str], None]
 
@@ -617,7 +620,6 @@ _SKIP_DIRS = frozenset(
     {"tests", "test", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv", ".git"}
 )
 _SKIP_FILES = ("conftest.py", "test_*.py", "*_test.py", ".DS_Store", "*.py[cod]")
-FUNCTION_SOURCES = ("app", "lambdas")
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
@@ -665,17 +667,28 @@ class FunctionPlan:
     version_info: Mapping[str, Any]
     ignored: frozenset[str] | None  # git-ignored backend paths; None when not in a git checkout
     compiler: bytecode.Compiler | None = field(default=None, compare=False, repr=False)  # None: no .pyc
+    #: backend/-relative paths the zip holds: the union of every function's sources (Terraform's var.functions).
+    sources: tuple[str, ...] = ()
 
     @property
     def out_dir(self) -> Path:
         return self.paths.build / "functions"
 
 
-def function_plan(env: EnvConfig, *, compiler: bytecode.Compiler | None = None) -> FunctionPlan:
+def function_plan(
+    env: EnvConfig,
+    *,
+    compiler: bytecode.Compiler | None = None,
+    functions: Sequence[DeclaredFunction] | None = None,
+) -> FunctionPlan:
+    """``functions``: the function map (default: Terraform's ``var.functions`` for ``env``)."""
+    from deploy.terraform.functions import declared_functions
+
     backend = env.paths.backend
-    missing = [p for p in (*FUNCTION_SOURCES, "VERSION") if not (backend / p).exists()]
-    if missing:
-        raise BuildError(f"{backend} lacks {', '.join(missing)}; cannot build the function code")
+    declared = declared_functions(env) if functions is None else tuple(functions)
+    sources = function_sources(backend, declared)
+    if not (backend / "VERSION").exists():
+        raise BuildError(f"{backend} lacks VERSION; cannot build the function code")
     return FunctionPlan(
         env=env.name,
         paths=env.paths,
@@ -684,7 +697,58 @@ def function_plan(env: EnvConfig, *, compiler: bytecode.Compiler | None = None) 
         version_info=version_info(env.paths),
         ignored=_git_ignored(env.paths),
         compiler=(compiler or _default_compiler(env)) if env.bytecode else None,
+        sources=sources,
     )
+
+
+def _inside(path: str, source: str) -> bool:
+    source = source.rstrip("/")
+    return path == source or path.startswith(f"{source}/")
+
+
+def _handler_module(backend: Path, module: str) -> str | None:
+    """The backend-relative file Python would import for ``module`` (a module or a package)."""
+    base = module.replace(".", "/")
+    for rel in (f"{base}.py", f"{base}/__init__.py"):
+        if (backend / rel).is_file():
+            return rel
+    return None
+
+
+def function_sources(backend: Path, functions: Sequence[DeclaredFunction]) -> tuple[str, ...]:
+    """The union of the functions' sources (a path inside another one dropped), after checking that
+    every source exists inside backend/ and every handler's module is in its own function's sources:
+    Lambda would otherwise fail the function's first import, after the deploy."""
+    if not functions:
+        raise BuildError("the function map declares no function; nothing to build")
+    real_backend = backend.resolve()
+    problems: list[str] = []
+    wanted: set[str] = set()
+    for fn in functions:
+        for source in fn.sources:
+            rel = source.strip("/")
+            path = (backend / rel).resolve()
+            if not rel or Path(source).is_absolute() or not path.is_relative_to(real_backend):
+                problems.append(f"function {fn.key}: source {source!r} is outside backend/")
+            elif not (backend / rel).exists():
+                problems.append(f"function {fn.key}: source backend/{rel} does not exist")
+            else:
+                wanted.add(rel)
+        module = _handler_module(backend, fn.module)
+        if module is None:
+            looked = fn.module.replace(".", "/")
+            problems.append(
+                f"function {fn.key}: handler {fn.handler}: module {fn.module} not found "
+                f"(no backend/{looked}.py or backend/{looked}/__init__.py)"
+            )
+        elif not any(_inside(module.removesuffix(".py"), s.strip("/").removesuffix(".py")) for s in fn.sources):
+            problems.append(
+                f"function {fn.key}: handler {fn.handler} is in backend/{module}, outside its sources "
+                f"({', '.join(fn.sources)})"
+            )
+    if problems:
+        raise BuildError("; ".join(problems), hint="fix the function map (var.functions in infra/terraform)")
+    return tuple(s for s in sorted(wanted) if not any(o != s and _inside(s, o) for o in wanted))
 
 
 def _default_compiler(env: EnvConfig) -> bytecode.Compiler:
@@ -753,8 +817,19 @@ def function_entries(plan: FunctionPlan, *, pyc_dir: Path | None = None) -> list
         return exclude
 
     entries: list[archive.Entry] = []
-    for top in FUNCTION_SOURCES:
-        entries += archive.collect(backend / top, prefix=f"{top}/", exclude=exclude_under(top), allowed_root=backend)
+    for top in plan.sources:
+        if (backend / top).is_dir():
+            entries += archive.collect(
+                backend / top, prefix=f"{top}/", exclude=exclude_under(top), allowed_root=backend
+            )
+            continue
+        # A file source: the same checks a walk would make of it.
+        parent, _, name = top.rpartition("/")
+        if not exclude_under(parent or ".")(name):
+            real = Path(os.path.realpath(backend / top))
+            if not real.is_relative_to(backend.resolve()):
+                raise BuildError(f"backend/{top} is a link to {real}, outside backend/")
+            entries.append(archive.file_entry(top, backend / top))
     secrets += _linked_secrets(backend, entries, plan.ignored)
     if secrets:
         raise AuditError(
@@ -795,7 +870,7 @@ def _build_function(plan: FunctionPlan, entries: list[archive.Entry], progress: 
         if result.zipped_size >= FUNCTION_ZIPPED_LIMIT:
             raise AuditError(
                 f"function code is {result.zipped_size:,} bytes zipped, over the {FUNCTION_ZIPPED_LIMIT:,} limit",
-                hint="dependencies belong in the layer (backend/pyproject.toml), not in backend/app or lambdas",
+                hint="dependencies belong in the layer (backend/pyproject.toml), not in the functions' sources",
             )
         dest = plan.out_dir / f"{result.sha256}.zip"
         artifact = Artifact(
@@ -835,6 +910,7 @@ __all__ = [
     "existing_layer",
     "function_entries",
     "function_plan",
+    "function_sources",
     "layer_plan",
     "post_process",
     "top_packages",

@@ -18,9 +18,10 @@ import json
 import re
 import statistics
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from deploy.archive import safe_extract
 from deploy.artifact import Artifact
@@ -49,15 +50,20 @@ def extract(layer: Artifact, function: Artifact, dest: Path) -> Tree:
     return tree
 
 
-def handlers(task_root: Path) -> dict[str, str]:
-    """The backend's handlers by its layout: ``app/main.py`` is the API, ``lambdas/<name>/handler.py`` the rest.
+class _Handled(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def handler(self) -> str: ...
+
+
+def handlers(functions: Iterable[_Handled]) -> dict[str, str]:
+    """Each function's handler module, by key, from the function map (``Targets.functions`` or the
+    declared ``var.functions``): ``lambdas.cleanup.handler.handler`` → ``lambdas.cleanup.handler``.
 
     Module names only: importing the module is the init phase; the handler attribute is not called.
     """
-    found = {"api": "app.main"} if (task_root / "app" / "main.py").is_file() else {}
-    for handler in sorted(task_root.glob("lambdas/*/handler.py")):
-        found[handler.parent.name] = f"lambdas.{handler.parent.name}.handler"
-    return found
+    return {fn.key: fn.handler.rsplit(".", 1)[0] for fn in functions}
 
 
 def _job(tree: Tree, key: str, module: str) -> _Job:
@@ -94,14 +100,20 @@ def import_once(env: EnvConfig, python: Path, tree: Tree, key: str, module: str,
 
 
 def import_times(
-    env: EnvConfig, python: Path, trees: Mapping[str, Tree], *, runs: int, scratch: Path
+    env: EnvConfig,
+    python: Path,
+    trees: Mapping[str, Tree],
+    functions: Iterable[_Handled],
+    *,
+    runs: int,
+    scratch: Path,
 ) -> dict[str, dict[str, tuple[float, ...]]]:
     """variant -> handler key -> ``runs`` import times; variants interleaved so load hits them alike."""
     times: dict[str, dict[str, list[float]]] = {v: {} for v in trees}
-    first = next(iter(trees.values()))
+    modules = handlers(functions)
     with open_session(env, trees.values(), python=python, root=scratch / "session") as session:
         for _ in range(runs):
-            for key, module in handlers(first.task_root).items():
+            for key, module in modules.items():
                 for variant, tree in trees.items():
                     seconds = _seconds(_import(session, tree, key, module, scratch / variant / key))
                     times[variant].setdefault(key, []).append(seconds)

@@ -8,6 +8,8 @@ as ``Targets`` (see ``deploy.terraform.targets``).
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +104,11 @@ class VerifySettings:
     #: ``bwrap`` jails the sandbox (``deploy.verify.jail``); ``none`` (no bwrap, e.g. macOS) does not,
     #: and every run says the sandbox can read the deployer's credentials.
     isolation: Literal["bwrap", "none"] = "bwrap"
+    #: Variables the sandbox forces, by function key or ``*`` (invoke.yaml ``verify.sandbox_env``): the
+    #: sandbox runs outside the VPC and must never reach real databases or services.
+    sandbox_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: A function with no smoke events (only imported) fails verify (``--strict``, on in CI).
+    strict: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,13 +196,22 @@ class EnvConfig:
 class FunctionTarget:
     """One deployed function as Terraform created it."""
 
-    key: str  # logical name: api, cleanup, db_sync, eval_runbook_worker
+    key: str  # its key in Terraform's var.functions
     name: str  # the Lambda function name
     handler: str
     # From Terraform's deploy_targets (None: an older output without them; the environment's values apply)
     runtime: str | None = None
     architecture: str | None = None
     region: str | None = None
+    #: backend/-relative paths its code needs (var.functions); () from an output without them.
+    sources: tuple[str, ...] = ()
+
+
+def unknown_function(key: str, known: Sequence[str]) -> str:
+    """``unknown function 'notifer'; did you mean 'notifier'? (functions: notifier, reporter)``."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown function {key!r}{guess} (functions: {', '.join(known) or 'none'})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,12 +231,31 @@ class Targets:
         for fn in self.functions:
             if key in (fn.key, fn.name):
                 return fn
-        known = ", ".join(f.key for f in self.functions)
-        raise ConfigError(f"unknown function {key!r}; known: {known}")
+        raise ConfigError(unknown_function(key, [f.key for f in self.functions]))
 
 
 # ---------------------------------------------------------------------------
 # From the merged Invoke settings to EnvConfig (the checking is deploy.settings' model)
+
+
+def _smoke(tree: Mapping[str, Any], at: tuple[str, ...]) -> dict[str, tuple[SmokeCase, ...]]:
+    """invoke.yaml's smoke events (an environment's ``smoke`` replaces the top level's); an event
+    Lambda could not carry (not JSON: a YAML date, a NaN) is refused here, naming its key path.
+    Whether each key is a deployed function is checked where the targets are known
+    (``deploy.verify.smoke.smoke_for``)."""
+    smoke: dict[str, tuple[SmokeCase, ...]] = {}
+    for fn_key, cases in tree.items():
+        for i, case in enumerate(cases):
+            try:
+                json.dumps(case["event"], allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                where = key_path((*at, "smoke", fn_key, i, "event"))
+                raise ConfigError(f"`{where}`: not JSON ({exc}); a Lambda event is JSON") from None
+        smoke[fn_key] = tuple(
+            SmokeCase(name=case.get("name") or f"{fn_key}-{i}", event=case["event"], expect=case.get("expect") or {})
+            for i, case in enumerate(cases)
+        )
+    return smoke
 
 
 def load_env(
@@ -287,12 +322,8 @@ def load_env(
         emulator = EmulatorSettings(host=em.get("host") or "127.0.0.1", port=em.get("port") or 5000)
         endpoint_url = endpoint_url or emulator.url
 
-    smoke: dict[str, tuple[SmokeCase, ...]] = {}
-    for fn_key, cases in (value("smoke") or {}).items():
-        smoke[fn_key] = tuple(
-            SmokeCase(name=case.get("name") or f"{fn_key}-{i}", event=case["event"], expect=case.get("expect") or {})
-            for i, case in enumerate(cases)
-        )
+    smoke = _smoke(own.get("smoke") or top.get("smoke") or {}, ("environments", name) if own.get("smoke") else ())
+    sandbox_env = (own.get("verify") or {}).get("sandbox_env") or (top.get("verify") or {}).get("sandbox_env")
 
     trusted, trusted_at = lookup("verify", "trusted_layers")
     for i, arn in enumerate(trusted or ()):
@@ -343,6 +374,7 @@ def load_env(
             smoke=smoke,
             trusted_layers=tuple(trusted),
             isolation=value("verify", "isolation", default="bwrap"),
+            sandbox_env={scope: dict(variables) for scope, variables in (sandbox_env or {}).items()},
         ),
         share=ShareSettings(
             accounts=tuple(value("share", "accounts", default=[])),

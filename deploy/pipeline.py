@@ -12,7 +12,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -387,7 +387,7 @@ def _import_report(env: EnvConfig, layer: Artifact, *, top: int) -> None:
     function = build.build_function(build.function_plan(env)).artifact
     with tempfile.TemporaryDirectory(prefix="imports-", dir=env.paths.build) as tmp:
         tree = coldstart.extract(layer, function, Path(tmp) / "tree")
-        for key, module in coldstart.handlers(tree.task_root).items():
+        for key, module in coldstart.handlers(terraform.declared_functions(env)).items():
             progress(f"{key}: importing {module} under -X importtime")
             init = coldstart.import_once(env, python, tree, key, module, Path(tmp) / "run" / key)
             rows = []
@@ -580,14 +580,18 @@ def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
     settings; a layer neither built here nor published is planned as "build and publish"), no emulator is
     started, no state bucket, workspace or lock is created; Terraform plans only when the configuration
     differs from what the state records as applied."""
+    rolled_back = None
     if env.emulator is not None and not emulator.is_moto(env.emulator.url):
         plan = plan_mod.unapplied(env, "not applied yet: the emulator is not running (a new moto server starts empty)")
     else:
         function, layer = _build_artifacts(env, remote_cache=True, defer_layer=True, build_missing=False)
-        plan, _targets, _decision = _read_plan(env, layer=layer, function=function, apply_infra=True, read_only=True)
+        plan, targets, _decision = _read_plan(env, layer=layer, function=function, apply_infra=True, read_only=True)
+        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets)) if targets else None
     if as_json:
-        emit_json({"env": env.name, **plan.to_json()})
+        emit_json({"env": env.name, **plan.to_json(), "rolled_back": rolled_back})
     _show_plan(f"status {env.name}", plan)
+    if rolled_back:
+        say(f"{env.name} is {rolled_back}; the next deploy replaces the rollback")
     if not plan.empty:
         raise DriftError(f"out of sync: a deploy of {env.name} would change:\n  " + "\n  ".join(plan.lines()))
     say("in sync: a deploy would change nothing")
@@ -617,18 +621,23 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
 
 
 def rollback(
-    env: EnvConfig, *, to: str | None = None, dry_run: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+    env: EnvConfig,
+    *,
+    function: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
 ) -> None:
     require_prerequisites(env, "rollback")
     targets = _targets(env)
     if dry_run:
-        outcomes = rollback_mod.rollback(env, targets, to=to, dry_run=True)
+        outcomes = rollback_mod.rollback(env, targets, function=function, to=to, dry_run=True)
     else:
         with (
             _locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
             transaction.Transaction(env, targets, say=progress) as txn,
         ):
-            outcomes = rollback_mod.rollback(env, targets, to=to, record=txn)
+            outcomes = rollback_mod.rollback(env, targets, function=function, to=to, record=txn)
     table(
         f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
         ["function", "live", "changed"],
@@ -676,7 +685,10 @@ def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[s
 
 
 def _verify_line(fn: Any) -> str:
-    """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result."""
+    """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result;
+    ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran."""
+    if fn.import_only:
+        return f"import {fn.import_ms or 0:.0f} ms; import only (no smoke events)"
     smoke = ", ".join(
         f"{r.case} {'skipped' if getattr(r, 'skipped', False) else ('ok' if r.ok else 'FAILED')}" for r in fn.results
     )
@@ -690,6 +702,9 @@ def _verify_line(fn: Any) -> str:
 
 
 def _show_failures(report: Any) -> None:
+    if report.import_only:
+        mark = "[red]✗[/]" if report.strict else "[yellow]○[/]"
+        say(f"{mark} import only (no smoke events in invoke.yaml): {escape(', '.join(report.import_only))}")
     for fn in report.functions:
         if not fn.ok:
             tail = fn.traceback_tail or next((r.traceback_tail for r in fn.results if r.traceback_tail), None)
@@ -709,7 +724,9 @@ def _extracted(env: EnvConfig) -> Any:
 
 def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
+    from deploy.terraform.functions import as_declared
 
+    targets = as_declared(targets, terraform.declared_functions(env))  # the map may be ahead of the state
     progress(f"verify --local: each handler on the built zips under python{env.python_version}")
     environment = _function_environments(env, targets)
     with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
@@ -719,7 +736,7 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
             layer=layer,
             function=function,
             environment=environment,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
             trees=_extracted(env),
         )
     _show_failures(report)
@@ -736,14 +753,15 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
             targets,
             expected_layer=layer,
             expected_function=function,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn)),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
             trees=_extracted(env),
         )
     _show_failures(report)
     return report
 
 
-def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False) -> None:
+def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False, strict: bool = False) -> None:
+    env = replace(env, verify=replace(env.verify, strict=strict))
     targets = _targets(env)
     if local:
         function = build.build_function(build.function_plan(env)).artifact
@@ -982,12 +1000,14 @@ def deploy(
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
     allow_destroy: bool = False,
+    strict: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
     An empty plan takes no lock and makes no write call, Terraform included (counted, and reported as
-    ``aws_write_calls`` and ``terraform``).
+    ``aws_write_calls`` and ``terraform``). ``strict``: a function without smoke events fails verify.
     """
+    env = replace(env, verify=replace(env.verify, strict=strict))
     started = time.monotonic()
     report = DeployReport(env=env.name, dry_run=dry_run)
     with calls.count_writes() as writes:
@@ -1072,6 +1092,12 @@ def _deploy_steps(
     _ensure_reachable(env)
     plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
+    if targets is not None and not plan.empty:
+        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets))
+        if rolled_back:
+            progress(
+                f"{env.name} is {rolled_back}: this deploy {'would replace' if dry_run else 'replaces'} the rollback"
+            )
     if dry_run:
         _show_plan(f"deploy --dry-run {env.name}", plan)
         report.functions = _planned_functions(plan, dry_run=True)

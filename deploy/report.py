@@ -135,7 +135,7 @@ class ItemLines:
         self._running = running
         self._idle = idle  # what an item that never reported a result shows at the end
         self._current: dict[str, str] = {}
-        self._done: dict[str, tuple[bool, str]] = {}
+        self._done: dict[str, tuple[str, str]] = {}  # name -> (mark, text)
         self._live: Live | None = None
         if live():
             self._live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
@@ -145,8 +145,7 @@ class ItemLines:
         rows: list[Any] = []
         for name in self._names:
             if name in self._done:
-                ok, text = self._done[name]
-                mark = "[green]✓[/]" if ok else "[red]✗[/]"
+                mark, text = self._done[name]
                 # A live display crops at the terminal's edge: cut the middle of a long result instead.
                 room = max(20, console.width - len(short(name)) - 4)
                 rows.append(Text.from_markup(f"{mark} {escape(short(name))}: {escape(short(text, room))}"))
@@ -154,12 +153,13 @@ class ItemLines:
                 rows.append(Spinner("dots", text=f"{short(name)}: {self._current.get(name, self._running)}"))
         return Group(*rows)
 
-    def done(self, name: str, ok: bool, text: str) -> None:
-        self._done[name] = (ok, text)
+    def done(self, name: str, ok: bool, text: str, *, import_only: bool = False) -> None:
+        """``import_only``: it passed, but only its import was checked (no smoke events): not a ✓."""
+        mark = "[red]✗[/]" if not ok else ("[yellow]○[/]" if import_only else "[green]✓[/]")
+        self._done[name] = (mark, text)
         if self._live is not None:
             self._live.update(self._render())
         else:
-            mark = "[green]✓[/]" if ok else "[red]✗[/]"
             console.print(f"{mark} {escape(short(name))}: {escape(text)}")
 
     def update(self, name: str, text: str) -> None:

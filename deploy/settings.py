@@ -44,9 +44,11 @@ ROOT_KEY = "deploy"
 
 # Every key the model (deploy.settings_model) allows, written out so that declaring them for
 # Invoke needs no pydantic; tests/unit/test_settings.py keeps it equal to the model.
+#: A mapping whose keys the user chooses (function keys) is declared as ``{}``, never null: Invoke
+#: cannot merge a null default with the mapping invoke.yaml sets (``AmbiguousMergeError``).
 _SECTIONS: dict[str, Any] = {
     "layer": {"exclude_runtime_boto": None, "strip_tests": None},
-    "verify": {"remote": None, "trusted_layers": None, "isolation": None},
+    "verify": {"remote": None, "trusted_layers": None, "isolation": None, "sandbox_env": {}},
     "share": {"accounts": None, "organization_id": None, "allow_public": None},
     "remote_cache": {"enabled": None, "bucket": None, "region": None},
 }
@@ -66,7 +68,7 @@ COMMON_KEYS: dict[str, Any] = {
         )
     ),
     **_SECTIONS,
-    "smoke": None,
+    "smoke": {},
     "extra_regions": None,
 }
 ENVIRONMENT_KEYS: dict[str, Any] = {
@@ -78,7 +80,7 @@ KEYS: dict[str, Any] = {**COMMON_KEYS, "environments": None}
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
-    """``("environments", "local", "smoke", "api", 0)`` → ``deploy.environments.local.smoke.api[0]``."""
+    """``("environments", "local", "smoke", "notifier", 0)`` → ``deploy.environments.local.smoke.notifier[0]``."""
     text = ROOT_KEY
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else f".{part}"

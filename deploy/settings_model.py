@@ -32,6 +32,8 @@ class VerifyModel(_Strict):
     remote: bool | None = None
     trusted_layers: list[str] | None = None
     isolation: Literal["bwrap", "none"] | None = None
+    #: Function key (or ``*`` for all) -> variables the sandbox forces; ``{tmp}`` is its scratch folder.
+    sandbox_env: dict[str, dict[str, str]] | None = None
 
 
 class ShareModel(_Strict):
@@ -178,5 +180,8 @@ def section_keys(model: type[BaseModel] = DeployModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         tp = _unwrap(field.annotation)
-        out[name] = section_keys(tp) if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            out[name] = section_keys(tp)
+        else:  # a mapping keyed by function is declared empty (see deploy.settings._SECTIONS)
+            out[name] = {} if get_origin(tp) is dict and get_origin(get_args(tp)[1]) in (list, dict) else None
     return out

@@ -170,9 +170,10 @@ def _description(text: str | None) -> dict[str, Any]:
     return {} if text is None else {"Description": text}
 
 
-def previous_marker(version: str) -> str:
-    """The alias description that tells `inv rollback` which version served before this one."""
-    return f"previous={version}"
+def previous_marker(version: str, commit: str = "") -> str:
+    """The alias description that tells `inv rollback` which version served before this one, and
+    which commit the version it moves to was built from (``previous=4 commit=1a2b3c4d5e6f``)."""
+    return f"previous={version}" + (f" commit={commit[:12]}" if commit else "")
 
 
 def _move_alias(
@@ -286,7 +287,7 @@ def _apply(
                 version,
                 policy,
                 fp.alias_revision_id,
-                description=previous_marker(fp.current_alias_version),
+                description=previous_marker(fp.current_alias_version, plan.commit),
             )
 
         with ThreadPoolExecutor(max_workers=workers) as pool:

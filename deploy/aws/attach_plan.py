@@ -77,6 +77,9 @@ class AttachPlan:
     alias: str
     upload_code: bool
     functions: tuple[FunctionPlan, ...]
+    #: The commit the code was built from (its version_info): recorded on each alias it moves, so a
+    #: rollback can say which deploy it undid.
+    commit: str = ""
 
     @property
     def changed(self) -> bool:
@@ -171,4 +174,5 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
         alias=targets.alias,
         upload_code=upload_code,
         functions=tuple(plans),
+        commit=str(function.inputs.get("version_info", {}).get("commit") or ""),
     )

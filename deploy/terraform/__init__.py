@@ -18,6 +18,7 @@ from deploy.terraform.fingerprint import (
     fingerprint,
     record_apply,
 )
+from deploy.terraform.functions import DeclaredFunction, declared_functions
 from deploy.terraform.runner import (
     DEFAULT_PLUGIN_MIRROR,
     MIN_VERSION,
@@ -44,16 +45,16 @@ from deploy.terraform.runner import (
     tail,
     terraform_for,
 )
-from deploy.terraform.targets import FUNCTION_KEYS, OUTPUT_NAME, targets_from_outputs
+from deploy.terraform.targets import OUTPUT_NAME, targets_from_outputs
 
 __all__ = [
     "DEFAULT_PLUGIN_MIRROR",
     "DIGEST_VARIABLE",
-    "FUNCTION_KEYS",
     "MIN_VERSION",
     "MIRROR_ENV_VAR",
     "OUTPUT_NAME",
     "STDERR_TAIL",
+    "DeclaredFunction",
     "Echo",
     "Progress",
     "Terraform",
@@ -63,6 +64,7 @@ __all__ = [
     "backend_config",
     "backend_hcl",
     "config_digest",
+    "declared_functions",
     "ensure_state_bucket",
     "find_terraform",
     "fingerprint",

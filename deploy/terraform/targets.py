@@ -1,7 +1,9 @@
 """Parse Terraform's ``deploy_targets`` output into ``Targets``.
 
 Terraform (``infra/terraform``) is the source of truth for every resource name; the
-tasks never build one themselves, they read them from this output.
+tasks never build one themselves, they read them from this output. The functions are
+whatever ``var.functions`` declares (at least one): no key is expected by name, so adding or
+removing a function is an edit of that map alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from deploy.config import ARCHITECTURES, FunctionTarget, Targets
 from deploy.errors import TerraformError
 
 OUTPUT_NAME = "deploy_targets"
-FUNCTION_KEYS = ("api", "cleanup", "db_sync", "eval_runbook_worker")
 
 
 def _not_applied(env: str) -> TerraformError:
@@ -42,6 +43,14 @@ def _architecture(fn: Mapping[str, Any], where: str) -> str | None:
     return str(value[0])
 
 
+def _sources(fn: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """The function's sources (var.functions); an output from before they were listed has none."""
+    value = fn.get("sources", [])
+    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
+        raise TerraformError(f"terraform output {where}.sources must be a list of paths, got {value!r}")
+    return tuple(value)
+
+
 def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
     """Parse ``terraform output -json`` (or just its ``deploy_targets`` value) into Targets."""
     if not outputs or OUTPUT_NAME not in outputs:
@@ -65,9 +74,6 @@ def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
     functions_raw = raw.get("functions")
     if not isinstance(functions_raw, Mapping) or not functions_raw:
         raise TerraformError(f"terraform output {OUTPUT_NAME}.functions must be a non-empty object")
-    missing = [key for key in FUNCTION_KEYS if key not in functions_raw]
-    if missing:
-        raise TerraformError(f"terraform output {OUTPUT_NAME}.functions lacks {', '.join(missing)}")
     functions = []
     for key in sorted(functions_raw):
         fn = functions_raw[key]
@@ -82,8 +88,17 @@ def targets_from_outputs(outputs: Mapping[str, Any], env: str) -> Targets:
                 runtime=_field(fn, "runtime", where) if "runtime" in fn else None,
                 architecture=_architecture(fn, where),
                 region=_field(fn, "region", where) if "region" in fn else None,
+                sources=_sources(fn, where),
             )
         )
+    names: dict[str, str] = {}
+    for fn_target in functions:
+        if fn_target.name in names:
+            raise TerraformError(
+                f"terraform output {OUTPUT_NAME}.functions: {names[fn_target.name]} and {fn_target.key} "
+                f"are one function, {fn_target.name}"
+            )
+        names[fn_target.name] = fn_target.key
 
     alias = raw.get("alias", "live")
     if not isinstance(alias, str) or not alias:

@@ -26,15 +26,13 @@ from deploy.verify.sandbox import (
     MAX_WORKERS,
     RUNNER,
     RUNTIME_PROVIDED,
-    SANDBOX_ENV,
     _python_version_of,
     find_runtime_python,
     verify_local,
 )
-from deploy.verify.smoke import DEFAULT_SMOKE, EXPECT_KEYS, check_expect, smoke_cases, validate_expect
+from deploy.verify.smoke import EXPECT_KEYS, check_expect, smoke_cases, smoke_for, validate_expect
 
 __all__ = [
-    "DEFAULT_SMOKE",
     "DEFAULT_TIMEOUT_S",
     "EXPECT_KEYS",
     "HTTP_TIMEOUT_S",
@@ -42,7 +40,6 @@ __all__ = [
     "MAX_WORKERS",
     "RUNNER",
     "RUNTIME_PROVIDED",
-    "SANDBOX_ENV",
     "_ELF_MACHINES",
     "FunctionVerify",
     "Mode",
@@ -54,6 +51,7 @@ __all__ = [
     "http_get",
     "remote_check",
     "smoke_cases",
+    "smoke_for",
     "validate_expect",
     "verify_deployed",
     "verify_local",

@@ -33,7 +33,7 @@ from deploy.verify.sandbox import (
     _Tree,
     find_runtime_python,
 )
-from deploy.verify.smoke import smoke_cases
+from deploy.verify.smoke import smoke_for
 
 HTTP_TIMEOUT_S = 15.0
 
@@ -233,7 +233,7 @@ def verify_deployed(
     from deploy.aws.calls import client
 
     functions = _functions_of(targets)
-    cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
+    cases = smoke_for(env, functions)
     python = python or find_runtime_python(env.python_version)
     remote = env.verify.remote if remote is None else remote
     lam = client(env, "lambda")

@@ -38,6 +38,11 @@ class FunctionVerify:
     code_sha256: str | None = None
     layers: tuple[str, ...] = ()
 
+    @property
+    def import_only(self) -> bool:
+        """It imported, but had no smoke event to answer: its handler never ran."""
+        return self.ok and self.error is None and not self.results
+
     def problems(self) -> list[str]:
         out = [f"{self.name}: {self.error}"] if self.error else []
         out += [f"{self.name} [{r.where}] case {r.case}: {r.error}" for r in self.results if not r.ok]
@@ -51,6 +56,12 @@ class VerifyReport:
     functions: tuple[FunctionVerify, ...]
     ok: bool
     python: str | None = None
+    #: ``--strict``: a function only imported (no smoke events) is a failure too.
+    strict: bool = False
+
+    @property
+    def import_only(self) -> list[str]:
+        return [fn.name for fn in self.functions if fn.import_only]
 
     def problems(self) -> list[str]:
         return [p for fn in self.functions for p in fn.problems()]
@@ -65,9 +76,21 @@ class VerifyReport:
                 f"verify ({self.mode}, {self.env}) failed:\n  " + "\n  ".join(self.problems()),
                 hint="the sandbox ran the exact artifacts with only the layer on sys.path; fix the first error first",
             )
+        if self.strict and self.import_only:
+            raise VerifyError(
+                f"verify ({self.mode}, {self.env}) --strict: only imported, no smoke events: "
+                + ", ".join(self.import_only),
+                hint="give each function smoke events in invoke.yaml (smoke: <function key>: [...]), "
+                "or run without --strict (--no-strict where CI is set)",
+            )
 
 
 def _report(env: EnvConfig, mode: Mode, results: Sequence[FunctionVerify], python: Path) -> VerifyReport:
     return VerifyReport(
-        env=env.name, mode=mode, functions=tuple(results), ok=all(r.ok for r in results), python=str(python)
+        env=env.name,
+        mode=mode,
+        functions=tuple(results),
+        ok=all(r.ok for r in results),
+        python=str(python),
+        strict=env.verify.strict,
     )

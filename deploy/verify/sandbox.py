@@ -40,7 +40,7 @@ from deploy.verify.jail import (
     require_isolation,
 )
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
-from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
+from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_for
 
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 DEFAULT_TIMEOUT_S = 60.0
@@ -51,15 +51,6 @@ MAX_WORKERS = 2
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
-
-#: Environment the sandbox forces per function; ``{tmp}`` is the function's scratch directory.
-#: The sandbox runs on the deployer's machine, outside the VPC: it must never reach the real
-#: databases or post to real services — that is the remote invoke's job.
-SANDBOX_ENV: Mapping[str, Mapping[str, str]] = {
-    "*": {"DATABASE_URL": "sqlite:///{tmp}/sandbox.db"},
-    "db_sync": {"SOURCE_DATABASE_URL": "sqlite:///{tmp}/sandbox-source.db"},
-    "eval_runbook_worker": {"EVAL_API_URL": ""},
-}
 
 
 def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
@@ -186,7 +177,7 @@ def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, endpoint_url: str) ->
     }
     out.update(function_variables(job.environment))
     for scope in ("*", job.target.key):
-        for key, value in SANDBOX_ENV.get(scope, {}).items():
+        for key, value in env.verify.sandbox_env.get(scope, {}).items():
             out[key] = value.replace("{tmp}", str(tmp))
     out.update(aws_environment(env, scratch=scratch, endpoint_url=endpoint_url))
     return out
@@ -465,7 +456,7 @@ def verify_local(
     without it they are extracted into this run's temporary folder and dropped with it.
     """
     functions = _functions_of(targets_or_functions)
-    jobs_cases = {fn.key: smoke_cases(env, fn.key) for fn in functions}
+    jobs_cases = smoke_for(env, functions)
     python = python or find_runtime_python(env.python_version)
     for artifact in (layer, function):
         try:

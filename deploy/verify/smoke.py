@@ -1,5 +1,9 @@
 """Smoke cases: the events each function gets in verify, and the expectations its answers must meet.
 
+The events are the project's, in invoke.yaml (``smoke:``, at the top level or per environment),
+keyed by function key; a function with none is only imported ("import only"). A key that names no
+deployed function is refused (``smoke_for``), with the closest key, before anything runs.
+
 Smoke expectations (``expect`` of a ``SmokeCase``; every key optional, all must hold):
 
 ``type``                   ``dict`` | ``list`` | ``str`` | ``int`` | ``number`` | ``bool`` | ``null``
@@ -28,134 +32,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from deploy.config import EnvConfig, SmokeCase
+from deploy.config import EnvConfig, FunctionTarget, SmokeCase, unknown_function
 from deploy.errors import ConfigError
-
-
-def _http_v2_event(method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) event; Mangum also takes REST (1.0) ones."""
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"host": "verify.local", "content-type": "application/json", "user-agent": "deploy-verify"},
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "verify",
-            "domainName": "verify.local",
-            "domainPrefix": "verify",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "deploy-verify",
-            },
-            "requestId": "deploy-verify",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2024:00:00:00 +0000",
-            "timeEpoch": 1704067200000,
-        },
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        event["body"] = json.dumps(body)
-    return event
-
-
-def _sqs_event(message_id: str, body: str) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": "deploy-verify",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1704067200000"},
-                "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:deploy-verify",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
-
-
-_VALID_RUNBOOK = json.dumps({"runbook_id": "deploy-verify", "steps": ["check"]})
-
-DEFAULT_SMOKE: Mapping[str, tuple[SmokeCase, ...]] = {
-    "api": (
-        SmokeCase(
-            name="health",
-            event=_http_v2_event("GET", "/health"),
-            expect={"statusCode": 200, "json_body_equals": {"status": "ok"}},
-        ),
-        SmokeCase(
-            # Through the API to the cleanup function; the emulator does not run the invoked function,
-            # so only the status and the envelope's shape are checked, not the counts inside it.
-            name="admin-cleanup-dry-run",
-            event=_http_v2_event("POST", "/admin/cleanup", {"action": "all", "dry_run": True}),
-            # Without AWS (a sandbox outside `local`) the invoke is refused at once: the API must answer
-            # with its error shape, not hang and not reach the real cleanup function.
-            expect={
-                "statusCode": 200,
-                "json_body_keys": ["result"],
-                "requires_env": ["CLEANUP_FUNCTION_NAME"],
-                "without_aws": {"statusCode": 502, "json_body_equals": {"error": "cleanup_invoke_failed"}},
-            },
-        ),
-    ),
-    "cleanup": (
-        SmokeCase(
-            name="dry-run-all",
-            event={"action": "all", "dry_run": True},
-            expect={
-                "type": "dict",
-                "equals": {"action": "all", "dry_run": True},
-                "numeric_values_except": ["action", "dry_run", "notes"],
-            },
-        ),
-    ),
-    "db_sync": (
-        SmokeCase(
-            # No tables: the run connects to both databases and commits nothing. The sandbox points
-            # SOURCE_DATABASE_URL at its own SQLite file; remotely it needs the function's own setting.
-            name="dry-run-no-tables",
-            event={"source": "database", "dry_run": True, "tables": []},
-            expect={
-                "type": "dict",
-                "equals": {"dry_run": True, "copied": 0, "updated": 0},
-                "requires_env": ["SOURCE_DATABASE_URL"],
-            },
-        ),
-    ),
-    "eval_runbook_worker": (
-        SmokeCase(
-            # Valid and, in the sandbox, with no EVAL_API_URL: validated, not posted. Never sent to the
-            # deployed worker, which would post it to the real evaluation API.
-            name="valid-record",
-            event=_sqs_event("deploy-verify-valid", _VALID_RUNBOOK),
-            expect={"equals": {"batchItemFailures": []}, "remote": False},
-        ),
-        SmokeCase(
-            # Invalid messages are returned to the queue without any outbound call: safe everywhere.
-            name="invalid-record-returned",
-            event=_sqs_event("deploy-verify-invalid", "not json"),
-            expect={"equals": {"batchItemFailures": [{"itemIdentifier": "deploy-verify-invalid"}]}},
-        ),
-    ),
-}
-
-#: Environment the sandbox forces per function; ``{tmp}`` is the function's scratch directory.
-#: The sandbox runs on the deployer's machine, outside the VPC: it must never reach the real
-
 
 _TYPES: Mapping[str, Callable[[Any], bool]] = {
     "dict": lambda v: isinstance(v, dict),
@@ -279,11 +161,24 @@ def check_expect(expect: Mapping[str, Any], response: Any) -> list[str]:
 
 
 def smoke_cases(env: EnvConfig, key: str) -> tuple[SmokeCase, ...]:
-    """invoke.yaml's cases for ``key`` when it has any, otherwise ours; validated either way."""
-    cases = env.verify.smoke.get(key) or DEFAULT_SMOKE.get(key, ())
+    """invoke.yaml's cases for ``key`` (none: the function is only imported), validated."""
+    cases = env.verify.smoke.get(key, ())
     for case in cases:
         validate_expect(case.expect, f"smoke case {key}/{case.name}")
     return tuple(cases)
+
+
+def smoke_for(env: EnvConfig, functions: Sequence[FunctionTarget]) -> dict[str, tuple[SmokeCase, ...]]:
+    """Each function's cases; a smoke key that is none of ``functions`` (the deployed ones) is a
+    ConfigError naming the closest key: its events would otherwise never run, without a word."""
+    keys = [fn.key for fn in functions]
+    unknown = sorted(set(env.verify.smoke) - set(keys))
+    if unknown:
+        raise ConfigError(
+            "invoke.yaml smoke: " + "; ".join(unknown_function(key, keys) for key in unknown),
+            hint="smoke events are keyed by the keys of Terraform's var.functions",
+        )
+    return {key: smoke_cases(env, key) for key in keys}
 
 
 def _skip_reason(case: SmokeCase, environment: Mapping[str, str]) -> str | None:

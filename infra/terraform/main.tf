@@ -3,55 +3,49 @@ locals {
   bucket_name = "${var.name_prefix}-frontend-${var.environment}"
   layer_name  = "${local.prefix}-deps"
 
-  # One entry per function: the logical key the tasks use, the handler relative to
-  # backend/ (the root of the code zip) and sizing defaults. reserved_concurrency -1
-  # leaves a function on the account's unreserved pool; 1 runs it one at a time.
+  # The functions come from var.functions (variables.tf); names and settings are derived here.
+  # reserved_concurrency -1 leaves a function on the account's unreserved pool.
   functions = {
-    api = {
-      name        = "${local.prefix}-api"
-      handler     = "app.main.handler"
-      memory_size = 512
-      timeout     = 30
-      # Follows traffic: a reservation would cap requests and carve the shared pool.
-      reserved_concurrency = -1
-    }
-    cleanup = {
-      name        = "${local.prefix}-cleanup"
-      handler     = "lambdas.cleanup.handler.handler"
-      memory_size = 256
-      timeout     = 300
-      # Two sweeps at once would only race on the same deletes.
-      reserved_concurrency = 1
-    }
-    db_sync = {
-      name        = "${local.prefix}-db-sync"
-      handler     = "lambdas.db_sync.handler.handler"
-      memory_size = 512
-      timeout     = 900
-      # Each run upserts the same tables in one transaction: concurrent runs would
-      # contend on the same rows, so a second invoke is throttled instead.
-      reserved_concurrency = 1
-    }
-    eval_runbook_worker = {
-      name        = "${local.prefix}-eval-runbook-worker"
-      handler     = "lambdas.eval_runbook_worker.handler.handler"
-      memory_size = 1024
-      timeout     = 900
-      # Fed by SQS: its event source mapping's maximum_concurrency is the cap; a
-      # reservation under a poller throttles batches back onto the queue.
-      reserved_concurrency = -1
-    }
-  }
-
-  settings = {
-    for key, fn in local.functions : key => {
-      memory_size = coalesce(try(var.function_settings[key].memory_size, null), fn.memory_size)
-      timeout     = coalesce(try(var.function_settings[key].timeout, null), fn.timeout)
+    for key, fn in var.functions : key => merge(fn, {
+      name         = "${local.prefix}-${replace(key, "_", "-")}"
+      runtime      = coalesce(fn.runtime, var.runtime)
+      architecture = coalesce(fn.architecture, var.architecture)
+      memory_size  = coalesce(try(var.function_settings[key].memory_size, null), fn.memory_size)
+      timeout      = coalesce(try(var.function_settings[key].timeout, null), fn.timeout)
       # Lambda keeps 100 of the account's concurrency unreserved, so an account with a
       # low limit (new ones may start at 10) refuses any reservation: such an env sets
       # reserved_concurrency = -1 in function_settings.
       reserved_concurrency = coalesce(try(var.function_settings[key].reserved_concurrency, null), fn.reserved_concurrency)
-    }
+    })
+  }
+
+  # ARNs computed from names rather than read from the modules: a function that invokes
+  # another of the same module block would otherwise depend on itself.
+  function_arns = {
+    for key, fn in local.functions : key => "arn:${data.aws_partition.current.partition}:lambda:${var.aws_region}:${data.aws_caller_identity.current.account_id}:function:${fn.name}"
+  }
+
+  # What every function gets, then what its entry asks for: the database, the live alias
+  # of each function it invokes, its own variables, and the env's extra variables.
+  environments = {
+    for key, fn in local.functions : key => merge(
+      local.common_environment,
+      fn.database ? local.database_environment : {},
+      { for variable, target in fn.invokes : variable => "${local.function_arns[target]}:live" },
+      fn.environment,
+      lookup(var.function_environment, key, {}),
+    )
+  }
+
+  # Invoking another function (and its versions/alias) is allowed only for the ones an entry's
+  # `invokes` names, by ARN.
+  invoke_statements = {
+    for key, fn in local.functions : key => length(fn.invokes) == 0 ? [] : [{
+      sid       = "InvokeFunctions"
+      actions   = ["lambda:InvokeFunction"]
+      resources = flatten([for target in sort(distinct(values(fn.invokes))) : [local.function_arns[target], "${local.function_arns[target]}:*"]])
+      condition = []
+    }]
   }
 
   common_environment = {
@@ -208,7 +202,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
 }
 
 # ---------------------------------------------------------------------------
-# The shared dependency layer and the four functions
+# The shared dependency layer and the functions of var.functions
 
 module "layer" {
   source = "./modules/lambda-layer"
@@ -221,115 +215,87 @@ module "layer" {
   s3_key                   = aws_s3_object.bootstrap.key
 }
 
-module "cleanup" {
-  source = "./modules/cleanup-lambda"
+data "aws_caller_identity" "current" {}
 
-  name                  = local.functions.cleanup.name
-  handler               = local.functions.cleanup.handler
-  runtime               = var.runtime
-  architecture          = var.architecture
+data "aws_partition" "current" {}
+
+# Functions of kind "cleanup" get their own module: it adds list/read/delete under
+# cleanup_prefix of the artifact bucket, and nothing else.
+module "cleanup" {
+  source   = "./modules/cleanup-lambda"
+  for_each = { for key, fn in local.functions : key => fn if fn.kind == "cleanup" }
+
+  name                  = each.value.name
+  description           = each.value.description
+  handler               = each.value.handler
+  runtime               = each.value.runtime
+  architecture          = each.value.architecture
   layers                = [module.layer.version_arn]
   s3_bucket             = aws_s3_object.bootstrap.bucket
   s3_key                = aws_s3_object.bootstrap.key
-  memory_size           = local.settings.cleanup.memory_size
-  timeout               = local.settings.cleanup.timeout
+  memory_size           = each.value.memory_size
+  timeout               = each.value.timeout
   log_retention_days    = var.log_retention_days
-  environment_variables = merge(local.common_environment, lookup(var.function_environment, "cleanup", {}))
+  environment_variables = local.environments[each.key]
+  policy_statements     = local.invoke_statements[each.key]
 
   permissions_boundary           = local.execution_boundary
-  reserved_concurrent_executions = local.settings.cleanup.reserved_concurrency
+  reserved_concurrent_executions = each.value.reserved_concurrency
   cleanup_bucket_name            = aws_s3_bucket.artifacts.bucket
   cleanup_bucket_arn             = aws_s3_bucket.artifacts.arn
   cleanup_prefix                 = var.cleanup_prefix
 }
 
-module "api" {
-  # checkov:skip=CKV_AWS_115: the HTTP API's concurrency follows traffic; a reservation would cap user requests and carve the pool the other functions share (set one per env via function_settings).
-  source = "./modules/lambda"
+module "function" {
+  # checkov:skip=CKV_AWS_115: concurrency is set per function in var.functions (reserved_concurrency): an HTTP API follows traffic and an SQS-fed worker is capped on its event source mapping, so a reservation would carve the shared pool or throttle batches.
+  source   = "./modules/lambda"
+  for_each = { for key, fn in local.functions : key => fn if fn.kind == "function" }
 
-  name               = local.functions.api.name
-  description        = "HTTP API."
-  handler            = local.functions.api.handler
-  runtime            = var.runtime
-  architecture       = var.architecture
-  layers             = [module.layer.version_arn]
-  s3_bucket          = aws_s3_object.bootstrap.bucket
-  s3_key             = aws_s3_object.bootstrap.key
-  memory_size        = local.settings.api.memory_size
-  timeout            = local.settings.api.timeout
-  log_retention_days = var.log_retention_days
-
-  permissions_boundary           = local.execution_boundary
-  reserved_concurrent_executions = local.settings.api.reserved_concurrency
-
-  environment_variables = merge(
-    local.common_environment,
-    local.database_environment,
-    # The alias, not $LATEST: admin cleanups run what `live` serves, even mid-deploy or after a rollback.
-    { CLEANUP_FUNCTION_NAME = module.cleanup.alias_arn },
-    lookup(var.function_environment, "api", {}),
-  )
-
-  # The admin API runs cleanups (RequestResponse): it may invoke that one function (and its
-  # versions/alias), by the ARN the cleanup module reports.
-  policy_statements = [{
-    sid       = "InvokeCleanup"
-    actions   = ["lambda:InvokeFunction"]
-    resources = [module.cleanup.function_arn, "${module.cleanup.function_arn}:*"]
-  }]
-}
-
-module "db_sync" {
-  source = "./modules/lambda"
-
-  name                  = local.functions.db_sync.name
-  description           = "Database synchronisation job."
-  handler               = local.functions.db_sync.handler
-  runtime               = var.runtime
-  architecture          = var.architecture
+  name                  = each.value.name
+  description           = each.value.description
+  handler               = each.value.handler
+  runtime               = each.value.runtime
+  architecture          = each.value.architecture
   layers                = [module.layer.version_arn]
   s3_bucket             = aws_s3_object.bootstrap.bucket
   s3_key                = aws_s3_object.bootstrap.key
-  memory_size           = local.settings.db_sync.memory_size
-  timeout               = local.settings.db_sync.timeout
+  memory_size           = each.value.memory_size
+  timeout               = each.value.timeout
   log_retention_days    = var.log_retention_days
-  environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "db_sync", {}))
+  environment_variables = local.environments[each.key]
+  policy_statements     = local.invoke_statements[each.key]
 
   permissions_boundary           = local.execution_boundary
-  reserved_concurrent_executions = local.settings.db_sync.reserved_concurrency
+  reserved_concurrent_executions = each.value.reserved_concurrency
 }
 
-module "eval_runbook_worker" {
-  # checkov:skip=CKV_AWS_115: SQS-fed; the cap belongs on the event source mapping (maximum_concurrency), since reserved concurrency under an SQS poller throttles batches back to the queue.
-  source = "./modules/lambda"
+# The four functions had a module block each before var.functions; these keep their
+# resources (and so their versions and live aliases) where an existing state has them.
+moved {
+  from = module.api
+  to   = module.function["api"]
+}
 
-  name                  = local.functions.eval_runbook_worker.name
-  description           = "Evaluation runbook worker."
-  handler               = local.functions.eval_runbook_worker.handler
-  runtime               = var.runtime
-  architecture          = var.architecture
-  layers                = [module.layer.version_arn]
-  s3_bucket             = aws_s3_object.bootstrap.bucket
-  s3_key                = aws_s3_object.bootstrap.key
-  memory_size           = local.settings.eval_runbook_worker.memory_size
-  timeout               = local.settings.eval_runbook_worker.timeout
-  log_retention_days    = var.log_retention_days
-  environment_variables = merge(local.common_environment, local.database_environment, lookup(var.function_environment, "eval_runbook_worker", {}))
+moved {
+  from = module.db_sync
+  to   = module.function["db_sync"]
+}
 
-  permissions_boundary           = local.execution_boundary
-  reserved_concurrent_executions = local.settings.eval_runbook_worker.reserved_concurrency
+moved {
+  from = module.eval_runbook_worker
+  to   = module.function["eval_runbook_worker"]
+}
+
+moved {
+  from = module.cleanup
+  to   = module.cleanup["cleanup"]
 }
 
 locals {
   # With CI roles, every execution role carries the boundary they are created under.
   execution_boundary = try(module.github_oidc[0].execution_boundary_arn, null)
 
-  function_modules = {
-    api                 = module.api
-    cleanup             = module.cleanup
-    db_sync             = module.db_sync
-    eval_runbook_worker = module.eval_runbook_worker
-  }
+  function_modules = merge(module.function, module.cleanup)
 }
 
 # ---------------------------------------------------------------------------
@@ -347,7 +313,7 @@ module "github_oidc" {
   create_oidc_provider = var.create_github_oidc_provider
   oidc_provider_arn    = var.github_oidc_provider_arn
   layer_arn            = module.layer.layer_arn
-  function_arns        = [for m in values(local.function_modules) : m.function_arn]
+  function_arns        = values(local.function_arns)
   artifact_bucket_arn  = aws_s3_bucket.artifacts.arn
   artifact_prefix      = var.artifact_prefix
   execution_role_arns  = [for m in values(local.function_modules) : m.role.arn]

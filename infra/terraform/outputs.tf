@@ -1,7 +1,7 @@
 # The deploy tasks read every resource name from this one output (deploy/terraform/targets.py
 # parses it into deploy.config.Targets); nothing else hard-codes a name.
 output "deploy_targets" {
-  description = "Contract with the deploy tasks: env, region, bucket, layer, runtime, architecture, alias and functions {key => {name, handler, runtime, architectures, region}} (the deploy takes runtime and architecture from here)."
+  description = "Contract with the deploy tasks: env, region, bucket, layer, runtime, architecture, alias and functions {key => {name, handler, runtime, architectures, region, sources}}, one per entry of var.functions (the deploy takes runtime and architecture from here)."
   value = {
     env          = var.environment
     region       = var.aws_region
@@ -17,6 +17,7 @@ output "deploy_targets" {
         runtime       = m.runtime
         architectures = m.architectures
         region        = var.aws_region
+        sources       = var.functions[key].sources
       }
     }
   }

@@ -88,8 +88,140 @@ variable "log_retention_days" {
   default     = 30
 }
 
+# The one place the functions are declared: the modules iterate this map, deploy_targets
+# outputs its entries, and the deploy tasks take whatever it lists (README: "Add a function").
+variable "functions" {
+  description = <<-EOT
+    The functions, by key (lowercase letters, digits, underscores; the Lambda function is
+    <name_prefix>-<environment>-<key with dashes>). Each entry:
+      handler      module.attribute, relative to the root of the code zip (backend/)
+      sources      paths under backend/ its code needs (folders or files); the code zip holds
+                   the union of every function's sources, and the handler's module must be in its own
+      description, memory_size (MB), timeout (s), reserved_concurrency (-1: unreserved pool)
+      environment  its own environment variables
+      runtime, architecture  overrides of var.runtime and var.architecture
+      database     true: gets DATABASE_URL (var.database_url)
+      invokes      environment variable => key of a function it may invoke; the variable holds
+                   that function's live alias ARN, and its role may invoke only those
+      kind         "function", or "cleanup": may list, read and delete under cleanup_prefix
+                   of the artifact bucket (modules/cleanup-lambda)
+  EOT
+  type = map(object({
+    handler              = string
+    sources              = list(string)
+    description          = optional(string, "")
+    memory_size          = optional(number, 256)
+    timeout              = optional(number, 30)
+    reserved_concurrency = optional(number, -1)
+    environment          = optional(map(string), {})
+    runtime              = optional(string)
+    architecture         = optional(string)
+    database             = optional(bool, false)
+    invokes              = optional(map(string), {})
+    kind                 = optional(string, "function")
+  }))
+
+  default = {
+    api = {
+      handler     = "app.main.handler"
+      sources     = ["app"]
+      description = "HTTP API."
+      memory_size = 512
+      timeout     = 30
+      database    = true
+      # Admin cleanups run what `live` serves, even mid-deploy or after a rollback.
+      invokes = { CLEANUP_FUNCTION_NAME = "cleanup" }
+      # Follows traffic: a reservation would cap requests and carve the shared pool.
+      reserved_concurrency = -1
+    }
+    cleanup = {
+      handler     = "lambdas.cleanup.handler.handler"
+      sources     = ["app", "lambdas/__init__.py", "lambdas/cleanup"]
+      description = "Deletes stale objects under one bucket prefix."
+      kind        = "cleanup"
+      memory_size = 256
+      timeout     = 300
+      # Two sweeps at once would only race on the same deletes.
+      reserved_concurrency = 1
+    }
+    db_sync = {
+      handler     = "lambdas.db_sync.handler.handler"
+      sources     = ["app", "lambdas/__init__.py", "lambdas/db_sync"]
+      description = "Database synchronisation job."
+      memory_size = 512
+      timeout     = 900
+      database    = true
+      # Each run upserts the same tables in one transaction: concurrent runs would
+      # contend on the same rows, so a second invoke is throttled instead.
+      reserved_concurrency = 1
+    }
+    eval_runbook_worker = {
+      handler     = "lambdas.eval_runbook_worker.handler.handler"
+      sources     = ["lambdas/__init__.py", "lambdas/eval_runbook_worker"]
+      description = "Evaluation runbook worker."
+      memory_size = 1024
+      timeout     = 900
+      database    = true
+      # Fed by SQS: its event source mapping's maximum_concurrency is the cap; a
+      # reservation under a poller throttles batches back onto the queue.
+      reserved_concurrency = -1
+    }
+  }
+
+  validation {
+    condition     = length(var.functions) > 0
+    error_message = "functions must declare at least one function."
+  }
+
+  validation {
+    condition     = alltrue([for key in keys(var.functions) : can(regex("^[a-z][a-z0-9_]{0,39}$", key))])
+    error_message = "functions: each key must be lowercase letters, digits and underscores, starting with a letter (at most 40 characters), got ${jsonencode(keys(var.functions))}."
+  }
+
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : can(regex("^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$", fn.handler))])
+    error_message = "functions: each handler must be module.attribute (e.g. app.main.handler)."
+  }
+
+  validation {
+    condition = alltrue(flatten([for fn in values(var.functions) : concat([length(fn.sources) > 0], [
+      for s in fn.sources : s != "" && !startswith(s, "/") && !contains(split("/", s), "..") && !contains(split("/", s), ".")
+    ])]))
+    error_message = "functions: each function needs sources, each a path relative to backend/ (no leading /, no . or .. parts)."
+  }
+
+  validation {
+    # The handler's module (a.b.c -> a/b/c) must lie in one of the function's own sources.
+    condition = alltrue([for key, fn in var.functions : anytrue([
+      for s in fn.sources : (
+        join("/", slice(split(".", fn.handler), 0, length(split(".", fn.handler)) - 1)) == trimsuffix(trimsuffix(s, "/"), ".py") ||
+        startswith(join("/", slice(split(".", fn.handler), 0, length(split(".", fn.handler)) - 1)), "${trimsuffix(s, "/")}/")
+      )
+    ])])
+    error_message = "functions: a handler lies outside its function's sources: ${jsonencode({ for key, fn in var.functions : key => { handler = fn.handler, sources = fn.sources } })}."
+  }
+
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : contains(["function", "cleanup"], fn.kind)])
+    error_message = "functions: kind must be \"function\" or \"cleanup\"."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for fn in values(var.functions) : [for target in values(fn.invokes) : contains(keys(var.functions), target)]]))
+    error_message = "functions: invokes must name keys of functions (${join(", ", keys(var.functions))})."
+  }
+
+  validation {
+    condition = alltrue([for fn in values(var.functions) : (
+      (fn.runtime == null || can(regex("^python3\\.[0-9]+$", fn.runtime))) &&
+      (fn.architecture == null || contains(["x86_64", "arm64"], coalesce(fn.architecture, "x86_64")))
+    )])
+    error_message = "functions: runtime must be a Python runtime such as python3.12 and architecture x86_64 or arm64."
+  }
+}
+
 variable "function_settings" {
-  description = "Per-function memory (MB), timeout (s) and reserved concurrency (-1 = unreserved) overrides, keyed by api, cleanup, db_sync, eval_runbook_worker."
+  description = "Per-environment memory (MB), timeout (s) and reserved concurrency (-1 = unreserved) overrides, keyed by function (keys of var.functions)."
   type = map(object({
     memory_size          = optional(number)
     timeout              = optional(number)
@@ -98,19 +230,24 @@ variable "function_settings" {
   default = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.function_settings) : contains(["api", "cleanup", "db_sync", "eval_runbook_worker"], k)])
-    error_message = "function_settings keys must be api, cleanup, db_sync or eval_runbook_worker."
+    condition     = alltrue([for k in keys(var.function_settings) : contains(keys(var.functions), k)])
+    error_message = "function_settings keys must be keys of var.functions (${join(", ", keys(var.functions))})."
   }
 }
 
 variable "function_environment" {
-  description = "Extra environment variables per function key (api, cleanup, db_sync, eval_runbook_worker)."
+  description = "Extra environment variables per function key (keys of var.functions), per environment."
   type        = map(map(string))
   default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.function_environment) : contains(keys(var.functions), k)])
+    error_message = "function_environment keys must be keys of var.functions (${join(", ", keys(var.functions))})."
+  }
 }
 
 variable "database_url" {
-  description = "DATABASE_URL given to the functions that use the database (api, db_sync, eval_runbook_worker)."
+  description = "DATABASE_URL given to the functions whose entry in var.functions sets database = true."
   type        = string
   default     = ""
   sensitive   = true

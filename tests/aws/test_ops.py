@@ -12,7 +12,7 @@ from deploy.aws import calls
 from deploy.aws.attach import attach
 from deploy.aws.prune import plan_prune, prune
 from deploy.aws.publish import publish_layer
-from deploy.aws.rollback import rollback
+from deploy.aws.rollback import describe_rolled_back, rollback, rolled_back
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, ConfigError
 from tests.aws.conftest import alias_versions, create_function, make_artifact
@@ -34,10 +34,11 @@ def test_rollback_to_previous_then_to_a_given_version(env: EnvConfig, twice: Tar
     outcomes = rollback(env, twice)
     assert {(o.from_version, o.to_version, o.changed) for o in outcomes} == {("3", "2", True)}
     assert set(alias_versions(lam, twice).values()) == {"2"}
-    rollback(env, twice, to="3")
+    for fn in twice.functions:
+        rollback(env, twice, function=fn.key, to="3")
     assert set(alias_versions(lam, twice).values()) == {"3"}
     with calls.count_writes() as writes:
-        dry = rollback(env, twice, to="1", dry_run=True)
+        dry = rollback(env, twice, function=twice.functions[0].key, to="1", dry_run=True)
     assert writes.count == 0 and all(o.changed and o.dry_run for o in dry)
 
 
@@ -47,10 +48,10 @@ def test_rollback_to_a_missing_version_is_refused_before_any_write(env: EnvConfi
         calls.count_writes() as writes,
         pytest.raises(AwsError, match=f"{twice.functions[3].name}: version 2 does not exist"),
     ):
-        rollback(env, twice, to="2")
+        rollback(env, twice, function=twice.functions[3].key, to="2")
     assert writes.count == 0 and set(alias_versions(lam, twice).values()) == {"3"}
     with pytest.raises(AwsError, match="version 9 does not exist"):
-        rollback(env, twice, to="9")
+        rollback(env, twice, function=twice.functions[0].key, to="9")
 
 
 def test_rollback_with_no_previous_version_is_refused(env: EnvConfig, deployed: Targets) -> None:
@@ -116,3 +117,65 @@ def test_rollback_returns_to_what_served_not_to_an_unserved_version(
     outcomes = {o.name: o for o in rollback(env, deployed)}
     assert (outcomes[first].from_version, outcomes[first].to_version) == ("4", "2")
     assert alias_versions(lam, deployed)[first] == "2"
+
+
+# --------------------------------------------------------------------------- rollback per function
+
+
+def test_one_function_rolls_back_alone_and_then_each_to_its_own_previous(
+    env: EnvConfig, twice: Targets, lam: Any
+) -> None:
+    """Once the functions' versions differ, no single number fits them all: each goes to its own."""
+    first, *others = twice.functions
+    [outcome] = rollback(env, twice, function=first.key)
+    assert (outcome.name, outcome.from_version, outcome.to_version) == (first.name, "3", "2")
+    assert alias_versions(lam, twice) == {first.name: "2", **{fn.name: "3" for fn in others}}
+
+    outcomes = {o.name: (o.from_version, o.to_version) for o in rollback(env, twice)}
+    assert outcomes == {first.name: ("2", "1"), **{fn.name: ("3", "2") for fn in others}}
+    assert alias_versions(lam, twice) == {first.name: "1", **{fn.name: "2" for fn in others}}
+
+
+def test_to_without_function_is_refused_before_any_write(env: EnvConfig, twice: Targets, lam: Any) -> None:
+    with calls.count_writes() as writes, pytest.raises(ConfigError, match="--to 2 needs --function") as info:
+        rollback(env, twice, to="2")
+    assert info.value.exit_code == 2
+    assert writes.count == 0 and set(alias_versions(lam, twice).values()) == {"3"}
+
+
+def test_an_unknown_function_is_refused_with_a_guess_and_exit_2(env: EnvConfig, twice: Targets, lam: Any) -> None:
+    with calls.count_writes() as writes, pytest.raises(ConfigError) as info:
+        rollback(env, twice, function="db_synk")
+    assert "unknown function 'db_synk'; did you mean 'db_sync'?" in info.value.message
+    assert info.value.exit_code == 2
+    with pytest.raises(ConfigError, match="unknown function 'nosuch' \\(functions: api, cleanup"):
+        rollback(env, twice, function="nosuch")
+    assert writes.count == 0 and set(alias_versions(lam, twice).values()) == {"3"}
+
+
+def test_status_names_the_deploy_a_rollback_undid(
+    env: EnvConfig, deployed: Targets, layer: Artifact, tmp_path: Path, lam: Any
+) -> None:
+    """The deploy records the commit it moved each alias to; the rollback names it; nothing is
+    reported as rolled back once a deploy moves the alias again."""
+    from dataclasses import replace
+
+    arn = publish_layer(env, deployed, layer).layer_version_arn
+    assert arn
+    release = make_artifact(tmp_path, "function", "release 1")
+    release = replace(release, inputs={"version_info": {"commit": "1a2b3c4d5e6f7a8b9c0d", "dirty": False}})
+    attach(env, deployed, function=release, layer_version_arn=arn)  # live: 1 -> 2
+    first = deployed.functions[0]
+    assert lam.get_alias(FunctionName=first.name, Name="live")["Description"] == "previous=1 commit=1a2b3c4d5e6f"
+    assert rolled_back(env, deployed) == ()
+
+    rollback(env, deployed, function=first.key)
+    assert lam.get_alias(FunctionName=first.name, Name="live")["Description"] == (
+        "rolled back from 2 (deploy at commit 1a2b3c4d5e6f)"
+    )
+    found = rolled_back(env, deployed)
+    assert [(r.name, r.from_version, r.commit) for r in found] == [(first.name, "2", "1a2b3c4d5e6f")]
+    assert describe_rolled_back(found) == f"rolled back from the deploy at commit 1a2b3c4d5e6f ({first.name} was at 2)"
+
+    attach(env, deployed, function=make_artifact(tmp_path, "function", "release 2"), layer_version_arn=arn)
+    assert rolled_back(env, deployed) == () and describe_rolled_back(()) is None

@@ -448,6 +448,20 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True, env=env).stdout
 
 
+def _function_map(root: Path, functions: dict[str, tuple[str, list[str]]]) -> None:
+    """infra/terraform/variables.tf declaring ``functions`` (key -> handler, sources), as the build reads it."""
+    entries = "".join(
+        f"    {key} = {{ handler = {json.dumps(handler)}, sources = {json.dumps(sources)} }}\n"
+        for key, (handler, sources) in functions.items()
+    )
+    folder = root / "infra" / "terraform"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "variables.tf").write_text(
+        'variable "functions" {\n  type = map(object({ handler = string, sources = list(string) }))\n'
+        f"  default = {{\n{entries}  }}\n}}\n"
+    )
+
+
 def _backend(root: Path, *, git: bool = True) -> Paths:
     backend = root / "backend"
     (backend / "app" / "routes").mkdir(parents=True)
@@ -460,6 +474,9 @@ def _backend(root: Path, *, git: bool = True) -> Paths:
     (backend / "lambdas" / "__init__.py").write_text("")
     (backend / "lambdas" / "cleanup" / "handler.py").write_text("def handler(event, context):\n    return 1\n")
     (backend / "VERSION").write_text("1.2.3\n")
+    _function_map(
+        root, {"api": ("app.main.handler", ["app"]), "cleanup": ("lambdas.cleanup.handler.handler", ["lambdas"])}
+    )
     (root / ".gitignore").write_text("__pycache__/\n.env\n*.pem\nnotes.local\n.build/\n")
     if git:
         _git(root, "init", "-q")
@@ -580,7 +597,8 @@ def test_outside_git_commit_is_unknown(tmp_path: Path) -> None:
 
 def test_function_plan_needs_the_sources(tmp_path: Path) -> None:
     (tmp_path / "backend").mkdir()
-    with pytest.raises(BuildError, match="lacks app, lambdas, VERSION"):
+    _function_map(tmp_path, {"api": ("app.main.handler", ["app"])})
+    with pytest.raises(BuildError, match="function api: source backend/app does not exist"):
         function_plan(_env(Paths(root=tmp_path)))
 
 

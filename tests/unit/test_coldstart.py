@@ -10,10 +10,17 @@ import pytest
 
 from deploy import coldstart, runtime_python
 from deploy.artifact import Artifact, sha256_file
-from deploy.config import EnvConfig
+from deploy.config import EnvConfig, FunctionTarget, VerifySettings
 from deploy.errors import VerifyError
 
-ENV = EnvConfig(name="test", region="us-east-1")
+# The sandbox's forced variables come from the settings (invoke.yaml verify.sandbox_env), by key or "*".
+ENV = EnvConfig(
+    name="test", region="us-east-1", verify=VerifySettings(sandbox_env={"*": {"DATABASE_URL": "sqlite:///{tmp}/x.db"}})
+)
+FUNCTIONS = (
+    FunctionTarget(key="api", name="t-api", handler="app.main.handler"),
+    FunctionTarget(key="worker", name="t-worker", handler="lambdas.worker.handler.handler"),
+)
 
 
 def _python() -> Path:
@@ -65,14 +72,16 @@ def _tree(tmp_path: Path) -> coldstart.Tree:
     return coldstart.extract(layer, function, tmp_path / "tree")
 
 
-def test_handlers_follow_the_backend_layout(tmp_path: Path) -> None:
-    tree = _tree(tmp_path)
-    assert coldstart.handlers(tree.task_root) == {"api": "app.main", "worker": "lambdas.worker.handler"}
+def test_handlers_come_from_the_function_map() -> None:
+    # Whatever the map names, nothing guessed from the layout: a handler in any module is measured.
+    assert coldstart.handlers(FUNCTIONS) == {"api": "app.main", "worker": "lambdas.worker.handler"}
+    other = FunctionTarget(key="notifier", name="t-notifier", handler="notify.send")
+    assert coldstart.handlers([other]) == {"notifier": "notify"}
 
 
 def test_import_times_runs_each_handler_in_fresh_processes_per_variant(tmp_path: Path) -> None:
     trees = {"a": _tree(tmp_path / "a"), "b": _tree(tmp_path / "b")}
-    times = coldstart.import_times(ENV, _python(), trees, runs=2, scratch=tmp_path / "scratch")
+    times = coldstart.import_times(ENV, _python(), trees, FUNCTIONS, runs=2, scratch=tmp_path / "scratch")
     assert set(times) == {"a", "b"}
     for variant in times.values():
         assert set(variant) == {"api", "worker"}

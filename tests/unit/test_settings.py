@@ -307,8 +307,8 @@ print(json.dumps({{"pydantic": "pydantic" in sys.modules, "env": repr(env)}}))
 
 
 def test_what_json_would_change_is_checked_every_time_and_never_remembered(tmp_path: Path) -> None:
-    """A YAML date in a smoke event loads as before (no crash turning it into JSON); an integer key,
-    which JSON would make a string, is refused on every run, never served from a remembered "1"."""
+    """A YAML date in a smoke event is refused (a Lambda event is JSON) on every run, never remembered; an
+    integer key, which JSON would make a string, is refused on every run, never served from a remembered "1"."""
     from deploy import settings
 
     folder = tmp_path / "settings"
@@ -317,8 +317,8 @@ def test_what_json_would_change_is_checked_every_time_and_never_remembered(tmp_p
         "        - name: since\n          event: {since: 2024-01-01}\n"
     )
     for _ in range(2):
-        env = load_env(dated, "local", environ={}, remember=folder)
-        assert str(env.verify.smoke["api"][0].event["since"]) == "2024-01-01"
+        with pytest.raises(ConfigError, match=r"`deploy.environments.local.smoke.api\[0\].event`: not JSON"):
+            load_env(dated, "local", environ={}, remember=folder)
     assert not folder.exists()
 
     quoted = {**REAL["deploy"], "extra_regions": {"1": "us-west-2"}}
@@ -328,3 +328,54 @@ def test_what_json_would_change_is_checked_every_time_and_never_remembered(tmp_p
         with pytest.raises(ConfigError, match=r"extra_regions"):
             settings.validate({**REAL["deploy"], "extra_regions": {1: "us-west-2"}}, remember=folder)
     assert len(list(folder.glob("*.json"))) == 1
+
+
+# --------------------------------------------------------------------------- smoke events
+
+
+def test_smoke_events_at_the_top_level_load_through_invoke_for_every_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's way (top-level ``smoke:`` in invoke.yaml) used to crash Invoke merging its null
+    default with the mapping (AmbiguousMergeError); every environment now gets those events."""
+    proj = project(tmp_path, REAL["deploy"])
+    for name in ("local", "staging"):
+        env = load(proj, name, {}, monkeypatch)
+        assert [c.name for c in env.verify.smoke["api"]] == ["health", "admin-cleanup-dry-run"]
+        assert env.verify.sandbox_env["*"]["DATABASE_URL"] == "sqlite:///{tmp}/sandbox.db"
+
+
+def test_smoke_events_of_an_environment_replace_the_top_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = with_change("environments.staging.smoke", {"notifier": [{"name": "ping", "event": {"ping": 1}}]})
+    tree = {**tree, "smoke": {}, "verify": {}}
+    tree["environments"]["staging"]["verify"] = {"remote": True, "sandbox_env": {"notifier": {"X": "1"}}}
+    proj = project(tmp_path, tree)
+    staging = load(proj, "staging", {}, monkeypatch)
+    assert list(staging.verify.smoke) == ["notifier"]
+    assert staging.verify.smoke["notifier"][0].event == {"ping": 1}
+    assert staging.verify.sandbox_env == {"notifier": {"X": "1"}}
+    local = load(proj, "local", {}, monkeypatch)
+    assert local.verify.smoke == {} and local.verify.sandbox_env == {}
+
+
+@pytest.mark.parametrize("where", ["smoke", "environments.local.smoke"])
+def test_a_smoke_event_that_is_not_json_is_refused_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    tree = with_change(where, {"api": [{"name": "x", "event": {"n": 1}}]})
+    text = yaml.safe_dump({"deploy": tree}).replace("n: 1", "n: .nan")
+    (proj / "invoke.yaml").write_text(text)
+    path = "deploy.smoke" if where == "smoke" else "deploy.environments.local.smoke"
+    with pytest.raises(ConfigError, match=re.escape(f"`{path}.api[0].event`: not JSON")):
+        load(proj, "local", {}, monkeypatch)
+
+
+def test_smoke_events_in_a_variable_are_refused_not_ignored() -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape("INVOKE_DEPLOY_SMOKE_API: `deploy.smoke.api` is a list; set it in invoke.yaml")
+    ):
+        check_variables(REAL["deploy"], {"INVOKE_DEPLOY_SMOKE_API": "[]"})
+    with pytest.raises(ConfigError, match="INVOKE_DEPLOY_SMOKE: no such setting"):
+        check_variables(REAL["deploy"], {"INVOKE_DEPLOY_SMOKE": "{api: []}"})

@@ -147,11 +147,39 @@ def test_state_of_another_environment_is_refused() -> None:
         tfm.targets_from_outputs(output_json(deploy_targets("staging")), "production")
 
 
-def test_missing_function_is_named() -> None:
+def test_targets_are_whatever_functions_the_output_lists() -> None:
+    """No function is expected by name: a removed one is simply absent, others of any name are taken."""
     value = deploy_targets()
     del value["functions"]["db_sync"]
-    with pytest.raises(TerraformError, match="lacks db_sync"):
-        tfm.targets_from_outputs(output_json(value), "local")
+    targets = tfm.targets_from_outputs(output_json(value), "local")
+    assert [f.key for f in targets.functions] == ["api", "cleanup", "eval_runbook_worker"]
+
+    other = deploy_targets(
+        functions={
+            "notifier": {"name": "acme-local-notifier", "handler": "notify.send", "sources": ["notify"]},
+            "reporter": {"name": "acme-local-reporter", "handler": "reports.handler", "sources": ["reports.py"]},
+        }
+    )
+    targets = tfm.targets_from_outputs(output_json(other), "local")
+    assert [(f.key, f.name, f.handler, f.sources) for f in targets.functions] == [
+        ("notifier", "acme-local-notifier", "notify.send", ("notify",)),
+        ("reporter", "acme-local-reporter", "reports.handler", ("reports.py",)),
+    ]
+    with pytest.raises(ConfigError, match=r"unknown function 'notifer'; did you mean 'notifier'\?"):
+        targets.function("notifer")
+
+
+def test_no_function_or_two_with_one_name_are_refused() -> None:
+    with pytest.raises(TerraformError, match="functions must be a non-empty object"):
+        tfm.targets_from_outputs(output_json(deploy_targets(functions={})), "local")
+    twice = deploy_targets()
+    twice["functions"]["db_sync2"] = dict(twice["functions"]["db_sync"])
+    with pytest.raises(TerraformError, match="db_sync and db_sync2 are one function, bluemoxon-local-db-sync"):
+        tfm.targets_from_outputs(output_json(twice), "local")
+    bad = deploy_targets()
+    bad["functions"]["api"]["sources"] = "app"
+    with pytest.raises(TerraformError, match=r"functions.api.sources must be a list of paths"):
+        tfm.targets_from_outputs(output_json(bad), "local")
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifyS
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import sandbox
 from deploy.verify.extracted import ExtractionCache
+from tests.sample_app import SAMPLE, SAMPLE_SANDBOX_ENV, SAMPLE_SMOKE, sample_env
 
 HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 # The other architecture's ELF machine number: what a wrong-platform wheel slips into a layer.
@@ -97,7 +98,8 @@ def env_with(smoke: Mapping[str, tuple[SmokeCase, ...]] | None = None) -> EnvCon
         region="us-east-1",
         endpoint_url="http://127.0.0.1:9",
         architecture=HOST_ARCH,
-        verify=VerifySettings(smoke=dict(smoke or {})),
+        # The sample app's forced variables (invoke.yaml verify.sandbox_env): DATABASE_URL for every function.
+        verify=VerifySettings(smoke=dict(smoke or {}), sandbox_env=SAMPLE_SANDBOX_ENV),
     )
 
 
@@ -518,17 +520,24 @@ def test_bad_expectation_in_invoke_yaml_is_refused_before_anything_runs(tmp_path
         verify.verify_local(env, [fn()], layer=layer_zip(tmp_path), function=function_zip(tmp_path, OK_MODULES))
 
 
-def test_default_smoke_cases_cover_every_function_and_are_valid() -> None:
-    assert set(verify.DEFAULT_SMOKE) == {"api", "cleanup", "db_sync", "eval_runbook_worker"}
-    for key, cases in verify.DEFAULT_SMOKE.items():
+def test_the_sample_apps_smoke_events_cover_its_functions_and_are_valid() -> None:
+    """invoke.yaml holds the sample app's events (nothing under deploy/ names them): one key per
+    function of Terraform's var.functions, every case valid and JSON."""
+    from deploy.terraform import declared_functions
+
+    assert set(SAMPLE_SMOKE) == {fn.key for fn in declared_functions(SAMPLE)}
+    for key, cases in SAMPLE_SMOKE.items():
         assert cases, key
         for case in cases:
             verify.validate_expect(case.expect, f"{key}/{case.name}")
             json.dumps(case.event)
-    health = verify.DEFAULT_SMOKE["api"][0]
+    health = SAMPLE_SMOKE["api"][0]
     assert health.event["version"] == "2.0" and health.event["requestContext"]["http"]["method"] == "GET"
     assert health.expect["statusCode"] == 200
-    cleanup = verify.DEFAULT_SMOKE["cleanup"][0]
+    admin = SAMPLE_SMOKE["api"][1]
+    assert admin.event["requestContext"]["http"]["method"] == "POST" and admin.event["rawPath"] == "/admin/cleanup"
+    assert admin.event["headers"] == health.event["headers"]  # the YAML merge key carried them over
+    cleanup = SAMPLE_SMOKE["cleanup"][0]
     assert cleanup.event == {"action": "all", "dry_run": True}
     assert (
         verify.check_expect(
@@ -538,19 +547,32 @@ def test_default_smoke_cases_cover_every_function_and_are_valid() -> None:
     )
 
 
-def test_invoke_yaml_cases_replace_the_defaults() -> None:
+def test_smoke_cases_are_invoke_yamls_and_a_function_without_any_is_only_imported() -> None:
     mine = (SmokeCase(name="mine", event={}, expect={}),)
     env = env_with({"api": mine})
     assert verify.smoke_cases(env, "api") == mine
-    assert verify.smoke_cases(env, "cleanup") == verify.DEFAULT_SMOKE["cleanup"]
-    assert verify.smoke_cases(env, "unknown") == ()
+    assert verify.smoke_cases(env, "cleanup") == ()
 
 
-def test_remote_only_and_sandbox_env_defaults_protect_real_services() -> None:
-    worker = {c.name: c for c in verify.DEFAULT_SMOKE["eval_runbook_worker"]}
+def test_a_smoke_key_that_is_no_deployed_function_is_refused_with_a_guess(tmp_path: Path) -> None:
+    env = env_with({"ok": (SmokeCase(name="a", event={}),), "okk": (SmokeCase(name="b", event={}),)})
+    with pytest.raises(ConfigError) as info:
+        verify.smoke_for(env, [fn()])
+    assert "unknown function 'okk'; did you mean 'ok'?" in info.value.message
+    assert info.value.exit_code == 2
+    # verify refuses it before looking for an interpreter or extracting anything.
+    with pytest.raises(ConfigError, match="okk"):
+        verify.verify_local(env, [fn()], layer=layer_zip(tmp_path), function=function_zip(tmp_path, OK_MODULES))
+    assert verify.smoke_for(env_with({"ok": ()}), [fn()]) == {"ok": ()}
+
+
+def test_remote_only_and_sandbox_env_protect_real_services() -> None:
+    worker = {c.name: c for c in SAMPLE_SMOKE["eval_runbook_worker"]}
     assert worker["valid-record"].expect["remote"] is False
-    assert verify.SANDBOX_ENV["eval_runbook_worker"]["EVAL_API_URL"] == ""
-    assert verify.SANDBOX_ENV["*"]["DATABASE_URL"] == "sqlite:///{tmp}/sandbox.db"
+    assert SAMPLE_SANDBOX_ENV["eval_runbook_worker"]["EVAL_API_URL"] == ""
+    assert SAMPLE_SANDBOX_ENV["*"]["DATABASE_URL"] == "sqlite:///{tmp}/sandbox.db"
+    # Every environment inherits them from the top level of invoke.yaml.
+    assert sample_env("production").verify.sandbox_env == SAMPLE_SANDBOX_ENV
 
 
 def test_extraction_is_bounded_by_lambdas_250_mb(tmp_path: Path, python312: Path) -> None:
@@ -566,3 +588,47 @@ def test_extraction_is_bounded_by_lambdas_250_mb(tmp_path: Path, python312: Path
     assert (
         err.value.message == f"layer bomb.zip: refusing to extract {bomb}: 314572800 bytes unzipped exceeds 262144000"
     )
+
+
+# --------------------------------------------------------------------------- import only, --strict
+
+
+def test_a_function_without_smoke_events_is_import_only_and_strict_makes_it_an_error(
+    tmp_path: Path, python312: Path
+) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from deploy import pipeline, report
+
+    env = env_with({})  # no smoke events for "ok"
+    args = {"layer": layer_zip(tmp_path), "function": function_zip(tmp_path, OK_MODULES), "python": python312}
+    lenient = verify.verify_local(env, [fn()], **args)
+    [result] = lenient.functions
+    assert result.ok and result.import_only and result.import_ms is not None
+    assert lenient.ok and lenient.import_only == ["bluemoxon-test-ok"]
+    lenient.raise_for_failures()  # passes: only --strict refuses it
+
+    strict = verify.verify_local(replace(env, verify=replace(env.verify, strict=True)), [fn()], **args)
+    with pytest.raises(VerifyError, match=r"--strict: only imported, no smoke events: bluemoxon-test-ok") as info:
+        strict.raise_for_failures()
+    assert info.value.exit_code == VerifyError.exit_code
+
+    # Shown with its own mark, never as a pass.
+    assert pipeline._verify_line(result).endswith("import only (no smoke events)")
+    screen = Console(width=80, record=True, force_terminal=False, soft_wrap=True, highlight=False)
+    original = report.console
+    report.console = screen
+    try:
+        with report.item_lines(["f-imported", "f-answered"], "running") as lines:
+            lines.done("f-imported", True, pipeline._verify_line(result), import_only=True)
+            lines.done("f-answered", True, "import 3 ms; echo ok; 5 ms")
+    finally:
+        report.console = original
+    text = screen.export_text()
+    assert "○ f-imported: import" in text and "✓ f-imported" not in text
+    assert "✓ f-answered" in text
+    (tmp_path / "answered").mkdir()
+    answered = run_one(tmp_path / "answered", python312, modules=OK_MODULES)
+    assert answered.ok and not answered.import_only

@@ -220,16 +220,19 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
     from deploy import pipeline
     from deploy import verify as verify_mod
     from deploy.config import EnvConfig, FunctionTarget, Paths, Targets
+    from deploy.terraform import DeclaredFunction
 
     seen: list[Any] = []
 
     def fake(*_: Any, **kwargs: Any) -> Any:
         seen.append(kwargs.get("trees"))
-        return SimpleNamespace(functions=())
+        return SimpleNamespace(functions=(), import_only=[], strict=False)
 
     monkeypatch.setattr(verify_mod, "verify_local", fake)
     monkeypatch.setattr(verify_mod, "verify_deployed", fake)
     monkeypatch.setattr(pipeline, "_function_environments", lambda *_: {})
+    declared = (DeclaredFunction(key="ok", handler="h.handler", sources=("h.py",)),)
+    monkeypatch.setattr(pipeline.terraform, "declared_functions", lambda _env: declared)
     env = EnvConfig(name="test", region="us-east-1", paths=Paths(root=tmp_path))
     targets = Targets(
         env="test",

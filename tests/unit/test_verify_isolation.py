@@ -18,7 +18,8 @@ from deploy import verify
 from deploy.config import EnvConfig, FunctionTarget, VerifySettings
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import isolation
-from deploy.verify.smoke import DEFAULT_SMOKE, check_expect, expectation_for, validate_expect
+from deploy.verify.smoke import check_expect, expectation_for, validate_expect
+from tests.sample_app import SAMPLE_SMOKE
 from tests.unit.leakprobe import (
     CASES,
     FUNCTION,
@@ -89,7 +90,7 @@ def test_admin_cleanup_without_aws_answers_invoke_failed(tmp_path: Path, monkeyp
 
     set_host_credentials(monkeypatch, tmp_path / "home")
     env = EnvConfig(name="staging", region="us-west-2")
-    [case] = [c for c in DEFAULT_SMOKE["api"] if c.name == "admin-cleanup-dry-run"]
+    [case] = [c for c in SAMPLE_SMOKE["api"] if c.name == "admin-cleanup-dry-run"]
     with isolation.sandbox_endpoint(env) as url:
         isolated = isolation.aws_environment(env, scratch=tmp_path / "scratch", endpoint_url=url)
         for name in [*HOST_SECRETS, "AWS_ENDPOINT_URL_LAMBDA"]:

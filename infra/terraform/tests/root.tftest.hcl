@@ -26,6 +26,12 @@ mock_provider "aws" {
   mock_resource "aws_lambda_alias" {
     defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup:live" }
   }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
   }
@@ -38,12 +44,6 @@ variables {
 run "deploy_targets_contract" {
   command = plan
 
-  override_resource {
-    target          = module.cleanup.module.function.aws_lambda_function.this
-    override_during = plan
-    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup" }
-  }
-
   assert {
     condition = output.deploy_targets == {
       env          = "default"
@@ -54,10 +54,10 @@ run "deploy_targets_contract" {
       architecture = "x86_64"
       alias        = "live"
       functions = {
-        api                 = { name = "bluemoxon-default-api", handler = "app.main.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
-        cleanup             = { name = "bluemoxon-default-cleanup", handler = "lambdas.cleanup.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
-        db_sync             = { name = "bluemoxon-default-db-sync", handler = "lambdas.db_sync.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
-        eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1" }
+        api                 = { name = "bluemoxon-default-api", handler = "app.main.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["app"]) }
+        cleanup             = { name = "bluemoxon-default-cleanup", handler = "lambdas.cleanup.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["app", "lambdas/__init__.py", "lambdas/cleanup"]) }
+        db_sync             = { name = "bluemoxon-default-db-sync", handler = "lambdas.db_sync.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["app", "lambdas/__init__.py", "lambdas/db_sync"]) }
+        eval_runbook_worker = { name = "bluemoxon-default-eval-runbook-worker", handler = "lambdas.eval_runbook_worker.handler.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["lambdas/__init__.py", "lambdas/eval_runbook_worker"]) }
       }
     }
     error_message = "deploy_targets must match the contract deploy/terraform/targets.py parses."
@@ -67,15 +67,15 @@ run "deploy_targets_contract" {
     error_message = "The bootstrap artifact lives at lambda/bootstrap.zip in the artifact bucket."
   }
   assert {
-    condition     = module.api.layers == tolist(["arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps:1"]) && module.cleanup.layers == module.api.layers
+    condition     = module.function["api"].layers == tolist(["arn:aws:lambda:us-east-1:123456789012:layer:bluemoxon-default-deps:1"]) && module.cleanup["cleanup"].layers == module.function["api"].layers
     error_message = "The functions must be created with the shared layer."
   }
   assert {
-    condition     = module.api.environment_variables["CLEANUP_FUNCTION_NAME"] == module.cleanup.alias_arn
+    condition     = module.function["api"].environment_variables["CLEANUP_FUNCTION_NAME"] == module.cleanup["cleanup"].alias_arn
     error_message = "The API must invoke the cleanup function's live alias, from the module."
   }
   assert {
-    condition = [for s in jsondecode(module.api.role_policy_json).Statement : s.Resource if s.Sid == "InvokeCleanup"][0] == [
+    condition = [for s in jsondecode(module.function["api"].role_policy_json).Statement : s.Resource if s.Sid == "InvokeFunctions"][0] == [
       "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup",
       "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup:*",
     ]
@@ -83,7 +83,7 @@ run "deploy_targets_contract" {
   }
   assert {
     condition = alltrue(flatten([
-      for policy in [module.api.role_policy_json, module.cleanup.role_policy_json, module.db_sync.role_policy_json, module.eval_runbook_worker.role_policy_json] : [
+      for policy in [module.function["api"].role_policy_json, module.cleanup["cleanup"].role_policy_json, module.function["db_sync"].role_policy_json, module.function["eval_runbook_worker"].role_policy_json] : [
         for s in jsondecode(policy).Statement : [for a in s.Action : !strcontains(a, "*")]
       ]
     ]))
@@ -91,7 +91,7 @@ run "deploy_targets_contract" {
   }
   assert {
     condition = length(flatten([
-      for policy in [module.cleanup.role_policy_json, module.db_sync.role_policy_json, module.eval_runbook_worker.role_policy_json] : [
+      for policy in [module.cleanup["cleanup"].role_policy_json, module.function["db_sync"].role_policy_json, module.function["eval_runbook_worker"].role_policy_json] : [
         for s in jsondecode(policy).Statement : s if contains(s.Action, "lambda:InvokeFunction")
       ]
     ])) == 0
@@ -103,10 +103,10 @@ run "deploy_targets_contract" {
   }
   assert {
     condition = {
-      api                 = module.api.reserved_concurrent_executions
-      cleanup             = module.cleanup.reserved_concurrent_executions
-      db_sync             = module.db_sync.reserved_concurrent_executions
-      eval_runbook_worker = module.eval_runbook_worker.reserved_concurrent_executions
+      api                 = module.function["api"].reserved_concurrent_executions
+      cleanup             = module.cleanup["cleanup"].reserved_concurrent_executions
+      db_sync             = module.function["db_sync"].reserved_concurrent_executions
+      eval_runbook_worker = module.function["eval_runbook_worker"].reserved_concurrent_executions
     } == { api = -1, cleanup = 1, db_sync = 1, eval_runbook_worker = -1 }
     error_message = "cleanup and db_sync run one at a time; the API and the SQS worker stay on the unreserved pool."
   }
@@ -210,7 +210,7 @@ run "arm64_and_overrides" {
   }
 
   assert {
-    condition     = module.db_sync.reserved_concurrent_executions == -1 && module.cleanup.reserved_concurrent_executions == 1
+    condition     = module.function["db_sync"].reserved_concurrent_executions == -1 && module.cleanup["cleanup"].reserved_concurrent_executions == 1
     error_message = "function_settings must override one function's reserved concurrency and leave the others."
   }
 
@@ -257,26 +257,6 @@ run "github_deploy_role" {
     github_repository = "example-org/bluemoxon"
   }
 
-  override_resource {
-    target          = module.api.aws_lambda_function.this
-    override_during = plan
-    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-api" }
-  }
-  override_resource {
-    target          = module.cleanup.module.function.aws_lambda_function.this
-    override_during = plan
-    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-cleanup" }
-  }
-  override_resource {
-    target          = module.db_sync.aws_lambda_function.this
-    override_during = plan
-    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-db-sync" }
-  }
-  override_resource {
-    target          = module.eval_runbook_worker.aws_lambda_function.this
-    override_during = plan
-    values          = { arn = "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-eval-runbook-worker" }
-  }
 
   assert {
     condition     = length(module.github_oidc) == 1
@@ -317,4 +297,130 @@ run "github_deploy_role" {
     ]
     error_message = "The CI role writes artifacts under lambda/ only."
   }
+}
+
+# A team's own functions: a map of two functions with other names plans, and the contract
+# lists exactly them (the deploy tasks name no function of the sample app).
+run "two_functions_of_other_names" {
+  command = plan
+
+  variables {
+    functions = {
+      notifier = {
+        handler  = "notify.main.handler"
+        sources  = ["notify"]
+        invokes  = { REPORTER_FUNCTION_NAME = "reporter" }
+        database = true
+      }
+      reporter = {
+        handler     = "reports.handler"
+        sources     = ["reports.py"]
+        memory_size = 1024
+        timeout     = 120
+        environment = { REPORT_FORMAT = "csv" }
+        runtime     = "python3.13"
+      }
+    }
+    function_settings = { reporter = { reserved_concurrency = 2 } }
+    database_url      = "sqlite:////tmp/two.db"
+  }
+
+  assert {
+    condition = output.deploy_targets.functions == {
+      notifier = { name = "bluemoxon-default-notifier", handler = "notify.main.handler", runtime = "python3.12", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["notify"]) }
+      reporter = { name = "bluemoxon-default-reporter", handler = "reports.handler", runtime = "python3.13", architectures = tolist(["x86_64"]), region = "us-east-1", sources = tolist(["reports.py"]) }
+    }
+    error_message = "deploy_targets must list exactly the functions of var.functions."
+  }
+  assert {
+    condition     = length(module.cleanup) == 0 && keys(module.function) == ["notifier", "reporter"]
+    error_message = "Every function of kind \"function\" gets the lambda module; no cleanup function unless one asks for it."
+  }
+  assert {
+    condition     = jsonencode(module.function["reporter"].environment_variables) == jsonencode({ ENVIRONMENT = "default", REPORT_FORMAT = "csv" }) && module.function["notifier"].environment_variables["DATABASE_URL"] == "sqlite:////tmp/two.db"
+    error_message = "A function gets its own environment, and the database only when it asks."
+  }
+  assert {
+    condition     = module.function["notifier"].environment_variables["REPORTER_FUNCTION_NAME"] == "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-reporter:live"
+    error_message = "invokes hands a function the live alias ARN of the function it may invoke."
+  }
+  assert {
+    condition = [for s in jsondecode(module.function["notifier"].role_policy_json).Statement : s.Resource if s.Sid == "InvokeFunctions"][0] == [
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-reporter",
+      "arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-default-reporter:*",
+    ]
+    error_message = "A function may invoke only what its invokes names."
+  }
+  assert {
+    condition     = module.function["reporter"].reserved_concurrent_executions == 2 && module.function["notifier"].reserved_concurrent_executions == -1
+    error_message = "function_settings overrides one function of the map and leaves the other."
+  }
+}
+
+run "functions_must_not_be_empty" {
+  command = plan
+
+  variables {
+    functions = {}
+  }
+
+  expect_failures = [var.functions]
+}
+
+run "function_handler_outside_its_sources" {
+  command = plan
+
+  variables {
+    functions = {
+      notifier = { handler = "notify.main.handler", sources = ["reports"] }
+    }
+  }
+
+  expect_failures = [var.functions]
+}
+
+run "function_source_outside_backend" {
+  command = plan
+
+  variables {
+    functions = {
+      notifier = { handler = "notify.main.handler", sources = ["../notify"] }
+    }
+  }
+
+  expect_failures = [var.functions]
+}
+
+run "function_key_must_make_a_lambda_name" {
+  command = plan
+
+  variables {
+    functions = {
+      "Notifier-1" = { handler = "notify.main.handler", sources = ["notify"] }
+    }
+  }
+
+  expect_failures = [var.functions]
+}
+
+run "function_invokes_an_unknown_function" {
+  command = plan
+
+  variables {
+    functions = {
+      notifier = { handler = "notify.main.handler", sources = ["notify"], invokes = { X = "nosuch" } }
+    }
+  }
+
+  expect_failures = [var.functions]
+}
+
+run "function_settings_of_an_unknown_function" {
+  command = plan
+
+  variables {
+    function_settings = { notifier = { memory_size = 512 } }
+  }
+
+  expect_failures = [var.function_settings]
 }

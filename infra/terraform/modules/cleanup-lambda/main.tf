@@ -25,7 +25,7 @@ module "function" {
     CLEANUP_PREFIX = var.cleanup_prefix
   })
 
-  policy_statements = [
+  policy_statements = concat(var.policy_statements, [
     {
       sid       = "ListCleanupPrefix"
       actions   = ["s3:ListBucket"]
@@ -41,5 +41,5 @@ module "function" {
       actions   = ["s3:GetObject", "s3:DeleteObject"]
       resources = ["${var.cleanup_bucket_arn}/${var.cleanup_prefix}*"]
     },
-  ]
+  ])
 }

@@ -108,3 +108,18 @@ variable "permissions_boundary" {
   type        = string
   default     = null
 }
+
+variable "policy_statements" {
+  description = "Extra least-privilege statements for the execution role (e.g. invoking another function), besides the cleanup prefix's."
+  type = list(object({
+    sid       = string
+    actions   = list(string)
+    resources = list(string)
+    condition = optional(list(object({
+      test     = string
+      variable = string
+      values   = list(string)
+    })), [])
+  }))
+  default = []
+}
