@@ -37,7 +37,7 @@ run "execution_roles_carry_the_boundary_the_infra_role_requires" {
   }
 
   assert {
-    condition = [for m in [module.api, module.cleanup, module.db_sync, module.eval_runbook_worker] : m.role.permissions_boundary] == [
+    condition = [for m in values(merge(module.function, module.cleanup)) : m.role.permissions_boundary] == [
       for _ in range(4) : module.github_oidc[0].execution_boundary_arn
     ]
     error_message = "Every execution role is created under the CI boundary."
@@ -54,7 +54,7 @@ run "no_boundary_without_ci_roles" {
   command = plan
 
   assert {
-    condition     = alltrue([for m in [module.api, module.cleanup, module.db_sync, module.eval_runbook_worker] : m.role.permissions_boundary == null])
+    condition     = alltrue([for m in values(merge(module.function, module.cleanup)) : m.role.permissions_boundary == null])
     error_message = "Without CI roles there is no boundary to carry."
   }
 }
