@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.errors import ConfigError, VerifyError
+from deploy.errors import ConfigError, DestroyRefused, VerifyError
 from tests.conftest import free_port
 from tests.e2e.test_deploy_local import ROOT, Project, _copy_repo
 
@@ -71,6 +71,10 @@ def _own_project(root: Path, port: int) -> Project:
     return proj
 
 
+def _names(lam: Any) -> list[str]:
+    return sorted(f["FunctionName"] for f in lam.list_functions()["Functions"])
+
+
 def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -123,7 +127,16 @@ def _deploy_verify_remove(proj: Project) -> None:
     (proj.root / "infra" / "terraform" / "envs" / "local.tfvars").write_text(
         tfvars.read_text().replace('    invokes = { REPORTER_FUNCTION_NAME = "reporter" }\n', "")
     )
-    again = _json(proj.inv("deploy", "--env", "local", "--json"))
+    # The removal is shown before it happens, and refused unless asked for: nothing changes.
+    dry = proj.inv("deploy", "--env", "local", "--dry-run")
+    assert "remove function bluemoxon-local-reporter" in dry.stderr
+    live_before = {n: lam.get_alias(FunctionName=n, Name="live")["FunctionVersion"] for n in _names(lam)}
+    refused = proj.inv("deploy", "--env", "local", check=False)
+    assert refused.returncode == DestroyRefused.exit_code, refused.stderr
+    assert "would remove function bluemoxon-local-reporter; nothing was changed" in refused.stderr
+    assert "--allow-destroy" in refused.stderr
+    assert {n: lam.get_alias(FunctionName=n, Name="live")["FunctionVersion"] for n in _names(lam)} == live_before
+    again = _json(proj.inv("deploy", "--env", "local", "--json", "--allow-destroy"))
     assert again["ok"] is True and again["terraform"]["apply"] == "applied"
     assert {f["FunctionName"] for f in lam.list_functions()["Functions"]} == {"bluemoxon-local-notifier"}
     assert proj.inv("status", "--env", "local").returncode == 0
