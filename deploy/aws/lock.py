@@ -62,17 +62,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.aws import calls
 from deploy.aws.retry import error_code, error_message
-from deploy.config import EMULATOR_STATE, EnvConfig
+from deploy.config import EMULATOR_STATE, DeployLockSettings, EnvConfig
 from deploy.errors import DeployLockError
 
 #: How long a writer waits for another run's lock by default (``--lock-timeout``).
 DEFAULT_TIMEOUT_S = 300.0
 #: How often a waiting writer asks again.
 POLL_S = 5.0
-#: A lock not renewed for this long is taken over (``deploy_lock.lease_seconds``).
-DEFAULT_LEASE_S = 180.0
-#: How often a holder renews it (``deploy_lock.heartbeat_seconds``).
-DEFAULT_HEARTBEAT_S = 30.0
+#: A lock not renewed for this long is taken over (setting ``deploy_lock.lease_seconds``).
+DEFAULT_LEASE_S = float(DeployLockSettings.lease_seconds)
+#: How often a holder renews it (setting ``deploy_lock.heartbeat_seconds``).
+DEFAULT_HEARTBEAT_S = float(DeployLockSettings.heartbeat_seconds)
 
 _CHANGED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})  # 412; 409 when racing
 _GONE = frozenset({"NoSuchKey", "404"})
@@ -509,19 +509,20 @@ def held(
     say: Callable[[str], None] = print,
     clock: Callable[[], float] = _boottime,
     sleep: Callable[[float], None] = time.sleep,
-    lease: float = DEFAULT_LEASE_S,
-    heartbeat: float = DEFAULT_HEARTBEAT_S,
+    lease: float | None = None,
+    heartbeat: float | None = None,
 ) -> Iterator[EnvLock]:
     """Hold the environment's lock for the block, renewed by a heartbeat and fencing every write
-    of clients built inside it; released on every exit path (errors, Ctrl-C, SIGTERM)."""
+    of clients built inside it; released on every exit path (errors, Ctrl-C, SIGTERM).
+    ``lease``/``heartbeat`` default to the environment's ``deploy_lock`` settings."""
     where = location(env, artifact_bucket=artifact_bucket)
     lock = EnvLock(
         s3=calls.client(env, "s3", where.region),
         where=where,
         info=new_info(env, command),
         timeout=timeout,
-        lease=lease,
-        heartbeat=heartbeat,
+        lease=env.deploy_lock.lease_seconds if lease is None else lease,
+        heartbeat=env.deploy_lock.heartbeat_seconds if heartbeat is None else heartbeat,
         clock=clock,
         sleep=sleep,
         say=say,

@@ -26,7 +26,7 @@ from botocore.exceptions import ConnectionClosedError
 
 from deploy.aws import calls
 from deploy.aws import lock as env_lock
-from deploy.config import ROOT, EnvConfig, StateSettings
+from deploy.config import ROOT, DeployLockSettings, EnvConfig, StateSettings
 from deploy.emulator import EmulatorState
 from deploy.errors import DeployLockError
 from tests.aws.conftest import FakeClock, client_error
@@ -426,3 +426,11 @@ def test_a_holder_that_could_not_renew_stops_writing_before_its_lease_can_run_ou
     with pytest.raises(DeployLockError, match=r"not renewed for 50 s of a 60 s lease.*stopped before UpdateAlias"):
         lock.check("UpdateAlias")
     assert any("could not renew the deploy lock" in s and "SlowDown" in s for s in said)
+
+
+def test_held_takes_the_lease_from_the_environments_settings(mocked: EnvConfig) -> None:
+    env = dataclasses.replace(mocked, deploy_lock=DeployLockSettings(lease_seconds=40, heartbeat_seconds=10))
+    with env_lock.held(env, "inv deploy", say=lambda _m: None) as lock:
+        info = holder(env)
+        assert (lock.lease, lock.heartbeat) == (40, 10)
+        assert info is not None and info.lease_seconds == 40  # what waiters read (capped by their own)
