@@ -303,15 +303,19 @@ def test_an_injected_409_conflict_on_takeover_is_a_lost_race(mocked: EnvConfig, 
     """Real S3 may answer 409 ConditionalRequestConflict to racing conditional writes; moto never does."""
     stale = put_raw(mocked, foreign_lock(mocked, lease_seconds=30))
 
+    takeovers: list[str] = []
+
     def conflict(params: dict[str, Any], **_: Any) -> None:
         if params.get("IfMatch") == stale:
+            takeovers.append(stale)
+            assert len(takeovers) <= 3, "a refused takeover must wait a poll, not spin"
             raise client_error("ConditionalRequestConflict", "PutObject")
 
     inject("s3", "PutObject", conflict)
     clock = FakeClock()
     with pytest.raises(DeployLockError, match=r"locked by .*ci-runner-7"):
         make(mocked, clock, lease=30, timeout=40).acquire()
-    assert sum(clock.sleeps) == 40  # tried at 30 s and 35 s, refused each time, then gave up
+    assert sum(clock.sleeps) == 40 and len(takeovers) == 3  # tried at 30, 35 and 40 s, refused each time
 
 
 # -- objects that are not locks --------------------------------------------------------------------------
@@ -319,13 +323,19 @@ def test_an_injected_409_conflict_on_takeover_is_a_lost_race(mocked: EnvConfig, 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json {", b"[1, 2]", b'{"lock_id": "x"}', foreign_lock(EnvConfig(name="t", region="r"), pid="12")],
-    ids=["not-json", "a-list", "missing-fields", "pid-a-string"],
+    [
+        b"not json {",
+        b"[1, 2]",
+        b'{"lock_id": "x"}',
+        foreign_lock(EnvConfig(name="t", region="r"), pid="12"),
+        foreign_lock(EnvConfig(name="t", region="r"), pid=0),  # os.kill(0, 0) would signal our own group
+    ],
+    ids=["not-json", "a-list", "missing-fields", "pid-a-string", "pid-zero"],
 )
 def test_an_object_that_is_not_a_lock_is_a_clear_error_and_unlock_removes_it(mocked: EnvConfig, body: bytes) -> None:
     etag = put_raw(mocked, body).strip('"')
     where = env_lock.location(mocked)
-    with pytest.raises(DeployLockError) as err, env_lock.held(mocked, "inv deploy", say=lambda _m: None):
+    with pytest.raises(DeployLockError) as err, env_lock.held(mocked, "inv deploy", timeout=0, say=lambda _m: None):
         raise AssertionError("must not run")
     assert f"deploy lock {where} is not a lock this tool wrote" in err.value.message
     assert err.value.hint is not None and f"inv unlock --env test --force {etag}" in err.value.hint
