@@ -36,6 +36,7 @@ so the transaction restores what it can; at the end of the block a lost lock is 
 when no write was refused, because another run may have written meanwhile. Terraform, a
 subprocess, is outside this fence and relies on its own state lock.
 
+What the object holds and how a read of it is checked: ``deploy.aws.lock_record``.
 Dry runs and ``status`` only read, so they never take it. moto (5.2) enforces all three
 conditions on put_object and delete_object, in-process and over HTTP; what it never does
 (lose an answer, answer 409 ConditionalRequestConflict) is injected in tests/aws/test_lock_lease.py.
@@ -43,27 +44,37 @@ conditions on put_object and delete_object, in-process and over HTTP; what it ne
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.aws import calls
-from deploy.aws.retry import error_code, error_message
-from deploy.config import EMULATOR_STATE, DeployLockSettings, EnvConfig
+from deploy.aws.lock_record import (
+    CHANGED,
+    GONE,
+    LockInfo,
+    LockLocation,
+    Seen,
+    ci_run_url,
+    location,
+    new_info,
+    observe,
+    pid_alive,
+    read,
+    unusable,
+)
+from deploy.aws.retry import error_code
+from deploy.config import DeployLockSettings, EnvConfig
 from deploy.errors import DeployLockError
+
+__all__ = ["EnvLock", "LockInfo", "LockLocation", "ci_run_url", "force_unlock", "held", "location", "new_info", "read"]
 
 #: How long a writer waits for another run's lock by default (``--lock-timeout``).
 DEFAULT_TIMEOUT_S = 300.0
@@ -74,219 +85,9 @@ DEFAULT_LEASE_S = float(DeployLockSettings.lease_seconds)
 #: How often a holder renews it (setting ``deploy_lock.heartbeat_seconds``).
 DEFAULT_HEARTBEAT_S = float(DeployLockSettings.heartbeat_seconds)
 
-_CHANGED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})  # 412; 409 when racing
-_GONE = frozenset({"NoSuchKey", "404"})
-_MISSING_BUCKET = frozenset({"NoSuchBucket"})
-_DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "Forbidden", "403"})
-
 
 def _boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-def _machine() -> str | None:
-    """Boot id and pid namespace: a pid means the same process only where both match."""
-    try:
-        return f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()} {Path('/proc/self/ns/pid').readlink()}"
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: someone else's process, alive
-        return True
-    return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class LockLocation:
-    bucket: str
-    key: str
-    region: str
-    env: str = ""
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class LockInfo:
-    """What the lock object holds: enough to find (and, if dead, unlock) its owner."""
-
-    lock_id: str
-    env: str
-    command: str
-    host: str
-    pid: int
-    user: str
-    started_at: str  # ISO 8601, UTC
-    ci_run_url: str | None = None
-    machine: str | None = None  # see _machine()
-    lease_seconds: float | None = None  # None: written by a version without leases
-    renewals: int = 0  # bumped by every renewal, so the ETag changes
-    renewed_at: str | None = None  # the holder's clock; shown, never trusted
-
-    def who(self) -> str:
-        """The holder without its lock id (the id is what unlocks it)."""
-        who = f"{self.user}@{self.host} pid {self.pid} ({self.command})"
-        if self.ci_run_url:
-            who += f", {self.ci_run_url}"
-        return f"{who} since {self.started_at}"
-
-    def holder(self) -> str:
-        return f"{self.who()}, lock id {self.lock_id}"
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "lock_id": (str,),
-    "env": (str,),
-    "command": (str,),
-    "host": (str,),
-    "pid": (int,),
-    "user": (str,),
-    "started_at": (str,),
-    "ci_run_url": (str, type(None)),
-    "machine": (str, type(None)),
-    "lease_seconds": (int, float, type(None)),
-    "renewals": (int,),
-    "renewed_at": (str, type(None)),
-}
-_REQUIRED = {f.name for f in fields(LockInfo) if f.default is MISSING}
-
-
-def parse(body: bytes) -> LockInfo:
-    """A lock this tool wrote, or ValueError saying why not (types checked: the pid reaches os.kill)."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError(f"a JSON {type(data).__name__}, not an object")
-    if missing := sorted(_REQUIRED - data.keys()):
-        raise ValueError(f"missing {', '.join(missing)}")
-    known = {k: v for k, v in data.items() if k in _TYPES}  # newer versions may add fields
-    for key, value in known.items():
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
-            raise ValueError(f"{key} is {value!r}")
-    if known["pid"] <= 0:
-        raise ValueError(f"pid is {known['pid']}")
-    return LockInfo(**known)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Seen:
-    """One read of the lock object."""
-
-    etag: str
-    info: LockInfo | None  # None: not a lock this tool wrote
-    problem: str = ""  # why info is None
-    server_age_s: float | None = None  # S3's Date minus LastModified, when S3 sent both
-
-    @property
-    def id(self) -> str:
-        """What ``inv unlock --force`` takes: the lock id, or the ETag of an object that is not a lock."""
-        return self.info.lock_id if self.info is not None else self.etag.strip('"')
-
-    def not_a_lock(self, where: LockLocation) -> DeployLockError:
-        return DeployLockError(
-            f"deploy lock {where} is not a lock this tool wrote ({self.problem}); nothing was changed",
-            hint=f"inspect it; to remove it: `inv unlock --env {where.env} --force {self.id}`",
-        )
-
-
-def location(env: EnvConfig, *, artifact_bucket: str | None = None) -> LockLocation:
-    """The state bucket when the environment has one (the emulator's for ``local``), else the artifact bucket."""
-    state = env.state or (EMULATOR_STATE if env.emulator is not None else None)
-    if state is not None:
-        return LockLocation(
-            bucket=state.bucket,
-            key=f"env:/{env.name}/{state.key}.deploy-lock",
-            region=state.region or env.region,
-            env=env.name,
-        )
-    if artifact_bucket is None:
-        raise DeployLockError(
-            f"environment {env.name!r} has no state bucket to hold its deploy lock",
-            hint="add state: {bucket: <name>, key: <path>} to invoke.yaml",
-        )
-    return LockLocation(
-        bucket=artifact_bucket, key=f"lambda/deploy-lock-{env.name}.json", region=env.region, env=env.name
-    )
-
-
-def ci_run_url(environ: Mapping[str, str]) -> str | None:
-    parts = [environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
-    if not all(parts):
-        return None
-    server, repo, run = parts
-    return f"{server}/{repo}/actions/runs/{run}"
-
-
-def new_info(env: EnvConfig, command: str, *, environ: Mapping[str, str] = os.environ) -> LockInfo:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = str(os.getuid())
-    return LockInfo(
-        lock_id=uuid.uuid4().hex,
-        env=env.name,
-        command=command,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        user=user,
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        ci_run_url=ci_run_url(environ),
-        machine=_machine(),
-    )
-
-
-def _unusable(where: LockLocation, exc: BaseException) -> DeployLockError:
-    code = error_code(exc)
-    if code in _MISSING_BUCKET:
-        return DeployLockError(
-            f"deploy lock bucket {where.bucket} does not exist; nothing was changed",
-            hint="run `inv infra.init` (it creates the state bucket)",
-        )
-    if code in _DENIED:
-        return DeployLockError(f"access denied to the deploy lock {where}; nothing was changed: {error_message(exc)}")
-    return DeployLockError(f"deploy lock {where}: {error_message(exc)}")
-
-
-def _server_age(answer: Mapping[str, Any]) -> float | None:
-    try:
-        date = parsedate_to_datetime(answer["ResponseMetadata"]["HTTPHeaders"]["date"])
-        return max(0.0, float((date - answer["LastModified"]).total_seconds()))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def observe(s3: Any, where: LockLocation) -> Seen | None:
-    """The lock object as it is now, or None when nobody holds the lock."""
-    try:
-        answer = s3.get_object(Bucket=where.bucket, Key=where.key)
-        body = answer["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in _GONE:
-            return None
-        raise _unusable(where, exc) from None
-    except BotoCoreError as exc:
-        raise DeployLockError(f"deploy lock {where}: {exc}") from None
-    try:
-        info, problem = parse(body), ""
-    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-        info, problem = None, str(exc)
-    return Seen(etag=answer["ETag"], info=info, problem=problem, server_age_s=_server_age(answer))
-
-
-def read(s3: Any, where: LockLocation) -> LockInfo | None:
-    """The current holder, or None when nobody holds the lock."""
-    seen = observe(s3, where)
-    if seen is None:
-        return None
-    if seen.info is None:
-        raise seen.not_a_lock(where)
-    return seen.info
 
 
 @dataclass(kw_only=True, eq=False)
@@ -303,7 +104,7 @@ class EnvLock:
     clock: Callable[[], float] = _boottime
     sleep: Callable[[float], None] = time.sleep
     say: Callable[[str], None] = print
-    alive: Callable[[int], bool] = _alive
+    alive: Callable[[int], bool] = pid_alive
     etag: str | None = None  # of the object we last wrote; None: not held
     lost: str | None = None  # why we no longer hold it
     _renewed: float = 0.0  # clock() before sending the last write S3 accepted
@@ -332,8 +133,8 @@ class EnvLock:
                 **condition,
             )
         except ClientError as exc:
-            if error_code(exc) not in _CHANGED | _GONE:
-                raise _unusable(self.where, exc) from None
+            if error_code(exc) not in CHANGED | GONE:
+                raise unusable(self.where, exc) from None
         except BotoCoreError:
             pass  # the write may have landed with its answer lost: the object tells
         else:
@@ -482,9 +283,9 @@ class EnvLock:
         try:
             self.s3.delete_object(Bucket=self.where.bucket, Key=self.where.key, IfMatch=etag)
         except ClientError as exc:
-            if error_code(exc) in _GONE:  # force-unlocked (or our delete's answer was lost)
+            if error_code(exc) in GONE:  # force-unlocked (or our delete's answer was lost)
                 self.lost = self.lost or "the lock object was removed while this run held it"
-            elif error_code(exc) in _CHANGED:
+            elif error_code(exc) in CHANGED:
                 self.lost = self.lost or "another run took over the lock while this run held it"
                 self.say(f"left the deploy lock {self.where} in place: it is no longer this run's")
             else:
@@ -560,10 +361,10 @@ def force_unlock(env: EnvConfig, lock_id: str, *, artifact_bucket: str | None = 
     try:
         s3.delete_object(Bucket=where.bucket, Key=where.key, IfMatch=seen.etag)
     except ClientError as exc:
-        if error_code(exc) in _CHANGED | _GONE:
+        if error_code(exc) in CHANGED | GONE:
             raise DeployLockError(
                 f"the deploy lock on {env.name!r} changed while unlocking (renewed, released or taken over); "
                 "nothing removed"
             ) from None
-        raise _unusable(where, exc) from None
+        raise unusable(where, exc) from None
     return seen.info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def test_injected_precondition_failed_is_contention(locked_env: EnvConfig, s3: A
     inject("s3", "PutObject", lambda **_: (_ for _ in ()).throw(client_error("PreconditionFailed", "PutObject")))
     where = env_lock.location(locked_env)
     other = env_lock.new_info(locked_env, "inv rollback")
-    s3.put_object(Bucket=where.bucket, Key=where.key, Body=env_lock.json.dumps(dataclasses.asdict(other)))
+    s3.put_object(Bucket=where.bucket, Key=where.key, Body=json.dumps(dataclasses.asdict(other)))
     clock = FakeClock()
     with pytest.raises(DeployLockError, match="inv rollback"):
         make_lock(locked_env, where, clock, [], timeout=10).acquire()

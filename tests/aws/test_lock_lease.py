@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectionClosedError
 
-from deploy.aws import calls
+from deploy.aws import calls, lock_record
 from deploy.aws import lock as env_lock
 from deploy.config import ROOT, DeployLockSettings, EnvConfig, StateSettings
 from deploy.emulator import EmulatorState
@@ -145,9 +146,7 @@ def test_a_late_release_after_a_force_unlock_leaves_the_new_holders_lock(server:
 def test_two_runners_taking_over_one_stale_lock_cannot_both_win(server: EnvConfig) -> None:
     """B's takeover is sent after A's: its If-Match names the stale ETag, so S3 refuses it and B waits."""
     stale_pid = 2**22 + 1
-    put_raw(
-        server, foreign_lock(server, host=env_lock.socket.gethostname(), machine=env_lock._machine(), pid=stale_pid)
-    )
+    put_raw(server, foreign_lock(server, host=socket.gethostname(), machine=lock_record.machine_id(), pid=stale_pid))
     alive: Callable[[int], bool] = lambda pid: pid != stale_pid  # noqa: E731
     a_said: list[str] = []
     a = make(server, FakeClock(), a_said, alive=alive, timeout=0)
@@ -294,7 +293,7 @@ def test_a_lock_without_a_lease_is_left_to_a_person(mocked: EnvConfig) -> None:
 
 def test_a_dead_pid_on_another_machine_is_not_judged_here(mocked: EnvConfig) -> None:
     """Same hostname, another boot or pid namespace (two containers): the pid means nothing here."""
-    put_raw(mocked, foreign_lock(mocked, host=env_lock.socket.gethostname(), machine="other-boot pid:[1]"))
+    put_raw(mocked, foreign_lock(mocked, host=socket.gethostname(), machine="other-boot pid:[1]"))
     with pytest.raises(DeployLockError, match="locked by"):
         make(mocked, FakeClock(), alive=lambda _pid: False, timeout=10).acquire()
 
