@@ -283,8 +283,10 @@ class EnvLock:
         try:
             self.s3.delete_object(Bucket=self.where.bucket, Key=self.where.key, IfMatch=etag)
         except ClientError as exc:
-            if error_code(exc) in GONE:  # force-unlocked (or our delete's answer was lost)
-                self.lost = self.lost or "the lock object was removed while this run held it"
+            if error_code(exc) in GONE:
+                # Our delete's answer lost and its retry refused, or a force-unlock nobody followed:
+                # either way no other run holds it now, so this is no loss (a heartbeat flags the rest).
+                pass
             elif error_code(exc) in CHANGED:
                 self.lost = self.lost or "another run took over the lock while this run held it"
                 self.say(f"left the deploy lock {self.where} in place: it is no longer this run's")

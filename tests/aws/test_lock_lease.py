@@ -125,6 +125,13 @@ def test_a_renewal_whose_answer_was_lost_keeps_the_lock(server: EnvConfig) -> No
     assert holder(server) is None
 
 
+def test_a_release_whose_answer_was_lost_is_still_a_clean_release(server: EnvConfig) -> None:
+    """botocore retries the unanswered delete; S3 answers 404 to the retry: the lock is gone, as intended."""
+    with env_lock.held(server, "inv deploy", lease=60, heartbeat=15, say=lambda _m: None) as lock:
+        sent = lose_first_answer(lock.s3, "DeleteObject")
+    assert len(sent) == 2 and lock.lost is None and holder(server) is None
+
+
 def test_a_late_release_after_a_force_unlock_leaves_the_new_holders_lock(server: EnvConfig) -> None:
     """The old holder's delete is sent after the force-unlock and the next acquire: If-Match refuses it."""
     said: list[str] = []
