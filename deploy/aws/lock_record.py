@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import socket
 import uuid
@@ -119,8 +120,11 @@ def parse(body: bytes) -> LockInfo:
     for key, value in known.items():
         if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
             raise ValueError(f"{key} is {value!r}")
-    if known["pid"] <= 0:
+    if not 0 < known["pid"] < 2**31:  # os.kill(0, …) signals our own group; larger ones overflow
         raise ValueError(f"pid is {known['pid']}")
+    lease = known.get("lease_seconds")
+    if lease is not None and not (math.isfinite(lease) and lease > 0):  # NaN would compare as expired
+        raise ValueError(f"lease_seconds is {lease!r}")
     return LockInfo(**known)
 
 

@@ -335,8 +335,10 @@ def test_an_injected_409_conflict_on_takeover_is_a_lost_race(mocked: EnvConfig, 
         b'{"lock_id": "x"}',
         foreign_lock(EnvConfig(name="t", region="r"), pid="12"),
         foreign_lock(EnvConfig(name="t", region="r"), pid=0),  # os.kill(0, 0) would signal our own group
+        foreign_lock(EnvConfig(name="t", region="r"), pid=2**40),  # os.kill would raise OverflowError
+        foreign_lock(EnvConfig(name="t", region="r"), lease_seconds=float("nan")),  # json writes NaN
     ],
-    ids=["not-json", "a-list", "missing-fields", "pid-a-string", "pid-zero"],
+    ids=["not-json", "a-list", "missing-fields", "pid-a-string", "pid-zero", "pid-huge", "lease-nan"],
 )
 def test_an_object_that_is_not_a_lock_is_a_clear_error_and_unlock_removes_it(mocked: EnvConfig, body: bytes) -> None:
     etag = put_raw(mocked, body).strip('"')
