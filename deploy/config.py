@@ -135,6 +135,15 @@ class RemoteCacheSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeployLockSettings:
+    """The deploy lock's lease (``deploy.aws.lock``): a lock its holder has not renewed for
+    ``lease_seconds`` is taken over; the holder renews it every ``heartbeat_seconds``."""
+
+    lease_seconds: int = 180
+    heartbeat_seconds: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """Where Terraform keeps this environment's state: an S3 bucket (created if missing).
 
@@ -175,6 +184,7 @@ class EnvConfig:
     share: ShareSettings = field(default_factory=ShareSettings)
     remote_cache: RemoteCacheSettings = field(default_factory=RemoteCacheSettings)
     state: StateSettings | None = None
+    deploy_lock: DeployLockSettings = field(default_factory=DeployLockSettings)
     max_workers: int = 8
     paths: Paths = field(default_factory=Paths)
 
@@ -347,6 +357,14 @@ def load_env(
     elif emulator is not None:
         state = EMULATOR_STATE
 
+    lease = value("deploy_lock", "lease_seconds", default=DeployLockSettings.lease_seconds)
+    heartbeat = value("deploy_lock", "heartbeat_seconds", default=DeployLockSettings.heartbeat_seconds)
+    if heartbeat * 2 > lease:  # a single late renewal must not let the lease run out
+        raise ConfigError(
+            f"`{key_path(lookup('deploy_lock', 'heartbeat_seconds')[1])}`: {heartbeat} s is more than half "
+            f"the lease ({lease} s, `deploy_lock.lease_seconds`)"
+        )
+
     region = value("region")
     if not region:
         raise ConfigError(f"`{key_path(('environments', name, 'region'))}`: missing key")
@@ -387,6 +405,7 @@ def load_env(
             region=value("remote_cache", "region"),
         ),
         state=state,
+        deploy_lock=DeployLockSettings(lease_seconds=lease, heartbeat_seconds=heartbeat),
         max_workers=value("max_workers", default=8),
         paths=paths or Paths(),
     )

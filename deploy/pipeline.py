@@ -177,7 +177,7 @@ def unlock(env: EnvConfig, lock_id: str) -> None:
     _ensure_reachable(env)
     artifact_bucket = None if env.state or env.emulator else _targets(env).bucket
     holder = env_lock.force_unlock(env, lock_id, artifact_bucket=artifact_bucket)
-    say(f"removed the deploy lock held by {holder.holder()}")
+    say(f"removed the deploy lock held by {holder.who()}" if holder else "removed the object that was not a lock")
 
 
 def infra_apply_locked(env: EnvConfig, *, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S) -> Targets:

@@ -51,6 +51,7 @@ _SECTIONS: dict[str, Any] = {
     "verify": {"remote": None, "trusted_layers": None, "isolation": None, "sandbox_env": {}},
     "share": {"accounts": None, "organization_id": None, "allow_public": None},
     "remote_cache": {"enabled": None, "bucket": None, "region": None},
+    "deploy_lock": {"lease_seconds": None, "heartbeat_seconds": None},
 }
 COMMON_KEYS: dict[str, Any] = {
     **dict.fromkeys(

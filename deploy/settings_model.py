@@ -48,6 +48,11 @@ class RemoteCacheModel(_Strict):
     region: str | None = None
 
 
+class DeployLockModel(_Strict):
+    lease_seconds: int | None = Field(default=None, ge=10)
+    heartbeat_seconds: int | None = Field(default=None, ge=1)
+
+
 class SmokeCaseModel(_Strict):
     name: str | None = None
     event: dict[str, Any]
@@ -84,6 +89,7 @@ class CommonModel(_Strict):
     verify: VerifyModel | None = None
     share: ShareModel | None = None
     remote_cache: RemoteCacheModel | None = None
+    deploy_lock: DeployLockModel | None = None
     smoke: dict[str, list[SmokeCaseModel]] | None = None
     extra_regions: dict[str, str] | None = None
 

@@ -142,3 +142,23 @@ def _deploy_verify_remove(proj: Project) -> None:
     assert proj.inv("status", "--env", "local").returncode == 0
     assert proj.inv("infra.plan", "--env", "local", "--detailed-exitcode").returncode == 0
     assert _tree_digest(proj.root / "deploy") == _tree_digest(ROOT / "deploy")
+
+    # A function the apply would create runs in the sandbox before anything is applied or uploaded:
+    # a broken one stops the deploy with Lambda and Terraform's state as they were.
+    (proj.root / "backend" / "auditor.py").write_text(
+        "import no_such_module\n\n\ndef handler(event, context):\n    return 1\n"
+    )
+    text = tfvars.read_text()
+    tfvars.write_text(
+        text[: text.rindex("}")]
+        + '  auditor = {\n    handler = "auditor.handler"\n    sources = ["auditor.py"]\n  }\n}\n'
+    )
+    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "add", "-A")
+    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qm", "auditor")
+    state = proj.client("s3").head_object(Bucket="terraform-state", Key="env:/local/bluemoxon/terraform.tfstate")
+    broken = proj.inv("deploy", "--env", "local", check=False)
+    assert broken.returncode == VerifyError.exit_code, broken.stderr
+    assert "bluemoxon-local-auditor" in broken.stderr and "no_such_module" in broken.stderr
+    assert _names(lam) == ["bluemoxon-local-notifier"]
+    after = proj.client("s3").head_object(Bucket="terraform-state", Key="env:/local/bluemoxon/terraform.tfstate")
+    assert after["ETag"] == state["ETag"]  # Terraform did not apply
