@@ -20,8 +20,9 @@ ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
 LAMBDA_PYTHON = "3.12"  # the runtime's interpreter: verify's sandbox and the e2e run need it
 TERRAFORM_DIR = "infra/terraform"
 PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
-# Pinned: a Poetry release can change what `poetry export` writes (the lock session compares bytes).
-POETRY = ("poetry==2.5.1", "poetry-plugin-export==1.10.1")
+# Pinned in pyproject.toml, where `inv lock` reads it too: a Poetry release can change what
+# `poetry export` writes (the lock session compares bytes).
+POETRY = tuple(PYPROJECT["tool"]["lambda-layer-deploy"]["poetry"])
 # What the deploy job installs (with --require-hashes, before any credentials exist): the project's
 # own dependencies, no extras, for the Lambda runtime's Python.
 DEPLOY_LOCK = Path("requirements/deploy.txt")

@@ -76,6 +76,16 @@ def build_function(c: Any, env: str = "local") -> None:
     pipeline.build_function(env_config(c, env))
 
 
+@task(help={"add": "add this package first: NAME or NAME==VERSION (written to backend/pyproject.toml)"})
+@deploy_task
+def lock(c: Any, add: str | None = None) -> None:
+    """Re-lock backend/ (pinned Poetry, or uv for a uv.lock) and export requirements.txt; all or nothing."""
+    from deploy import relock
+    from deploy.config import Paths
+
+    relock.lock_task(Paths(), add=add)
+
+
 @task(
     help={
         **ENV_HELP,
@@ -319,6 +329,7 @@ infra = Collection("infra", infra_init, infra_plan, infra_apply)
 ns = Collection(
     build_layer,
     build_function,
+    lock,
     layer_report,
     publish_layer,
     attach,

@@ -252,7 +252,7 @@ def _requirements_for_install(plan: LayerPlan, dest: Path) -> Path:
     """Exactly the lines the identity hashed, so what is installed is what is named."""
     lines = [f"--index-url {url}" for url in plan.requirements_file.index_urls[:1]]
     lines += [f"--extra-index-url {url}" for url in plan.requirements_file.index_urls[1:]]
-    lines += [r.line for r in plan.requirements]
+    lines += list(plan.identity.requirements)  # markers already evaluated for this target (deploy.identity)
     dest.write_text("\n".join(lines) + "\n")
     return dest
 

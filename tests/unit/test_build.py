@@ -121,7 +121,8 @@ def _checkout(root: Path, case: str = "good") -> Paths:
     backend = root / "backend"
     backend.mkdir(parents=True, exist_ok=True)
     shutil.copy(LOCKS / case / "requirements.txt", backend / "requirements.txt")
-    shutil.copy(LOCKS / "good" / "poetry.lock", backend / "poetry.lock")
+    for name in ("poetry.lock", "pyproject.toml"):
+        shutil.copy(LOCKS / "good" / name, backend / name)
     return Paths(root=root)
 
 
@@ -493,13 +494,13 @@ def test_function_zip_is_deterministic_and_reused(tmp_path: Path) -> None:
         "lambdas/__pycache__/__init__.cpython-312.pyc",
         "lambdas/cleanup/__pycache__/handler.cpython-312.pyc",
         "lambdas/cleanup/handler.py",
-        "version_info.json",
     ]
     # The developer's own (timestamped, any-Python) .pyc never ships; ours names the Lambda path.
     pyc = zipfile.ZipFile(art.path).read("app/__pycache__/main.cpython-312.pyc")
     assert int.from_bytes(pyc[4:8], "little") == 1 and runtime_co_filename(pyc) == "/var/task/app/main.py"
     assert not list((paths.backend / "app").rglob("*.cpython-312.pyc"))[1:]  # only the planted one
-    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
+    # The commit is recorded beside the zip (its manifest), never in it: the zip's sha256 is its content's.
+    info = load_manifest(art.manifest_path).inputs["version_info"]
     assert info == {
         "commit": _git(tmp_path, "rev-parse", "HEAD").strip(),
         "commit_time": "2024-01-01T00:00:00+00:00",
@@ -574,8 +575,12 @@ def test_oversized_function_is_refused(tmp_path: Path) -> None:
 def test_outside_git_commit_is_unknown(tmp_path: Path) -> None:
     paths = _backend(tmp_path, git=False)
     art = build_function(function_plan(_env(paths))).artifact
-    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
-    assert info == {"commit": "unknown", "commit_time": None, "dirty": True}
+    assert "version_info.json" not in _names(art.path)
+    assert load_manifest(art.manifest_path).inputs["version_info"] == {
+        "commit": "unknown",
+        "commit_time": None,
+        "dirty": True,
+    }
 
 
 def test_function_plan_needs_the_sources(tmp_path: Path) -> None:
