@@ -718,3 +718,36 @@ def test_repository_baseline_is_valid() -> None:
 
     root = Path(__file__).resolve().parents[2]
     assert isinstance(secret_scan.reviewed(root / secret_scan.BASELINE_NAME), frozenset)
+
+
+# ---------------------------------------------------------------------------
+# Function identity is content: commits and dependency changes do not move it
+
+PAIR = Path(__file__).resolve().parent.parent / "fixtures" / "lockpair"
+
+
+def test_a_commit_that_changes_no_source_keeps_the_function_sha(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    first = build_function(function_plan(_env(paths))).artifact
+    before = _git(tmp_path, "rev-parse", "HEAD").strip()
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "docs only")
+    after = _git(tmp_path, "rev-parse", "HEAD").strip()
+    assert after != before
+    second = build_function(function_plan(_env(paths)))
+    assert second.reused and second.artifact.sha256 == first.sha256
+    # Same bytes, but the manifest (what attach's description and the report read) names the new commit.
+    assert load_manifest(second.artifact.manifest_path).inputs["version_info"]["commit"] == after
+
+
+def test_a_dependency_only_change_moves_the_layer_and_not_the_function(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    _checkout(tmp_path)
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "lock")
+    layer_before = layer_plan(_env(paths), installer=FakeInstaller()).digest
+    code_before = build_function(function_plan(_env(paths))).artifact.sha256
+    for name in ("pyproject.toml", "poetry.lock", "requirements.txt"):
+        shutil.copy(PAIR / "poetry" / name, paths.backend / name)
+    _git(tmp_path, "commit", "-q", "-am", "add anyio")
+    assert layer_plan(_env(paths), installer=FakeInstaller()).digest != layer_before
+    assert build_function(function_plan(_env(paths))).artifact.sha256 == code_before
