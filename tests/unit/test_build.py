@@ -751,3 +751,18 @@ def test_a_dependency_only_change_moves_the_layer_and_not_the_function(tmp_path:
     _git(tmp_path, "commit", "-q", "-am", "add anyio")
     assert layer_plan(_env(paths), installer=FakeInstaller()).digest != layer_before
     assert build_function(function_plan(_env(paths))).artifact.sha256 == code_before
+
+
+def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_path: Path) -> None:
+    from deploy.pipeline import _artifact_json
+    from deploy.report import markdown
+
+    paths = _backend(tmp_path)
+    head = _git(tmp_path, "rev-parse", "HEAD").strip()
+    clean = _artifact_json(build_function(function_plan(_env(paths))).artifact)
+    assert clean["commit"] == head and clean["dirty"] is False
+    assert f"from commit `{head[:12]}`" in markdown({"env": "t", "function": clean})
+    assert "(dirty)" not in markdown({"env": "t", "function": clean})
+    (paths.backend / "app" / "main.py").write_text("def handler(event, context):\n    return 2\n")
+    dirty = _artifact_json(build_function(function_plan(_env(paths))).artifact)
+    assert dirty["dirty"] is True and f"from commit `{head[:12]}` (dirty)" in markdown({"env": "t", "function": dirty})

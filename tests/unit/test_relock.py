@@ -158,3 +158,15 @@ def test_inv_lock_add_on_a_copy_of_the_backend(tmp_path: Path) -> None:
     old = {r.name: r.version for r in load_requirements_file(Paths()).requirements}
     new = {r.name: r.version for r in load_requirements_file(paths).requirements}
     assert {k: v for k, v in new.items() if k != "orjson"} == old
+
+
+def test_an_export_that_fails_after_a_successful_add_changes_nothing(
+    tmp_path: Path, tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `poetry add` already rewrote pyproject.toml and the lock (in the scratch copy) when the export fails.
+    paths = _copy(tmp_path, PAIR / "poetry")
+    before = _snapshot(paths)
+    monkeypatch.setattr(relock, "POETRY_EXPORT", ("export", "--no-such-export-flag"))
+    with pytest.raises(LockError, match="`poetry export --only main` failed"):
+        relock.relock(paths, add="six==1.17.0", tools=tools)
+    assert _snapshot(paths) == before
