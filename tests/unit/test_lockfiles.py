@@ -90,7 +90,7 @@ def test_a_pre_2_3_lock_ignores_dependency_groups_as_poetry_does(tmp_path: Path)
 def test_both_lock_files_is_ambiguous(tmp_path: Path) -> None:
     paths = _copy(tmp_path, PAIR / "poetry")
     shutil.copy(PAIR / "uv" / "uv.lock", paths.backend / "uv.lock")
-    with pytest.raises(LockError, match="both poetry.lock and uv.lock"):
+    with pytest.raises(LockError, match=r"both poetry\.lock and uv\.lock"):
         load_requirements_file(paths)
 
 
@@ -195,7 +195,9 @@ def _project(tmp_path: Path) -> Path:
 def test_inv_build_layer_exits_3_naming_the_command_when_pyproject_moved(tmp_path: Path) -> None:
     proj = _project(tmp_path)
     pyproject = proj / "backend" / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('    "boto3>=1.35,<2",\n', '    "boto3>=1.35,<2",\n    "orjson",\n'))
+    pyproject.write_text(
+        pyproject.read_text().replace('    "boto3>=1.35,<2",\n', '    "boto3>=1.35,<2",\n    "orjson",\n')
+    )
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "build-layer", "--env", "local", "--no-remote-cache"],
         cwd=proj,

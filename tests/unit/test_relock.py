@@ -56,7 +56,7 @@ def test_poetry_goes_into_its_own_environment_once(tools: Path) -> None:
     ("edit", "fresh"),
     [
         (None, True),
-        (("    \"sniffio==1.3.1\",\n", "    \"sniffio==1.3.1\",\n    \"six\",\n"), False),
+        (('    "sniffio==1.3.1",\n', '    "sniffio==1.3.1",\n    "six",\n'), False),
         (('version = "0.1.0"', 'version = "0.1.0"\ndescription = "only metadata"'), True),
         (('requires-python = ">=3.11,<3.14"', 'requires-python = ">=3.12,<3.14"'), False),
     ],
@@ -125,7 +125,9 @@ def test_lock_add_with_uv_keeps_uv(tmp_path: Path, tools: Path) -> None:
 def test_relocking_a_pyproject_edited_by_hand_unblocks_the_build(tmp_path: Path, tools: Path) -> None:
     paths = _copy(tmp_path, PAIR / "poetry")
     pyproject = paths.backend / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"sniffio==1.3.1",\n', '"sniffio==1.3.1",\n    "six==1.17.0",\n'))
+    pyproject.write_text(
+        pyproject.read_text().replace('"sniffio==1.3.1",\n', '"sniffio==1.3.1",\n    "six==1.17.0",\n')
+    )
     with pytest.raises(LockError, match="changed since"):
         load_requirements_file(paths)
     relock.relock(paths, tools=tools)
