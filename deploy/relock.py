@@ -53,7 +53,7 @@ class RelockResult:
     moved: tuple[str, ...]  # "name old → new"
 
 
-def poetry_bin(tools: Path, *, root: Path = ROOT) -> Path:
+def poetry_bin(tools: Path, *, root: Path = ROOT, progress: Progress | None = None) -> Path:
     """The pinned Poetry in ``tools/poetry-<version>/``, installed there first if missing."""
     pins = lockfiles.poetry_pins(root)
     venv = tools / f"poetry-{lockfiles.poetry_version(root)}"
@@ -63,6 +63,9 @@ def poetry_bin(tools: Path, *, root: Path = ROOT) -> Path:
         return exe
     # A half-made environment (an interrupted install) is made again, not trusted.
     shutil.rmtree(venv, ignore_errors=True)
+    if progress is not None:
+        shown = venv.relative_to(Path.cwd()) if venv.is_relative_to(Path.cwd()) else venv
+        progress(f"installing {' '.join(pins)} into {shown} (once; never your own environment)")
     uv = lockfiles.uv_bin()
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], what="creating the Poetry environment")
     _run(
@@ -110,7 +113,7 @@ def relock(
             if (backend / name).is_file():
                 shutil.copy2(backend / name, work / name)
         if source.tool == "poetry":
-            poetry = str(poetry_bin(tools or paths.build / "tools"))
+            poetry = str(poetry_bin(tools or paths.build / "tools", progress=say))
             # No project virtualenv: locking needs none, and Poetry would otherwise make one in ~/.cache.
             env = {**os.environ, "POETRY_VIRTUALENVS_CREATE": "false", "POETRY_NO_INTERACTION": "1"}
             if add:
