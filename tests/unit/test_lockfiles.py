@@ -210,3 +210,16 @@ def test_inv_build_layer_exits_3_naming_the_command_when_pyproject_moved(tmp_pat
     assert "backend/pyproject.toml's dependencies changed since backend/poetry.lock" in result.stderr
     assert "inv lock" in result.stderr
     assert not (proj / ".build" / "layers").exists()  # stopped before any install
+
+
+def test_inv_lock_refuses_a_lock_from_a_newer_poetry_before_running_anything(tmp_path: Path) -> None:
+    from deploy.relock import relock
+
+    paths = _copy(tmp_path, PAIR / "poetry")
+    lock = paths.backend / "poetry.lock"
+    lock.write_text(lock.read_text().replace("Poetry 2.5.1", "Poetry 3.0.0", 1))
+    before = {p.name: p.read_bytes() for p in paths.backend.iterdir()}
+    with pytest.raises(LockError, match=r"written by Poetry 3\.0\.0, newer than the pinned Poetry 2\.5\.1"):
+        relock(paths, tools=tmp_path / "no-tools")
+    assert {p.name: p.read_bytes() for p in paths.backend.iterdir()} == before
+    assert not (tmp_path / "no-tools").exists()  # no Poetry was installed for it
