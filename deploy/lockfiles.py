@@ -45,12 +45,21 @@ _POETRY_RELEVANT_KEYS = (*_POETRY_LEGACY_KEYS, "group")
 _PROJECT_RELEVANT_KEYS = ("requires-python", "dependencies", "optional-dependencies")
 
 
+def _settings(root: Path) -> dict[str, Any]:
+    with (root / "pyproject.toml").open("rb") as fh:
+        table: dict[str, Any] = tomllib.load(fh)["tool"]["lambda-layer-deploy"]
+    return table
+
+
 def poetry_pins(root: Path = ROOT) -> tuple[str, ...]:
     """The Poetry (and export plugin) this project locks with: one line in pyproject.toml, read by the
     noxfile's ``lock`` session too, because a Poetry release can change what ``poetry export`` writes."""
-    with (root / "pyproject.toml").open("rb") as fh:
-        pins = tomllib.load(fh)["tool"]["lambda-layer-deploy"]["poetry"]
-    return tuple(str(p) for p in pins)
+    return tuple(str(p) for p in _settings(root)["poetry"])
+
+
+def uv_export_flags(root: Path = ROOT) -> tuple[str, ...]:
+    """``uv export`` flags for a uv.lock, shared with the noxfile's ``lock`` session like the Poetry pin."""
+    return tuple(str(f) for f in _settings(root)["uv-export"])
 
 
 def poetry_version(root: Path = ROOT) -> str:

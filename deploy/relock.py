@@ -26,19 +26,8 @@ from deploy.lock import check_sync, parse_poetry_lock, parse_requirements, parse
 
 Progress = Callable[[str], None]
 
-#: ``uv export`` flags: production dependencies only, exactly the lock (no re-resolve), hashes on
-#: (uv's default), no ``-e .`` line for the project itself and no "# via" noise.
-UV_EXPORT = (
-    "export",
-    "--no-dev",
-    "--frozen",
-    "--format",
-    "requirements-txt",
-    "--no-emit-project",
-    "--no-annotate",
-    "-o",
-    "requirements.txt",
-)
+#: ``uv export`` flags (pyproject.toml's ``[tool.lambda-layer-deploy] uv-export``, which the noxfile reads too).
+UV_EXPORT = ("export", *lockfiles.uv_export_flags(), "-o", "requirements.txt")
 POETRY_EXPORT = ("export", "--only", "main", "-o", "requirements.txt")
 # The files a re-lock reads and may rewrite (poetry.toml: a project's own Poetry settings).
 _FILES = ("pyproject.toml", "poetry.lock", "uv.lock", "requirements.txt", "poetry.toml")
