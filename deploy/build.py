@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
@@ -60,18 +59,7 @@ def _sizes(artifact: Artifact) -> str:
 
 def _for_target(plan: LayerPlan) -> int:
     """How many locked requirements apply to the target (``tzdata ; sys_platform == "win32"`` does not)."""
-    machine = "aarch64" if plan.architecture == "arm64" else "x86_64"
-    target = {
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "platform_machine": machine,
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "python_version": plan.python_version,
-        "python_full_version": f"{plan.python_version}.0",
-    }
-    return sum(1 for req in plan.requirements if not req.markers or Marker(req.markers).evaluate(target))
+    return len(plan.identity.requirements)  # the identity holds exactly the pins that install there
 
 
 def _say(progress: Progress | None, message: str) -> None:

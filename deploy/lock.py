@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ def target_environment(python_version: str, architecture: str) -> dict[str, str]
     }
 
 
-def resolved_for(requirements: Iterator[Requirement] | tuple[Requirement, ...], env: Mapping[str, str]) -> list[str]:
+def resolved_for(requirements: Iterable[Requirement], env: Mapping[str, str]) -> list[str]:
     """The pins that install on ``env``, without their markers: what the layer holds, however the
     exporter spelled its markers (Poetry writes ``python_version >= "3.11" and …`` on every line,
     uv only where a marker narrows the set), so equal resolved sets give equal lines."""
