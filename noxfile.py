@@ -20,8 +20,11 @@ ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
 LAMBDA_PYTHON = "3.12"  # the runtime's interpreter: verify's sandbox and the e2e run need it
 TERRAFORM_DIR = "infra/terraform"
 PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
-# Pinned: a Poetry release can change what `poetry export` writes (the lock session compares bytes).
-POETRY = ("poetry==2.5.1", "poetry-plugin-export==1.10.1")
+# Pinned in pyproject.toml, where `inv lock` reads it too: a Poetry release can change what
+# `poetry export` writes (the lock session compares bytes).
+POETRY = tuple(PYPROJECT["tool"]["lambda-layer-deploy"]["poetry"])
+# A backend/uv.lock instead of poetry.lock: exported with these flags (deploy.relock uses the same list).
+UV_EXPORT = ("export", *PYPROJECT["tool"]["lambda-layer-deploy"]["uv-export"], "-o", "requirements.txt")
 # What the deploy job installs (with --require-hashes, before any credentials exist): the project's
 # own dependencies, no extras, for the Lambda runtime's Python.
 DEPLOY_LOCK = Path("requirements/deploy.txt")
@@ -69,21 +72,32 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=ALL_PYTHONS[0])
 def lock(session: nox.Session) -> None:
-    """backend/poetry.lock agrees with its pyproject, and requirements.txt is exactly its `poetry export`."""
-    session.install(*POETRY)
-    exported = Path(session.create_tmp()).resolve() / "requirements.txt"
-    with session.chdir("backend"):
-        session.run("poetry", "check", "--lock")
-        session.run("poetry", "export", "--only", "main", "-o", str(exported))
+    """backend's lock (poetry.lock or uv.lock) agrees with its pyproject; requirements.txt is exactly its export."""
+    tmp = Path(session.create_tmp()).resolve()
+    if Path("backend/uv.lock").exists():
+        session.install(UV)
+        # Exported in a copy as `inv lock` does, so uv's header (it names `-o requirements.txt`) matches.
+        for name in ("pyproject.toml", "uv.lock"):
+            shutil.copyfile(Path("backend") / name, tmp / name)
+        with session.chdir(tmp):
+            session.run("uv", "lock", "--check")
+            session.run("uv", *UV_EXPORT)
+        exported, how = tmp / "requirements.txt", "uv export --no-dev --frozen"
+    else:
+        session.install(*POETRY)
+        exported, how = tmp / "requirements.txt", "poetry export --only main"
+        with session.chdir("backend"):
+            session.run("poetry", "check", "--lock")
+            session.run("poetry", "export", "--only", "main", "-o", str(exported))
     committed = Path("backend/requirements.txt").read_text()
     if exported.read_text() != committed:
         diff = difflib.unified_diff(
-            committed.splitlines(), exported.read_text().splitlines(), "requirements.txt", "poetry export", lineterm=""
+            committed.splitlines(), exported.read_text().splitlines(), "requirements.txt", how, lineterm=""
         )
         session.error(
-            "backend/requirements.txt is not what `poetry export --only main` writes from the lock:\n"
+            f"backend/requirements.txt is not what `{how}` writes from the lock:\n"
             + "\n".join(list(diff)[:40])
-            + "\nrun: cd backend && poetry export --only main -o requirements.txt"
+            + "\nrun: inv lock"
         )
 
 

@@ -75,10 +75,20 @@ def build_layer(
 @task(help=ENV_HELP)
 @deploy_task
 def build_function(c: Any, env: str = "local") -> None:
-    """Build the function code zip (backend/app, backend/lambdas, VERSION, version_info.json)."""
+    """Build the function code zip (backend/app, backend/lambdas, VERSION; keyed by content, not commit)."""
     from deploy import pipeline
 
     pipeline.build_function(env_config(c, env))
+
+
+@task(help={"add": "add this package first: NAME or NAME==VERSION (written to backend/pyproject.toml)"})
+@deploy_task
+def lock(c: Any, add: str | None = None) -> None:
+    """Re-lock backend/ (pinned Poetry, or uv for a uv.lock) and export requirements.txt; all or nothing."""
+    from deploy import relock
+    from deploy.config import Paths
+
+    relock.lock_task(Paths(), add=add)
 
 
 @task(
@@ -340,6 +350,7 @@ infra = Collection("infra", infra_init, infra_plan, infra_apply)
 ns = Collection(
     build_layer,
     build_function,
+    lock,
     layer_report,
     publish_layer,
     attach,

@@ -92,7 +92,7 @@ _SKIP_SUFFIXES = (".pyc", ".pyo")
 class Entry:
     """One file of an archive: its name inside the zip and where its bytes come from.
 
-    ``data`` lets a build add a generated file (a manifest, ``version_info.json``) without
+    ``data`` lets a build add a generated file (a manifest) without
     writing it to disk first; otherwise the bytes are read from ``source`` at write time.
     """
 

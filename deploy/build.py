@@ -1,8 +1,10 @@
 """Layer and function builds: plans computed first (pure data), then one step that does I/O.
 
 A layer is keyed by its inputs (``LayerIdentity``), so a second build with the same inputs
-is a no-op. A function is keyed by its zip's sha256, which only depends on the files and
-the commit: ``version_info.json`` carries no build time for that reason.
+is a no-op. A function is keyed by its zip's sha256, which depends only on its files (sources,
+``VERSION`` and the runtime's bytecode): the commit and the dirty flag stay out of the zip and go
+on the manifest, the published version's description and the report, so a commit that changes
+no function source publishes nothing and a dependency-only change moves only the layer.
 
 What a later run may trust: a zip *with* a manifest whose sha256 matches. The zip is
 renamed into place complete (``archive.write_zip``), the SBOM next, the manifest last, and
@@ -16,7 +18,6 @@ import contextlib
 import csv
 import fnmatch
 import io
-import json
 import os
 import posixpath
 import shutil
@@ -28,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
@@ -62,18 +62,7 @@ def _sizes(artifact: Artifact) -> str:
 
 def _for_target(plan: LayerPlan) -> int:
     """How many locked requirements apply to the target (``tzdata ; sys_platform == "win32"`` does not)."""
-    machine = "aarch64" if plan.architecture == "arm64" else "x86_64"
-    target = {
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "platform_machine": machine,
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "python_version": plan.python_version,
-        "python_full_version": f"{plan.python_version}.0",
-    }
-    return sum(1 for req in plan.requirements if not req.markers or Marker(req.markers).evaluate(target))
+    return len(plan.identity.requirements)  # the identity holds exactly the pins that install there
 
 
 def _say(progress: Progress | None, message: str) -> None:
@@ -254,7 +243,7 @@ def _requirements_for_install(plan: LayerPlan, dest: Path) -> Path:
     """Exactly the lines the identity hashed, so what is installed is what is named."""
     lines = [f"--index-url {url}" for url in plan.requirements_file.index_urls[:1]]
     lines += [f"--extra-index-url {url}" for url in plan.requirements_file.index_urls[1:]]
-    lines += [r.line for r in plan.requirements]
+    lines += list(plan.identity.requirements)  # markers already evaluated for this target (deploy.identity)
     dest.write_text("\n".join(lines) + "\n")
     return dest
 
@@ -644,7 +633,8 @@ def _git_ignored(paths: Paths) -> frozenset[str] | None:
 
 
 def version_info(paths: Paths) -> dict[str, Any]:
-    """Which commit the code came from, without a build time: same commit, same bytes.
+    """Which commit the code came from: recorded beside the zip (manifest, version description,
+    report), never in it, so the zip's sha256 is its content's.
 
     Outside a git checkout (a source tarball) the commit is ``"unknown"`` rather than an error,
     so the code can still be built; ``dirty`` is then true because nothing vouches for it.
@@ -845,8 +835,6 @@ def function_entries(plan: FunctionPlan, *, pyc_dir: Path | None = None) -> list
         [(f"backend/{e.name}", e.source) for e in entries if e.source is not None],
         baseline=plan.paths.root / secret_scan.BASELINE_NAME,
     )
-    data = json.dumps(dict(plan.version_info), sort_keys=True, indent=2) + "\n"
-    entries.append(archive.Entry(name="version_info.json", data=data.encode()))
     if plan.compiler is not None:
         if pyc_dir is None:
             raise BuildError("function bytecode needs a folder to compile into")
@@ -890,6 +878,9 @@ def _build_function(plan: FunctionPlan, entries: list[archive.Entry], progress: 
             previous.check()
             reused = previous.sha256 == artifact.sha256
         if reused:
+            if previous.inputs != artifact.inputs:
+                # Same bytes from another commit: the manifest names the commit this build saw.
+                artifact.write_manifest()
             _say(progress, f"function code {result.sha256[:12]} already built: {_sizes(artifact)}")
             return BuildResult(artifact=artifact, reused=True)
         pending.replace(dest)

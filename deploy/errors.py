@@ -35,7 +35,8 @@ class ConfigError(DeployError):
 
 
 class LockError(DeployError):
-    """requirements.txt / poetry.lock are missing, malformed or out of sync."""
+    """requirements.txt / its lock (poetry.lock or uv.lock) are missing, malformed or out of sync, or the lock is
+    older than backend/pyproject.toml or from another Poetry major; or `inv lock` could not resolve."""
 
     exit_code = 3
 

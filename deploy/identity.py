@@ -1,8 +1,10 @@
 """What makes two layers the same: every input that can change the zip's bytes, and nothing else.
 
 The identity keys the zip in ``.build/layers/`` and its S3 object, so a rebuild with the
-same inputs is skipped and an upload happens only once. Inputs: the exported requirement
-lines (with hashes, so a dev-only change in poetry.lock never reaches them), the runtime
+same inputs is skipped and an upload happens only once. Inputs: the exported requirements
+that install on the target (name, version, extras and hashes, markers evaluated for the runtime
+and architecture and then dropped: Poetry and uv spell markers differently for one resolved set,
+and a dev-only change in the lock never reaches the export), the runtime
 and its glibc floor, the architecture, the builder and its version (a new uv can lay out
 files differently), the packaging options, whether bytecode is shipped and the compiling
 interpreter's exact version (``cpython-3.12.1``: a patch release may marshal differently),
@@ -19,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deploy.config import LayerOptions
-from deploy.lock import Requirement
+from deploy.lock import Requirement, resolved_for, target_environment
 
 #: Bump when build.py changes what it removes or adds after install, or archive.py how it writes
 #: a member (archive.DEFLATE_VERSION included); old layers then rebuild. 4: compressed formats
@@ -29,7 +31,7 @@ FORMAT_VERSION = 4
 
 @dataclass(frozen=True, kw_only=True)
 class LayerIdentity:
-    requirements: tuple[str, ...]  # canonical lines incl. sorted hashes, sorted by name
+    requirements: tuple[str, ...]  # pins installed on the target, incl. sorted hashes, sorted by name
     runtime: str
     architecture: str
     glibc_floor: str  # "2.34"
@@ -70,8 +72,9 @@ def layer_identity(
     options: LayerOptions,
     bytecode: str | None = None,
 ) -> LayerIdentity:
+    python_version = runtime.removeprefix("python")
     return LayerIdentity(
-        requirements=tuple(r.line for r in sorted(requirements, key=lambda r: r.name)),
+        requirements=tuple(resolved_for(tuple(requirements), target_environment(python_version, architecture))),
         runtime=runtime,
         architecture=architecture,
         glibc_floor=f"{glibc_floor[0]}.{glibc_floor[1]}",

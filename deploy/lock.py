@@ -1,28 +1,32 @@
-"""requirements.txt and poetry.lock: read both, and refuse to build when they disagree.
+"""requirements.txt and its lock (poetry.lock or uv.lock): read both, and refuse to build when they disagree.
 
-Poetry owns the dependency graph; the layer is installed from the hash-pinned
-``requirements.txt`` that ``poetry export --only main`` writes, so installers need no
-Poetry and install exactly the bytes the lock promised. An export that is older than
-the lock would silently ship other versions than the ones tested, hence ``check_sync``.
+Poetry (or uv) owns the dependency graph; the layer is installed from the hash-pinned
+``requirements.txt`` that ``poetry export --only main`` (``uv export --no-dev``) writes, so
+installers need no Poetry and install exactly the bytes the lock promised. An export that is
+older than the lock would silently ship other versions than the ones tested, hence
+``check_sync``; a lock older than its pyproject would too, hence ``deploy.lockfiles``.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as _PkgRequirement
 from packaging.utils import canonicalize_name
 
+from deploy import lockfiles
 from deploy.config import Paths
 from deploy.errors import LockError
 
-EXPORT_COMMAND = "cd backend && poetry export --only main -o requirements.txt"
+#: Re-locks and exports with the pinned tool (deploy.relock); what every stale-file message says to run.
+EXPORT_COMMAND = lockfiles.LOCK_COMMAND
 
 # Index options change where bytes come from, never which bytes (every line is hash-pinned),
 # so they are passed through to the installer untouched and stay out of the identity.
@@ -42,6 +46,33 @@ class Requirement:
     line: str  # canonical one-line form, used by the layer identity
     extras: tuple[str, ...] = ()
     lineno: int = field(default=0, compare=False)
+
+
+def target_environment(python_version: str, architecture: str) -> dict[str, str]:
+    """PEP 508 marker values of the Lambda runtime: what the installer resolves markers against."""
+    return {
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "aarch64" if architecture == "arm64" else "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+    }
+
+
+def resolved_for(requirements: Iterable[Requirement], env: Mapping[str, str]) -> list[str]:
+    """The pins that install on ``env``, without their markers: what the layer holds, however the
+    exporter spelled its markers (Poetry writes ``python_version >= "3.11" and …`` on every line,
+    uv only where a marker narrows the set), so equal resolved sets give equal lines."""
+    out = []
+    for req in sorted(requirements, key=lambda r: r.name):
+        if req.markers and not Marker(req.markers).evaluate(dict(env)):
+            continue
+        line = req.name + (f"[{','.join(req.extras)}]" if req.extras else "") + f"=={req.version}"
+        out.append(line + "".join(f" --hash={h}" for h in req.hashes))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,9 +274,9 @@ def parse_poetry_lock(path: Path) -> PoetryLock:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise LockError(f"{path} is missing", hint="run `cd backend && poetry lock`") from None
+        raise LockError(f"{path} is missing", hint=f"run `{EXPORT_COMMAND}`") from None
     except tomllib.TOMLDecodeError as exc:
-        raise LockError(f"{path} is not valid TOML: {exc}", hint="run `cd backend && poetry lock`") from None
+        raise LockError(f"{path} is not valid TOML: {exc}", hint=f"run `{EXPORT_COMMAND}`") from None
     except OSError as exc:
         raise LockError(f"{path} is unreadable: {exc}") from None
 
@@ -289,6 +320,40 @@ def parse_poetry_lock(path: Path) -> PoetryLock:
     return PoetryLock(path=path, packages=packages, lock_version=str(metadata.get("lock-version", "")))
 
 
+def parse_uv_lock(path: Path, project: str) -> PoetryLock:
+    """uv.lock's registry packages; those ``uv export --no-dev`` writes are in group ``main``."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise LockError(f"{path} is missing", hint=f"run `{EXPORT_COMMAND}`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LockError(f"{path} is not valid TOML: {exc}", hint=f"run `{EXPORT_COMMAND}`") from None
+    shown = _show(path)
+    raw_packages = data.get("package")
+    if not isinstance(raw_packages, list):
+        raise LockError(f"{shown} has no [[package]] entries; is it a uv.lock?")
+    main = lockfiles.uv_main_closure(data, project)
+    packages: dict[str, LockedPackage] = {}
+    for i, pkg in enumerate(raw_packages):
+        name, version = pkg.get("name"), pkg.get("version")
+        if not isinstance(name, str) or canonicalize_name(name) == canonicalize_name(project):
+            continue  # the project itself (virtual or editable) is not a requirement
+        if not isinstance(version, str):
+            raise LockError(f"{shown}: package entry #{i + 1} ({name}) lacks a version")
+        files = [pkg.get("sdist"), *pkg.get("wheels", [])]
+        hashes = {f["hash"] for f in files if isinstance(f, Mapping) and isinstance(f.get("hash"), str)}
+        norm = canonicalize_name(name)
+        packages[norm] = LockedPackage(
+            name=norm,
+            version=version,
+            groups=("main",) if norm in main else ("dev",),
+            markers=None,
+            hashes=frozenset(hashes),
+        )
+    return PoetryLock(path=path, packages=packages, lock_version=f"uv-{data.get('version', '')}")
+
+
 # ---------------------------------------------------------------------------
 # The sync check
 
@@ -324,10 +389,21 @@ def check_sync(requirements: RequirementsFile, lock: PoetryLock) -> None:
         raise LockError(f"{shown} is stale: {'; '.join(problems)}; run `{EXPORT_COMMAND}`")
 
 
+def load_lock(paths: Paths) -> PoetryLock:
+    """backend/'s lock, refused unless it is still the lock of backend/pyproject.toml (deploy.lockfiles)."""
+    source = lockfiles.lock_source(paths)
+    if source.tool == "uv":
+        lockfiles.check_uv_fresh(source, paths)
+        project = lockfiles.project_name(source.pyproject)
+        return parse_uv_lock(source.lock, project)
+    lockfiles.check_poetry_fresh(source)
+    return parse_poetry_lock(source.lock)
+
+
 def load_requirements_file(paths: Paths) -> RequirementsFile:
-    """Both files parsed and checked against each other; what the layer build installs from."""
+    """The lock checked against its pyproject, the export against the lock; what the layer build installs from."""
+    lock = load_lock(paths)
     requirements = parse_requirements(paths.requirements)
-    lock = parse_poetry_lock(paths.poetry_lock)
     check_sync(requirements, lock)
     return requirements
 

@@ -777,7 +777,7 @@ def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False, strict
 
 
 def _artifact_json(artifact: Artifact) -> dict[str, Any]:
-    return {
+    out = {
         "identity": artifact.identity,
         "sha256": artifact.sha256,
         "code_sha256": artifact.code_sha256,
@@ -785,6 +785,11 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
         "zipped_size": artifact.zipped_size,
         "unzipped_size": artifact.unzipped_size,
     }
+    info = artifact.inputs.get("version_info")
+    if artifact.kind == "function" and isinstance(info, dict):
+        # Beside the zip, not in it: the function's identity is its content (deploy.build).
+        out |= {"commit": info.get("commit"), "dirty": info.get("dirty")}
+    return out
 
 
 def _build_artifacts(

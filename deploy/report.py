@@ -265,6 +265,13 @@ def markdown(data: Mapping[str, Any]) -> str:
             f"{human_size(layer.get('zipped_size', 0))} zipped / {human_size(layer.get('unzipped_size', 0))} unzipped"
             + (f" ({layer['source']})" if layer.get("source") else "")
         ]
+    function = data.get("function") or {}
+    if function:
+        commit = str(function.get("commit") or "unknown")
+        lines.append(
+            f"- function code `{str(function.get('sha256', ''))[:16]}` from commit `{commit[:12]}`"
+            + (" (dirty)" if function.get("dirty", True) else "")
+        )
     for pub in data.get("publish", []) or []:
         lines.append(f"- {pub.get('region')}: layer version `{pub.get('layer_version_arn')}` ({pub.get('action')})")
     functions = data.get("functions") or []

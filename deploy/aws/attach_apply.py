@@ -156,6 +156,7 @@ class _Stager:
             FunctionName=name,
             CodeSha256=self.plan.code_sha256,
             **_revision(rev),
+            **_description(self.plan.description or None),
         )
         if _layer_arns(version) != fp.new_layers or version.get("CodeSha256") != self.plan.code_sha256:
             raise AttachError(

@@ -80,6 +80,8 @@ class AttachPlan:
     #: The commit the code was built from (its version_info): recorded on each alias it moves, so a
     #: rollback can say which deploy it undid.
     commit: str = ""
+    #: the published version's description: which commit the code came from (the zip holds only content)
+    description: str = ""
 
     @property
     def changed(self) -> bool:
@@ -134,6 +136,19 @@ def plan_function(
     )
 
 
+#: Lambda's limit on a version's description.
+DESCRIPTION_LIMIT = 256
+
+
+def version_description(function: Artifact) -> str:
+    """``commit 1a2b3c… (dirty)`` for PublishVersion: the function zip is keyed by its content, so the
+    commit it was built from is recorded here (and in the report) rather than in its bytes."""
+    info = function.inputs.get("version_info") or {}
+    commit = str(info.get("commit") or "unknown")
+    text = f"commit {commit}" + (" (dirty)" if info.get("dirty", True) else "")
+    return text[:DESCRIPTION_LIMIT]
+
+
 def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_version_arn: str) -> AttachPlan:
     """Reads only. Every function must exist (and have its alias) before anything is written."""
     if function.kind != "function":
@@ -175,4 +190,5 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
         upload_code=upload_code,
         functions=tuple(plans),
         commit=str(function.inputs.get("version_info", {}).get("commit") or ""),
+        description=version_description(function),
     )

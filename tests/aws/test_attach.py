@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -432,3 +433,19 @@ def test_attachs_own_deadline_never_extends_the_deploys() -> None:
     deploy_policy = clock.policy().with_deadline(100)
     assert deploy_policy.with_deadline(900).deadline == clock.now + 100
     assert clock.policy().with_deadline(900).deadline == clock.now + 900
+
+
+def test_published_version_names_the_commit_the_zip_does_not_hold(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
+) -> None:
+    # The function zip is keyed by its content; the commit it came from travels on the version.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    built = dataclasses.replace(code, inputs={"version_info": {"commit": commit, "dirty": False}})
+    attach(env, deployed, function=built, layer_version_arn=layer_arn)
+    for fn in deployed.functions:
+        version = lam.get_function_configuration(FunctionName=fn.name, Qualifier="live")
+        assert version["Description"] == f"commit {commit}"
+    dirty = dataclasses.replace(code, inputs={"version_info": {"commit": commit, "dirty": True}})
+    assert plan_attach(env, deployed, function=dirty, layer_version_arn=layer_arn).description == (
+        f"commit {commit} (dirty)"
+    )

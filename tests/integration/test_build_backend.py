@@ -33,7 +33,7 @@ BACKEND = ROOT / "backend"
 
 def _checkout(root: Path) -> Paths:
     (root / "backend").mkdir(parents=True)
-    for name in ("requirements.txt", "poetry.lock"):
+    for name in ("requirements.txt", "poetry.lock", "pyproject.toml"):
         shutil.copy(BACKEND / name, root / "backend" / name)
     return Paths(root=root)
 

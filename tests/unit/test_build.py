@@ -121,7 +121,8 @@ def _checkout(root: Path, case: str = "good") -> Paths:
     backend = root / "backend"
     backend.mkdir(parents=True, exist_ok=True)
     shutil.copy(LOCKS / case / "requirements.txt", backend / "requirements.txt")
-    shutil.copy(LOCKS / "good" / "poetry.lock", backend / "poetry.lock")
+    for name in ("poetry.lock", "pyproject.toml"):
+        shutil.copy(LOCKS / "good" / name, backend / name)
     return Paths(root=root)
 
 
@@ -510,13 +511,13 @@ def test_function_zip_is_deterministic_and_reused(tmp_path: Path) -> None:
         "lambdas/__pycache__/__init__.cpython-312.pyc",
         "lambdas/cleanup/__pycache__/handler.cpython-312.pyc",
         "lambdas/cleanup/handler.py",
-        "version_info.json",
     ]
     # The developer's own (timestamped, any-Python) .pyc never ships; ours names the Lambda path.
     pyc = zipfile.ZipFile(art.path).read("app/__pycache__/main.cpython-312.pyc")
     assert int.from_bytes(pyc[4:8], "little") == 1 and runtime_co_filename(pyc) == "/var/task/app/main.py"
     assert not list((paths.backend / "app").rglob("*.cpython-312.pyc"))[1:]  # only the planted one
-    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
+    # The commit is recorded beside the zip (its manifest), never in it: the zip's sha256 is its content's.
+    info = load_manifest(art.manifest_path).inputs["version_info"]
     assert info == {
         "commit": _git(tmp_path, "rev-parse", "HEAD").strip(),
         "commit_time": "2024-01-01T00:00:00+00:00",
@@ -591,8 +592,12 @@ def test_oversized_function_is_refused(tmp_path: Path) -> None:
 def test_outside_git_commit_is_unknown(tmp_path: Path) -> None:
     paths = _backend(tmp_path, git=False)
     art = build_function(function_plan(_env(paths))).artifact
-    info = json.loads(zipfile.ZipFile(art.path).read("version_info.json"))
-    assert info == {"commit": "unknown", "commit_time": None, "dirty": True}
+    assert "version_info.json" not in _names(art.path)
+    assert load_manifest(art.manifest_path).inputs["version_info"] == {
+        "commit": "unknown",
+        "commit_time": None,
+        "dirty": True,
+    }
 
 
 def test_function_plan_needs_the_sources(tmp_path: Path) -> None:
@@ -731,3 +736,51 @@ def test_repository_baseline_is_valid() -> None:
 
     root = Path(__file__).resolve().parents[2]
     assert isinstance(secret_scan.reviewed(root / secret_scan.BASELINE_NAME), frozenset)
+
+
+# ---------------------------------------------------------------------------
+# Function identity is content: commits and dependency changes do not move it
+
+PAIR = Path(__file__).resolve().parent.parent / "fixtures" / "lockpair"
+
+
+def test_a_commit_that_changes_no_source_keeps_the_function_sha(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    first = build_function(function_plan(_env(paths))).artifact
+    before = _git(tmp_path, "rev-parse", "HEAD").strip()
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "docs only")
+    after = _git(tmp_path, "rev-parse", "HEAD").strip()
+    assert after != before
+    second = build_function(function_plan(_env(paths)))
+    assert second.reused and second.artifact.sha256 == first.sha256
+    # Same bytes, but the manifest (what attach's description and the report read) names the new commit.
+    assert load_manifest(second.artifact.manifest_path).inputs["version_info"]["commit"] == after
+
+
+def test_a_dependency_only_change_moves_the_layer_and_not_the_function(tmp_path: Path) -> None:
+    paths = _backend(tmp_path)
+    _checkout(tmp_path)
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "lock")
+    layer_before = layer_plan(_env(paths), installer=FakeInstaller()).digest
+    code_before = build_function(function_plan(_env(paths))).artifact.sha256
+    for name in ("pyproject.toml", "poetry.lock", "requirements.txt"):
+        shutil.copy(PAIR / "poetry" / name, paths.backend / name)
+    _git(tmp_path, "commit", "-q", "-am", "add anyio")
+    assert layer_plan(_env(paths), installer=FakeInstaller()).digest != layer_before
+    assert build_function(function_plan(_env(paths))).artifact.sha256 == code_before
+
+
+def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_path: Path) -> None:
+    from deploy.pipeline import _artifact_json
+    from deploy.report import markdown
+
+    paths = _backend(tmp_path)
+    head = _git(tmp_path, "rev-parse", "HEAD").strip()
+    clean = _artifact_json(build_function(function_plan(_env(paths))).artifact)
+    assert clean["commit"] == head and clean["dirty"] is False
+    assert f"from commit `{head[:12]}`" in markdown({"env": "t", "function": clean})
+    assert "(dirty)" not in markdown({"env": "t", "function": clean})
+    (paths.backend / "app" / "main.py").write_text("def handler(event, context):\n    return 2\n")
+    dirty = _artifact_json(build_function(function_plan(_env(paths))).artifact)
+    assert dirty["dirty"] is True and f"from commit `{head[:12]}` (dirty)" in markdown({"env": "t", "function": dirty})

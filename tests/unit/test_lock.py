@@ -119,7 +119,7 @@ def test_out_of_sync_is_reported_with_the_package(case: str, needle: str) -> Non
         check_sync(parse_requirements(LOCKS / case / "requirements.txt"), parse_poetry_lock(GOOD_LOCK))
     message = str(err.value)
     assert needle in message
-    assert "poetry export --only main -o requirements.txt" in message
+    assert "run `inv lock`" in message
 
 
 def test_load_locked_requirements_from_a_checkout(tmp_path: Path) -> None:
@@ -127,6 +127,7 @@ def test_load_locked_requirements_from_a_checkout(tmp_path: Path) -> None:
     backend.mkdir()
     shutil.copy(LOCKS / "good" / "requirements.txt", backend / "requirements.txt")
     shutil.copy(GOOD_LOCK, backend / "poetry.lock")
+    shutil.copy(LOCKS / "good" / "pyproject.toml", backend / "pyproject.toml")
     reqs = load_locked_requirements(Paths(root=tmp_path))
     assert [r.name for r in reqs] == ["idna", "six"]
     shutil.copy(LOCKS / "stale" / "requirements.txt", backend / "requirements.txt")
