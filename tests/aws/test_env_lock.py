@@ -197,7 +197,8 @@ def test_writing_tasks_refuse_while_another_run_holds_the_lock(
     assert writes.operations() == ["PutObject", "PutObject"]  # the two refused conditional writes
     assert alias_versions(lam, deployed) == before
     assert held_by(calls.client(env, "s3"), where) == other.info.lock_id
-    pipeline.rollback(env, to="1", dry_run=True, lock_timeout=0)  # dry runs take no lock
+    # dry runs take no lock (one function: --to names a version of one function)
+    pipeline.rollback(env, function=deployed.functions[0].key, to="1", dry_run=True, lock_timeout=0)
 
 
 def test_ci_run_url_only_when_all_parts_are_set() -> None:

@@ -106,6 +106,9 @@ def test_status_reads_only_before_and_after_a_deploy(fresh: Project, monkeypatch
     assert fresh.inv("local.status", check=False).returncode == 3  # no emulator was started
 
     fresh.inv("deploy", "--env", "local")
+    # The first deploy planned once and applied that saved plan (each Terraform command logs to its own file).
+    logs = sorted(p.name.split("-terraform-")[1] for p in (fresh.root / ".build" / "logs").glob("*-terraform-*.log"))
+    assert logs == ["apply-local.log", "plan-local.log"]
     shutil.rmtree(fresh.root / ".build" / "layers")  # a machine that never built this layer
     after = fresh.inv("status", "--env", "local")
     assert "in sync" in after.stderr

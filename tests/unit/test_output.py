@@ -58,20 +58,26 @@ def test_hashes_in_keys_are_cut_to_12() -> None:
 
 
 def test_the_install_count_is_what_applies_to_the_target() -> None:
-    def req(markers: str | None) -> SimpleNamespace:
-        return SimpleNamespace(markers=markers)
+    """The count the build prints is the identity's pins (``build._for_target``): markers evaluated for
+    the runtime and architecture (``lock.resolved_for``), so tzdata's win32 line does not count."""
+    from deploy.lock import resolved_for, target_environment
+
+    def req(i: int, markers: str | None) -> SimpleNamespace:
+        return SimpleNamespace(name=f"pkg{i}", extras=(), version="1.0", hashes=(), markers=markers)
 
     requirements = [
-        req(None),
-        req('python_version >= "3.11" and python_version < "3.14"'),
-        req('python_version >= "3.11" and python_version < "3.14" and sys_platform == "win32"'),  # tzdata
-        req('implementation_name != "pypy"'),
-        req('platform_machine == "aarch64"'),
+        req(0, None),
+        req(1, 'python_version >= "3.11" and python_version < "3.14"'),
+        req(2, 'python_version >= "3.11" and python_version < "3.14" and sys_platform == "win32"'),  # tzdata
+        req(3, 'implementation_name != "pypy"'),
+        req(4, 'platform_machine == "aarch64"'),
     ]
-    x86 = SimpleNamespace(architecture="x86_64", python_version="3.12", requirements=requirements)
-    arm = SimpleNamespace(architecture="arm64", python_version="3.12", requirements=requirements)
-    assert build._for_target(x86) == 3  # type: ignore[arg-type]
-    assert build._for_target(arm) == 4  # type: ignore[arg-type]
+    x86 = resolved_for(requirements, target_environment("3.12", "x86_64"))  # type: ignore[arg-type]
+    arm = resolved_for(requirements, target_environment("3.12", "arm64"))  # type: ignore[arg-type]
+    assert len(x86) == 3
+    assert len(arm) == 4
+    plan = SimpleNamespace(identity=SimpleNamespace(requirements=tuple(x86)))
+    assert build._for_target(plan) == 3  # type: ignore[arg-type]
 
 
 def test_without_a_terminal_each_function_is_one_line_as_it_finishes(screen: Console) -> None:
