@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from deploy.errors import BuildError, VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
 from deploy.verify.jail import (
+    BWRAP,
     SYSTEM_PATHS,
     IsolationDecision,
     Jail,
@@ -39,10 +41,12 @@ from deploy.verify.jail import (
     isolation_for,
     require_isolation,
 )
+from deploy.verify.relay import forwarder
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
 from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
 
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
+RELAY = RUNNER.parent / "relay.py"  # bound with the runner: the same folder
 DEFAULT_TIMEOUT_S = 60.0
 #: Two cores on CI runners: more parallel interpreters only thrash.
 MAX_WORKERS = 2
@@ -324,6 +328,7 @@ class Session:
     runtime: Path  # the folder lending the host's boto3 & co. (``RUNTIME_PROVIDED``)
     endpoint_url: str
     jail: Jail | None  # bwrap mode only
+    relay: tuple[Path, int] | None = None  # the emulator's socket and port, relayed into the jail
 
     def sys_path(self, tree: Tree) -> list[str]:
         return _sys_path(tree, self.env.python_version, self.runtime)
@@ -334,9 +339,13 @@ class Session:
 
     def wrapper(self, scratch: Path) -> list[str]:
         """What starts the interpreter: bwrap, unshare, or nothing (the decision said so and said it aloud)."""
-        if self.jail is not None and self.isolation.command:
+        if self.jail is not None:  # mode bwrap: a jail, whatever else
             # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
-            return argv_prefix(replace(self.jail, read_write=(scratch,)), bwrap=self.isolation.command)
+            argv = argv_prefix(replace(self.jail, read_write=(scratch,)), bwrap=self.isolation.command or BWRAP)
+            if self.relay is not None:
+                socket_path, port = self.relay
+                argv += [str(self.python), "-I", "-S", str(RELAY), str(port), str(socket_path), "--"]
+            return argv
         if self.isolation.mode == "fallback" and self.isolation.command:
             return fallback_argv(unshare=self.isolation.command, share_network=bool(self.env.endpoint_url))
         return []
@@ -355,7 +364,9 @@ class Session:
         )
 
 
-def _jail(env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path, root: Path) -> Jail:
+def _jail(
+    env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path, root: Path, relay: Path | None
+) -> Jail:
     """What the sandbox may see: the system's libraries and TLS roots, the interpreter, this run's trees."""
     # The runtime folder holds symlinks to the host's boto3 & co.: their targets must resolve inside.
     lent = [p.resolve() for p in runtime.iterdir() if p.is_symlink()]
@@ -369,12 +380,20 @@ def _jail(env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path,
             *lent,
             *(t.task_root for t in trees),
             *(t.opt for t in trees),
+            *([relay] if relay else []),  # connectable through a read-only bind, as any Unix socket
         ),
         read_write=(),
         files=account_files(root / "etc"),
-        # The emulator listens on the host's loopback; anywhere else the sandbox gets no network at all.
-        share_network=bool(env.endpoint_url),
+        # Its own network namespace, the emulator relayed into it; shared only with an emulator elsewhere
+        # than the host's loopback (a fresh namespace cannot reach that, and the relay serves loopback only).
+        share_network=bool(env.endpoint_url) and relay is None,
     )
+
+
+def _loopback_port(endpoint_url: str | None) -> int | None:
+    """The emulator's port when it listens on the host's loopback (the relay's case)."""
+    parts = urllib.parse.urlsplit(endpoint_url or "")
+    return parts.port if parts.hostname in ("127.0.0.1", "localhost") else None
 
 
 @contextlib.contextmanager
@@ -389,10 +408,28 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
     root.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_dir(root)
     python = python.resolve()
-    jail = _jail(env, trees, python=python, runtime=runtime, root=root) if isolation.mode == "bwrap" else None
-    with sandbox_endpoint(env) as endpoint_url:
+    port = _loopback_port(env.endpoint_url) if isolation.mode == "bwrap" else None
+    with contextlib.ExitStack() as held:
+        endpoint_url = held.enter_context(sandbox_endpoint(env))
+        relay = None
+        if port is not None:
+            # A short folder of its own: a Unix socket's path has ~107 bytes at most.
+            folder = Path(held.enter_context(tempfile.TemporaryDirectory(prefix="relay-")))
+            relay = held.enter_context(forwarder(folder / "emulator.sock", "127.0.0.1", port))
+        # Only a decision that allows no jail runs without one: the fallback (emulator) or isolation none.
+        jail = (
+            _jail(env, trees, python=python, runtime=runtime, root=root, relay=relay)
+            if isolation.mode == "bwrap"
+            else None
+        )
         yield Session(
-            env=env, isolation=isolation, python=python, runtime=runtime, endpoint_url=endpoint_url, jail=jail
+            env=env,
+            isolation=isolation,
+            python=python,
+            runtime=runtime,
+            endpoint_url=endpoint_url,
+            jail=jail,
+            relay=(relay, port) if relay is not None and port is not None else None,
         )
 
 
