@@ -13,7 +13,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from deploy import runtime_python
 from deploy.artifact import Artifact
@@ -41,20 +40,20 @@ from deploy.verify.jail import (
     isolation_for,
     require_isolation,
 )
+from deploy.verify.native import ELF_MACHINES, check_architecture, elf_machine, host_architecture
 from deploy.verify.relay import forwarder
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
 from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_cases
 
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 RELAY = RUNNER.parent / "relay.py"  # bound with the runner: the same folder
+_ELF_MACHINES = ELF_MACHINES  # the name deploy.verify re-exports
 DEFAULT_TIMEOUT_S = 60.0
 #: Two cores on CI runners: more parallel interpreters only thrash.
 MAX_WORKERS = 2
 #: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):
 #: a function may rely on them without shipping them, so the sandbox lends the host's copies.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
-_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-_ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
 
 #: Environment the sandbox forces per function; ``{tmp}`` is the function's scratch directory.
 #: The sandbox runs on the deployer's machine, outside the VPC: it must never reach the real
@@ -83,28 +82,6 @@ def find_runtime_python(python_version: str, *, env: Mapping[str, str] = os.envi
         f"install it (e.g. `pyenv install {python_version}`) or put it on PATH",
         hint=runtime_python.where_looked(python_version, env),
     )
-
-
-def _host_architecture() -> str:
-    machine = platform.machine().lower()
-    return _MACHINES.get(machine, machine)
-
-
-def _elf_machine(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(20)
-    except OSError:
-        return None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return None
-    order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
-    number = int.from_bytes(head[18:20], order)
-    return _ELF_MACHINES.get(number, f"machine {number}")
-
-
-def _native_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and (p.suffix == ".so" or ".so." in p.name)]
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +185,7 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
         if not folder.is_dir():
             continue
         for candidate in folder.glob(f"{parts[-1]}.*so"):
-            machine = _elf_machine(candidate)
+            machine = elf_machine(candidate)
             rel = candidate.relative_to(root)
             if machine is not None and machine != host_arch:
                 hints.append(f"{rel} is a {machine} extension; this function runs on {host_arch}")
@@ -273,7 +250,7 @@ def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float
     import_ms = raw.get("import_ms")
     if raw.get("error"):
         hint = (
-            _import_hint(job, raw, _host_architecture()) if raw.get("error_type") == "Runtime.ImportModuleError" else ""
+            _import_hint(job, raw, host_architecture()) if raw.get("error_type") == "Runtime.ImportModuleError" else ""
         )
         return failed(raw["error"] + hint, raw.get("traceback_tail") or stderr_tail, import_ms)
 
@@ -402,7 +379,7 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
     trees = tuple(trees)
     isolation = isolation_for(env)
     require_isolation(isolation)
-    _check_architecture(env, trees)
+    check_architecture(env, [(t.opt, t.task_root) for t in trees])
     if isolation.mode != "bwrap":
         sys.stderr.write(isolation.detail + "\n")
     root.mkdir(parents=True, exist_ok=True)
@@ -431,19 +408,6 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
             jail=jail,
             relay=(relay, port) if relay is not None and port is not None else None,
         )
-
-
-def _check_architecture(env: EnvConfig, trees: Iterable[Tree]) -> None:
-    host = _host_architecture()
-    if env.architecture == host:
-        return
-    for tree in trees:
-        native = _native_files(tree.opt) + _native_files(tree.task_root)
-        if native:
-            raise VerifyError(
-                f"cannot verify {env.architecture} artifacts with native code on a {host} machine "
-                f"(e.g. {native[0].name}); run verify on a {env.architecture} host",
-            )
 
 
 #: Told each function's result as soon as it is known (a progress display).
