@@ -305,7 +305,8 @@ class Session:
     runtime: Path  # the folder lending the host's boto3 & co. (``RUNTIME_PROVIDED``)
     endpoint_url: str
     jail: Jail | None  # bwrap mode only
-    relay: tuple[Path, int] | None = None  # the emulator's socket and port, relayed into the jail
+    #: The emulator's socket on the host and the port the relay listens on in the jail (``endpoint_url``'s).
+    relay: tuple[Path, int] | None = None
 
     def sys_path(self, tree: Tree) -> list[str]:
         return _sys_path(tree, self.env.python_version, self.runtime)
@@ -392,10 +393,11 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
         if port is not None:
             # A short folder of its own: a Unix socket's path has ~107 bytes at most.
             folder = Path(held.enter_context(tempfile.TemporaryDirectory(prefix="relay-")))
-            relay = held.enter_context(forwarder(folder / "emulator.sock", "127.0.0.1", port))
+            relay = (held.enter_context(forwarder(folder / "emulator.sock", "127.0.0.1", port)), _inside(port))
+            endpoint_url = f"http://127.0.0.1:{relay[1]}"
         # Only a decision that allows no jail runs without one: the fallback (emulator) or isolation none.
         jail = (
-            _jail(env, trees, python=python, runtime=runtime, root=root, relay=relay)
+            _jail(env, trees, python=python, runtime=runtime, root=root, relay=relay[0] if relay else None)
             if isolation.mode == "bwrap"
             else None
         )
@@ -406,8 +408,14 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
             runtime=runtime,
             endpoint_url=endpoint_url,
             jail=jail,
-            relay=(relay, port) if relay is not None and port is not None else None,
+            relay=relay,
         )
+
+
+def _inside(port: int) -> int:
+    """The relay's port in the jail: the emulator's, unless below 1024, which only a capability may bind
+    (the jail has none); any port is free in the jail's own network namespace."""
+    return port if port >= 1024 else port + 10_000
 
 
 #: Told each function's result as soon as it is known (a progress display).
