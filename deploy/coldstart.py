@@ -29,6 +29,20 @@ from deploy.config import EnvConfig, FunctionTarget
 from deploy.errors import VerifyError
 from deploy.verify.sandbox import Session, Tree, _Job, open_session
 
+__all__ = [
+    "IMPORT_TIMEOUT_S",
+    "PackageImport",
+    "Tree",  # the extracted layout, shared with the sandbox
+    "extract",
+    "handlers",
+    "import_once",
+    "import_profile",
+    "import_times",
+    "median",
+    "package_size",
+    "parse_importtime",
+]
+
 #: A cold import that takes longer has hung (the bench's layers import in seconds).
 IMPORT_TIMEOUT_S = 300.0
 

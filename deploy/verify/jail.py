@@ -8,8 +8,8 @@ address. So the jail is an allow-list: bubblewrap starts from an empty root and 
 what the run needs (the interpreter's prefix and the libraries it maps, the system's library dirs
 and TLS roots, the runner, the extracted trees), an empty ``/dev`` with null, zero and urandom, a
 fresh ``/proc`` in its own PID namespace and an empty ``/tmp``; the run's scratch folder is the only
-writable path. Outside an emulator environment it also gets its own network namespace (loopback
-only: the metadata address is unreachable).
+writable path. It also gets its own network namespace (loopback only: the metadata address is
+unreachable); the local emulator on the host's loopback is relayed into it (``deploy.verify.relay``).
 
 Without a usable bubblewrap, an emulator environment (dummy credentials, nothing real to steal in
 the account it talks to) falls back to the strongest isolation the kernel allows without it:
@@ -39,7 +39,7 @@ BWRAP = "bwrap"
 UNSHARE = "unshare"
 Probe = Callable[[], str | None]
 
-#: Every run's namespaces and hardening; the network namespace is added outside an emulator environment.
+#: Every run's namespaces and hardening; ``--unshare-net`` is added unless the jail must share the network.
 BWRAP_FLAGS = (
     "--die-with-parent",
     "--new-session",  # no TIOCSTI into the deployer's terminal
@@ -180,7 +180,7 @@ def decide_isolation(
             mode="bwrap",
             ok=True,
             detail="verify sandbox: bubblewrap jail (allow-listed binds, own PID/IPC/UTS/cgroup namespaces"
-            + (", host network for the emulator)" if emulator else ", no network)"),
+            + (", own network with the emulator relayed in)" if emulator else ", no network)"),
             fix=None,
             command=shutil.which(BWRAP) or BWRAP,
         )
@@ -271,7 +271,7 @@ class Jail:
     read_write: tuple[Path, ...]
     #: (host file, path in the jail), read-only: the jail's own /etc/passwd and /etc/group.
     files: tuple[tuple[Path, Path], ...] = ()
-    #: Only for an environment with an emulator on the host's loopback (with dummy credentials).
+    #: Only for an emulator (dummy credentials) the relay cannot bring in: one not on the host's loopback.
     share_network: bool
 
 

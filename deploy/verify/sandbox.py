@@ -13,14 +13,14 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from deploy import runtime_python
 from deploy.artifact import Artifact
@@ -29,6 +29,7 @@ from deploy.errors import BuildError, VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
 from deploy.verify.jail import (
+    BWRAP,
     SYSTEM_PATHS,
     IsolationDecision,
     Jail,
@@ -39,18 +40,20 @@ from deploy.verify.jail import (
     isolation_for,
     require_isolation,
 )
+from deploy.verify.native import ELF_MACHINES, check_architecture, elf_machine, host_architecture
+from deploy.verify.relay import forwarder
 from deploy.verify.results import FunctionVerify, SmokeResult, VerifyReport, _report
 from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smoke_for
 
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
+RELAY = RUNNER.parent / "relay.py"  # bound with the runner: the same folder
+_ELF_MACHINES = ELF_MACHINES  # the name deploy.verify re-exports
 DEFAULT_TIMEOUT_S = 60.0
 #: Two cores on CI runners: more parallel interpreters only thrash.
 MAX_WORKERS = 2
 #: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):
 #: a function may rely on them without shipping them, so the sandbox lends the host's copies.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
-_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-_ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
 
 
 def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
@@ -70,28 +73,6 @@ def find_runtime_python(python_version: str, *, env: Mapping[str, str] = os.envi
         f"install it (e.g. `pyenv install {python_version}`) or put it on PATH",
         hint=runtime_python.where_looked(python_version, env),
     )
-
-
-def _host_architecture() -> str:
-    machine = platform.machine().lower()
-    return _MACHINES.get(machine, machine)
-
-
-def _elf_machine(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(20)
-    except OSError:
-        return None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return None
-    order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
-    number = int.from_bytes(head[18:20], order)
-    return _ELF_MACHINES.get(number, f"machine {number}")
-
-
-def _native_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and (p.suffix == ".so" or ".so." in p.name)]
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +176,7 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
         if not folder.is_dir():
             continue
         for candidate in folder.glob(f"{parts[-1]}.*so"):
-            machine = _elf_machine(candidate)
+            machine = elf_machine(candidate)
             rel = candidate.relative_to(root)
             if machine is not None and machine != host_arch:
                 hints.append(f"{rel} is a {machine} extension; this function runs on {host_arch}")
@@ -260,7 +241,7 @@ def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float
     import_ms = raw.get("import_ms")
     if raw.get("error"):
         hint = (
-            _import_hint(job, raw, _host_architecture()) if raw.get("error_type") == "Runtime.ImportModuleError" else ""
+            _import_hint(job, raw, host_architecture()) if raw.get("error_type") == "Runtime.ImportModuleError" else ""
         )
         return failed(raw["error"] + hint, raw.get("traceback_tail") or stderr_tail, import_ms)
 
@@ -315,6 +296,8 @@ class Session:
     runtime: Path  # the folder lending the host's boto3 & co. (``RUNTIME_PROVIDED``)
     endpoint_url: str
     jail: Jail | None  # bwrap mode only
+    #: The emulator's socket on the host and the port the relay listens on in the jail (``endpoint_url``'s).
+    relay: tuple[Path, int] | None = None
 
     def sys_path(self, tree: Tree) -> list[str]:
         return _sys_path(tree, self.env.python_version, self.runtime)
@@ -325,9 +308,13 @@ class Session:
 
     def wrapper(self, scratch: Path) -> list[str]:
         """What starts the interpreter: bwrap, unshare, or nothing (the decision said so and said it aloud)."""
-        if self.jail is not None and self.isolation.command:
+        if self.jail is not None:  # mode bwrap: a jail, whatever else
             # Writable inside the jail: this run's scratch folder (HOME, TMPDIR, the sqlite files), nothing else.
-            return argv_prefix(replace(self.jail, read_write=(scratch,)), bwrap=self.isolation.command)
+            argv = argv_prefix(replace(self.jail, read_write=(scratch,)), bwrap=self.isolation.command or BWRAP)
+            if self.relay is not None:
+                socket_path, port = self.relay
+                argv += [str(self.python), "-I", "-S", str(RELAY), str(port), str(socket_path), "--"]
+            return argv
         if self.isolation.mode == "fallback" and self.isolation.command:
             return fallback_argv(unshare=self.isolation.command, share_network=bool(self.env.endpoint_url))
         return []
@@ -346,7 +333,9 @@ class Session:
         )
 
 
-def _jail(env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path, root: Path) -> Jail:
+def _jail(
+    env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path, root: Path, relay: Path | None
+) -> Jail:
     """What the sandbox may see: the system's libraries and TLS roots, the interpreter, this run's trees."""
     # The runtime folder holds symlinks to the host's boto3 & co.: their targets must resolve inside.
     lent = [p.resolve() for p in runtime.iterdir() if p.is_symlink()]
@@ -360,12 +349,20 @@ def _jail(env: EnvConfig, trees: Iterable[Tree], *, python: Path, runtime: Path,
             *lent,
             *(t.task_root for t in trees),
             *(t.opt for t in trees),
+            *([relay] if relay else []),  # connectable through a read-only bind, as any Unix socket
         ),
         read_write=(),
         files=account_files(root / "etc"),
-        # The emulator listens on the host's loopback; anywhere else the sandbox gets no network at all.
-        share_network=bool(env.endpoint_url),
+        # Its own network namespace, the emulator relayed into it; shared only with an emulator elsewhere
+        # than the host's loopback (a fresh namespace cannot reach that, and the relay serves loopback only).
+        share_network=bool(env.endpoint_url) and relay is None,
     )
+
+
+def _loopback_port(endpoint_url: str | None) -> int | None:
+    """The emulator's port when it listens on the host's loopback (the relay's case)."""
+    parts = urllib.parse.urlsplit(endpoint_url or "")
+    return parts.port if parts.hostname in ("127.0.0.1", "localhost") else None
 
 
 @contextlib.contextmanager
@@ -374,30 +371,42 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
     trees = tuple(trees)
     isolation = isolation_for(env)
     require_isolation(isolation)
-    _check_architecture(env, trees)
+    check_architecture(env, [(t.opt, t.task_root) for t in trees])
     if isolation.mode != "bwrap":
         sys.stderr.write(isolation.detail + "\n")
     root.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_dir(root)
     python = python.resolve()
-    jail = _jail(env, trees, python=python, runtime=runtime, root=root) if isolation.mode == "bwrap" else None
-    with sandbox_endpoint(env) as endpoint_url:
+    port = _loopback_port(env.endpoint_url) if isolation.mode == "bwrap" else None
+    with contextlib.ExitStack() as held:
+        endpoint_url = held.enter_context(sandbox_endpoint(env))
+        relay = None
+        if port is not None:
+            # A short folder of its own: a Unix socket's path has ~107 bytes at most.
+            folder = Path(held.enter_context(tempfile.TemporaryDirectory(prefix="relay-")))
+            relay = (held.enter_context(forwarder(folder / "emulator.sock", "127.0.0.1", port)), _inside(port))
+            endpoint_url = f"http://127.0.0.1:{relay[1]}"
+        # Only a decision that allows no jail runs without one: the fallback (emulator) or isolation none.
+        jail = (
+            _jail(env, trees, python=python, runtime=runtime, root=root, relay=relay[0] if relay else None)
+            if isolation.mode == "bwrap"
+            else None
+        )
         yield Session(
-            env=env, isolation=isolation, python=python, runtime=runtime, endpoint_url=endpoint_url, jail=jail
+            env=env,
+            isolation=isolation,
+            python=python,
+            runtime=runtime,
+            endpoint_url=endpoint_url,
+            jail=jail,
+            relay=relay,
         )
 
 
-def _check_architecture(env: EnvConfig, trees: Iterable[Tree]) -> None:
-    host = _host_architecture()
-    if env.architecture == host:
-        return
-    for tree in trees:
-        native = _native_files(tree.opt) + _native_files(tree.task_root)
-        if native:
-            raise VerifyError(
-                f"cannot verify {env.architecture} artifacts with native code on a {host} machine "
-                f"(e.g. {native[0].name}); run verify on a {env.architecture} host",
-            )
+def _inside(port: int) -> int:
+    """The relay's port in the jail: the emulator's, unless below 1024, which only a capability may bind
+    (the jail has none); any port is free in the jail's own network namespace."""
+    return port if port >= 1024 else port + 10_000
 
 
 #: Told each function's result as soon as it is known (a progress display).

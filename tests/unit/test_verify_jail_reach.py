@@ -66,6 +66,11 @@ def handler(event, context):
         "user": getpass.getuser(),
         "caps": open("/proc/self/status").read().split("CapEff:")[1].split()[0],
     }
+    if os.environ.get("ABSTRACT_SOCKET"):
+        found["abstract"] = attempt(lambda: connect_unix("\\0" + os.environ["ABSTRACT_SOCKET"]))
+    if os.environ.get("OTHER_PORT"):
+        other = ("127.0.0.1", int(os.environ["OTHER_PORT"]))
+        found["other_port"] = attempt(lambda: socket.create_connection(other, timeout=2).close())
     endpoint = os.environ["AWS_ENDPOINT_URL"].rsplit("/", 1)[-1].rsplit(":", 1)
     found["endpoint"] = attempt(lambda: socket.create_connection((endpoint[0], int(endpoint[1])), timeout=2).close())
     with open(os.environ["LEAK_FILE"], "w") as fh:
@@ -159,7 +164,12 @@ def _tcp_listener() -> Iterator[int]:
 
 
 def _run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, emulator_port: int | None, sockets: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    emulator_port: int | None,
+    sockets: list[str],
+    extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     home = tmp_path / "home"
     leakprobe.set_host_credentials(monkeypatch, home)
@@ -177,6 +187,7 @@ def _run(
     )
     homes = [pwd.getpwuid(os.getuid()).pw_dir, str(home)]
     variables = {"LEAK_FILE": str(leak_file), "PROBE_SOCKETS": json.dumps(sockets), "REAL_HOMES": json.dumps(homes)}
+    variables.update(extra or {})
     with leakprobe.deployer_process():
         report = verify.verify_local(
             env,
@@ -194,8 +205,8 @@ def _run(
 def _no_other_process(found: dict[str, Any]) -> None:
     text = json.dumps(found["environs"])
     assert not any(canary in text for canary in leakprobe.HOST_SECRETS.values())
-    # its own PID namespace: at most the namespace's init and the interpreter itself
-    assert len(found["environs"]) <= 2, sorted(found["environs"])
+    # its own PID namespace: at most the namespace's init, the emulator's relay and the interpreter itself
+    assert len(found["environs"]) <= 3, sorted(found["environs"])
 
 
 def test_the_jail_reaches_no_host_socket_terminal_process_home_or_metadata(
@@ -221,14 +232,28 @@ def test_the_jail_reaches_no_host_socket_terminal_process_home_or_metadata(
     assert int(found["caps"], 16) == 0  # no capability, even when the deployer is root
 
 
-def test_the_emulator_jail_reaches_the_emulator_but_no_host_socket(
+def test_the_emulator_jail_reaches_the_emulator_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """local shares the host's network (the emulator is on its loopback); the filesystem stays an allow-list."""
-    with _listening_sockets(tmp_path) as sockets, _tcp_listener() as port:
-        found = _run(tmp_path, monkeypatch, emulator_port=port, sockets=sockets)
+    """local: the emulator on the host's loopback is relayed into the jail's own network namespace; the
+    metadata address, the host's abstract Unix sockets and its other loopback ports stay out of reach."""
+    with (
+        _listening_sockets(tmp_path) as sockets,
+        _tcp_listener() as port,
+        _tcp_listener() as other_port,
+        socket.socket(socket.AF_UNIX) as abstract,
+    ):
+        name = f"jail-probe-{uuid.uuid4().hex}"
+        abstract.bind(f"\0{name}")
+        abstract.listen()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(f"\0{name}")  # reachable from the host
+        extra = {"ABSTRACT_SOCKET": name, "OTHER_PORT": str(other_port)}
+        found = _run(tmp_path, monkeypatch, emulator_port=port, sockets=sockets, extra=extra)
     assert found["endpoint"] == ["ok", None]
     assert all(outcome[0] == "error" for outcome in found["sockets"].values()), found["sockets"]
+    assert found["metadata"] == ["error", errno.ENETUNREACH]
+    assert found["abstract"][0] == "error" and found["other_port"][0] == "error", found
     _no_other_process(found)
 
 
