@@ -73,10 +73,12 @@ DEPLOY_DEADLINE_S = 1800.0
 def require_prerequisites(env: EnvConfig, command: str, *, skip: tuple[str, ...] = ()) -> None:
     """Before a writing command's first write: every prerequisite checked, every problem reported at once
     (PreflightError, exit 15); what passes with a caveat (no bubblewrap on the emulator) is one line."""
+    from deploy.verify.jail import announce
+
     result = preflight_mod.run(env, command, skip=skip)
-    for note in result.notes():
-        say(f"[yellow]![/] {escape(note.name)}: {escape(note.detail)}")
     result.raise_for_failures()
+    for note in result.notes():
+        announce(note.detail)  # once: the sandbox sessions of this run do not repeat it
 
 
 def doctor(env: EnvConfig, *, as_json: bool = False) -> preflight_mod.Preflight:

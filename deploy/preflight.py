@@ -225,10 +225,11 @@ def check_runtime_python(env: EnvConfig, environ: Mapping[str, str]) -> Check:
 def check_sandbox(env: EnvConfig, decide: Callable[..., Any] | None = None) -> Check:
     """The verify sandbox's isolation, decided exactly as the run decides it (``deploy.verify.jail``)."""
     if decide is None:
-        from deploy.verify.jail import decide_isolation
+        from deploy.verify.jail import isolation_for
 
-        decide = decide_isolation
-    decision = decide(setting=env.verify.isolation, emulator=env.emulator is not None)
+        decision = isolation_for(env)  # the call the sandbox makes: the two never disagree
+    else:
+        decision = decide(setting=env.verify.isolation, emulator=env.emulator is not None)
     if not decision.ok:
         return Check(name=SANDBOX, mark=Mark.FAILED, detail=decision.detail, fix=decision.fix)
     mark = Mark.PASSED if decision.mode == "bwrap" else Mark.NOTE

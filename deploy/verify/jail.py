@@ -211,6 +211,17 @@ def decide_isolation(
     )
 
 
+_ANNOUNCED: set[str] = set()
+
+
+def announce(detail: str) -> None:
+    """Say a weaker-than-usual isolation once per process: the preflight says it before anything runs,
+    and the local and the deployed verify would each say it again."""
+    if detail not in _ANNOUNCED:
+        _ANNOUNCED.add(detail)
+        sys.stderr.write(detail + "\n")
+
+
 def isolation_for(env: EnvConfig) -> IsolationDecision:
     """The decision for one environment: an emulator environment is one with an ``emulator`` section (local)."""
     return decide_isolation(setting=env.verify.isolation, emulator=env.is_local)

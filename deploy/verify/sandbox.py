@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from deploy.verify.jail import (
     IsolationDecision,
     Jail,
     account_files,
+    announce,
     argv_prefix,
     fallback_argv,
     interpreter_paths,
@@ -373,7 +373,7 @@ def open_session(env: EnvConfig, trees: Iterable[Tree], *, python: Path, root: P
     require_isolation(isolation)
     check_architecture(env, [(t.opt, t.task_root) for t in trees])
     if isolation.mode != "bwrap":
-        sys.stderr.write(isolation.detail + "\n")
+        announce(isolation.detail)
     root.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_dir(root)
     python = python.resolve()
