@@ -40,6 +40,7 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _ELF_MACHINES = {3: "x86 (i386)", 40: "arm (32-bit)", 62: "x86_64", 183: "arm64 (aarch64)"}
 
+
 def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
     """(``X.Y``, the real executable) — a pyenv shim resolves to the interpreter behind it, which the
     sandbox must call directly: it runs with a scrubbed environment in which the shim cannot work."""
