@@ -63,7 +63,7 @@ def build_layer(
 @task(help=ENV_HELP)
 @deploy_task
 def build_function(c: Any, env: str = "local") -> None:
-    """Build the function code zip (backend/app, backend/lambdas, VERSION, version_info.json)."""
+    """Build the function code zip (every function's sources, VERSION, version_info.json)."""
     from deploy import pipeline
 
     pipeline.build_function(env_config(c, env))
