@@ -75,7 +75,7 @@ def build_layer(
 @task(help=ENV_HELP)
 @deploy_task
 def build_function(c: Any, env: str = "local") -> None:
-    """Build the function code zip (backend/app, backend/lambdas, VERSION; keyed by content, not commit)."""
+    """Build the function code zip (every function's sources and VERSION; keyed by content, not commit)."""
     from deploy import pipeline
 
     pipeline.build_function(env_config(c, env))

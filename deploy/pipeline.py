@@ -632,6 +632,7 @@ def rollback(
 ) -> None:
     require_prerequisites(env, "rollback")
     targets = _targets(env)
+    rollback_mod.chosen(targets, function, to)  # a bad --function or --to: refused before the lock
     if dry_run:
         outcomes = rollback_mod.rollback(env, targets, function=function, to=to, dry_run=True)
     else:
@@ -728,9 +729,9 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
     from deploy import verify as verify_mod
     from deploy.terraform.functions import as_declared
 
-    targets = as_declared(targets, terraform.declared_functions(env))  # the map may be ahead of the state
     progress(f"verify --local: each handler on the built zips under python{env.python_version}")
     environment = _function_environments(env, targets)
+    targets = as_declared(targets, terraform.declared_functions(env))  # the map may be ahead of the state
     with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
         report = verify_mod.verify_local(
             env,

@@ -131,7 +131,8 @@ def _recorded(lam: Any, name: str, alias: str) -> tuple[int | None, str | None]:
     return (int(match[1]), match[2]) if match else (None, None)
 
 
-def _chosen(targets: Targets, function: str | None, to: str | None) -> tuple[FunctionTarget, ...]:
+def chosen(targets: Targets, function: str | None, to: str | None) -> tuple[FunctionTarget, ...]:
+    """The functions a rollback moves; a ConfigError (exit 2) for an unknown one or a --to without one."""
     if function is not None:
         return (targets.function(function),)
     if to is not None and len(targets.functions) > 1:
@@ -154,10 +155,9 @@ def rollback(
 ) -> tuple[RollbackOutcome, ...]:
     """Each function's alias (or only ``function``'s, by key or name) → the version it served before
     the last deploy (else the highest published one below the current), or ``to``; all or nothing."""
-    chosen = _chosen(targets, function, to)
     lam = calls.client(env, "lambda", targets.region)
     moves: list[tuple[str, str, str, str | None]] = []
-    for fn in chosen:
+    for fn in chosen(targets, function, to):
         current = _alias_version(lam, fn.name, targets.alias)
         versions = published_versions(lam, fn.name)
         recorded, commit = _recorded(lam, fn.name, targets.alias)
