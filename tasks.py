@@ -336,13 +336,20 @@ def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> N
     pipeline.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
 
 
-@task(name="apply", help={**ENV_HELP, **LOCK_HELP})
+@task(
+    name="apply",
+    help={
+        **ENV_HELP,
+        **LOCK_HELP,
+        "allow_destroy": "apply a plan that destroys a function or layer version (refused otherwise)",
+    },
+)
 @deploy_task
-def infra_apply(c: Any, env: str = "local", lock_timeout: float = LOCK_TIMEOUT) -> None:
-    """terraform apply for the environment under its deploy lock (starts the emulator first for local)."""
+def infra_apply(c: Any, env: str = "local", lock_timeout: float = LOCK_TIMEOUT, allow_destroy: bool = False) -> None:
+    """terraform apply (the plan shown is the plan applied) under the deploy lock; starts the emulator for local."""
     from deploy import pipeline
 
-    pipeline.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout)
+    pipeline.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout, allow_destroy=allow_destroy)
 
 
 local = Collection("local", local_up, local_down, local_status)

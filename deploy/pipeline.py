@@ -182,12 +182,29 @@ def unlock(env: EnvConfig, lock_id: str) -> None:
     say(f"removed the deploy lock held by {holder.who()}" if holder else "removed the object that was not a lock")
 
 
-def infra_apply_locked(env: EnvConfig, *, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S) -> Targets:
-    """``inv infra.apply``: terraform apply under the environment's lock."""
+def infra_apply_locked(
+    env: EnvConfig, *, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S, allow_destroy: bool = False
+) -> Targets:
+    """``inv infra.apply``: terraform plan, saved and shown, then applied as shown, under the environment's
+    lock; a plan that destroys a function or a layer version is refused unless ``allow_destroy``
+    (in CI this is the job that applies, so the guard must hold here as in ``deploy``)."""
     require_prerequisites(env, "infra.apply")
     _ensure_lock_bucket(env)
     with _locked(env, "infra.apply", timeout=lock_timeout):
-        return infra_apply(env)
+        decision = _terraform_needed(env, always_plan=True)
+        if decision.plan is None:
+            progress(f"terraform: {decision.reason}; nothing to apply")
+            return terraform.load_targets(env)
+        for removal in decision.removals:
+            say(f"  terraform: {escape(removal)}")
+        if decision.removals and not allow_destroy:
+            _discard(decision)
+            raise DestroyRefused(
+                f"terraform's plan for {env.name} would {'; '.join(decision.removals)}; nothing was changed",
+                hint=f"if that is intended, rerun with `inv infra.apply --env {env.name} --allow-destroy` "
+                "(in CI: the deploy workflow's allow_destroy input)",
+            )
+        return infra_apply(env, plan_file=decision.plan.path)
 
 
 def infra_apply(env: EnvConfig, *, only_if_changed: bool = False, plan_file: Path | None = None) -> Targets:
@@ -874,7 +891,7 @@ def _layer_bytes(
     return built.artifact
 
 
-def _terraform_needed(env: EnvConfig, *, read_only: bool = False) -> InfraDecision:
+def _terraform_needed(env: EnvConfig, *, read_only: bool = False, always_plan: bool = False) -> InfraDecision:
     """Reads only (AWS and Terraform state). In order, cheapest first:
 
     1. the fingerprint of the last apply on this machine;
@@ -884,17 +901,18 @@ def _terraform_needed(env: EnvConfig, *, read_only: bool = False) -> InfraDecisi
        ``terraform apply`` (which writes state).
 
     ``read_only`` (status): start no emulator, create no state bucket, remember nothing; an
-    environment without state is "not applied yet" without a plan."""
+    environment without state is "not applied yet" without a plan. ``always_plan`` (infra.apply):
+    only the plan decides, so drift made outside Terraform is repaired too."""
     tf = terraform.terraform_for(env)
     if read_only:
         tf = dataclasses.replace(tf, prepare=None)  # never create the state bucket to answer a question
     extra = _apply_context(env, start=not read_only)
-    if not terraform.apply_needed(tf, extra=extra):
+    if not always_plan and not terraform.apply_needed(tf, extra=extra):
         return InfraDecision(needed=False, reason="configuration, variables and state unchanged since the last apply")
-    outputs = state_outputs(env)
+    outputs = None if always_plan else state_outputs(env)
     if outputs is None and read_only:
         return InfraDecision(needed=True, reason="not applied yet")
-    if terraform.applied_digest(outputs) == tf.variables.get(terraform.DIGEST_VARIABLE):
+    if outputs is not None and terraform.applied_digest(outputs) == tf.variables.get(terraform.DIGEST_VARIABLE):
         if not read_only:
             terraform.record_apply(tf, extra=extra)
         return InfraDecision(needed=False, reason="the state records this configuration as applied")

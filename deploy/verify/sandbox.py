@@ -56,7 +56,6 @@ MAX_WORKERS = 2
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 
 
-
 def _python_version_of(path: Path, env: Mapping[str, str] | None = None) -> tuple[str, Path] | None:
     """(``X.Y``, the real executable) — a pyenv shim resolves to the interpreter behind it, which the
     sandbox must call directly: it runs with a scrubbed environment in which the shim cannot work."""

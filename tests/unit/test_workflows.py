@@ -259,7 +259,16 @@ def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) 
 def test_deploy_builds_applies_infra_deploys_then_reports(deploy: wf.Workflow) -> None:
     words = {job: [wf.split_command(s.command) for s in wf.run_steps(deploy) if s.job == job] for job in deploy.jobs}
     assert [w[:2] for w in words["build"] if w[0] == "inv"] == [["inv", "build-layer"], ["inv", "build-function"]]
-    assert [w[:2] for w in words["infra"] if w[0] == "inv"] == [["inv", "infra.apply"]]
+    applies = [w for w in words["infra"] if w[0] == "inv"]
+    assert [w[:2] for w in applies] == [["inv", "infra.apply"], ["inv", "infra.apply"]]
+    # A plan that destroys a function is applied only by a manual run that asked for it.
+    steps = {s["name"]: s for s in deploy.jobs["infra"]["steps"] if "run" in s}
+    guarded = [s for s in steps.values() if "--allow-destroy" in s["run"]]
+    assert [s["if"] for s in guarded] == ["${{ inputs.allow_destroy }}"]
+    assert [s["if"] for s in steps.values() if s["run"].startswith("inv infra.apply") and s not in guarded] == [
+        "${{ !inputs.allow_destroy }}"
+    ]
+    assert deploy.data["on"]["workflow_dispatch"]["inputs"]["allow_destroy"]["default"] is False
     assert [w[:2] for w in words["deploy"] if w[0] == "inv"] == [["inv", "deploy"]]
     deploy_words = next(w for w in words["deploy"] if w[:2] == ["inv", "deploy"])
     assert "--skip-infra" in deploy_words  # the infra job applied it, with its own role
