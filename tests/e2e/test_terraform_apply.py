@@ -147,7 +147,7 @@ def test_apply_creates_everything_and_deploys_are_not_drift(
     document = policy["PolicyDocument"]
     if isinstance(document, str):
         document = json.loads(document)
-    invoke = [s for s in document["Statement"] if s.get("Sid") == "InvokeCleanup"]
+    invoke = [s for s in document["Statement"] if s.get("Sid") == "InvokeFunctions"]  # the map's `invokes`
     cleanup_arn = lam.get_function(FunctionName=FUNCTION_NAMES["cleanup"])["Configuration"]["FunctionArn"]
     assert invoke[0]["Resource"] == [cleanup_arn, f"{cleanup_arn}:*"]
 
