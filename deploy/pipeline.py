@@ -704,6 +704,11 @@ def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[s
     return out
 
 
+def _partial(fn: Any) -> bool:
+    """Passed, but not in full: only imported (no smoke events), or a smoke case skipped: not a ✓."""
+    return bool(fn.import_only or any(getattr(r, "skipped", False) for r in fn.results))
+
+
 def _verify_line(fn: Any) -> str:
     """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result;
     ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran."""
@@ -756,7 +761,7 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
             layer=layer,
             function=function,
             environment=environment,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=_partial(fn)),
             trees=_extracted(env),
         )
     _show_failures(report)
@@ -773,7 +778,7 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
             targets,
             expected_layer=layer,
             expected_function=function,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=fn.import_only),
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=_partial(fn)),
             trees=_extracted(env),
         )
     _show_failures(report)

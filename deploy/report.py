@@ -153,9 +153,13 @@ class ItemLines:
                 rows.append(Spinner("dots", text=f"{short(name)}: {self._current.get(name, self._running)}"))
         return Group(*rows)
 
-    def done(self, name: str, ok: bool, text: str, *, import_only: bool = False) -> None:
-        """``import_only``: it passed, but only its import was checked (no smoke events): not a ✓."""
-        mark = "[red]✗[/]" if not ok else ("[yellow]○[/]" if import_only else "[green]✓[/]")
+    def done(self, name: str, ok: bool | None, text: str, *, import_only: bool = False) -> None:
+        """A ✓ only for what ran and passed in full. ``import_only``: it passed, but not everything was
+        checked (no smoke events, or a case skipped): ○. ``ok=None``: no result at all: –."""
+        if ok is None:
+            mark = "[dim]–[/]"
+        else:
+            mark = "[red]✗[/]" if not ok else ("[yellow]○[/]" if import_only else "[green]✓[/]")
         self._done[name] = (mark, text)
         if self._live is not None:
             self._live.update(self._render())
@@ -171,7 +175,7 @@ class ItemLines:
     def stop(self) -> None:
         for name in self._names:
             if name not in self._done:
-                self.done(name, True, self._idle)
+                self.done(name, None, self._idle)  # never a ✓ for a line that found no result
         if self._live is not None:
             self._live.update(self._render())
             self._live.stop()

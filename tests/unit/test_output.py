@@ -86,7 +86,28 @@ def test_without_a_terminal_each_function_is_one_line_as_it_finishes(screen: Con
         lines.done("bluemoxon-local-api", True, "import 602 ms; health ok; 1214 ms")
     assert screen.export_text().splitlines() == [
         "✓ bluemoxon-local-api: import 602 ms; health ok; 1214 ms",
-        "✓ bluemoxon-local-cleanup: unchanged",
+        "– bluemoxon-local-cleanup: unchanged",  # nothing ran for it: no ✓ (issue: a ✓ only for what passed)
+    ]
+
+
+def test_a_check_mark_only_for_what_ran_and_passed_in_full(screen: Console) -> None:
+    from types import SimpleNamespace
+
+    from deploy import pipeline
+
+    skipped = SimpleNamespace(
+        import_only=False, results=[SimpleNamespace(skipped=True), SimpleNamespace(skipped=False)]
+    )
+    full = SimpleNamespace(import_only=False, results=[SimpleNamespace(skipped=False)])
+    with report.item_lines(["fn-a", "fn-b", "fn-c", "fn-d"], "running") as lines:
+        lines.done("fn-a", True, "health ok, admin ok", import_only=pipeline._partial(full))
+        lines.done("fn-b", True, "health ok, admin skipped", import_only=pipeline._partial(skipped))
+        lines.done("fn-c", False, "health FAILED")
+    assert screen.export_text().splitlines() == [
+        "✓ fn-a: health ok, admin ok",
+        "○ fn-b: health ok, admin skipped",
+        "✗ fn-c: health FAILED",
+        "– fn-d: no result",
     ]
 
 
