@@ -155,7 +155,7 @@ class ItemLines:
 
     def done(self, name: str, ok: bool | None, text: str, *, import_only: bool = False) -> None:
         """A ✓ only for what ran and passed in full. ``import_only``: it passed, but not everything was
-        checked (no smoke events, or a case skipped): ○. ``ok=None``: no result at all: –."""
+        checked (no smoke events, or a case skipped): a circle. ``ok=None``: no result at all: a dash."""
         if ok is None:
             mark = "[dim]–[/]"
         else:
