@@ -15,7 +15,9 @@ a fresh temporary folder, never from a working tree where a developer's secrets 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -166,10 +168,36 @@ def scan(files: Iterable[tuple[str, Path]]) -> list[Finding]:
     return out
 
 
-def check_content(files: Sequence[tuple[str, Path]], *, baseline: Path) -> None:
-    """Refuse the files if the scanner finds a secret the baseline does not list as reviewed."""
+def _verdict_key(files: Sequence[tuple[str, Path]], baseline: Path) -> str:
+    """What decides the scan's verdict: the scanner's version and plugins, the baseline, every file's bytes."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"{version('detect-secrets')}\0{','.join(PLUGINS)}\0".encode())
+    digest.update(baseline.read_bytes() if baseline.is_file() else b"")
+    for name, path in sorted(files):
+        digest.update(f"\0{name}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def check_content(files: Sequence[tuple[str, Path]], *, baseline: Path, remember: bool = True) -> None:
+    """Refuse the files if the scanner finds a secret the baseline does not list as reviewed.
+
+    A clean verdict is remembered in the machine's content cache, keyed by everything that decides
+    it: the scan was most of a no-op build-function (and so of ``inv status``), for the same bytes
+    every time. A refusal is never remembered; the cache is trusted as the ``.pyc`` cache is."""
+    from deploy.content_cache import default_cache
+
+    cache = default_cache() if remember else None
+    marker = cache.root / "secret-scan" / _verdict_key(files, baseline) if cache is not None else None
+    if marker is not None and marker.is_file():
+        return
     allowed = reviewed(baseline)
     findings = [f for f in scan(files) if (f.name, f.hashed_secret) not in allowed]
+    if not findings and marker is not None:
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
     if findings:
         raise AuditError(
             f"refusing to package {len(findings)} secret(s) found by detect-secrets:\n  "

@@ -784,3 +784,24 @@ def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_pat
     (paths.backend / "app" / "main.py").write_text("def handler(event, context):\n    return 2\n")
     dirty = _artifact_json(build_function(function_plan(_env(paths))).artifact)
     assert dirty["dirty"] is True and f"from commit `{head[:12]}` (dirty)" in markdown({"env": "t", "function": dirty})
+
+
+def test_a_clean_secret_scan_is_remembered_and_a_changed_file_scanned_again(tmp_path: Path) -> None:
+    """The function zip's content scan was most of a no-op build-function (and of `inv status`): a clean
+    verdict is kept by the bytes it judged; a refusal never is, and other bytes are scanned again."""
+    from deploy import secret_scan
+    from deploy.errors import AuditError
+
+    source = tmp_path / "handler.py"
+    source.write_text("def handler(event, context):\n    return 1\n")
+    files = [("backend/handler.py", source)]
+    baseline = tmp_path / ".secrets.baseline"
+    secret_scan.check_content(files, baseline=baseline)
+    key = secret_scan._verdict_key(files, baseline)
+    markers = list(Path(os.environ["DEPLOY_CACHE_DIR"]).glob("secret-scan/*"))
+    assert [m.name for m in markers] == [key]
+    source.write_text('AWS_SECRET = "AKIAIOSFODNN7EXAMPLE"\n')  # the same name, other bytes
+    assert secret_scan._verdict_key(files, baseline) != key
+    with pytest.raises(AuditError, match="secret"):
+        secret_scan.check_content(files, baseline=baseline)
+    assert len(list(Path(os.environ["DEPLOY_CACHE_DIR"]).glob("secret-scan/*"))) == 1  # no verdict kept
