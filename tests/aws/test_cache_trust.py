@@ -9,6 +9,7 @@ in one line, and production builds its own layer.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,12 @@ def test_the_publisher_is_asked_for_its_own_layer_in_its_own_region(
 ) -> None:
     """Production's own layer is not the witness: the lookup names the publisher's ARN and region."""
     _, production = _staging_then_production(tmp_path, bucket, targets, publisher)
+    # Production lives elsewhere; the bucket and the publisher are staging's (REGION).
+    production = dataclasses.replace(
+        production,
+        region="eu-central-1",
+        remote_cache=dataclasses.replace(production.remote_cache, region=REGION),
+    )
     asked: list[tuple[str, str]] = []
 
     def record(service: str, client: Any) -> None:
