@@ -359,7 +359,10 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
             )
         ),
         share=ShareSettings(accounts=("210987654321",), organization_id="o-abc123"),
-        remote_cache=RemoteCacheSettings(bucket="bluemoxon-frontend-staging"),
+        remote_cache=RemoteCacheSettings(
+            bucket="bluemoxon-frontend-staging",
+            publisher="arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps",
+        ),
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.variables == {
@@ -370,6 +373,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
         "share_account_ids": '["210987654321"]',
         "share_organization_id": "o-abc123",
         "layer_cache_bucket": "bluemoxon-frontend-staging",
+        "layer_cache_publisher_arn": "arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps",
     }
 
 
