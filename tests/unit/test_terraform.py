@@ -312,6 +312,8 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         "-var",
         "layer_cache_bucket=",
         "-var",
+        "layer_cache_publisher_arn=",
+        "-var",
         "share_account_ids=[]",
         "-var",
         "state_bucket=terraform-state",
@@ -340,6 +342,7 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         "trusted_layer_arns": "[]",
         "share_account_ids": "[]",
         "layer_cache_bucket": "",
+        "layer_cache_publisher_arn": "",
     }
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
