@@ -389,7 +389,11 @@ def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | Cache
     if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
         return cache.CacheMiss(reason="no remote_cache.publisher vouches for the shared bucket")
     region = publisher.split(":")[3]
-    return cache.publisher_code_sha256(calls.client(env, "lambda", region), publisher, plan.digest)
+    try:
+        lam = calls.client(env, "lambda", region)
+    except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
+        return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
+    return cache.publisher_code_sha256(lam, publisher, plan.digest)
 
 
 def _built_layer(env: EnvConfig) -> Artifact:
