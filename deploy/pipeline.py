@@ -346,7 +346,8 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     published: tuple[str, str] | None = None
     try:
         targets, published = _published_identity(env, plan)
-        if targets.bucket != env.remote_cache.bucket:
+        # The env's own bucket, even when named as the shared one too: its writers can publish anyway.
+        if targets.bucket not in [bucket for bucket, _, _ in sources]:
             sources.append((targets.bucket, targets.region, None))
     except (TerraformError, EmulatorError, AwsError, ConfigError) as exc:
         misses.append(exc.message.splitlines()[0])
@@ -382,7 +383,7 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
 
 def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | CacheMiss:
     """Reads only: what ``remote_cache.publisher`` published with this identity (its CodeSha256),
-    asked of Lambda in the publisher's region; the settings make a shared bucket name one."""
+    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
     from deploy.aws import cache
 
     publisher = env.remote_cache.publisher

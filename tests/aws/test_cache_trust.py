@@ -155,3 +155,16 @@ def test_bytes_the_publisher_did_not_publish_are_a_miss_and_leave_nothing(s3: An
     assert not dest.exists() or list(dest.iterdir()) == []
     hit = cache.fetch_layer(s3, bucket, layer.identity, dest, trusted_code_sha256=layer.code_sha256)
     assert isinstance(hit, cache.CacheHit)
+
+
+def test_the_environments_own_bucket_named_as_the_shared_one_is_still_read_as_its_own(
+    bucket: str, targets: Targets, publisher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A publisher that vouches for nothing makes the shared bucket a miss, but when that bucket is
+    the environment's own artifact bucket it is still read as such (its writers can publish anyway)."""
+    built, production = _staging_then_production(tmp_path, bucket, targets, publisher.replace(":layer:", ":layer:x"))
+    monkeypatch.setattr(terraform, "load_targets", lambda *_a, **_k: targets)
+    plan = layer_plan(production, installer=FakeInstaller(fail=True))
+
+    assert pipeline.read_through_cache(production, plan) is True
+    assert build_layer(plan).artifact.sha256 == built.sha256
