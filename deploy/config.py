@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _LAYER_ARN = re.compile(r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+(:\d+)?$")
+_PUBLISHER_ARN = re.compile(r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,11 +128,41 @@ class RemoteCacheSettings:
     ``bucket`` names a cache shared across environments (e.g. staging's artifact bucket, read by
     production), read before the environment's own artifact bucket: production then runs exactly
     the bytes staging verified. The bucket's policy must let this environment's role read
-    ``lambda/layer-*`` (Terraform: ``layer_cache_reader_accounts`` on the owning environment)."""
+    ``lambda/layer-*`` (Terraform: ``layer_cache_reader_accounts`` on the owning environment).
+
+    Whoever can write that bucket could otherwise choose production's layer: ``publisher`` (a layer
+    ARN without a version, e.g. staging's layer) names the layer whose versions vouch for it. A
+    zip from the shared bucket is used only when its sha256 is the CodeSha256 of the version the
+    publisher published with the same identity; Lambda, not the bucket, says what was published."""
 
     enabled: bool = True
     bucket: str | None = None
     region: str | None = None  # default: the environment's region
+    publisher: str | None = None  # arn:aws:lambda:REGION:ACCOUNT:layer:NAME; required with ``bucket``
+
+
+def _cache_publisher(lookup: Callable[..., tuple[Any, tuple[str, ...]]]) -> str | None:
+    """``remote_cache.publisher``, required whenever a shared bucket is read.
+
+    No fallback to trusting the bucket alone: that is exactly the hole the setting closes, and
+    silently ignoring the bucket instead would turn a missing line into slower builds nobody
+    notices. A cache turned off (``enabled: false``) needs no publisher."""
+    bucket, _ = lookup("remote_cache", "bucket")
+    enabled, _ = lookup("remote_cache", "enabled")
+    publisher, at = lookup("remote_cache", "publisher")
+    if publisher is not None and not _PUBLISHER_ARN.match(str(publisher)):
+        raise ConfigError(
+            f"`{key_path(at)}`: {publisher!r} is not a layer ARN without a version "
+            "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
+        )
+    if bucket and enabled is not False and publisher is None:
+        raise ConfigError(
+            f"`{key_path(at)}`: missing key; the shared cache bucket {bucket!r} is trusted only for bytes a "
+            "layer version of the publisher carries",
+            hint="set remote_cache.publisher to the ARN (no version) of the layer the environment that fills "
+            "the bucket publishes, e.g. arn:aws:lambda:us-west-2:111122223333:layer:app-staging-deps",
+        )
+    return None if publisher is None else str(publisher)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,6 +434,7 @@ def load_env(
             enabled=value("remote_cache", "enabled", default=True),
             bucket=value("remote_cache", "bucket"),
             region=value("remote_cache", "region"),
+            publisher=_cache_publisher(lookup),
         ),
         state=state,
         deploy_lock=DeployLockSettings(lease_seconds=lease, heartbeat_seconds=heartbeat),

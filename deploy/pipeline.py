@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
@@ -61,6 +61,9 @@ from deploy.report import (
     write_report,
 )
 from deploy.terraform.decision import InfraDecision, read_saved_plan
+
+if TYPE_CHECKING:
+    from deploy.aws.cache import CacheMiss
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
 #: deploy workflow's job allows 45 minutes, so a stuck deploy fails and rolls back inside it.
@@ -323,26 +326,35 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     Reads only (the bucket's name comes from the state object; nothing is created to find it). The
     shared cache bucket (``remote_cache.bucket``) comes first, then the environment's artifact bucket.
     A miss (nothing applied yet, emulator down, bucket or object missing) is one line and a local
-    build; a checksum disagreement is a CacheError. A layer from the shared bucket, which another
-    environment's roles write, is audited again (AuditError on failure); one from the environment's
+    build; a checksum disagreement is a CacheError. The shared bucket, which another environment's
+    roles write, is read only for bytes ``remote_cache.publisher`` published with this identity
+    (Lambda's CodeSha256; other bytes, or no such version, are a miss), and what it gives is
+    audited again (AuditError on failure); one from the environment's
     own bucket was audited before this environment's own deploy role uploaded it, and whoever can
     replace it there can already publish a layer. Either error leaves no fetched file behind."""
     from deploy.aws import cache
 
-    sources: list[tuple[str, str, bool]] = []  # (bucket, region, audit again)
-    if env.remote_cache.bucket:
-        sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region, True))
-    published: tuple[str, str] | None = None
+    # (bucket, region, the CodeSha256 its publisher vouches for: None for the env's own bucket)
+    sources: list[tuple[str, str, str | None]] = []
     misses: list[str] = []
+    if env.remote_cache.bucket:
+        publisher = _publisher_code_sha256(env, plan)
+        if isinstance(publisher, cache.CacheMiss):
+            misses.append(f"s3://{env.remote_cache.bucket}: {publisher.reason}")
+        else:
+            sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region, publisher))
+    published: tuple[str, str] | None = None
     try:
         targets, published = _published_identity(env, plan)
-        if targets.bucket != env.remote_cache.bucket:
-            sources.append((targets.bucket, targets.region, False))
+        # The env's own bucket, even when named as the shared one too: its writers can publish anyway.
+        if targets.bucket not in [bucket for bucket, _, _ in sources]:
+            sources.append((targets.bucket, targets.region, None))
     except (TerraformError, EmulatorError, AwsError, ConfigError) as exc:
         misses.append(exc.message.splitlines()[0])
     except (BotoCoreError, ClientError) as exc:
         misses.append(error_message(exc))
-    for bucket, region, audit_again in sources:
+    for bucket, region, vouched in sources:
+        audit_again = vouched is not None
         try:
             got = cache.fetch_layer(
                 calls.client(env, "s3", region),
@@ -350,6 +362,7 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
                 plan.digest,
                 plan.zip_path.parent,
                 published_code_sha256=published[1] if published else None,
+                trusted_code_sha256=vouched,
             )
         except (BotoCoreError, ClientError) as exc:
             got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")
@@ -366,6 +379,22 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
         misses.append(got.reason)
     progress(f"remote cache: {'; '.join(misses) or 'no bucket to read'}; building locally")
     return False
+
+
+def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | CacheMiss:
+    """Reads only: what ``remote_cache.publisher`` published with this identity (its CodeSha256),
+    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
+    from deploy.aws import cache
+
+    publisher = env.remote_cache.publisher
+    if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
+        return cache.CacheMiss(reason="no remote_cache.publisher vouches for the shared bucket")
+    region = publisher.split(":")[3]
+    try:
+        lam = calls.client(env, "lambda", region)
+    except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
+        return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
+    return cache.publisher_code_sha256(lam, publisher, plan.digest)
 
 
 def _built_layer(env: EnvConfig) -> Artifact:

@@ -50,7 +50,7 @@ _SECTIONS: dict[str, Any] = {
     "layer": {"exclude_runtime_boto": None, "strip_tests": None},
     "verify": {"remote": None, "trusted_layers": None, "isolation": None, "sandbox_env": {}},
     "share": {"accounts": None, "organization_id": None, "allow_public": None},
-    "remote_cache": {"enabled": None, "bucket": None, "region": None},
+    "remote_cache": {"enabled": None, "bucket": None, "region": None, "publisher": None},
     "deploy_lock": {"lease_seconds": None, "heartbeat_seconds": None},
 }
 COMMON_KEYS: dict[str, Any] = {

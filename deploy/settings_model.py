@@ -46,6 +46,8 @@ class RemoteCacheModel(_Strict):
     enabled: bool | None = None
     bucket: str | None = None
     region: str | None = None
+    #: The layer (ARN without a version) whose published versions vouch for the shared bucket's bytes.
+    publisher: str | None = Field(default=None, pattern=r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+$")
 
 
 class DeployLockModel(_Strict):

@@ -13,9 +13,13 @@ A disagreement is a :class:`CacheError` naming both values: it can only mean a t
 or a reproducibility bug, and silently rebuilding over the key would hide either. A missing
 object or an unreadable bucket is only a miss, and the caller builds locally.
 
-Checksums cannot catch a writer who replaces zip and manifest together, so whoever can write
-to the bucket is trusted to that extent; the fetched layer is therefore audited again like a
-fresh build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use.
+Checksums cannot catch a writer who replaces zip and manifest together. In the environment's
+own bucket that writer can already publish a layer; a bucket shared across environments is
+bound to a publisher instead (:func:`publisher_code_sha256`): its zip is used only when its
+sha256 is the CodeSha256 Lambda reports for the layer version the publisher published with the
+same identity, and anything else is a miss. The fetched layer is audited again like a fresh
+build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use all the
+same: the publisher's own bytes get the checks this environment would run on its own build.
 """
 
 from __future__ import annotations
@@ -114,6 +118,26 @@ def _parse_manifest(raw: bytes, where: str, identity: str) -> dict[str, Any]:
     return manifest
 
 
+def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | CacheMiss:
+    """Reads only: the CodeSha256 of the version of layer ``publisher`` (an ARN without a version)
+    published with ``identity``, or a miss saying why none vouches for the shared bucket.
+
+    Lambda, not the bucket, is the witness: a writer of the bucket cannot publish a layer
+    version in the publisher's account. Listing needs ``lambda:ListLayerVersions``, which a layer
+    version permission cannot grant to another account: across accounts this is a miss (denied)."""
+    from deploy.aws.publish import find_version_by_identity  # publish imports this module
+
+    try:
+        found = find_version_by_identity(lam, publisher, identity)
+    except ClientError as exc:
+        return CacheMiss(reason=f"cannot read the versions of publisher {publisher} ({error_message(exc)})")
+    except BotoCoreError as exc:
+        return CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
+    if found is None:
+        return CacheMiss(reason=f"publisher {publisher} has published no version of layer {identity[:12]}")
+    return found[1]
+
+
 def published_layer(s3: Any, bucket: str, identity: str, zip_path: Path, *, published_code_sha256: str) -> Artifact:
     """The published layer ``identity`` as its cached manifest describes it, without its bytes.
 
@@ -142,11 +166,15 @@ def fetch_layer(
     layers_dir: Path,
     *,
     published_code_sha256: str | None = None,
+    trusted_code_sha256: str | None = None,
 ) -> CacheHit | CacheMiss:
     """Fetch the layer ``identity`` from ``bucket`` into ``layers_dir``, or say why not.
 
-    ``published_code_sha256`` is the CodeSha256 of a layer version that already carries this
-    identity, when there is one: the cached bytes must be those bytes too.
+    ``published_code_sha256`` is the CodeSha256 of a layer version this environment published
+    with this identity, when there is one: the cached bytes must be those bytes too, and a
+    disagreement is a CacheError. ``trusted_code_sha256`` is the CodeSha256 a publisher vouches
+    for (the shared bucket): other bytes are only a miss, since this environment then builds its
+    own and uses nothing the publisher did not publish.
     """
     keys = CacheKeys.for_identity(identity)
     where = f"s3://{bucket}/{keys.zip}"
@@ -174,6 +202,11 @@ def fetch_layer(
             f"{where} has S3 checksum sha256 {hex_sha256(stored)[:16]}…, but its manifest records {expected_hex[:16]}…",
             hint="the cached object was changed after upload; delete both objects (or rerun with "
             "--no-remote-cache) after finding out why",
+        )
+    if trusted_code_sha256 is not None and trusted_code_sha256 != expected_b64:
+        return CacheMiss(
+            reason=f"{where} (sha256 {expected_hex[:16]}…) is not what the publisher published with this "
+            f"identity (CodeSha256 sha256 {hex_sha256(trusted_code_sha256)[:16]}…): not used"
         )
     if published_code_sha256 is not None and published_code_sha256 != expected_b64:
         raise CacheError(

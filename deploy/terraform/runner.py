@@ -257,6 +257,7 @@ def terraform_for(
         variables["share_organization_id"] = env.share.organization_id
     # The shared remote cache the CI deploy role may read (invoke.yaml remote_cache.bucket).
     variables["layer_cache_bucket"] = env.remote_cache.bucket or ""
+    variables["layer_cache_publisher_arn"] = env.remote_cache.publisher or ""
     if env.endpoint_url:
         # The emulator accepts any credentials; fixed dummies keep a developer's real
         # keys out of every request made to it.

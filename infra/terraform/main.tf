@@ -326,4 +326,6 @@ module "github_oidc" {
   share_organization_id = var.share_organization_id
   pin_job_workflow_ref  = var.pin_job_workflow_ref
   layer_cache_bucket    = var.layer_cache_bucket
+
+  layer_cache_publisher_arn = var.layer_cache_publisher_arn
 }

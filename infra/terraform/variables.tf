@@ -336,6 +336,12 @@ variable "layer_cache_bucket" {
   default     = ""
 }
 
+variable "layer_cache_publisher_arn" {
+  description = "The layer (ARN without a version) whose versions vouch for the shared cache's bytes; this environment's CI deploy role may read them (set from invoke.yaml remote_cache.publisher); empty for none."
+  type        = string
+  default     = ""
+}
+
 variable "deploy_config_digest" {
   description = "Set by the deploy tasks: sha256 of this configuration, its var-file and variables (deploy/terraform/fingerprint.py). Echoed as an output, so a fresh runner or `inv status` tells an applied configuration from a changed one without running a plan."
   type        = string

@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from deploy.artifact import Artifact, sha256_file
 from deploy.aws import calls
@@ -235,3 +236,23 @@ def published(lam: Any, name: str) -> list[str]:
     return [
         v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"] if v["Version"] != "$LATEST"
     ]
+
+
+def _lists_layers_by_arn(service: str, client: Any) -> None:
+    """Lambda's ListLayerVersions takes a layer ARN (how production names the publisher); moto
+    looks the ARN up as a layer name and finds nothing, so it is given the name it can find."""
+    if service != "lambda":
+        return
+
+    def by_name(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("LayerName", "")).startswith("arn:"):
+            params["LayerName"] = params["LayerName"].rsplit(":", 1)[1]
+
+    client.meta.events.register("before-parameter-build.lambda.ListLayerVersions", by_name)
+
+
+@pytest.fixture
+def publisher(targets: Targets) -> Iterator[str]:
+    """Staging's layer, as production's ``remote_cache.publisher`` names it (an ARN, no version)."""
+    with calls.client_hook(_lists_layers_by_arn):
+        yield f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:layer:{targets.layer_name}"

@@ -146,7 +146,7 @@ def _failing_targets(*_: Any, **__: Any) -> Any:
 
 
 def test_a_second_environment_reuses_the_first_ones_bytes(
-    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    s3: Any, bucket: str, targets: Targets, publisher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Production, never applied, reads staging's build through the shared cache bucket: same bytes."""
     staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
@@ -157,7 +157,7 @@ def test_a_second_environment_reuses_the_first_ones_bytes(
         name="production",
         region=REGION,
         paths=_checkout(tmp_path / "b"),
-        remote_cache=RemoteCacheSettings(bucket=bucket),
+        remote_cache=RemoteCacheSettings(bucket=bucket, publisher=publisher),
     )
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     unusable = FakeInstaller(fail=True)
@@ -212,7 +212,9 @@ def _republish_tampered(s3: Any, bucket: str, built: Artifact, add: dict[str, by
     _put(s3, bucket, keys.manifest, json.dumps(manifest).encode())
 
 
-def _staging_then_production(tmp_path: Path, bucket: str, targets: Targets) -> tuple[Artifact, EnvConfig]:
+def _staging_then_production(
+    tmp_path: Path, bucket: str, targets: Targets, publisher: str
+) -> tuple[Artifact, EnvConfig]:
     staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
     built = build_layer(layer_plan(staging, installer=FakeInstaller())).artifact
     publish.publish_layer(staging, targets, built)
@@ -220,18 +222,25 @@ def _staging_then_production(tmp_path: Path, bucket: str, targets: Targets) -> t
         name="production",
         region=REGION,
         paths=_checkout(tmp_path / "b"),
-        remote_cache=RemoteCacheSettings(bucket=bucket),
+        remote_cache=RemoteCacheSettings(bucket=bucket, publisher=publisher),
     )
     return built, production
 
 
-def test_a_consistently_replaced_layer_still_fails_the_audit_and_leaves_nothing(
-    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_a_layer_the_publisher_itself_published_still_fails_the_audit_and_leaves_nothing(
+    s3: Any, lam: Any, bucket: str, targets: Targets, publisher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Checksums cannot catch zip and manifest replaced together: the audit of the fetched zip does."""
-    built, production = _staging_then_production(tmp_path, bucket, targets)
+    """The publisher vouches for its bytes, not for their contents: a zip with a secret that staging
+    published under this identity is fetched (its CodeSha256 matches) and the audit refuses it."""
+    built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
     secret = b'KEY = "AKIAZ7QWERTYUIOPASDF"\nSECRET = "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"\n'
     _republish_tampered(s3, bucket, built, {"python/six/settings.py": secret})
+    keys = cache.CacheKeys.for_identity(built.identity)
+    lam.publish_layer_version(
+        LayerName=targets.layer_name,
+        Content={"S3Bucket": bucket, "S3Key": keys.zip},
+        Description=f"identity={built.identity}",
+    )
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
@@ -242,9 +251,9 @@ def test_a_consistently_replaced_layer_still_fails_the_audit_and_leaves_nothing(
 
 
 def test_a_cached_sbom_that_does_not_match_the_layer_is_refused(
-    s3: Any, bucket: str, targets: Targets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    s3: Any, bucket: str, targets: Targets, publisher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    built, production = _staging_then_production(tmp_path, bucket, targets)
+    built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
     _put(s3, bucket, cache.CacheKeys.for_identity(built.identity).sbom, b'{"bomFormat": "CycloneDX", "forged": 1}')
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))

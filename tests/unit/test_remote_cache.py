@@ -14,6 +14,8 @@ from deploy.report import markdown
 from tests.aws.conftest import make_artifact
 from tests.unit.test_settings import load, project, with_change
 
+PUBLISHER = "arn:aws:lambda:eu-west-1:111122223333:layer:app-staging-deps"
+
 
 def test_the_cache_is_on_by_default_with_no_shared_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = load(project(tmp_path, with_change("max_workers", 8)), "production", {}, monkeypatch)
@@ -28,10 +30,13 @@ def test_production_reads_a_shared_bucket_set_by_a_variable(tmp_path: Path, monk
         {
             "INVOKE_DEPLOY_ENVIRONMENTS_PRODUCTION_REMOTE_CACHE_BUCKET": "team-layer-cache",
             "INVOKE_DEPLOY_ENVIRONMENTS_PRODUCTION_REMOTE_CACHE_REGION": "eu-west-1",
+            "INVOKE_DEPLOY_ENVIRONMENTS_PRODUCTION_REMOTE_CACHE_PUBLISHER": PUBLISHER,
         },
         monkeypatch,
     )
-    assert env.remote_cache == RemoteCacheSettings(enabled=True, bucket="team-layer-cache", region="eu-west-1")
+    assert env.remote_cache == RemoteCacheSettings(
+        enabled=True, bucket="team-layer-cache", region="eu-west-1", publisher=PUBLISHER
+    )
     staging = load(proj, "staging", {}, monkeypatch)
     assert staging.remote_cache.bucket is None
 
@@ -39,6 +44,33 @@ def test_production_reads_a_shared_bucket_set_by_a_variable(tmp_path: Path, monk
 def test_a_typo_in_the_cache_settings_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proj = project(tmp_path, with_change("environments.production.remote_cache", {"buckett": "x"}))
     with pytest.raises(ConfigError, match=r"deploy\.environments\.production\.remote_cache\.buckett.*`bucket`"):
+        load(proj, "production", {}, monkeypatch)
+
+
+def test_a_shared_bucket_without_a_publisher_is_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes nobody published must not be trusted: no silent fallback to the bucket alone."""
+    proj = project(tmp_path, with_change("environments.production.remote_cache", {"bucket": "team-layer-cache"}))
+    with pytest.raises(ConfigError, match=r"production\.remote_cache\.publisher`: missing key.*team-layer-cache"):
+        load(proj, "production", {}, monkeypatch)
+    # Turned off, the bucket is never read, so it needs no publisher.
+    (tmp_path / "off").mkdir()
+    off = project(
+        tmp_path / "off",
+        with_change("environments.production.remote_cache", {"bucket": "team-layer-cache", "enabled": False}),
+    )
+    assert load(off, "production", {}, monkeypatch).remote_cache.publisher is None
+
+
+@pytest.mark.parametrize("arn", [PUBLISHER + ":7", "app-staging-deps", "arn:aws:s3:::team-layer-cache"])
+def test_a_publisher_that_is_not_a_versionless_layer_arn_is_refused(
+    arn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project(
+        tmp_path, with_change("environments.production.remote_cache", {"bucket": "team-layer-cache", "publisher": arn})
+    )
+    with pytest.raises(ConfigError, match=r"remote_cache\.publisher"):
         load(proj, "production", {}, monkeypatch)
 
 

@@ -312,6 +312,8 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         "-var",
         "layer_cache_bucket=",
         "-var",
+        "layer_cache_publisher_arn=",
+        "-var",
         "share_account_ids=[]",
         "-var",
         "state_bucket=terraform-state",
@@ -340,6 +342,7 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         "trusted_layer_arns": "[]",
         "share_account_ids": "[]",
         "layer_cache_bucket": "",
+        "layer_cache_publisher_arn": "",
     }
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
@@ -359,7 +362,10 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
             )
         ),
         share=ShareSettings(accounts=("210987654321",), organization_id="o-abc123"),
-        remote_cache=RemoteCacheSettings(bucket="bluemoxon-frontend-staging"),
+        remote_cache=RemoteCacheSettings(
+            bucket="bluemoxon-frontend-staging",
+            publisher="arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps",
+        ),
     )
     tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
     assert tf.variables == {
@@ -370,6 +376,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
         "share_account_ids": '["210987654321"]',
         "share_organization_id": "o-abc123",
         "layer_cache_bucket": "bluemoxon-frontend-staging",
+        "layer_cache_publisher_arn": "arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps",
     }
 
 

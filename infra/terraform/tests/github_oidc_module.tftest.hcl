@@ -407,3 +407,55 @@ run "no_shared_layer_cache_by_default" {
     error_message = "Without a shared cache bucket the deploy role reads no other bucket."
   }
 }
+
+run "cache_publisher_versions_are_readable" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    layer_cache_bucket        = "bluemoxon-frontend-staging"
+    layer_cache_publisher_arn = "arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps"
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if s.Sid == "ReadCachePublisherLayer"
+      ]) == {
+      Sid      = "ReadCachePublisherLayer"
+      Effect   = "Allow"
+      Action   = ["lambda:GetLayerVersion"]
+      Resource = ["arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps:*"]
+    }
+    error_message = "The deploy role reads the publisher's layer versions (to compare CodeSha256) and nothing more."
+  }
+}
+
+run "no_cache_publisher_by_default" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s if s.Sid == "ReadCachePublisherLayer"]) == 0
+    error_message = "Without a cache publisher the deploy role reads no other layer."
+  }
+}
+
+run "rejects_a_versioned_cache_publisher" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc-deploy-role"
+  }
+
+  variables {
+    layer_cache_publisher_arn = "arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps:7"
+  }
+
+  expect_failures = [var.layer_cache_publisher_arn]
+}

@@ -296,6 +296,18 @@ locals {
     },
   ] : statement if var.layer_cache_bucket != ""]
 
+  # The layer whose versions vouch for the shared cache's bytes (invoke.yaml remote_cache.publisher):
+  # the deploy compares a fetched zip with the CodeSha256 of the version published with its identity.
+  # ListLayerVersions is already granted on "*" (ListLayers); another account must also grant
+  # lambda:GetLayerVersion on its versions (share.accounts there), since IAM needs both sides.
+  layer_cache_publisher_statements = [for statement in [
+    {
+      Sid      = "ReadCachePublisherLayer"
+      Action   = ["lambda:GetLayerVersion"]
+      Resource = ["${var.layer_cache_publisher_arn}:*"]
+    },
+  ] : statement if var.layer_cache_publisher_arn != ""]
+
   # terraform output (deploy) reads the state; terraform apply (infra) also writes it and its S3
   # lock file; every writing task holds the deploy lock (deploy/aws/lock.py).
   state_object = var.state_bucket == null ? null : "arn:aws:s3:::${var.state_bucket}/env:/${var.environment}/${var.state_key}"
@@ -391,7 +403,7 @@ resource "aws_iam_role_policy" "this" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      for s in concat(local.deploy_statements, local.deploy_state_statements, local.layer_cache_statements) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
+      for s in concat(local.deploy_statements, local.deploy_state_statements, local.layer_cache_statements, local.layer_cache_publisher_statements) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
     ]
   })
 }

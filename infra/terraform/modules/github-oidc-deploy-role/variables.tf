@@ -156,3 +156,14 @@ variable "layer_cache_bucket" {
   type        = string
   default     = ""
 }
+
+variable "layer_cache_publisher_arn" {
+  description = "The layer (ARN without a version) whose versions vouch for the shared cache's bytes; the deploy role may read its versions. Empty for none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.layer_cache_publisher_arn == "" || can(regex("^arn:[a-z-]+:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+$", var.layer_cache_publisher_arn))
+    error_message = "layer_cache_publisher_arn takes a layer ARN without a version (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)."
+  }
+}
