@@ -21,10 +21,10 @@ from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError
 
 #: The suffix of an environment variable that references a secret by ARN.
-SECRET_ARN_SUFFIX = "_SECRET_ARN"
+SECRET_ARN_SUFFIX = "_SECRET_ARN"  # noqa: S105 - a variable-name suffix, no secret
 
-#: What DescribeSecret answers for an ARN that names no secret (deleted ones included:
-#: a secret scheduled for deletion is described, but GetSecretValue refuses it, see below).
+#: What DescribeSecret (and GetFunctionConfiguration) answer for a name that does not exist. A
+#: secret scheduled for deletion is still described, but GetSecretValue refuses it: see _describe.
 _NOT_FOUND = "ResourceNotFoundException"
 
 
