@@ -156,3 +156,9 @@ variable "layer_cache_bucket" {
   type        = string
   default     = ""
 }
+
+variable "secret_arns" {
+  description = "ARNs of the secrets the functions read (the database URL's): the execution boundary allows GetSecretValue on exactly these, the deploy role DescribeSecret (the preflight's existence check)."
+  type        = list(string)
+  default     = []
+}
