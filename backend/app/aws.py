@@ -30,3 +30,9 @@ def s3_client(region: str | None = None) -> Any:
     import boto3
 
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url("s3"))
+
+
+def secrets_client(region: str | None = None) -> Any:
+    import boto3
+
+    return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint_url("secrets_manager"))

@@ -51,7 +51,41 @@ locals {
   common_environment = {
     ENVIRONMENT = var.environment
   }
-  database_environment = var.database_url == "" ? {} : { DATABASE_URL = var.database_url }
+
+  # The database URL is a secret: functions get the ARN of the secret holding it, never the
+  # value, and read it at runtime (backend/app/db.py, once per container).
+  database_keys        = sort([for key, fn in local.functions : key if fn.database])
+  database_secret_arn  = try(aws_secretsmanager_secret.database_url[0].arn, null)
+  database_environment = length(local.database_keys) == 0 ? {} : { DATABASE_URL_SECRET_ARN = local.database_secret_arn }
+
+  # Reading the secret is allowed to the functions that get its ARN, on exactly that secret.
+  secret_statements = {
+    for key, fn in local.functions : key => fn.database ? [{
+      sid       = "ReadDatabaseUrlSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [local.database_secret_arn]
+      condition = []
+    }] : []
+  }
+}
+
+# The secret Terraform owns is the container, not the value: there is no
+# aws_secretsmanager_secret_version, so the value is in no plan and no state, and an apply (CI's
+# included, with any variables) neither sees nor changes it. An admin sets it once per env:
+#   aws secretsmanager put-secret-value --secret-id <prefix>/database-url --secret-string 'postgresql://...'
+# and rotates it the same way; the functions pick it up in new containers.
+resource "aws_secretsmanager_secret" "database_url" {
+  # checkov:skip=CKV_AWS_149: the aws/secretsmanager key encrypts it; a CMK would add a key policy the execution roles and the emulator need, and protect nothing the IAM grant on this one ARN does not.
+  # checkov:skip=CKV2_AWS_57: the database's own credentials rotation lives with the database; rotation here needs a rotation function this stack does not run.
+  count = length(local.database_keys) > 0 ? 1 : 0
+
+  name = "${local.prefix}/database-url"
+  # Fixed: changing a description needs UpdateSecret, which can also write a value, so the CI
+  # infrastructure role is not granted it (modules/github-oidc-deploy-role).
+  description             = "DATABASE_URL of the ${local.prefix} functions; the value is set out of band, never by Terraform."
+  recovery_window_in_days = var.secret_recovery_window_days
+
+  depends_on = [terraform_data.workspace_guard]
 }
 
 # State is kept per environment in a workspace named after it (the deploy task runs
@@ -237,7 +271,7 @@ module "cleanup" {
   timeout               = each.value.timeout
   log_retention_days    = var.log_retention_days
   environment_variables = local.environments[each.key]
-  policy_statements     = local.invoke_statements[each.key]
+  policy_statements     = concat(local.invoke_statements[each.key], local.secret_statements[each.key])
 
   permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = each.value.reserved_concurrency
@@ -263,7 +297,7 @@ module "function" {
   timeout               = each.value.timeout
   log_retention_days    = var.log_retention_days
   environment_variables = local.environments[each.key]
-  policy_statements     = local.invoke_statements[each.key]
+  policy_statements     = concat(local.invoke_statements[each.key], local.secret_statements[each.key])
 
   permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = each.value.reserved_concurrency
@@ -326,6 +360,7 @@ module "github_oidc" {
   share_organization_id = var.share_organization_id
   pin_job_workflow_ref  = var.pin_job_workflow_ref
   layer_cache_bucket    = var.layer_cache_bucket
+  secret_arns           = compact([local.database_secret_arn])
 
   layer_cache_publisher_arn = var.layer_cache_publisher_arn
 }

@@ -21,6 +21,7 @@ provider "aws" {
     iam            = var.aws_endpoint
     lambda         = var.aws_endpoint
     s3             = var.aws_endpoint
+    secretsmanager = var.aws_endpoint
     sts            = var.aws_endpoint
   }
 

@@ -100,7 +100,8 @@ variable "functions" {
       description, memory_size (MB), timeout (s), reserved_concurrency (-1: unreserved pool)
       environment  its own environment variables
       runtime, architecture  overrides of var.runtime and var.architecture
-      database     true: gets DATABASE_URL (var.database_url)
+      database     true: gets DATABASE_URL_SECRET_ARN, the ARN of the database URL's secret,
+                   and may read that secret (its value is set out of band, never by Terraform)
       invokes      environment variable => key of a function it may invoke; the variable holds
                    that function's live alias ARN, and its role may invoke only those
       kind         "function", or "cleanup": may list, read and delete under cleanup_prefix
@@ -246,11 +247,31 @@ variable "function_environment" {
   }
 }
 
+# Kept only to refuse a value: the URL moved to Secrets Manager (aws_secretsmanager_secret.database_url),
+# and a stale TF_VAR_database_url or tfvars line must fail loudly, not be ignored while the
+# functions read another value. Ephemeral: even a refused value is written to no plan or state.
 variable "database_url" {
-  description = "DATABASE_URL given to the functions whose entry in var.functions sets database = true."
+  description = "Removed: DATABASE_URL lives in the Secrets Manager secret <prefix>-<env>/database-url. Must stay unset."
   type        = string
-  default     = ""
+  default     = null
   sensitive   = true
+  ephemeral   = true
+
+  validation {
+    condition     = var.database_url == null
+    error_message = "database_url is no longer a Terraform variable: the value would sit in plan files and reach the functions as a plain environment variable. Unset it (TF_VAR_database_url, the tfvars line) and store the URL once with `aws secretsmanager put-secret-value --secret-id <name_prefix>-<environment>/database-url --secret-string ...`."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted secret can still be restored (7-30), or 0 to delete at once (only for a throwaway env such as the emulator, which would otherwise refuse to re-create the name)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or 7-30 (Secrets Manager's range)."
+  }
 }
 
 variable "cleanup_prefix" {

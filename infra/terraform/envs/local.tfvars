@@ -11,7 +11,8 @@ artifact_bucket_force_destroy = true
 # The emulator is thrown away with its buckets; lifecycle rules there would only cost the
 # provider's one-time ~55 s wait for them to read back stable on every fresh emulator.
 artifact_lifecycle_enabled = false
-database_url               = "sqlite:////tmp/bluemoxon-local.db"
+# The emulator is thrown away: its secrets need no recovery window (which would block the name).
+secret_recovery_window_days = 0
 
 # No CI deploy role against the emulator.
 github_repository = ""

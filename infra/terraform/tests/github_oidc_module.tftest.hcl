@@ -250,6 +250,7 @@ run "infra_role_manages_what_terraform_manages_by_prefix" {
           startswith(r, "arn:aws:s3:::bluemoxon-frontend-staging"),
           startswith(r, "arn:aws:s3:::bluemoxon-terraform-state-staging"),
           startswith(r, "arn:aws:iam::123456789012:oidc-provider/"),
+          startswith(r, "arn:aws:secretsmanager:us-west-2:123456789012:secret:bluemoxon-staging/"),
           r == "arn:aws:iam::123456789012:policy/bluemoxon-staging-execution-boundary",
           r == "*" && s.Sid == "ListLayers",
           s.Sid == "ReadTrustedLayers",

@@ -35,6 +35,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
   }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bluemoxon-default/database-url-AbCdEf" }
+  }
 }
 
 variables {
@@ -322,7 +325,6 @@ run "two_functions_of_other_names" {
       }
     }
     function_settings = { reporter = { reserved_concurrency = 2 } }
-    database_url      = "sqlite:////tmp/two.db"
   }
 
   assert {
@@ -337,7 +339,7 @@ run "two_functions_of_other_names" {
     error_message = "Every function of kind \"function\" gets the lambda module; no cleanup function unless one asks for it."
   }
   assert {
-    condition     = jsonencode(module.function["reporter"].environment_variables) == jsonencode({ ENVIRONMENT = "default", REPORT_FORMAT = "csv" }) && module.function["notifier"].environment_variables["DATABASE_URL"] == "sqlite:////tmp/two.db"
+    condition     = jsonencode(module.function["reporter"].environment_variables) == jsonencode({ ENVIRONMENT = "default", REPORT_FORMAT = "csv" }) && module.function["notifier"].environment_variables["DATABASE_URL_SECRET_ARN"] == aws_secretsmanager_secret.database_url[0].arn
     error_message = "A function gets its own environment, and the database only when it asks."
   }
   assert {

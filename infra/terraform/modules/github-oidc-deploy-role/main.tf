@@ -125,6 +125,13 @@ locals {
       Resource = ["${var.artifact_bucket_arn}/${var.artifact_prefix}*"]
     },
     {
+      # The preflight checks that every secret a function references exists (deploy/aws/secrets.py);
+      # DescribeSecret never returns a value.
+      Sid      = "DescribeSecrets"
+      Action   = ["secretsmanager:DescribeSecret"]
+      Resource = var.secret_arns
+    },
+    {
       # FilterLogEvents: verify's remote check reads recent logs for Runtime.ImportModuleError.
       Sid      = "ReadLogGroups"
       Action   = ["logs:FilterLogEvents"]
@@ -151,6 +158,19 @@ locals {
   boundary_keyed_actions = ["iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary"]
   boundary_read          = ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"]
   log_prefix             = "arn:aws:logs:${local.region}:${local.account}:log-group:/aws/lambda/${var.name_prefix}-*"
+  # The stack's secrets are named <name_prefix>/...; Secrets Manager appends "-" and 6 characters.
+  secret_prefix = "arn:aws:secretsmanager:${local.region}:${local.account}:secret:${var.name_prefix}/*"
+  # What reads or writes a secret's value. Neither CI role holds any of these (the infrastructure
+  # role is denied them below), so no apply, whatever its variables, can read, replace or erase
+  # a value: Terraform manages the secret, an admin its value. UpdateSecret is here because it
+  # also takes a SecretString.
+  secret_value_actions = [
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:BatchGetSecretValue",
+  ]
 
   infra_statements = [
     {
@@ -273,6 +293,25 @@ locals {
         "s3:GetReplicationConfiguration",
       ]
       Resource = [var.artifact_bucket_arn]
+    },
+    {
+      Sid = "ManageSecrets"
+      Action = [
+        "secretsmanager:CreateSecret",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetResourcePolicy",
+        "secretsmanager:TagResource",
+        "secretsmanager:UntagResource",
+      ]
+      Resource = [local.secret_prefix]
+    },
+    {
+      # Removing a secret from the configuration schedules its deletion: restorable for the
+      # recovery window, never deleted at once by CI.
+      Sid       = "DeleteSecretsRecoverably"
+      Action    = ["secretsmanager:DeleteSecret"]
+      Resource  = [local.secret_prefix]
+      Condition = { NumericGreaterThanEqual = { "secretsmanager:RecoveryWindowInDays" = "7" } }
     },
     {
       Sid      = "ManageBootstrapObject"
@@ -450,6 +489,12 @@ resource "aws_iam_role_policy" "infra" {
           Condition = { StringNotEquals = { "iam:PermissionsBoundary" = local.boundary_arn } }
         },
         {
+          Sid      = "NeverTouchSecretValues"
+          Effect   = "Deny"
+          Action   = local.secret_value_actions
+          Resource = ["*"]
+        },
+        {
           Sid      = "NeverRemoveABoundary"
           Effect   = "Deny"
           Action   = ["iam:DeleteRolePermissionsBoundary"]
@@ -477,7 +522,8 @@ resource "aws_iam_role_policy" "infra" {
 }
 
 # The boundary of the execution roles: what the functions of this stack do (write their logs and
-# traces, invoke each other, read and clean the artifact bucket) plus boundary_statements; no IAM.
+# traces, invoke each other, read and clean the artifact bucket, read their secrets) plus
+# boundary_statements; no IAM.
 resource "aws_iam_policy" "boundary" {
   name        = local.boundary_name
   description = "Permissions boundary of the ${var.name_prefix} execution roles; the CI infrastructure role creates roles only under it."
@@ -505,7 +551,13 @@ resource "aws_iam_policy" "boundary" {
         Action   = ["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"]
         Resource = [var.artifact_bucket_arn, "${var.artifact_bucket_arn}/*"]
       },
-      ], [for b in var.boundary_statements : { Sid = b.sid, Action = b.actions, Resource = b.resources }]) : merge({ Effect = "Allow" }, s)
+      {
+        # The functions read their secrets (the database URL) at runtime; exactly these ARNs.
+        Sid      = "ReadOwnSecrets"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = var.secret_arns
+      },
+      ], [for b in var.boundary_statements : { Sid = b.sid, Action = b.actions, Resource = b.resources }]) : merge({ Effect = "Allow" }, s) if length(s.Resource) > 0
     ]
   })
 }

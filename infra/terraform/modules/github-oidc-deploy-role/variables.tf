@@ -167,3 +167,9 @@ variable "layer_cache_publisher_arn" {
     error_message = "layer_cache_publisher_arn takes a layer ARN without a version (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)."
   }
 }
+
+variable "secret_arns" {
+  description = "ARNs of the secrets the functions read (the database URL's): the execution boundary allows GetSecretValue on exactly these, the deploy role DescribeSecret (the preflight's existence check)."
+  type        = list(string)
+  default     = []
+}

@@ -5,7 +5,7 @@
 #
 # Supported: Action/NotAction, Resource/NotResource with IAM's * and ? wildcards (actions
 # case-insensitive), and the condition operators this stack writes: StringEquals,
-# StringNotEquals, StringLike, ForAllValues:StringLike and Null, with IAM's rules for a key the
+# StringNotEquals, StringLike, ForAllValues:StringLike, Null and NumericGreaterThanEqual, with IAM's rules for a key the
 # request does not carry (StringNotEquals and ForAllValues hold, the others fail). Any other
 # operator is listed in output.unsupported, which the tests require to be empty: the evaluator
 # never guesses.
@@ -25,7 +25,7 @@ variable "requests" {
 }
 
 locals {
-  operators = ["StringEquals", "StringNotEquals", "StringLike", "ForAllValues:StringLike", "Null"]
+  operators = ["StringEquals", "StringNotEquals", "StringLike", "ForAllValues:StringLike", "Null", "NumericGreaterThanEqual"]
 
   # IAM wildcards to an anchored RE2 pattern: escape the regex metacharacters, then * and ?.
   statements = [for s in jsondecode(var.policy_json).Statement : {
@@ -53,6 +53,7 @@ locals {
       c.op == "StringLike" ? anytrue([for v in lookup(req.context, c.key, []) : anytrue([for p in c.patterns : can(regex(p, v))])]) :
       c.op == "ForAllValues:StringLike" ? alltrue([for v in lookup(req.context, c.key, []) : anytrue([for p in c.patterns : can(regex(p, v))])]) :
       c.op == "Null" ? (c.values[0] == "true") == !contains(keys(req.context), c.key) :
+      c.op == "NumericGreaterThanEqual" ? anytrue([for v in lookup(req.context, c.key, []) : anytrue([for w in c.values : tonumber(v) >= tonumber(w)])]) :
       false
     )]),
   ]) ? s.effect : "none"] }
