@@ -106,8 +106,9 @@ SANDBOX = "sandbox"
 BUILDER = "builder"
 EMULATOR = "emulator"
 CREDENTIALS = "credentials"
+SECRETS = "secrets"
 
-ALL = (TERRAFORM, PROVIDER, RUNTIME_PYTHON, SANDBOX, BUILDER, EMULATOR, CREDENTIALS)
+ALL = (TERRAFORM, PROVIDER, RUNTIME_PYTHON, SANDBOX, BUILDER, EMULATOR, CREDENTIALS, SECRETS)
 _AWS = (EMULATOR, CREDENTIALS)  # an environment has exactly one of the two
 _BUILD = (RUNTIME_PYTHON, BUILDER)
 
@@ -380,6 +381,31 @@ def check_credentials(env: EnvConfig, *, sts: Any = None) -> Check:
     return Check(name=CREDENTIALS, mark=Mark.PASSED, detail=f"{profile}: {arn}, account {account}{pinned}")
 
 
+def check_secrets(env: EnvConfig, *, targets: Any = None) -> Check:
+    """Every secret a deployed function names (``*_SECRET_ARN``) exists: a handler would otherwise fail on
+    its first request, after the deploy moved traffic to it. Reads the targets from the state (one GET)
+    and one DescribeSecret per secret; an environment not applied yet has nothing to check."""
+    from deploy.aws.secrets import missing_secrets
+    from deploy.errors import TerraformError
+    from deploy.terraform import load_targets
+
+    if targets is None:
+        try:
+            targets = load_targets(env, read_only=True)
+        except (TerraformError, DeployError):
+            return Check(name=SECRETS, mark=Mark.SKIPPED, detail="no Terraform state to read yet: nothing deployed")
+    missing = missing_secrets(env, targets)
+    if missing:
+        return Check(
+            name=SECRETS,
+            mark=Mark.FAILED,
+            detail="; ".join(missing),
+            fix="create or restore the secret and put its value (`aws secretsmanager put-secret-value --secret-id "
+            "ARN --secret-string …`), or `inv infra.apply` to recreate it",
+        )
+    return Check(name=SECRETS, mark=Mark.PASSED, detail="every secret the functions reference exists")
+
+
 # ---------------------------------------------------------------------------- running them
 
 
@@ -409,6 +435,7 @@ def run(
         BUILDER: lambda: check_builder(env),
         EMULATOR: lambda: check_emulator(env),
         CREDENTIALS: lambda: check_credentials(env),
+        SECRETS: lambda: check_secrets(env),
         **(overrides or {}),
     }
     out: list[Check] = []
@@ -419,6 +446,11 @@ def run(
             out.append(_skipped(name, f"{env.name} is an AWS environment"))
         elif name == CREDENTIALS and env.emulator is not None:
             out.append(_skipped(name, "the emulator takes fixed dummy credentials"))
+        elif name == SECRETS and (env.emulator is not None or any(c.failed for c in out)):
+            # The emulator is not started by a preflight (nothing to read then); and without working
+            # credentials or Terraform there is nothing to ask.
+            why = "the emulator's secrets are checked by the run" if env.emulator is not None else "see above"
+            out.append(_skipped(name, why))
         else:
             out.append(checks[name]())
     return Preflight(env=env.name, command=command, checks=tuple(out))

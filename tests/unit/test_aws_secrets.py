@@ -91,3 +91,16 @@ def test_existing_secrets_pass_and_deleted_ones_do_not(aws: dict[str, Any]) -> N
     assert missing_secrets(ENV, _targets("api"), extra_arns=[deleted]) == [
         f"secret {deleted} is scheduled for deletion, referenced by (configuration)"
     ]
+
+
+def test_the_preflight_names_a_missing_secret_before_the_first_write(aws: dict[str, Any]) -> None:
+    from deploy import preflight
+
+    gone = aws["sm"].create_secret(Name="acme-test/database-url")["ARN"].replace("database-url", "gone")
+    aws["function"]("api", {"DATABASE_URL_SECRET_ARN": gone})
+    check = preflight.check_secrets(ENV, targets=_targets("api"))
+    assert check.failed
+    assert gone in check.detail and "acme-test-api DATABASE_URL_SECRET_ARN" in check.detail
+    assert "put-secret-value" in (check.fix or "")
+    aws["function"]("ok", {})
+    assert preflight.check_secrets(ENV, targets=_targets("ok")).mark is preflight.Mark.PASSED

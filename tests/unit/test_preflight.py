@@ -211,6 +211,7 @@ def test_doctor_exits_15_with_the_table_and_writes_nothing(tmp_path: Path) -> No
         "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-config"),
     }
+
     def made() -> set[str]:
         """Artifacts and Terraform data dirs (the settings' and the function map's memos are caches)."""
         build = {p.name for p in (ROOT / ".build").glob("*")} - {"settings", "function-map"}
