@@ -90,14 +90,19 @@ def _copy_repo(dest: Path) -> None:
         shutil.copy2(src, target)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    root = tmp_path_factory.mktemp("clone")
+def new_project(root: Path) -> Project:
+    """A committed copy of the repository at ``root`` with its own emulator port."""
     _copy_repo(root)
     proj = Project(root=root, port=free_port())
     proj.git("init", "-q", "-b", "main")
     proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "add", "-A")
     proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qm", "snapshot")
+    return proj
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    proj = new_project(tmp_path_factory.mktemp("clone"))
     try:
         yield proj
     finally:

@@ -18,8 +18,7 @@ from deploy import pipeline
 from deploy.aws import calls
 from deploy.cli import env_config
 from deploy.errors import DriftError
-from tests.conftest import free_port
-from tests.e2e.test_deploy_local import Project, _copy_repo
+from tests.e2e.test_deploy_local import Project, new_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -28,11 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.network]
 def fresh(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "clone"
     root.mkdir()
-    _copy_repo(root)
-    proj = Project(root=root, port=free_port())
-    proj.git("init", "-q", "-b", "main")
-    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "add", "-A")
-    proj.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qm", "snapshot")
+    proj = new_project(root)
     try:
         yield proj
     finally:
