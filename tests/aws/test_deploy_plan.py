@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -382,10 +383,14 @@ def test_signal_at_each_phase_of_deploy_leaves_one_generation(
     }.get(phase)
     if operation is not None:
         fired = [False]
+        lock = threading.Lock()
 
         def once(**kw: Any) -> None:
-            if not fired[0]:
-                fired[0] = True
+            # Atomic: several workers reach UpdateAlias at once, and two signals (a double Ctrl-C)
+            # would interrupt the wait for the calls in flight, which is another test's case.
+            with lock:
+                first, fired[0] = not fired[0], True
+            if first:
                 kill(**kw)
 
         inject("lambda", operation, once)
