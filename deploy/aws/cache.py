@@ -15,7 +15,7 @@ object or an unreadable bucket is only a miss, and the caller builds locally.
 
 Checksums cannot catch a writer who replaces zip and manifest together. In the environment's
 own bucket that writer can already publish a layer; a bucket shared across environments is
-bound to a publisher instead (:func:`publisher_code_sha256`): its zip is used only when its
+bound to a publisher instead (:func:`deploy.aws.publish.publisher_code_sha256`): its zip is used only when its
 sha256 is the CodeSha256 Lambda reports for the layer version the publisher published with the
 same identity, and anything else is a miss. The fetched layer is audited again like a fresh
 build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use all the
@@ -116,26 +116,6 @@ def _parse_manifest(raw: bytes, where: str, identity: str) -> dict[str, Any]:
             f"{str(manifest.get('identity'))[:12]}, not layer {identity[:12]}"
         )
     return manifest
-
-
-def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | CacheMiss:
-    """Reads only: the CodeSha256 of the version of layer ``publisher`` (an ARN without a version)
-    published with ``identity``, or a miss saying why none vouches for the shared bucket.
-
-    Lambda, not the bucket, is the witness: a writer of the bucket cannot publish a layer
-    version in the publisher's account. Listing needs ``lambda:ListLayerVersions``, which a layer
-    version permission cannot grant to another account: across accounts this is a miss (denied)."""
-    from deploy.aws.publish import find_version_by_identity  # publish imports this module
-
-    try:
-        found = find_version_by_identity(lam, publisher, identity)
-    except ClientError as exc:
-        return CacheMiss(reason=f"cannot read the versions of publisher {publisher} ({error_message(exc)})")
-    except BotoCoreError as exc:
-        return CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
-    if found is None:
-        return CacheMiss(reason=f"publisher {publisher} has published no version of layer {identity[:12]}")
-    return found[1]
 
 
 def published_layer(s3: Any, bucket: str, identity: str, zip_path: Path, *, published_code_sha256: str) -> Artifact:

@@ -210,6 +210,24 @@ def find_version_by_identity(lam: Any, layer_name: str, identity: str) -> tuple[
     return None
 
 
+def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | cache.CacheMiss:
+    """Reads only: the CodeSha256 of the version of layer ``publisher`` (an ARN without a version)
+    published with ``identity``, or a miss saying why none vouches for the shared bucket.
+
+    Lambda, not the bucket, is the witness: a writer of the bucket cannot publish a layer
+    version in the publisher's account. Listing needs ``lambda:ListLayerVersions``, which a layer
+    version permission cannot grant to another account: across accounts this is a miss (denied)."""
+    try:
+        found = find_version_by_identity(lam, publisher, identity)
+    except ClientError as exc:
+        return cache.CacheMiss(reason=f"cannot read the versions of publisher {publisher} ({error_message(exc)})")
+    except BotoCoreError as exc:
+        return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
+    if found is None:
+        return cache.CacheMiss(reason=f"publisher {publisher} has published no version of layer {identity[:12]}")
+    return found[1]
+
+
 def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
     """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
     if layer.kind != "layer":

@@ -144,7 +144,7 @@ def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | Cache
     asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
     from botocore.exceptions import BotoCoreError
 
-    from deploy.aws import cache, calls
+    from deploy.aws import cache, calls, publish
 
     publisher = env.remote_cache.publisher
     if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
@@ -154,7 +154,7 @@ def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | Cache
         lam = calls.client(env, "lambda", region)
     except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
         return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
-    return cache.publisher_code_sha256(lam, publisher, plan.digest)
+    return publish.publisher_code_sha256(lam, publisher, plan.digest)
 
 
 def _built_layer(env: EnvConfig) -> Artifact:
