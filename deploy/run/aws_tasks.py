@@ -14,11 +14,12 @@ from deploy import build, terraform, transaction
 from deploy import plan as plan_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
-from deploy.aws import calls, prune, publish, share
 from deploy.aws import lock as env_lock
+from deploy.aws import prune, publish, share
 from deploy.aws import rollback as rollback_mod
 from deploy.aws.retry import RetryPolicy
-from deploy.config import EnvConfig, Targets
+from deploy.config import Targets
+from deploy.context import RunContext
 from deploy.errors import (
     AttachError,
     ConfigError,
@@ -35,14 +36,14 @@ from deploy.run import infra, layer_source, show
 
 
 def _publish(
-    env: EnvConfig, targets: Targets, layer: Artifact, *, dry_run: bool, policy: RetryPolicy | None = None
+    ctx: RunContext, targets: Targets, layer: Artifact, *, dry_run: bool, policy: RetryPolicy | None = None
 ) -> list[publish.PublishResult]:
-    sharing = bool(env.share.accounts or env.share.organization_id)
+    sharing = bool(ctx.settings.share.accounts or ctx.settings.share.organization_id)
     if sharing:
-        share.grants(env.share)  # a refused (e.g. public) share fails here, before any upload
+        share.grants(ctx.settings.share)  # a refused (e.g. public) share fails here, before any upload
     results = publish.publish_all(
-        env,
-        plan_mod.targets_by_region(env, targets),
+        ctx.settings,
+        plan_mod.targets_by_region(ctx.settings, targets),
         layer,
         dry_run=dry_run,
         progress=show._aws_progress,
@@ -54,7 +55,7 @@ def _publish(
         for result in published:
             if result.layer_version_arn is None:
                 continue  # dry run of a version that does not exist yet
-            shared = share.share_layer(env, result.layer_version_arn, env.share, dry_run=dry_run)
+            shared = share.share_layer(ctx.settings, result.layer_version_arn, ctx.settings.share, dry_run=dry_run)
             if shared.added:
                 verb = "would grant" if dry_run else "granted"
                 show._aws_progress(result.region, f"{verb} layer use: {', '.join(shared.added)}")
@@ -69,75 +70,77 @@ def _pub_json(result: publish.PublishResult) -> dict[str, Any]:
 
 
 def publish_layer(
-    env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+    ctx: RunContext, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> list[publish.PublishResult]:
-    infra.require_prerequisites(env, "publish-layer")
-    targets = infra._targets(env)
-    layer = layer_source._built_layer(env)
+    infra.require_prerequisites(ctx, "publish-layer")
+    targets = infra._targets(ctx)
+    layer = layer_source._built_layer(ctx)
     if dry_run:
-        results = _publish(env, targets, layer, dry_run=True)
+        results = _publish(ctx, targets, layer, dry_run=True)
     else:
-        with infra._locked(env, "publish-layer", timeout=lock_timeout, artifact_bucket=targets.bucket):
-            results = _publish(env, targets, layer, dry_run=False)
+        with infra._locked(ctx, "publish-layer", timeout=lock_timeout, artifact_bucket=targets.bucket):
+            results = _publish(ctx, targets, layer, dry_run=False)
     if as_json:
-        emit_json({"env": env.name, "publish": [_pub_json(r) for r in results]})
+        emit_json({"env": ctx.name, "publish": [_pub_json(r) for r in results]})
     else:
         table(
-            f"publish-layer {env.name}",
+            f"publish-layer {ctx.name}",
             ["region", "layer version", "uploaded", "action"],
             [(r.region, r.layer_version_arn or "(new)", r.uploaded, _pub_json(r)["action"]) for r in results],
         )
     return results
 
 
-def _layer_arn_for_attach(env: EnvConfig, targets: Targets, layer: Artifact) -> str:
-    lam = calls.client(env, "lambda", targets.region)
+def _layer_arn_for_attach(ctx: RunContext, targets: Targets, layer: Artifact) -> str:
+    lam = ctx.aws.client("lambda", targets.region)
     found = publish.find_layer_version(lam, targets.layer_name, layer.code_sha256)
     if found is None:
         raise AttachError(
             f"layer {layer.identity[:12]} is not published as a version of {targets.layer_name}",
-            hint=f"run `inv publish-layer --env {env.name}` first",
+            hint=f"run `inv publish-layer --env {ctx.name}` first",
         )
     return found[0]
 
 
 def attach(
-    env: EnvConfig, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+    ctx: RunContext, *, dry_run: bool = False, as_json: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> None:
-    infra.require_prerequisites(env, "attach")
-    targets = infra._targets(env)
-    layer = layer_source._built_layer(env)
-    function = build.build_function(build.function_plan(env)).artifact
-    arn = _layer_arn_for_attach(env, targets, layer)
-    plan_mod.check_platform(env, targets, layer)  # before any write: the layer fits every function
-    plan_mod.check_layer_version(env, targets, arn)
+    infra.require_prerequisites(ctx, "attach")
+    targets = infra._targets(ctx)
+    layer = layer_source._built_layer(ctx)
+    function = build.build_function(build.function_plan(ctx.settings)).artifact
+    arn = _layer_arn_for_attach(ctx, targets, layer)
+    plan_mod.check_platform(ctx.settings, targets, layer)  # before any write: the layer fits every function
+    plan_mod.check_layer_version(ctx.settings, targets, arn)
     if dry_run:
-        plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
-        show._show_attach(attach_mod.apply_attach(env, targets, plan, dry_run=True), as_json=as_json, env=env)
+        plan = attach_mod.plan_attach(ctx.settings, targets, function=function, layer_version_arn=arn)
+        show._show_attach(
+            attach_mod.apply_attach(ctx.settings, targets, plan, dry_run=True), as_json=as_json, env=ctx.settings
+        )
         return
-    with infra._locked(env, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket):
+    with infra._locked(ctx, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket):
         # Planned under the lock, so a writer that finished while we waited is seen.
-        plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
-        txn = transaction.Transaction(env, targets, say=progress)
+        plan = attach_mod.plan_attach(ctx.settings, targets, function=function, layer_version_arn=arn)
+        txn = transaction.Transaction(ctx.settings, targets, say=progress)
         try:
             with txn, show._attach_lines(targets) as on_step:
                 attach_mod.apply_attach(
-                    env,
+                    ctx.settings,
                     targets,
                     plan,
                     function=function,
-                    max_workers=env.max_workers,
+                    max_workers=ctx.settings.max_workers,
                     progress=on_step,
                     record=txn,
                 )
         finally:
             if txn.report is not None:
-                show._show_transaction(f"attach {env.name}", txn.report, as_json=as_json, env=env)
+                show._show_transaction(f"attach {ctx.name}", txn.report, as_json=as_json, env=ctx.settings)
 
 
-def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
+def _terraform_layer_versions(ctx: RunContext) -> dict[int, str]:
     """The layer version Terraform created (and would recreate if pruned) is never pruned."""
-    outputs = terraform.output_json(terraform.terraform_for(env))
+    outputs = terraform.output_json(terraform.terraform_for(ctx.settings))
     arn = (outputs.get("layer_bootstrap_version_arn") or {}).get("value")
     parsed = parse_layer_version_arn(arn) if isinstance(arn, str) else None
     if parsed is None:
@@ -146,39 +149,39 @@ def _terraform_layer_versions(env: EnvConfig) -> dict[int, str]:
 
 
 def rollback(
-    env: EnvConfig,
+    ctx: RunContext,
     *,
     function: str | None = None,
     to: str | None = None,
     dry_run: bool = False,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
 ) -> None:
-    infra.require_prerequisites(env, "rollback")
-    targets = infra._targets(env)
+    infra.require_prerequisites(ctx, "rollback")
+    targets = infra._targets(ctx)
     rollback_mod.chosen(targets, function, to)  # a bad --function or --to: refused before the lock
     if dry_run:
-        outcomes = rollback_mod.rollback(env, targets, function=function, to=to, dry_run=True)
+        outcomes = rollback_mod.rollback(ctx.settings, targets, function=function, to=to, dry_run=True)
     else:
         with (
-            infra._locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
-            transaction.Transaction(env, targets, say=progress) as txn,
+            infra._locked(ctx, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
+            transaction.Transaction(ctx.settings, targets, say=progress) as txn,
         ):
-            outcomes = rollback_mod.rollback(env, targets, function=function, to=to, record=txn)
+            outcomes = rollback_mod.rollback(ctx.settings, targets, function=function, to=to, record=txn)
     table(
-        f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
+        f"rollback {ctx.name}" + (" (dry run)" if dry_run else ""),
         ["function", "live", "changed"],
         [(o.name, f"{o.from_version} → {o.to_version}", o.changed) for o in outcomes],
     )
 
 
 def prune_layers(
-    env: EnvConfig, *, keep: int = 3, yes: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
+    ctx: RunContext, *, keep: int = 3, yes: bool = False, lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S
 ) -> None:
     if keep < 1:
         raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
-    infra.require_prerequisites(env, "prune-layers")
-    targets = infra._targets(env)
-    plan = prune.plan_prune(env, targets, keep=keep, protect=_terraform_layer_versions(env))
+    infra.require_prerequisites(ctx, "prune-layers")
+    targets = infra._targets(ctx)
+    plan = prune.plan_prune(ctx.settings, targets, keep=keep, protect=_terraform_layer_versions(ctx))
     for version, users in sorted(plan.protected.items()):
         say(f"keeping {targets.layer_name}:{version}: referenced by {', '.join(users)}")
     if not plan.delete:
@@ -189,8 +192,8 @@ def prune_layers(
     with contextlib.ExitStack() as stack:
         if yes:
             stack.enter_context(
-                infra._locked(env, "prune-layers", timeout=lock_timeout, artifact_bucket=targets.bucket)
+                infra._locked(ctx, "prune-layers", timeout=lock_timeout, artifact_bucket=targets.bucket)
             )
-        result = prune.prune(env, targets, plan, yes=yes)
+        result = prune.prune(ctx.settings, targets, plan, yes=yes)
     if yes:
         say(f"deleted {len(result.deleted)} layer version(s); skipped {len(result.skipped)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from deploy import emulator, terraform, transaction
@@ -16,11 +16,11 @@ from deploy import plan as plan_mod
 from deploy import preflight as preflight_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
-from deploy.aws import calls
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws.retry import RetryPolicy
-from deploy.config import EnvConfig, Targets
+from deploy.config import Targets
+from deploy.context import RunContext
 from deploy.errors import (
     AttachError,
     DeployError,
@@ -46,7 +46,7 @@ DEPLOY_DEADLINE_S = 1800.0
 
 
 def _read_plan(
-    env: EnvConfig,
+    ctx: RunContext,
     *,
     layer: Artifact | str,
     function: Artifact,
@@ -61,26 +61,28 @@ def _read_plan(
     an identity alone for status, when this machine has no such layer and none is published."""
     if not apply_infra:
         decision = InfraDecision(needed=False, reason="--skip-infra")
-    elif previous is not None and previous.plan is not None and terraform.state_identity(env) == previous.state:
+    elif (
+        previous is not None and previous.plan is not None and terraform.state_identity(ctx.settings) == previous.state
+    ):
         decision = previous
     else:
-        decision = infra._terraform_needed(env, read_only=read_only)
+        decision = infra._terraform_needed(ctx, read_only=read_only)
     planned = decision.plan.planned if decision.plan is not None else None
     if planned is not None and isinstance(layer, Artifact):
-        plan_mod.check_platform(env, planned, layer)  # the runtime and architecture the apply will set
+        plan_mod.check_platform(ctx.settings, planned, layer)  # the runtime and architecture the apply will set
     try:
-        targets = infra._plan_targets(env, applied=apply_infra and not decision.needed, read_only=read_only)
+        targets = infra._plan_targets(ctx, applied=apply_infra and not decision.needed, read_only=read_only)
     except TerraformError:
         if not apply_infra:
             raise
         # nothing exists yet: apply first, then everything
-        return plan_mod.unapplied(env, removals=decision.removals), None, decision
+        return plan_mod.unapplied(ctx.settings, removals=decision.removals), None, decision
     if planned is not None:  # a function the apply removes is not planned for (it is listed as a removal)
         staying = {fn.key for fn in planned.functions}
         targets = dataclasses.replace(targets, functions=tuple(f for f in targets.functions if f.key in staying))
     if isinstance(layer, str):
         plan = plan_mod.compute_unbuilt(
-            env,
+            ctx.settings,
             targets,
             identity=layer,
             function=function,
@@ -90,7 +92,7 @@ def _read_plan(
         )
         return plan, targets, decision
     plan = plan_mod.compute(
-        env,
+        ctx.settings,
         targets,
         layer=layer,
         function=function,
@@ -104,7 +106,7 @@ def _read_plan(
 
 
 def deploy(
-    env: EnvConfig,
+    ctx: RunContext,
     *,
     dry_run: bool = False,
     as_json: bool = False,
@@ -114,20 +116,19 @@ def deploy(
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
     allow_destroy: bool = False,
-    strict: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
     An empty plan takes no lock and makes no write call, Terraform included (counted, and reported as
-    ``aws_write_calls`` and ``terraform``). ``strict``: a function without smoke events fails verify.
+    ``aws_write_calls`` and ``terraform``). With ``--strict`` (``ctx.settings.verify.strict``), a function
+    without smoke events fails verify.
     """
-    env = replace(env, verify=replace(env.verify, strict=strict))
     started = time.monotonic()
-    report = DeployReport(env=env.name, dry_run=dry_run)
-    with calls.count_writes() as writes:
+    report = DeployReport(env=ctx.name, dry_run=dry_run)
+    with ctx.aws.count_writes() as writes:
         try:
             _deploy_steps(
-                env,
+                ctx,
                 report,
                 dry_run=dry_run,
                 apply_infra=apply_infra,
@@ -154,7 +155,7 @@ def deploy(
 
 
 def _deploy_steps(
-    env: EnvConfig,
+    ctx: RunContext,
     report: DeployReport,
     *,
     dry_run: bool,
@@ -165,22 +166,22 @@ def _deploy_steps(
     allow_destroy: bool = False,
 ) -> None:
     # A dry run runs no handler: it needs no sandbox.
-    infra.require_prerequisites(env, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
-    if env.emulator is not None and not dry_run:
-        infra.emulator_up(env, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
-    function, layer = layer_source._build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
+    infra.require_prerequisites(ctx, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
+    if ctx.is_emulator and not dry_run:
+        infra.emulator_up(ctx, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
+    function, layer = layer_source._build_artifacts(ctx, remote_cache=remote_cache, report=report, defer_layer=True)
     assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
-    infra._ensure_reachable(env)
-    plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+    infra._ensure_reachable(ctx)
+    plan, targets, decision = _read_plan(ctx, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
     if targets is not None and not plan.empty:
-        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets))
+        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(ctx.settings, targets))
         if rolled_back:
             progress(
-                f"{env.name} is {rolled_back}: this deploy {'would replace' if dry_run else 'replaces'} the rollback"
+                f"{ctx.name} is {rolled_back}: this deploy {'would replace' if dry_run else 'replaces'} the rollback"
             )
     if dry_run:
-        show._show_plan(f"deploy --dry-run {env.name}", plan)
+        show._show_plan(f"deploy --dry-run {ctx.name}", plan)
         report.functions = _planned_functions(plan, dry_run=True)
         report.publish = [
             {**asdict(r), "action": "would publish" if r.publish else "would reuse"} for r in plan.regions
@@ -188,44 +189,44 @@ def _deploy_steps(
         report.verify = {"skipped": "dry run"}
         infra._discard(decision)
         return
-    _refuse_removals(env, plan, allow_destroy=allow_destroy, decision=decision)
+    _refuse_removals(ctx, plan, allow_destroy=allow_destroy, decision=decision)
     if plan.empty:
         _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
-    layer = layer_source._layer_bytes(env, layer, function, report, remote_cache=remote_cache)
+    layer = layer_source._layer_bytes(ctx, layer, function, report, remote_cache=remote_cache)
     # The functions as the apply will leave them: one it creates is run here, before anything is uploaded.
     checked = decision.plan.planned if decision.plan is not None and decision.plan.planned else targets
     verified: set[str] = set()
     if verify_local_first and checked is not None:
-        _verify_locally(env, checked, layer, function, report)  # nothing has been written yet
+        _verify_locally(ctx, checked, layer, function, report)  # nothing has been written yet
         verified = {fn.key for fn in checked.functions}
-    infra._ensure_lock_bucket(env)
+    infra._ensure_lock_bucket(ctx)
     with infra._locked(
-        env,
+        ctx,
         "deploy",
         timeout=lock_timeout,
         artifact_bucket=targets.bucket if targets else None,
     ):
         # Read again under the lock: a run that held it may have deployed exactly this.
         plan, targets, decision = _read_plan(
-            env, layer=layer, function=function, apply_infra=apply_infra, previous=decision
+            ctx, layer=layer, function=function, apply_infra=apply_infra, previous=decision
         )
         report.plan = plan.to_json()
-        _refuse_removals(env, plan, allow_destroy=allow_destroy, decision=decision)
+        _refuse_removals(ctx, plan, allow_destroy=allow_destroy, decision=decision)
         if plan.terraform_apply:
-            state_before = terraform.state_identity(env)
-            targets = infra.infra_apply(env, plan_file=decision.plan.path if decision.plan is not None else None)
+            state_before = terraform.state_identity(ctx.settings)
+            targets = infra.infra_apply(ctx, plan_file=decision.plan.path if decision.plan is not None else None)
             report.terraform = TerraformResult(
                 apply="applied",
                 reason=plan.terraform_reason,
-                state_written=terraform.state_identity(env) != state_before,
+                state_written=terraform.state_identity(ctx.settings) != state_before,
             )
-            plan = plan_mod.compute(env, targets, layer=layer, function=function)
+            plan = plan_mod.compute(ctx.settings, targets, layer=layer, function=function)
             report.plan = plan.to_json()
             unverified = tuple(fn for fn in targets.functions if fn.key not in verified)
             if verify_local_first and unverified:  # the plan could not name them before the apply
-                _verify_locally(env, dataclasses.replace(targets, functions=unverified), layer, function, report)
+                _verify_locally(ctx, dataclasses.replace(targets, functions=unverified), layer, function, report)
         else:
             report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
             infra._discard(decision)
@@ -233,7 +234,7 @@ def _deploy_steps(
             _nothing_to_do(report, plan, "another run deployed this while we waited for the lock")
             return
         assert targets is not None
-        _apply_plan(env, targets, plan, layer, function, report)
+        _apply_plan(ctx, targets, plan, layer, function, report)
 
 
 def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[FunctionResult]:
@@ -249,7 +250,7 @@ def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[Func
     ]
 
 
-def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
+def status(ctx: RunContext, *, as_json: bool = False) -> plan_mod.DeployPlan:
     """The deploy plan, read the way ``deploy`` reads it: exit 0 in sync, 12 out of sync (a deploy would
     change something, "not applied yet" included), any other code when it could not tell (the error says why).
 
@@ -258,33 +259,37 @@ def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
     started, no state bucket, workspace or lock is created; Terraform plans only when the configuration
     differs from what the state records as applied."""
     rolled_back = None
-    if env.emulator is not None and not emulator.is_moto(env.emulator.url):
-        plan = plan_mod.unapplied(env, "not applied yet: the emulator is not running (a new moto server starts empty)")
+    if ctx.emulator is not None and not emulator.is_moto(ctx.emulator.url):
+        plan = plan_mod.unapplied(
+            ctx.settings, "not applied yet: the emulator is not running (a new moto server starts empty)"
+        )
     else:
-        function, layer = layer_source._build_artifacts(env, remote_cache=True, defer_layer=True, build_missing=False)
-        plan, targets, _decision = _read_plan(env, layer=layer, function=function, apply_infra=True, read_only=True)
-        rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets)) if targets else None
+        function, layer = layer_source._build_artifacts(ctx, remote_cache=True, defer_layer=True, build_missing=False)
+        plan, targets, _decision = _read_plan(ctx, layer=layer, function=function, apply_infra=True, read_only=True)
+        rolled_back = (
+            rollback_mod.describe_rolled_back(rollback_mod.rolled_back(ctx.settings, targets)) if targets else None
+        )
     if as_json:
-        emit_json({"env": env.name, **plan.to_json(), "rolled_back": rolled_back})
-    show._show_plan(f"status {env.name}", plan)
+        emit_json({"env": ctx.name, **plan.to_json(), "rolled_back": rolled_back})
+    show._show_plan(f"status {ctx.name}", plan)
     if rolled_back:
-        say(f"{env.name} is {rolled_back}; the next deploy replaces the rollback")
+        say(f"{ctx.name} is {rolled_back}; the next deploy replaces the rollback")
     if not plan.empty:
-        raise DriftError(f"out of sync: a deploy of {env.name} would change:\n  " + "\n  ".join(plan.lines()))
+        raise DriftError(f"out of sync: a deploy of {ctx.name} would change:\n  " + "\n  ".join(plan.lines()))
     say("in sync: a deploy would change nothing")
     return plan
 
 
 def _refuse_removals(
-    env: EnvConfig, plan: plan_mod.DeployPlan, *, allow_destroy: bool, decision: InfraDecision
+    ctx: RunContext, plan: plan_mod.DeployPlan, *, allow_destroy: bool, decision: InfraDecision
 ) -> None:
     """A plan that destroys a function or a layer version is applied only when asked to: versions,
     aliases and the traffic they serve go with it."""
     if plan.removals and not allow_destroy:
         infra._discard(decision)
         raise DestroyRefused(
-            f"terraform's plan for {env.name} would {'; '.join(plan.removals)}; nothing was changed",
-            hint=f"if that is intended (a function removed from the map), rerun with `inv deploy --env {env.name} "
+            f"terraform's plan for {ctx.name} would {'; '.join(plan.removals)}; nothing was changed",
+            hint=f"if that is intended (a function removed from the map), rerun with `inv deploy --env {ctx.name} "
             "--allow-destroy` (in CI: the deploy workflow's allow_destroy input)",
         )
 
@@ -304,15 +309,15 @@ def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) ->
 
 
 def _verify_locally(
-    env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport
+    ctx: RunContext, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport
 ) -> None:
-    local_report = checks._verify_local(env, targets, layer, function)
+    local_report = checks._verify_local(ctx, targets, layer, function)
     report.verify["local"] = local_report.to_json()
     local_report.raise_for_failures()
 
 
 def _apply_plan(
-    env: EnvConfig,
+    ctx: RunContext,
     targets: Targets,
     plan: plan_mod.DeployPlan,
     layer: Artifact,
@@ -324,11 +329,11 @@ def _apply_plan(
     # One deadline for every retry and wait of this deploy: publish's and attach's together (the
     # restore gets its own time: the transaction's policy has no deadline).
     policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
-    txn = transaction.Transaction(env, targets, say=progress)
+    txn = transaction.Transaction(ctx.settings, targets, say=progress)
     try:
         with txn:
             if any(r.changed for r in plan.regions):
-                publishes = aws_tasks._publish(env, targets, layer, dry_run=False, policy=policy)
+                publishes = aws_tasks._publish(ctx, targets, layer, dry_run=False, policy=policy)
                 report.publish = [aws_tasks._pub_json(p) for p in publishes]
                 arn = next(p for p in publishes if p.region == targets.region).layer_version_arn
             else:
@@ -346,7 +351,7 @@ def _apply_plan(
             attach_plan = plan.attach
             if attach_plan is None or attach_plan.layer_version_arn != arn:
                 # The version was just published: plan against its real ARN, and check nothing else moved.
-                attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
+                attach_plan = attach_mod.plan_attach(ctx.settings, targets, function=function, layer_version_arn=arn)
                 moved = plan_mod.changed_since(plan.functions, plan_mod.function_steps(attach_plan))
                 if moved:
                     raise AttachError(
@@ -357,17 +362,17 @@ def _apply_plan(
             if attach_plan.changed:
                 with show._attach_lines(targets) as on_step:
                     attach_mod.apply_attach(
-                        env,
+                        ctx.settings,
                         targets,
                         attach_plan,
                         function=function,
-                        max_workers=env.max_workers,
+                        max_workers=ctx.settings.max_workers,
                         progress=on_step,
                         policy=policy,
                         record=txn,
                     )
             if any(f.changed for f in plan.functions):
-                deployed = checks._verify_deployed(env, targets, layer, function)
+                deployed = checks._verify_deployed(ctx, targets, layer, function)
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from deploy import build
 from deploy.artifact import Artifact
-from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig, Targets
+from deploy.config import Targets
+from deploy.context import RunContext
 from deploy.errors import (
     AwsError,
     BuildError,
@@ -29,44 +30,27 @@ if TYPE_CHECKING:
     from deploy.aws.cache import CacheMiss
 
 
-def check_flags(architecture: str | None, builder: str | None) -> None:
-    if architecture is not None and architecture not in ARCHITECTURES:
-        raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-    if builder is not None and builder not in BUILDERS:
-        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
-
-
-def build_layer(
-    env: EnvConfig, *, architecture: str | None = None, builder: str | None = None, remote_cache: bool = True
-) -> None:
+def build_layer(ctx: RunContext, *, remote_cache: bool = True) -> None:
     """``inv build-layer``: a layer already built (or built without the remote cache) needs no boto3."""
-    check_flags(architecture, builder)
-    plan = build.layer_plan(env, builder=builder, architecture=architecture)
+    plan = ctx.layer_plan
     # The manifest's presence is enough to choose this path: build_layer checks the zip against it
     # (hashing 40 MB once, not twice) and rebuilds on a mismatch.
-    if plan.manifest_path.is_file() or not (remote_cache and env.remote_cache.enabled):
+    if plan.manifest_path.is_file() or not (remote_cache and ctx.settings.remote_cache.enabled):
         build.build_layer(plan, progress=progress)  # it says what it did, once
         return
-    obtain_layer(env, architecture=architecture, builder=builder, remote_cache=remote_cache)
+    obtain_layer(ctx, remote_cache=remote_cache)
 
 
-def build_function(env: EnvConfig) -> build.BuildResult:
-    return build.build_function(build.function_plan(env), progress=progress)
+def build_function(ctx: RunContext) -> build.BuildResult:
+    return build.build_function(build.function_plan(ctx.settings), progress=progress)
 
 
-def obtain_layer(
-    env: EnvConfig,
-    *,
-    architecture: str | None = None,
-    builder: str | None = None,
-    function_unzipped: int = 0,
-    remote_cache: bool = True,
-) -> build.BuildResult:
-    check_flags(architecture, builder)
-    plan = build.layer_plan(env, builder=builder, architecture=architecture)
+def obtain_layer(ctx: RunContext, *, function_unzipped: int = 0, remote_cache: bool = True) -> build.BuildResult:
+    """The run's layer: already built here, fetched from the remote cache, or built now."""
+    plan = ctx.layer_plan
     fetched = False
-    if remote_cache and env.remote_cache.enabled and build.existing_layer(plan) is None:
-        fetched = read_through_cache(env, plan)
+    if remote_cache and ctx.settings.remote_cache.enabled and build.existing_layer(plan) is None:
+        fetched = read_through_cache(ctx, plan)
     # After a fetch the build only rechecks the budget: its "already built" line would mislead.
     result = build.build_layer(plan, progress=None if fetched else progress, function_unzipped=function_unzipped)
     if fetched and result.reused:
@@ -75,7 +59,7 @@ def obtain_layer(
     return result  # build_layer said what it did (and its warnings), once
 
 
-def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
+def read_through_cache(ctx: RunContext, plan: build.LayerPlan) -> bool:
     """Fetch this identity's layer from S3 instead of building it, when another machine built it.
 
     Reads only (the bucket's name comes from the state object; nothing is created to find it). The
@@ -89,21 +73,23 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     replace it there can already publish a layer. Either error leaves no fetched file behind."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from deploy.aws import cache, calls
+    from deploy.aws import cache
     from deploy.aws.retry import error_message
 
     # (bucket, region, the CodeSha256 its publisher vouches for: None for the env's own bucket)
     sources: list[tuple[str, str, str | None]] = []
     misses: list[str] = []
-    if env.remote_cache.bucket:
-        publisher = _publisher_code_sha256(env, plan)
+    if ctx.settings.remote_cache.bucket:
+        publisher = _publisher_code_sha256(ctx, plan)
         if isinstance(publisher, cache.CacheMiss):
-            misses.append(f"s3://{env.remote_cache.bucket}: {publisher.reason}")
+            misses.append(f"s3://{ctx.settings.remote_cache.bucket}: {publisher.reason}")
         else:
-            sources.append((env.remote_cache.bucket, env.remote_cache.region or env.region, publisher))
+            sources.append(
+                (ctx.settings.remote_cache.bucket, ctx.settings.remote_cache.region or ctx.settings.region, publisher)
+            )
     published: tuple[str, str] | None = None
     try:
-        targets, published = _published_identity(env, plan)
+        targets, published = _published_identity(ctx, plan)
         # The env's own bucket, even when named as the shared one too: its writers can publish anyway.
         if targets.bucket not in [bucket for bucket, _, _ in sources]:
             sources.append((targets.bucket, targets.region, None))
@@ -115,7 +101,7 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
         audit_again = vouched is not None
         try:
             got = cache.fetch_layer(
-                calls.client(env, "s3", region),
+                ctx.aws.client("s3", region),
                 bucket,
                 plan.digest,
                 plan.zip_path.parent,
@@ -139,32 +125,32 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
     return False
 
 
-def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | CacheMiss:
+def _publisher_code_sha256(ctx: RunContext, plan: build.LayerPlan) -> str | CacheMiss:
     """Reads only: what ``remote_cache.publisher`` published with this identity (its CodeSha256),
     asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
     from botocore.exceptions import BotoCoreError
 
-    from deploy.aws import cache, calls, publish
+    from deploy.aws import cache, publish
 
-    publisher = env.remote_cache.publisher
+    publisher = ctx.settings.remote_cache.publisher
     if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
         return cache.CacheMiss(reason="no remote_cache.publisher vouches for the shared bucket")
     region = publisher.split(":")[3]
     try:
-        lam = calls.client(env, "lambda", region)
+        lam = ctx.aws.client("lambda", region)
     except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
         return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
     return publish.publisher_code_sha256(lam, publisher, plan.digest)
 
 
-def _built_layer(env: EnvConfig) -> Artifact:
+def _built_layer(ctx: RunContext) -> Artifact:
     """The layer artifact for the env's current identity; refuse to go on without one."""
-    plan = build.layer_plan(env)
+    plan = ctx.layer_plan
     artifact = build.existing_layer(plan)
     if artifact is None:
         raise BuildError(
-            f"no layer artifact for identity {plan.identity.digest[:12]} in {env.paths.build / 'layers'}",
-            hint=f"run `inv build-layer --env {env.name}` first",
+            f"no layer artifact for identity {plan.identity.digest[:12]} in {ctx.paths.build / 'layers'}",
+            hint=f"run `inv build-layer --env {ctx.name}` first",
         )
     artifact.check()
     return artifact
@@ -187,7 +173,7 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
 
 
 def _build_artifacts(
-    env: EnvConfig,
+    ctx: RunContext,
     *,
     remote_cache: bool,
     report: DeployReport | None = None,
@@ -203,63 +189,63 @@ def _build_artifacts(
 
     ``build_missing=False`` (status): a layer neither built here nor published is not built either; its
     identity (from the lock and the settings) stands for it."""
-    function = build_function(env).artifact
+    function = build_function(ctx).artifact
     if report is not None:
         report.function = _artifact_json(function)
     if not build_missing:
-        plan = build.layer_plan(env)
-        return function, build.existing_layer(plan) or _published_layer(env, plan) or plan.digest
-    if defer_layer and remote_cache and env.remote_cache.enabled:
-        plan = build.layer_plan(env)
-        published = None if plan.manifest_path.is_file() else _published_layer(env, plan)
+        plan = ctx.layer_plan
+        return function, build.existing_layer(plan) or _published_layer(ctx, plan) or plan.digest
+    if defer_layer and remote_cache and ctx.settings.remote_cache.enabled:
+        plan = ctx.layer_plan
+        published = None if plan.manifest_path.is_file() else _published_layer(ctx, plan)
         if published is not None:
             progress(f"layer {plan.identity.short} is published already: planning from its manifest, not fetching it")
             if report is not None:
                 report.layer = {**_artifact_json(published), "source": "published already, not fetched"}
             return function, published
-    built = obtain_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
+    built = obtain_layer(ctx, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
     if report is not None:
         report.layer = {**_artifact_json(built.artifact), "source": built.source}
     return function, built.artifact
 
 
-def _published_identity(env: EnvConfig, plan: build.LayerPlan) -> tuple[Targets, tuple[str, str] | None]:
+def _published_identity(ctx: RunContext, plan: build.LayerPlan) -> tuple[Targets, tuple[str, str] | None]:
     """Reads only: the env's targets (creating no state bucket or workspace to find them) and the
     layer version already published for this identity, as (ARN, CodeSha256)."""
     from deploy import emulator, terraform
-    from deploy.aws import calls, publish
+    from deploy.aws import publish
 
-    if env.emulator is not None:
-        emulator.assert_reachable(env.emulator.url)
-    targets = terraform.load_targets(env, read_only=True)
-    lam = calls.client(env, "lambda", targets.region)
+    if ctx.emulator is not None:
+        emulator.assert_reachable(ctx.emulator.url)
+    targets = terraform.load_targets(ctx.settings, read_only=True)
+    lam = ctx.aws.client("lambda", targets.region)
     return targets, publish.find_version_by_identity(lam, targets.layer_name, plan.digest)
 
 
-def _published_layer(env: EnvConfig, plan: build.LayerPlan) -> Artifact | None:
+def _published_layer(ctx: RunContext, plan: build.LayerPlan) -> Artifact | None:
     """Reads only: the layer version published for this identity, as its cached manifest describes it."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from deploy.aws import cache, calls
+    from deploy.aws import cache
 
     try:
-        targets, found = _published_identity(env, plan)
+        targets, found = _published_identity(ctx, plan)
         if found is None:
             return None
-        s3 = calls.client(env, "s3", targets.region)
+        s3 = ctx.aws.client("s3", targets.region)
         return cache.published_layer(s3, targets.bucket, plan.digest, plan.zip_path, published_code_sha256=found[1])
     except (TerraformError, EmulatorError, AwsError, ConfigError, BotoCoreError, ClientError):
         return None  # no shortcut: the layer is built or fetched as usual
 
 
 def _layer_bytes(
-    env: EnvConfig, layer: Artifact, function: Artifact, report: DeployReport, *, remote_cache: bool
+    ctx: RunContext, layer: Artifact, function: Artifact, report: DeployReport, *, remote_cache: bool
 ) -> Artifact:
     """The planned layer's zip on this machine: fetched (and audited) or built now, if the plan was read
     from its manifest alone; it must be the bytes the plan was computed for."""
     if layer.path.exists():
         return layer
-    built = obtain_layer(env, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
+    built = obtain_layer(ctx, function_unzipped=function.unzipped_size, remote_cache=remote_cache)
     if built.artifact.sha256 != layer.sha256:
         raise CacheError(
             f"layer {layer.identity[:12]} was planned as the published sha256 {layer.sha256[:16]}…, "

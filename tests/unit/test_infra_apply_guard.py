@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from deploy.config import EnvConfig
+from deploy.context import RunContext
 from deploy.errors import DestroyRefused
 from deploy.run import infra
 from deploy.terraform.decision import InfraDecision, SavedPlan
@@ -47,7 +48,7 @@ def applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path | None
 def test_a_plan_that_removes_a_function_is_refused_and_discarded(applied: list[Path | None], tmp_path: Path) -> None:
     env = EnvConfig(name="staging", region="us-west-2")
     with pytest.raises(DestroyRefused, match="would remove function acme-notifier; nothing was changed") as err:
-        infra.infra_apply_locked(env)
+        infra.infra_apply_locked(RunContext.create(env))
     assert "--allow-destroy" in str(err.value)
     assert applied == []
     assert not (tmp_path / "deploy-1.tfplan").exists()  # a refused plan is not left for a later apply
@@ -55,5 +56,5 @@ def test_a_plan_that_removes_a_function_is_refused_and_discarded(applied: list[P
 
 def test_with_allow_destroy_the_saved_plan_itself_is_applied(applied: list[Path | None], tmp_path: Path) -> None:
     env = EnvConfig(name="staging", region="us-west-2")
-    assert infra.infra_apply_locked(env, allow_destroy=True) == "targets"
+    assert infra.infra_apply_locked(RunContext.create(env), allow_destroy=True) == "targets"
     assert applied == [tmp_path / "deploy-1.tfplan"]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from deploy import report, terraform
 from deploy import terraform as tfm
+from deploy.context import RunContext
 from deploy.errors import DriftError, TerraformError
 from deploy.run import infra
 from deploy.terraform import events
@@ -77,7 +78,9 @@ def script_printing(tmp_path: Path, lines: list[str], code: int) -> Path:
 def apply_with_progress(tmp_path: Path, script: Path) -> tfm.Progress:
     tf = runner(tmp_path, script)
     env = env_config(tmp_path)
-    return infra._terraform_with_progress(env, "apply", lambda log, ev: tfm.apply(tf, log=log, events=ev))
+    return infra._terraform_with_progress(
+        RunContext.create(env), "apply", lambda log, ev: tfm.apply(tf, log=log, events=ev)
+    )
 
 
 def logs(tmp_path: Path) -> list[Path]:
@@ -162,13 +165,13 @@ def test_infra_plan_lists_what_would_change_not_ignored_drift(
     fake = runner(tmp_path, fake_terraform(tmp_path / "bin", body))
     env = dataclasses.replace(env_config(tmp_path), emulator=None, endpoint_url=None)  # nothing to reach
     monkeypatch.setattr(terraform, "terraform_for", lambda _env: fake)
-    assert infra.infra_plan(env) is True
+    assert infra.infra_plan(RunContext.create(env)) is True
     err = capsys.readouterr().err
     assert f"  {BUCKET}: Plan to create" in err and f"  {FUNCTION}: Plan to create" in err
     assert "Drift detected" not in err  # it is in the log
     assert "Drift detected" in logs_of(tmp_path, "plan")[0].read_text()
     with pytest.raises(DriftError):
-        infra.infra_plan(env, detailed_exitcode=True)
+        infra.infra_plan(RunContext.create(env), detailed_exitcode=True)
 
 
 def logs_of(tmp_path: Path, command: str) -> list[Path]:

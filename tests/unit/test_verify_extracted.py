@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.context import RunContext
 from deploy.errors import VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource, cache_key
 
@@ -244,8 +245,8 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
         architecture="x86_64",
         functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="h.handler"),),
     )
-    checks._verify_local(env, targets, None, None)  # type: ignore[arg-type]
-    checks._verify_deployed(env, targets, None, None)
+    checks._verify_local(RunContext.create(env), targets, None, None)  # type: ignore[arg-type]
+    checks._verify_deployed(RunContext.create(env), targets, None, None)
     assert seen == [ExtractionCache(root=tmp_path / ".build" / "extracted")] * 2
 
 
