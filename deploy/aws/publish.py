@@ -30,7 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.artifact import Artifact
 from deploy.aws import cache, calls
 from deploy.aws.retry import NOT_FOUND, RetryPolicy, call, error_code, error_message
-from deploy.config import EnvConfig, Targets
+from deploy.aws.session import Endpoint
+from deploy.config import Targets
 from deploy.errors import AwsError, DeployError
 
 Progress = Callable[[str, str], None]
@@ -228,7 +229,7 @@ def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | cach
     return found[1]
 
 
-def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
+def plan_publish(aws: Endpoint, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
     """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
     if layer.kind != "layer":
         raise AwsError(f"{layer.path.name} is a {layer.kind} artifact, not a layer")
@@ -238,8 +239,8 @@ def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: s
     if layer.path.exists():
         layer.check()
     region = region or targets.region
-    s3 = calls.client(env, "s3", region)
-    lam = calls.client(env, "lambda", region)
+    s3 = calls.client(aws, "s3", region)
+    lam = calls.client(aws, "lambda", region)
     check_bucket(s3, targets.bucket)
     present = object_matches(s3, targets.bucket, layer.s3_key, layer)
     try:
@@ -260,7 +261,7 @@ def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: s
 
 
 def publish_layer(
-    env: EnvConfig,
+    aws: Endpoint,
     targets: Targets,
     layer: Artifact,
     *,
@@ -270,7 +271,7 @@ def publish_layer(
     policy: RetryPolicy | None = None,
     transfer: Transfer | None = None,
 ) -> PublishResult:
-    plan = plan_publish(env, targets, layer, region=region)
+    plan = plan_publish(aws, targets, layer, region=region)
     say = progress or _no_progress
     policy = policy or RetryPolicy()
     if dry_run or not plan.publish:
@@ -284,8 +285,8 @@ def publish_layer(
             published=plan.publish,
             dry_run=dry_run,
         )
-    s3 = calls.client(env, "s3", plan.region)
-    lam = calls.client(env, "lambda", plan.region)
+    s3 = calls.client(aws, "s3", plan.region)
+    lam = calls.client(aws, "lambda", plan.region)
     if plan.upload:
         text = f"{plan.region}: uploading layer {layer.identity[:12]} to s3://{plan.bucket}/{short_key(plan.key)}"
         if transfer is None:
@@ -331,7 +332,7 @@ def publish_layer(
 
 
 def publish_all(
-    env: EnvConfig,
+    aws: Endpoint,
     targets_by_region: Mapping[str, Targets],
     layer: Artifact,
     *,
@@ -352,7 +353,7 @@ def publish_all(
     def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
         try:
             return publish_layer(
-                env, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy, transfer=transfer
+                aws, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy, transfer=transfer
             )
         except (DeployError, ClientError, BotoCoreError) as exc:
             return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))

@@ -42,7 +42,7 @@ def _publish(
     if sharing:
         share.grants(ctx.settings.share)  # a refused (e.g. public) share fails here, before any upload
     results = publish.publish_all(
-        ctx.settings,
+        ctx.aws,
         plan_mod.targets_by_region(ctx.settings, targets),
         layer,
         dry_run=dry_run,
@@ -55,7 +55,7 @@ def _publish(
         for result in published:
             if result.layer_version_arn is None:
                 continue  # dry run of a version that does not exist yet
-            shared = share.share_layer(ctx.settings, result.layer_version_arn, ctx.settings.share, dry_run=dry_run)
+            shared = share.share_layer(ctx.aws, result.layer_version_arn, ctx.settings.share, dry_run=dry_run)
             if shared.added:
                 verb = "would grant" if dry_run else "granted"
                 show._aws_progress(result.region, f"{verb} layer use: {', '.join(shared.added)}")
@@ -181,7 +181,7 @@ def prune_layers(
         raise ConfigError("--keep must be at least 1 (the newest layer version is never pruned)")
     infra.require_prerequisites(ctx, "prune-layers")
     targets = infra._targets(ctx)
-    plan = prune.plan_prune(ctx.settings, targets, keep=keep, protect=_terraform_layer_versions(ctx))
+    plan = prune.plan_prune(ctx.aws, targets, keep=keep, protect=_terraform_layer_versions(ctx))
     for version, users in sorted(plan.protected.items()):
         say(f"keeping {targets.layer_name}:{version}: referenced by {', '.join(users)}")
     if not plan.delete:
@@ -194,6 +194,6 @@ def prune_layers(
             stack.enter_context(
                 infra._locked(ctx, "prune-layers", timeout=lock_timeout, artifact_bucket=targets.bucket)
             )
-        result = prune.prune(ctx.settings, targets, plan, yes=yes)
+        result = prune.prune(ctx.aws, targets, plan, yes=yes)
     if yes:
         say(f"deleted {len(result.deleted)} layer version(s); skipped {len(result.skipped)}")
