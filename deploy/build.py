@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
 from deploy import archive, bytecode, content_cache, scratch, secret_scan
-from deploy.artifact import Artifact, PackageInfo, layer_key, load_manifest
+from deploy.artifact import Artifact, LayerAddress, PackageInfo, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.content_cache import ContentCache
 from deploy.errors import AuditError, BuildError
@@ -100,20 +100,24 @@ class LayerPlan:
         return self.identity.digest
 
     @property
+    def address(self) -> LayerAddress:
+        return LayerAddress.in_build(self.digest, self.paths.build)
+
+    @property
     def zip_path(self) -> Path:
-        return self.paths.build / "layers" / f"{self.digest}.zip"
+        return self.address.zip_path
 
     @property
     def manifest_path(self) -> Path:
-        return self.zip_path.with_suffix(".json")
+        return self.address.manifest_path
 
     @property
     def sbom_path(self) -> Path:
-        return self.zip_path.with_suffix(".cdx.json")  # = Artifact.sbom_path of the built layer
+        return self.address.sbom_path  # = Artifact.sbom_path of the built layer
 
     @property
     def s3_key(self) -> str:
-        return layer_key(self.digest)
+        return self.address.zip_key
 
 
 @dataclass(frozen=True, kw_only=True)

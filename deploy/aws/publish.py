@@ -298,7 +298,7 @@ def publish_layer(
     # Write-through: the manifest and SBOM beside the zip let any machine reuse this build. Checked
     # again whenever a version is to be published, so a run interrupted between the zip and its
     # manifest (or a zip uploaded before the cache existed) is repaired by the rerun.
-    if plan.upload or not cache.sidecars_present(s3, plan.bucket, layer.identity):
+    if plan.upload or not cache.sidecars_present(s3, plan.bucket, layer.address):
         cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
     say(plan.region, f"publishing a version of {plan.layer_name}")
     try:

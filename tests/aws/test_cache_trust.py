@@ -83,7 +83,7 @@ def test_no_version_of_the_publisher_with_this_identity_means_the_layer_is_built
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
     for version in lam.list_layer_versions(LayerName=targets.layer_name)["LayerVersions"]:
         lam.delete_layer_version(LayerName=targets.layer_name, VersionNumber=version["Version"])
-    assert cache.sidecars_present(s3, bucket, built.identity)
+    assert cache.sidecars_present(s3, bucket, built.address)
 
     said = _production_builds(production, built, capsys, monkeypatch)
 
