@@ -118,7 +118,7 @@ def _ensure_lock_bucket(ctx: RunContext) -> None:
 def unlock(ctx: RunContext, lock_id: str) -> None:
     require_prerequisites(ctx, "unlock")
     _ensure_reachable(ctx)
-    artifact_bucket = None if ctx.settings.state or ctx.emulator else _targets(ctx).bucket
+    artifact_bucket = None if ctx.settings.state or ctx.is_emulator else _targets(ctx).bucket
     holder = env_lock.force_unlock(ctx.settings, lock_id, artifact_bucket=artifact_bucket)
     say(f"removed the deploy lock held by {holder.who()}" if holder else "removed the object that was not a lock")
 
