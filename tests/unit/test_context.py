@@ -82,3 +82,23 @@ def test_every_task_that_builds_or_reads_a_layer_takes_the_same_flags(name: str)
     if name != "build_function":  # the function zip has no builder
         assert params["builder"].default is None
         assert task.help["builder"] == tasks.LAYER_HELP["builder"]
+
+
+class _Made(Exception):
+    """Stops a task right after it made its context (the flow itself is tested elsewhere)."""
+
+
+@pytest.mark.parametrize("name", [*LAYER_TASKS, "build_function"])
+def test_every_layer_task_makes_its_context_with_the_flags(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+
+    def run_context(_c: Any, env: str, **flags: Any) -> RunContext:
+        made.append({"env": env, **flags})
+        raise _Made
+
+    monkeypatch.setattr(tasks, "run_context", run_context)
+    flags = {"arch": "arm64"} if name == "build_function" else {"arch": "arm64", "builder": "pip"}
+    with pytest.raises(_Made):
+        getattr(tasks, name).body(None, env="staging", **flags)
+    assert len(made) == 1
+    assert {k: made[0].get(k) for k in ("env", *flags)} == {"env": "staging", **flags}
