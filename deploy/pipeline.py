@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
 
-from deploy import build, emulator, terraform, transaction
+from deploy import build, emulator, terraform
 from deploy import plan as plan_mod
 from deploy import preflight as preflight_mod
+from deploy import progress as progress_mod
+from deploy import steps as steps_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
-from deploy.aws import calls, prune, publish, share
+from deploy.aws import calls, prune, publish, share, transaction
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
 from deploy.aws.retry import RetryPolicy, error_message
@@ -46,7 +48,6 @@ from deploy.errors import (
 from deploy.lambda_facts import parse_layer_version_arn
 from deploy.report import (
     DeployReport,
-    FunctionResult,
     TerraformResult,
     bars,
     emit_json,
@@ -457,31 +458,8 @@ def _aws_progress(what: str, message: str) -> None:
     progress(f"{what}: {message}")
 
 
-@contextlib.contextmanager
-def _attach_lines(targets: Targets) -> Any:
-    """attach's per-function steps as one line per function: a spinner showing the current
-    step, then what was done (the versions are in the deploy table, said once)."""
-    names = [fn.name for fn in targets.functions]
-    steps: dict[str, list[str]] = {name: [] for name in names}
-    with item_lines(names, "waiting", idle="unchanged") as lines:
-
-        def on_step(name: str, message: str) -> None:
-            if name not in steps:
-                progress(f"{name}: {message}")  # not one function (the code upload)
-            elif message.startswith(("failed", "rolling")):
-                lines.done(name, False, message)
-            elif message.startswith("moving alias"):
-                done = [*steps[name], "alias moved"]
-                lines.done(name, True, ", ".join(done))
-            else:
-                steps[name].append(
-                    message.replace("updating code", "code updated")
-                    .replace("setting layers", "layers set")
-                    .replace("publishing a version", "version published")
-                )
-                lines.update(name, message)
-
-        yield on_step
+def _attach_lines(targets: Targets) -> contextlib.AbstractContextManager[progress_mod.Progress]:
+    return progress_mod.function_lines([fn.name for fn in targets.functions])
 
 
 def _publish(
@@ -551,32 +529,11 @@ def _layer_arn_for_attach(env: EnvConfig, targets: Targets, layer: Artifact) -> 
     return found[0]
 
 
-def live_change(old: Any, new: Any) -> str:
-    """``1 → 2``, or ``3 (unchanged)`` when the alias did not move (never ``3 → None``)."""
-    if new is None or str(new) == str(old):
-        return f"{old} (unchanged)"
-    return f"{old} → {new}"
-
-
-def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, str]]:
-    return [
-        (o.name, o.status, live_change(o.old_version, o.new_version), o.error or "")
-        for o in sorted(result.outcomes, key=lambda o: o.name)
-    ]
-
-
 def _show_transaction(title: str, report: transaction.TransactionReport, *, as_json: bool, env: EnvConfig) -> None:
     if as_json:
         emit_json({"env": env.name, **report.to_json()})
         return
-    table(
-        title,
-        ["function", "outcome", "live", "detail"],
-        [
-            (f.name, f.outcome, live_change(f.old_version, f.new_version), f.detail or "")
-            for f in sorted(report.functions, key=lambda f: f.name)
-        ],
-    )
+    progress_mod.show_outcomes(title, report.functions)
 
 
 def attach(
@@ -596,7 +553,7 @@ def attach(
     with _locked(env, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket):
         # Planned under the lock, so a writer that finished while we waited is seen.
         plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
-        txn = transaction.Transaction(env, targets, say=progress)
+        txn = transaction.Transaction(env, targets, progress=progress_mod.plain)
         try:
             with txn, _attach_lines(targets) as on_step:
                 attach_mod.apply_attach(
@@ -617,7 +574,7 @@ def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConf
     if as_json:
         emit_json({"env": env.name, **result.to_json()})
     else:
-        table(f"attach {env.name}", ["function", "outcome", "live", "error"], _attach_rows(result))
+        progress_mod.show_outcomes(f"attach {env.name}", result.outcomes, last="error")
 
 
 def status(env: EnvConfig, *, as_json: bool = False) -> plan_mod.DeployPlan:
@@ -684,14 +641,12 @@ def rollback(
     else:
         with (
             _locked(env, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
-            transaction.Transaction(env, targets, say=progress) as txn,
+            transaction.Transaction(env, targets, progress=progress_mod.plain) as txn,
         ):
-            outcomes = rollback_mod.rollback(env, targets, function=function, to=to, record=txn)
-    table(
-        f"rollback {env.name}" + (" (dry run)" if dry_run else ""),
-        ["function", "live", "changed"],
-        [(o.name, f"{o.from_version} → {o.to_version}", o.changed) for o in outcomes],
-    )
+            outcomes = rollback_mod.rollback(
+                env, targets, function=function, to=to, record=txn, progress=progress_mod.plain
+            )
+    progress_mod.show_rollback(f"rollback {env.name}" + (" (dry run)" if dry_run else ""), outcomes)
 
 
 def prune_layers(
@@ -1100,36 +1055,11 @@ def deploy(
 
 
 def _summary(report: DeployReport) -> None:
-    functions = report.functions
-    if functions:
-        table(
-            f"deploy {report.env}" + (" (dry run)" if report.dry_run else ""),
-            ["function", "outcome", "live"],
-            [(f.name, f.status, live_change(f.old_version, f.new_version)) for f in functions],
-        )
-    changed = sum(1 for f in functions if f.status != "unchanged")
-    if report.dry_run:
-        verdict = f"dry run: {changed} function(s) would change" if changed else "dry run: nothing would change"
-    else:
-        verdict = "deployed" if changed else "nothing changed"
-    tf = report.terraform
-    say(
-        f"{verdict} in {report.seconds} s; {report.aws_write_calls} AWS write call(s); terraform apply {tf.apply}"
-        f"{', state written' if tf.state_written else ', state not written'}"
-    )
+    progress_mod.summary(report)
 
 
-def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[FunctionResult]:
-    return [
-        FunctionResult(
-            name=f.name,
-            status=("would update" if dry_run else "updated") if f.changed else "unchanged",
-            old_version=f.alias_from,
-            new_version=f.alias_to,
-            detail=f.describe(),
-        )
-        for f in plan.functions
-    ]
+def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[steps_mod.Outcome]:
+    return steps_mod.planned(plan.functions, dry_run=dry_run)
 
 
 def _deploy_steps(
@@ -1270,7 +1200,7 @@ def _apply_plan(
     # One deadline for every retry and wait of this deploy: publish's and attach's together (the
     # restore gets its own time: the transaction's policy has no deadline).
     policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
-    txn = transaction.Transaction(env, targets, say=progress)
+    txn = transaction.Transaction(env, targets, progress=progress_mod.plain)
     try:
         with txn:
             if any(r.changed for r in plan.regions):
@@ -1293,7 +1223,7 @@ def _apply_plan(
             if attach_plan is None or attach_plan.layer_version_arn != arn:
                 # The version was just published: plan against its real ARN, and check nothing else moved.
                 attach_plan = attach_mod.plan_attach(env, targets, function=function, layer_version_arn=arn)
-                moved = plan_mod.changed_since(plan.functions, plan_mod.function_steps(attach_plan))
+                moved = plan_mod.changed_since(plan.functions, attach_plan.functions)
                 if moved:
                     raise AttachError(
                         "functions changed between planning and applying: "
@@ -1320,11 +1250,6 @@ def _apply_plan(
                 report.verify["deployed"] = {"skipped": "no function changed (layer published or shared only)"}
     finally:
         if txn.report is not None:
-            report.functions = [
-                FunctionResult(
-                    name=f.name, status=f.outcome, old_version=f.old_version, new_version=f.new_version, detail=f.detail
-                )
-                for f in txn.report.functions
-            ]
+            report.functions = list(txn.report.functions)
             report.rolled_back = not txn.report.committed and txn.report.restored
             report.transaction = txn.report.to_json()

@@ -9,9 +9,11 @@ from deploy.artifact import Artifact
 from deploy.aws import calls
 from deploy.aws.attach import apply_attach, attach, desired_layers, plan_attach
 from deploy.aws.publish import publish_layer
+from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError
-from deploy.transaction import Transaction
+from deploy.progress import Event, State
+from deploy.steps import Step
 from tests.aws.conftest import (
     FakeClock,
     alias_versions,
@@ -44,16 +46,14 @@ def layers_of(lam: Any, name: str, qualifier: str = "live") -> list[str]:
 def test_attach_switches_every_alias_then_a_rerun_writes_nothing(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
 ) -> None:
-    progress: list[tuple[str, str]] = []
-    result = attach(
-        env, deployed, function=code, layer_version_arn=layer_arn, progress=lambda n, m: progress.append((n, m))
-    )
+    progress: list[Event] = []
+    result = attach(env, deployed, function=code, layer_version_arn=layer_arn, progress=progress.append)
     assert result.ok and {o.status for o in result.outcomes} == {"updated"}
     assert alias_versions(lam, deployed) == {fn.name: "2" for fn in deployed.functions}
     for fn in deployed.functions:
         served = lam.get_function_configuration(FunctionName=fn.name, Qualifier="live")
         assert served["CodeSha256"] == code.code_sha256 and layers_of(lam, fn.name) == [layer_arn]
-    assert any("moving alias live 1 → 2" in m for _, m in progress)
+    assert any("moving alias live 1 → 2" in e.line() for e in progress)
     assert result.to_json()["functions"][0] == {
         "name": deployed.functions[0].name,
         "status": "updated",
@@ -216,7 +216,7 @@ def test_update_in_progress_longer_than_the_bound(
     assert 25 <= sum(clock.sleeps) <= 30
     assert list(caught.value.failures) == [one.functions[0].name]
     # A function stuck InProgress cannot take the restore's update either: reported, not hidden.
-    assert txn.report is not None and [f.outcome for f in txn.report.functions] == ["failed"]
+    assert txn.report is not None and [f.status for f in txn.report.functions] == ["failed"]
     assert "inv rollback" in str(caught.value)
     assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
 
@@ -291,17 +291,12 @@ def test_revision_mismatch_replans_the_function(
             raise client_error("PreconditionFailedException", "UpdateFunctionCode", "RevisionId mismatch")
 
     inject("lambda", "UpdateFunctionCode", mismatch)
-    messages: list[str] = []
-    result = apply_attach(
-        env,
-        deployed,
-        plan,
-        function=code,
-        policy=FakeClock().policy(),
-        progress=lambda n, m: messages.append(f"{n} {m}"),
-    )
+    events: list[Event] = []
+    result = apply_attach(env, deployed, plan, function=code, policy=FakeClock().policy(), progress=events.append)
     assert result.ok and seen.count(victim) == 1
-    assert any(m.startswith(f"{victim} RevisionId changed") for m in messages)
+    retried = [e for e in events if e.state is State.RETRYING]
+    assert [(e.function, e.step) for e in retried] == [(victim, Step.CODE)]
+    assert retried[0].detail.startswith("RevisionId changed")
     assert alias_versions(lam, deployed) == {fn.name: "2" for fn in deployed.functions}
 
 
@@ -323,7 +318,7 @@ def test_failure_switching_the_third_alias_switches_the_first_two_back(
     names = [fn.name for fn in deployed.functions]
     assert txn.report is not None
     # Every function was staged ($LATEST changed) and some aliases moved: all of it is put back.
-    assert {f.name: f.outcome for f in txn.report.functions} == {n: "rolled_back" for n in names}
+    assert {f.name: f.status for f in txn.report.functions} == {n: "rolled_back" for n in names}
     assert alias_versions(lam, deployed) == {n: "1" for n in names}
     assert all(
         lam.get_function_configuration(FunctionName=n)["CodeSha256"]
@@ -352,7 +347,7 @@ def test_failure_staging_one_function_moves_no_alias(
     assert list(caught.value.failures) == [third]
     assert txn.report is not None and not txn.report.committed
     # The third function's code changed before its layer update failed: both go back with the rest.
-    assert [f.outcome for f in txn.report.functions] == ["rolled_back"] * 4
+    assert [f.status for f in txn.report.functions] == ["rolled_back"] * 4
     assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
     # The rerun converges.
     broken[0] = False
@@ -368,7 +363,7 @@ def test_stale_alias_with_a_current_latest_is_published_and_switched(
     lam.update_function_configuration(FunctionName=name, Layers=[layer_arn])
     plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
     first = plan.functions[0]
-    assert not first.update_code and not first.update_layers and first.publish
+    assert not first.update_code and not first.update_layers and first.publish_version
     with calls.count_writes() as writes:
         apply_attach(env, deployed, plan, function=code)
     assert writes.operations().count("UpdateFunctionCode") == 3

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from deploy import build, pipeline, report
+from deploy import build, pipeline, progress, report
 from deploy.aws.publish import short_key
+from deploy.steps import Outcome, Status
 
 
 @pytest.fixture
@@ -21,18 +22,18 @@ def screen(monkeypatch: pytest.MonkeyPatch) -> Console:
 
 
 def test_an_alias_that_did_not_move_reads_unchanged() -> None:
-    assert pipeline.live_change("3", "3") == "3 (unchanged)"
-    assert pipeline.live_change("3", None) == "3 (unchanged)"
-    assert pipeline.live_change("1", "2") == "1 → 2"
+    assert progress.live_change("3", "3") == "3 (unchanged)"
+    assert progress.live_change("3", None) == "3 (unchanged)"
+    assert progress.live_change("1", "2") == "1 → 2"
 
 
 def test_a_no_op_deploy_summary(screen: Console) -> None:
     functions = [
-        report.FunctionResult(name=f"bluemoxon-local-{n}", status="unchanged", old_version="3", new_version="3")
+        Outcome(name=f"bluemoxon-local-{n}", status=Status.UNCHANGED, old_version="3", new_version="3")
         for n in ("api", "eval-runbook-worker")
     ]
     done = report.DeployReport(env="local", dry_run=False, ok=True, functions=functions, seconds=2.9)
-    pipeline._summary(done)
+    progress.summary(done)
     text = screen.export_text()
     assert "3 (unchanged)" in text
     assert "None" not in text and "→" not in text
@@ -92,8 +93,6 @@ def test_without_a_terminal_each_function_is_one_line_as_it_finishes(screen: Con
 
 def test_a_check_mark_only_for_what_ran_and_passed_in_full(screen: Console) -> None:
     from types import SimpleNamespace
-
-    from deploy import pipeline
 
     skipped = SimpleNamespace(
         import_only=False, results=[SimpleNamespace(skipped=True), SimpleNamespace(skipped=False)]
