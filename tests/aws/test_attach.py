@@ -444,3 +444,63 @@ def test_published_version_names_the_commit_the_zip_does_not_hold(
     assert plan_attach(env, deployed, function=dirty, layer_version_arn=layer_arn).description == (
         f"commit {commit} (dirty)"
     )
+
+
+def _alias_returns(stream: list[object]) -> Any:
+    """A client hook: ("UpdateAlias returned", function) into ``stream`` when Lambda answered a move."""
+
+    def hook(service: str, client: Any) -> None:
+        if service != "lambda":
+            return
+
+        def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["moved"] = params["FunctionName"]
+
+        def after(context: dict[str, Any], **_: Any) -> None:
+            stream.append(("UpdateAlias returned", context["moved"]))
+
+        client.meta.events.register("before-parameter-build.lambda.UpdateAlias", keep)
+        client.meta.events.register("after-call.lambda.UpdateAlias", after)
+
+    return hook
+
+
+def test_alias_done_comes_only_after_update_alias_returned(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, inject: Any
+) -> None:
+    """The ✓ for "alias moved" used to come from parsing the "moving alias" line, sent before the call.
+    Faults: the first function's move is throttled once (two attempts), the third's is refused."""
+    first, third = deployed.functions[0].name, deployed.functions[2].name
+    throttled = [False]
+
+    def faults(params: dict[str, Any], **_: Any) -> None:
+        if params["FunctionName"] == first and not throttled[0]:
+            throttled[0] = True
+            raise client_error("TooManyRequestsException", "UpdateAlias")
+        if params["FunctionName"] == third and params["FunctionVersion"] != "1":
+            raise client_error("ServiceException", "UpdateAlias", "boom")
+
+    inject("lambda", "UpdateAlias", faults)
+    stream: list[object] = []
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    with calls.client_hook(_alias_returns(stream)), pytest.raises(AttachError, match="boom"):
+        apply_attach(
+            env, deployed, plan, function=code, max_workers=1, policy=FakeClock().policy(), progress=stream.append
+        )
+
+    def at(item: object) -> int:
+        assert item in stream, item
+        return stream.index(item)
+
+    assert throttled[0]
+    for fn in deployed.functions:
+        started = Event(function=fn.name, step=Step.ALIAS, state=State.STARTED, detail="moving alias live 1 → 2")
+        done = Event(function=fn.name, step=Step.ALIAS, state=State.DONE)
+        if fn.name == third:
+            assert done not in stream and ("UpdateAlias returned", third) not in stream
+            [failed] = [e for e in stream if isinstance(e, Event) and e.state is State.FAILED]
+            assert (failed.function, failed.step) == (third, Step.ALIAS) and at(started) < stream.index(failed)
+            continue
+        assert at(started) < at(("UpdateAlias returned", fn.name)) < at(done)
+        # Every staging step is done before the alias starts to move.
+        assert at(Event(function=fn.name, step=Step.PUBLISH, state=State.DONE)) < at(started)
