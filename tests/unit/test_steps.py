@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from deploy import progress, report
+from deploy import report
 from deploy.aws.transaction import TransactionReport
+from deploy.config import FunctionTarget, Targets
 from deploy.progress import Event, State
+from deploy.run import show
 from deploy.steps import NEW, FunctionSteps, Outcome, Status, Step, planned
 
 #: What the report's consumers (CI steps, the job summary) have read since before the enum.
@@ -73,7 +75,17 @@ def test_a_function_line_is_ticked_by_the_done_event_not_by_the_start(monkeypatc
     """Without a terminal (CI) each function's line is printed once, when it ends."""
     screen = Console(width=100, record=True, force_terminal=False, soft_wrap=True, highlight=False)
     monkeypatch.setattr(report, "console", screen)
-    with progress.function_lines(["fn-a", "fn-b"]) as emit:
+    functions = tuple(FunctionTarget(key=n, name=n, handler="handler.handler") for n in ("fn-a", "fn-b"))
+    targets = Targets(
+        env="test",
+        region="us-east-1",
+        bucket="b",
+        layer_name="deps",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=functions,
+    )
+    with show._attach_lines(targets) as emit:
         for step in (Step.CODE, Step.PUBLISH):
             emit(Event(function="fn-a", step=step, state=State.STARTED))
             emit(Event(function="fn-a", step=step, state=State.DONE))
