@@ -21,7 +21,8 @@ from deploy.aws.rollback import rollback
 from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError, Interrupted, Terminated, VerifyError
-from deploy.progress import Event
+from deploy.progress import Event, State
+from deploy.steps import Step
 from tests.aws.conftest import alias_versions, client_error, zip_bytes
 
 SIGNALS = {"SIGINT": (signal.SIGINT, Interrupted, 130), "SIGTERM": (signal.SIGTERM, Terminated, 143)}
@@ -283,3 +284,21 @@ def test_a_second_ctrl_c_during_the_restore_waits_for_it(
     assert any("SIGINT received while restoring; finishing the restore first" in e.line() for e in said)
     assert_one_generation(lam, deployed, before, before_latest)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_restore_reports_each_step_it_puts_back_as_a_typed_event(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str
+) -> None:
+    events: list[Event] = []
+    txn = Transaction(env, deployed, progress=events.append)
+    with pytest.raises(VerifyError), txn:
+        plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+        apply_attach(env, deployed, plan, function=code, record=txn)
+        raise VerifyError("verify failed")
+    run = [(e.step, e.state) for e in events if e.function is None]
+    assert run == [(Step.RESTORE, State.STARTED), (Step.RESTORE, State.DONE)]
+    assert events[-1].detail.startswith("restore: rolled back: ")
+    undone = {(e.function, e.step) for e in events if e.state is State.UNDOING}
+    assert undone == {(fn.name, step) for fn in deployed.functions for step in (Step.ALIAS, Step.CODE, Step.LAYERS)}
+    first = deployed.functions[0].name
+    assert Event(function=first, step=Step.ALIAS, state=State.UNDOING, detail="moving live back 2 → 1") in events
