@@ -23,7 +23,6 @@ class State(StrEnum):
     STARTED = "started"
     DONE = "done"
     FAILED = "failed"
-    SKIPPED = "skipped"
     RETRYING = "retrying"  # a compare-and-set write lost to another writer: re-read, then again
     WAITING = "waiting"  # held until something else finishes (a signal during the restore)
     UNDOING = "undoing"  # the restore is putting this step's change back
