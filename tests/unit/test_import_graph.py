@@ -27,8 +27,6 @@ KNOWN_MODULE_CIRCLES: frozenset[frozenset[str]] = frozenset(
 KNOWN_FLOOR_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
         frozenset({"deploy.settings", "deploy.settings_model"}),  # the module circle above
-        # item 2: aws/attach_apply -> transaction, transaction -> verify/deployed.http_get
-        frozenset({"deploy.aws", "deploy.transaction", "deploy.verify"}),
     }
 )
 TOP_FLOOR = "deploy.run"
