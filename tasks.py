@@ -28,6 +28,7 @@ from deploy.cli import (  # noqa: E402 (after the line above)
     one_of,
     settings_defaults,
 )
+from deploy.install import builder_names  # noqa: E402
 
 # Misuse exits 2 with a did-you-mean; `inv --help TASK` shows types and defaults (deploy/cli.py).
 install_conventions()
@@ -58,7 +59,7 @@ REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead o
     help={
         **ENV_HELP,
         "arch": "x86_64 or arm64 (default: the environment's)",
-        "builder": "uv, pip or docker",
+        "builder": f"one of {builder_names()} (default: the environment's)",
         "remote_cache": REMOTE_CACHE_HELP,
     }
 )

@@ -9,16 +9,17 @@ cache, is answered here; only reading the remote cache goes through ``deploy.pip
 from __future__ import annotations
 
 from deploy import build
-from deploy.config import ARCHITECTURES, BUILDERS, EnvConfig
+from deploy.config import ARCHITECTURES, EnvConfig
 from deploy.errors import ConfigError
+from deploy.install import INSTALLERS, builder_names
 from deploy.report import progress
 
 
 def check_flags(architecture: str | None, builder: str | None) -> None:
     if architecture is not None and architecture not in ARCHITECTURES:
         raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-    if builder is not None and builder not in BUILDERS:
-        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
+    if builder is not None and builder not in INSTALLERS:
+        raise ConfigError(f"--builder {builder!r} is not one of {builder_names()}")
 
 
 def build_layer(
