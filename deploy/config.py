@@ -1,7 +1,8 @@
 """Settings: invoke.yaml's ``deploy`` tree → one frozen ``EnvConfig`` per environment.
 
 Settings flow one way (Invoke defaults → invoke.yaml → ``INVOKE_*`` variables → flags);
-this module only validates what Invoke merged and names the key at fault. Resource
+this module only validates what Invoke merged and names the key at fault. Every key, its
+type, default and choices are declared once, in ``deploy.settings_schema``. Resource
 names (bucket, layer, functions) never live here: they come from Terraform outputs
 as ``Targets`` (see ``deploy.terraform.targets``).
 """
@@ -25,10 +26,12 @@ from deploy.settings_schema import (
     Emulator,
     Layer,
     RemoteCache,
+    Section,
     Share,
     State,
     Verify,
     key_path,
+    keys,
     leaf,
 )
 
@@ -348,6 +351,11 @@ def load_env(
             raise ConfigError(f"`{key_path(at)}`: {found!r} is not {key.expected}; choose one of {', '.join(allowed)}")
         return found
 
+    def section(name: str, cls: type[Section]) -> dict[str, Any]:
+        """Every key of a section that maps onto one settings class, lists frozen as tuples."""
+        values = {key: value(name, key) for key in keys(cls)}
+        return {key: tuple(v) if isinstance(v, list) else v for key, v in values.items()}
+
     runtime, architecture, builder = value("runtime"), value("architecture"), value("builder")
     tfvars = value("tfvars")
 
@@ -403,10 +411,7 @@ def load_env(
         architecture=architecture,
         builder=builder,
         bytecode=value("bytecode"),
-        layer=LayerOptions(
-            exclude_runtime_boto=value("layer", "exclude_runtime_boto"),
-            strip_tests=value("layer", "strip_tests"),
-        ),
+        layer=LayerOptions(**section("layer", Layer)),
         verify=VerifySettings(
             remote=value("verify", "remote"),
             smoke=smoke,
@@ -414,19 +419,12 @@ def load_env(
             isolation=value("verify", "isolation"),
             sandbox_env={scope: dict(variables) for scope, variables in (sandbox_env or {}).items()},
         ),
-        share=ShareSettings(
-            accounts=tuple(value("share", "accounts")),
-            organization_id=value("share", "organization_id"),
-            allow_public=value("share", "allow_public"),
-        ),
+        share=ShareSettings(**section("share", Share)),
         remote_cache=RemoteCacheSettings(
-            enabled=value("remote_cache", "enabled"),
-            bucket=value("remote_cache", "bucket"),
-            region=value("remote_cache", "region"),
-            publisher=_cache_publisher(lookup),
+            **{**section("remote_cache", RemoteCache), "publisher": _cache_publisher(lookup)}
         ),
         state=state,
-        deploy_lock=DeployLockSettings(lease_seconds=lease, heartbeat_seconds=heartbeat),
+        deploy_lock=DeployLockSettings(**section("deploy_lock", DeployLock)),
         max_workers=value("max_workers"),
         paths=paths or Paths(),
     )

@@ -194,7 +194,7 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def unwrap(tp: Any) -> Any:
+def _unwrap(tp: Any) -> Any:
     """``X | None`` → ``X``."""
     if get_origin(tp) in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -225,7 +225,7 @@ def at(loc: tuple[int | str, ...], root: type[Section] = Deploy) -> Key | type[S
     item: Key | type[Section] = root
     tp: Any = root
     for part in loc:
-        tp = unwrap(tp)
+        tp = _unwrap(tp)
         if is_section(tp):
             found = keys(tp).get(str(part))
             if found is None:
@@ -238,7 +238,7 @@ def at(loc: tuple[int | str, ...], root: type[Section] = Deploy) -> Key | type[S
             tp = get_args(tp)[0]
         else:
             return None
-        tp = unwrap(tp)
+        tp = _unwrap(tp)
         if is_section(tp):
             item = tp
     return item
