@@ -62,6 +62,9 @@ class Installer(Protocol):
 class Builder(Protocol):
     """An installer class as the registry holds it: made for one Lambda target."""
 
+    @property
+    def name(self) -> str: ...
+
     def for_target(self, *, python_version: str, architecture: str) -> Installer: ...
 
 
@@ -593,11 +596,7 @@ class DockerInstaller:
 
 #: The one list of builders: invoke.yaml's ``builder``, ``--builder`` and every message naming the
 #: choices read it. Registering a class here is all a new builder needs (it declares its compiler).
-INSTALLERS: dict[str, Builder] = {
-    "uv": UvInstaller,
-    "pip": PipInstaller,
-    "docker": DockerInstaller,
-}
+INSTALLERS: dict[str, Builder] = {builder.name: builder for builder in (UvInstaller, PipInstaller, DockerInstaller)}
 
 
 def builder_names() -> str:
