@@ -68,18 +68,18 @@ def build_layer(
     c: Any, env: str = "local", arch: str | None = None, builder: str | None = None, remote_cache: bool = True
 ) -> None:
     """Build the dependency layer zip for the locked requirements (no-op when already built or cached)."""
-    from deploy import build_commands
+    from deploy.run import layer_source
 
-    build_commands.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
+    layer_source.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
 
 
 @task(help=ENV_HELP)
 @deploy_task
 def build_function(c: Any, env: str = "local") -> None:
     """Build the function code zip (every function's sources and VERSION; keyed by content, not commit)."""
-    from deploy import pipeline
+    from deploy.run import layer_source
 
-    pipeline.build_function(env_config(c, env))
+    layer_source.build_function(env_config(c, env))
 
 
 @task(help={"add": "add this package first: NAME or NAME==VERSION (written to backend/pyproject.toml)"})
@@ -102,9 +102,9 @@ def lock(c: Any, add: str | None = None) -> None:
 @deploy_task
 def layer_report(c: Any, env: str = "local", top: int = 15, imports: bool = False) -> None:
     """Show the layer's largest packages as bars and their share of Lambda's 250 MB budget."""
-    from deploy import pipeline
+    from deploy.run import checks
 
-    pipeline.layer_report(env_config(c, env), top=top, imports=imports)
+    checks.layer_report(env_config(c, env), top=top, imports=imports)
 
 
 # --------------------------------------------------------------------------- AWS
@@ -116,9 +116,9 @@ def publish_layer(
     c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
 ) -> None:
     """Upload the layer to S3 and publish a layer version, unless one already has its sha256."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
+    aws_tasks.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
 @task(help={**ENV_HELP, **LOCK_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
@@ -127,9 +127,9 @@ def attach(
     c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
 ) -> None:
     """Point every function at the new code and layer, publish a version, move the live alias."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
+    aws_tasks.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
 
 
 @task(
@@ -143,9 +143,9 @@ def attach(
 @deploy_task
 def verify(c: Any, env: str = "local", local: bool = False, json: bool = False, strict: bool = STRICT) -> None:
     """Run every handler's smoke events against the exact deployed (or local) bytes."""
-    from deploy import pipeline
+    from deploy.run import checks
 
-    pipeline.verify(env_config(c, env), local=local, as_json=json, strict=strict)
+    checks.verify(env_config(c, env), local=local, as_json=json, strict=strict)
 
 
 @task(
@@ -177,9 +177,9 @@ def deploy(
     strict: bool = STRICT,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
-    from deploy import pipeline
+    from deploy.run import deploy as flow
 
-    pipeline.deploy(
+    flow.deploy(
         env_config(c, env),
         dry_run=dry_run,
         as_json=json,
@@ -197,9 +197,9 @@ def deploy(
 @deploy_task
 def status(c: Any, env: str = "local", json: bool = False) -> None:
     """Print what a deploy would change, reading only: exit 0 in sync, 12 out of sync, other: could not tell."""
-    from deploy import pipeline
+    from deploy.run import deploy as flow
 
-    pipeline.status(env_config(c, env), as_json=json)
+    flow.status(env_config(c, env), as_json=json)
 
 
 @task(
@@ -221,9 +221,9 @@ def rollback(
     lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Move each function's live alias back to its previous (or the given) version."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.rollback(env_config(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
+    aws_tasks.rollback(env_config(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
 
 
 @task(
@@ -239,30 +239,30 @@ def prune_layers(
     c: Any, env: str = "local", keep: int = 3, yes: bool = False, lock_timeout: float = LOCK_TIMEOUT
 ) -> None:
     """Delete old layer versions that no function, version or alias references."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes, lock_timeout=lock_timeout)
+    aws_tasks.prune_layers(env_config(c, env), keep=keep, yes=yes, lock_timeout=lock_timeout)
 
 
 @task(help={**ENV_HELP, "force": "the LOCK_ID printed by the run that holds (or held) the lock"})
 @deploy_task
 def unlock(c: Any, env: str = "local", force: str = "") -> None:
     """Remove a deploy lock left by a killed run (like terraform force-unlock); needs its lock id."""
-    from deploy import pipeline
     from deploy.errors import ConfigError
+    from deploy.run import infra
 
     if not force:
         raise ConfigError("inv unlock needs --force LOCK_ID (printed in the lock-held error)")
-    pipeline.unlock(env_config(c, env), force)
+    infra.unlock(env_config(c, env), force)
 
 
 @task(help={**ENV_HELP, "json": "print the checks as JSON on stdout"})
 @deploy_task
 def doctor(c: Any, env: str = "local", json: bool = False) -> None:
     """Check a deploy's prerequisites (Terraform, provider, Python, jail, emulator, credentials); writes nothing."""
-    from deploy import pipeline
+    from deploy.run import checks
 
-    pipeline.doctor(env_config(c, env), as_json=json)
+    checks.doctor(env_config(c, env), as_json=json)
 
 
 BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
@@ -292,27 +292,27 @@ def bench(c: Any, runs: int = 3, output: str = ".build/bench", only: str | None 
 @deploy_task
 def local_up(c: Any, env: str = "local") -> None:
     """Start the local moto server (reuses a healthy one) and switch Lambda to docker-less mode."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.emulator_up(env_config(c, env))
+    infra.emulator_up(env_config(c, env))
 
 
 @task(name="down", help=ENV_HELP)
 @deploy_task
 def local_down(c: Any, env: str = "local") -> None:
     """Stop the local moto server this project started (clears a stale pidfile)."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.emulator_down(env_config(c, env))
+    infra.emulator_down(env_config(c, env))
 
 
 @task(name="status", help=ENV_HELP)
 @deploy_task
 def local_status(c: Any, env: str = "local") -> None:
     """Say whether the local moto server is running (exit 0), or not (exit 3, the LSB status convention)."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    if not pipeline.emulator_status(env_config(c, env)):
+    if not infra.emulator_status(env_config(c, env)):
         raise Exit(code=EMULATOR_NOT_RUNNING)
 
 
@@ -323,18 +323,18 @@ def local_status(c: Any, env: str = "local") -> None:
 @deploy_task
 def infra_init(c: Any, env: str = "local") -> None:
     """terraform init (offline from the provider mirror when present) and select the env's workspace."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_init(env_config(c, env))
+    infra.infra_init(env_config(c, env))
 
 
 @task(name="plan", help={**ENV_HELP, "detailed_exitcode": "exit 2 when the plan has changes (drift check)"})
 @deploy_task
 def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> None:
     """terraform plan for the environment; with --detailed-exitcode, fail on any change."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
+    infra.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
 
 
 @task(
@@ -348,9 +348,9 @@ def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> N
 @deploy_task
 def infra_apply(c: Any, env: str = "local", lock_timeout: float = LOCK_TIMEOUT, allow_destroy: bool = False) -> None:
     """terraform apply (the plan shown is the plan applied) under the deploy lock; starts the emulator for local."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout, allow_destroy=allow_destroy)
+    infra.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout, allow_destroy=allow_destroy)
 
 
 local = Collection("local", local_up, local_down, local_status)

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from deploy import pipeline, terraform
+from deploy import terraform
 from deploy.artifact import Artifact, sha256_file
 from deploy.aws import cache, calls, publish
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Paths, RemoteCacheSettings, StateSettings, Targets
 from deploy.errors import AuditError, CacheError, TerraformError
+from deploy.run import infra, layer_source
 from deploy.terraform import runner as terraform_runner
 from tests.aws.conftest import REGION, make_artifact
 from tests.unit.test_build import FakeInstaller, _checkout
@@ -164,7 +165,7 @@ def test_a_second_environment_reuses_the_first_ones_bytes(
     plan = layer_plan(production, installer=unusable)
     assert plan.digest == built.identity
 
-    assert pipeline.read_through_cache(production, plan) is True
+    assert layer_source.read_through_cache(production, plan) is True
     result = build_layer(plan)
 
     assert result.reused and unusable.calls == []
@@ -190,7 +191,7 @@ def test_without_a_cached_manifest_the_layer_is_built_and_the_user_told(
     installer = FakeInstaller()
     plan = layer_plan(again, installer=installer)
 
-    assert pipeline.read_through_cache(again, plan) is False
+    assert layer_source.read_through_cache(again, plan) is False
     assert "no cached manifest" in capsys.readouterr().err
     assert not build_layer(plan).reused and len(installer.calls) == 1
 
@@ -245,7 +246,7 @@ def test_a_layer_the_publisher_itself_published_still_fails_the_audit_and_leaves
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
     with pytest.raises(AuditError, match=r"six/settings\.py"):
-        pipeline.read_through_cache(production, plan)
+        layer_source.read_through_cache(production, plan)
 
     assert sorted(p.name for p in plan.zip_path.parent.iterdir()) == []
 
@@ -259,7 +260,7 @@ def test_a_cached_sbom_that_does_not_match_the_layer_is_refused(
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
     with pytest.raises(AuditError, match="SBOM"):
-        pipeline.read_through_cache(production, plan)
+        layer_source.read_through_cache(production, plan)
     assert not plan.zip_path.exists() and not plan.manifest_path.exists()
 
 
@@ -276,7 +277,7 @@ def test_the_bucket_lookup_creates_nothing(
     monkeypatch.setattr(terraform, "load_targets", fake)
     env = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path))
     with calls.count_writes() as writes:
-        assert pipeline.read_through_cache(env, layer_plan(env, installer=FakeInstaller())) is False
+        assert layer_source.read_through_cache(env, layer_plan(env, installer=FakeInstaller())) is False
     assert seen == [{"read_only": True}]
     assert writes.count == 0
 
@@ -369,13 +370,13 @@ def test_a_deploy_whose_last_apply_stands_reads_its_targets_from_the_state_objec
     monkeypatch.setattr(terraform_runner, "output_json", terraform_output)
     terraform.forget_targets()
 
-    got = pipeline._plan_targets(env, applied=True)
+    got = infra._plan_targets(env, applied=True)
     assert got.bucket == deploy_targets("staging")["bucket"]
     assert ran == []
-    assert pipeline._plan_targets(env, applied=False) == got
+    assert infra._plan_targets(env, applied=False) == got
     assert ran == ["terraform output"]
     terraform.forget_targets()
     s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
-    assert pipeline._plan_targets(env, applied=True) == got  # no state object: Terraform answers
+    assert infra._plan_targets(env, applied=True) == got  # no state object: Terraform answers
     assert ran == ["terraform output", "terraform output"]
     terraform.forget_targets()

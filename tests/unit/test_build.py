@@ -773,8 +773,8 @@ def test_a_dependency_only_change_moves_the_layer_and_not_the_function(tmp_path:
 
 
 def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_path: Path) -> None:
-    from deploy.pipeline import _artifact_json
     from deploy.report import markdown
+    from deploy.run.layer_source import _artifact_json
 
     paths = _backend(tmp_path)
     head = _git(tmp_path, "rev-parse", "HEAD").strip()
