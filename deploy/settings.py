@@ -20,8 +20,8 @@ which turns ``false`` into True and fails with a traceback on ``eight`` for an i
 The keys, their types and defaults are declared once, in ``deploy.settings_schema``; this
 module does not import pydantic: the model ``deploy.settings_model`` builds from the declaration
 is imported only to check a tree not checked before. A tree that passed is remembered in
-``.build/settings/`` under the SHA-256 of the tree and of the model's code (and pydantic's
-version), so the tasks run every few minutes (a no-op ``build-layer``, ``status``) skip the
+``.build/settings/`` under the SHA-256 of the tree and of the declaration's and the model's code
+(and pydantic's version), so the tasks run every few minutes (a no-op ``build-layer``, ``status``) skip the
 80 ms pydantic and the model cost. A tree that fails is never remembered: it fails every time.
 """
 
@@ -39,9 +39,8 @@ import yaml
 
 from deploy.errors import ConfigError
 from deploy.files import atomic_write_text
-from deploy.settings_schema import ROOT_KEY, Deploy, Environment, declared, key_path
-
-__all__ = ["ROOT_KEY", "key_path"]
+from deploy import settings_schema as schema
+from deploy.settings_schema import ROOT_KEY, key_path
 
 PREFIX = "INVOKE_"
 
@@ -149,7 +148,7 @@ def invoke_defaults(file_tree: Mapping[str, Any] | None) -> dict[str, Any]:
     their presence is what makes an environment local or gives it remote state."""
     tree = file_tree or {}
     envs = tree.get("environments") if isinstance(tree.get("environments"), Mapping) else {}
-    environment_keys = declared(Environment)
+    environment_keys = schema.declared(schema.Environment)
     per_env: dict[str, Any] = {}
     for name, own in (envs or {}).items():
         own_tree = own if isinstance(own, Mapping) else {}
@@ -159,7 +158,7 @@ def invoke_defaults(file_tree: Mapping[str, Any] | None) -> dict[str, Any]:
         if "state" in own_tree:
             section["state"] = _nulls(environment_keys["state"])
         per_env[str(name)] = section
-    return {ROOT_KEY: {**_nulls(declared(Deploy), skip=("environments",)), "environments": per_env}}
+    return {ROOT_KEY: {**_nulls(schema.declared(schema.Deploy), skip=("environments",)), "environments": per_env}}
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
