@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
+from deploy import settings_schema as schema
 from deploy.errors import ConfigError
 from deploy.files import atomic_write_text
-from deploy import settings_schema as schema
 from deploy.settings_schema import ROOT_KEY, key_path
 
 PREFIX = "INVOKE_"
