@@ -18,7 +18,7 @@ import yaml
 from invoke.config import Config
 
 from deploy.cli import plain, settings_defaults
-from deploy.config import EnvConfig, load_env
+from deploy.config import EmulatorSettings, EnvConfig, StateSettings, load_env
 from deploy.errors import ConfigError
 from deploy.settings import check_variables, invoke_defaults
 
@@ -266,7 +266,8 @@ def _attribute(env: EnvConfig, path: tuple[str, ...]) -> Any:
 
 
 def test_every_declared_key_reaches_the_config_with_its_default_and_is_type_checked() -> None:
-    """A key declared but not loaded (no field, another default) fails here, as does one whose type is not checked."""
+    """A key declared but not loaded (no field, another default, in invoke.yaml's path or in EnvConfig's own
+    defaults) fails here, as does one whose type is not checked."""
     from deploy import settings_schema as schema
 
     #: Keys whose fallback is not a constant: it depends on the environment (or the key is required).
@@ -276,12 +277,15 @@ def test_every_declared_key_reaches_the_config_with_its_default_and_is_type_chec
     assert (
         bare.tfvars == "envs/t.tfvars" and bare.endpoint_url is None and local.endpoint_url == "http://127.0.0.1:5000"
     )
+    # Settings made in code (tests, tools) without invoke.yaml get the same defaults.
+    made = EnvConfig(name="t", region="r", emulator=EmulatorSettings(), state=StateSettings(bucket="b"))
     checked = 0
     for path, key in schema.leaves(schema.Environment):
         assert key.default is not schema.REQUIRED, path  # every key may be left out
         if path not in computed:
             env = local if path[0] in ("emulator", "state") else bare
             assert _attribute(env, path) == key.default, path
+            assert _attribute(made, path) == key.default, path
             checked += 1
         tree: dict[str, Any] = {"region": "r"}
         node = tree
