@@ -29,6 +29,7 @@ from deploy.cli import (  # noqa: E402 (after the line above)
     run_context,
     settings_defaults,
 )
+from deploy.install import builder_names  # noqa: E402
 
 # Misuse exits 2 with a did-you-mean; `inv --help TASK` shows types and defaults (deploy/cli.py).
 install_conventions()
@@ -56,7 +57,7 @@ REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead o
 #: Every task that builds or reads a layer takes these; they change the run's settings, so the layer plan,
 #: the platform checks and Terraform agree on one target (deploy/context.py).
 ARCH_HELP = {"arch": "x86_64 or arm64 (default: the environment's)"}
-LAYER_HELP = {**ARCH_HELP, "builder": "uv, pip or docker (default: the environment's)"}
+LAYER_HELP = {**ARCH_HELP, "builder": f"one of {builder_names()} (default: the environment's)"}
 WRITE_HELP = {"dry_run": "print the plan, write nothing", "json": "print a JSON report"}
 
 

@@ -38,7 +38,7 @@ from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.content_cache import ContentCache
 from deploy.errors import AuditError, BuildError
 from deploy.identity import LayerIdentity, layer_identity
-from deploy.install import Installer, get_installer
+from deploy.install import Installer, installer_for
 from deploy.lock import Requirement, RequirementsFile, load_requirements_file
 from deploy.sbom import layer_sbom, write_sbom
 
@@ -151,20 +151,11 @@ def layer_plan(
     architecture = architecture or env.architecture
     requirements = load_requirements_file(env.paths)
     if installer is None:
-        kwargs: dict[str, Any] = {}
-        if builder == "docker":
-            kwargs = {"python_version": env.python_version, "architecture": architecture}
-        installer = get_installer(builder, **kwargs)
+        installer = installer_for(builder, python_version=env.python_version, architecture=architecture)
     if not env.bytecode:
         compiler = None
     elif compiler is None:
-        # The docker builder compiles inside the Lambda image; the others with this machine's runtime Python.
-        run_python = getattr(installer, "run_python", None)
-        # The docker builder's compile runs as the container's user: no shared cache folder there.
-        if run_python:
-            compiler = bytecode.DockerCompiler(installer)
-        else:
-            compiler = bytecode.LocalCompiler(env.python_version, cache=cache)
+        compiler = installer.compiler(env.python_version, cache=cache)
     identity = layer_identity(
         requirements.requirements,
         runtime=env.runtime,

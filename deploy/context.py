@@ -22,8 +22,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deploy.config import ARCHITECTURES, BUILDERS, EmulatorSettings, EnvConfig, Paths
+from deploy.config import ARCHITECTURES, EmulatorSettings, EnvConfig, Paths
 from deploy.errors import ConfigError
+from deploy.install import INSTALLERS, builder_names
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -71,8 +72,8 @@ class Aws:
 def check_flags(architecture: str | None, builder: str | None) -> None:
     if architecture is not None and architecture not in ARCHITECTURES:
         raise ConfigError(f"--arch {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-    if builder is not None and builder not in BUILDERS:
-        raise ConfigError(f"--builder {builder!r} is not one of {', '.join(BUILDERS)}")
+    if builder is not None and builder not in INSTALLERS:
+        raise ConfigError(f"--builder {builder!r} is not one of {builder_names()}")
 
 
 @dataclass(frozen=True, kw_only=True)

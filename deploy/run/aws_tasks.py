@@ -10,12 +10,12 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from deploy import build, terraform, transaction
+from deploy import build, terraform
 from deploy import plan as plan_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import lock as env_lock
-from deploy.aws import prune, publish, share
+from deploy.aws import prune, publish, share, transaction
 from deploy.aws import rollback as rollback_mod
 from deploy.aws.retry import RetryPolicy
 from deploy.config import Targets
@@ -25,9 +25,9 @@ from deploy.errors import (
     ConfigError,
 )
 from deploy.lambda_facts import parse_layer_version_arn
+from deploy.progress import plain
 from deploy.report import (
     emit_json,
-    progress,
     say,
     table,
     transfer,
@@ -121,7 +121,7 @@ def attach(
     with infra._locked(ctx, "attach", timeout=lock_timeout, artifact_bucket=targets.bucket):
         # Planned under the lock, so a writer that finished while we waited is seen.
         plan = attach_mod.plan_attach(ctx.settings, targets, function=function, layer_version_arn=arn)
-        txn = transaction.Transaction(ctx.settings, targets, say=progress)
+        txn = transaction.Transaction(ctx.settings, targets, progress=plain)
         try:
             with txn, show._attach_lines(targets) as on_step:
                 attach_mod.apply_attach(
@@ -164,14 +164,12 @@ def rollback(
     else:
         with (
             infra._locked(ctx, "rollback", timeout=lock_timeout, artifact_bucket=targets.bucket),
-            transaction.Transaction(ctx.settings, targets, say=progress) as txn,
+            transaction.Transaction(ctx.settings, targets, progress=plain) as txn,
         ):
-            outcomes = rollback_mod.rollback(ctx.settings, targets, function=function, to=to, record=txn)
-    table(
-        f"rollback {ctx.name}" + (" (dry run)" if dry_run else ""),
-        ["function", "live", "changed"],
-        [(o.name, f"{o.from_version} → {o.to_version}", o.changed) for o in outcomes],
-    )
+            outcomes = rollback_mod.rollback(
+                ctx.settings, targets, function=function, to=to, record=txn, progress=plain
+            )
+    show._show_rollback(f"rollback {ctx.name}" + (" (dry run)" if dry_run else ""), outcomes)
 
 
 def prune_layers(

@@ -11,13 +11,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from deploy import emulator, terraform, transaction
+from deploy import emulator, terraform
 from deploy import plan as plan_mod
 from deploy import preflight as preflight_mod
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
+from deploy.aws import transaction
 from deploy.aws.retry import RetryPolicy
 from deploy.config import Targets
 from deploy.context import RunContext
@@ -28,9 +29,9 @@ from deploy.errors import (
     DriftError,
     TerraformError,
 )
+from deploy.progress import plain
 from deploy.report import (
     DeployReport,
-    FunctionResult,
     TerraformResult,
     emit_json,
     progress,
@@ -38,6 +39,7 @@ from deploy.report import (
     write_report,
 )
 from deploy.run import aws_tasks, checks, infra, layer_source, show
+from deploy.steps import planned
 from deploy.terraform.decision import InfraDecision
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
@@ -182,7 +184,7 @@ def _deploy_steps(
             )
     if dry_run:
         show._show_plan(f"deploy --dry-run {ctx.name}", plan)
-        report.functions = _planned_functions(plan, dry_run=True)
+        report.functions = planned(plan.functions, dry_run=True)
         report.publish = [
             {**asdict(r), "action": "would publish" if r.publish else "would reuse"} for r in plan.regions
         ]
@@ -237,19 +239,6 @@ def _deploy_steps(
         _apply_plan(ctx, targets, plan, layer, function, report)
 
 
-def _planned_functions(plan: plan_mod.DeployPlan, *, dry_run: bool) -> list[FunctionResult]:
-    return [
-        FunctionResult(
-            name=f.name,
-            status=("would update" if dry_run else "updated") if f.changed else "unchanged",
-            old_version=f.alias_from,
-            new_version=f.alias_to,
-            detail=f.describe(),
-        )
-        for f in plan.functions
-    ]
-
-
 def status(ctx: RunContext, *, as_json: bool = False) -> plan_mod.DeployPlan:
     """The deploy plan, read the way ``deploy`` reads it: exit 0 in sync, 12 out of sync (a deploy would
     change something, "not applied yet" included), any other code when it could not tell (the error says why).
@@ -302,7 +291,7 @@ def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) ->
         {"region": r.region, "layer_version_arn": r.layer_version_arn, "published": False, "uploaded": False}
         for r in plan.regions
     ]
-    report.functions = _planned_functions(plan, dry_run=False)
+    report.functions = planned(plan.functions, dry_run=False)
     report.verify = {"skipped": "nothing changed"}
     if report.terraform.apply == "not run":
         report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
@@ -329,7 +318,7 @@ def _apply_plan(
     # One deadline for every retry and wait of this deploy: publish's and attach's together (the
     # restore gets its own time: the transaction's policy has no deadline).
     policy = RetryPolicy().with_deadline(DEPLOY_DEADLINE_S)
-    txn = transaction.Transaction(ctx.settings, targets, say=progress)
+    txn = transaction.Transaction(ctx.settings, targets, progress=plain)
     try:
         with txn:
             if any(r.changed for r in plan.regions):
@@ -352,7 +341,7 @@ def _apply_plan(
             if attach_plan is None or attach_plan.layer_version_arn != arn:
                 # The version was just published: plan against its real ARN, and check nothing else moved.
                 attach_plan = attach_mod.plan_attach(ctx.settings, targets, function=function, layer_version_arn=arn)
-                moved = plan_mod.changed_since(plan.functions, plan_mod.function_steps(attach_plan))
+                moved = plan_mod.changed_since(plan.functions, attach_plan.functions)
                 if moved:
                     raise AttachError(
                         "functions changed between planning and applying: "
@@ -379,11 +368,6 @@ def _apply_plan(
                 report.verify["deployed"] = {"skipped": "no function changed (layer published or shared only)"}
     finally:
         if txn.report is not None:
-            report.functions = [
-                FunctionResult(
-                    name=f.name, status=f.outcome, old_version=f.old_version, new_version=f.new_version, detail=f.detail
-                )
-                for f in txn.report.functions
-            ]
+            report.functions = list(txn.report.functions)
             report.rolled_back = not txn.report.committed and txn.report.restored
             report.transaction = txn.report.to_json()

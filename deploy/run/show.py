@@ -6,10 +6,12 @@ Rendering only: nothing here reads AWS, Terraform or the settings beyond the env
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from deploy.progress import Event, Progress, State, plain
 from deploy.report import (
     DeployReport,
     emit_json,
@@ -18,11 +20,12 @@ from deploy.report import (
     say,
     table,
 )
+from deploy.steps import Outcome, Status, Step
 
 if TYPE_CHECKING:
     from deploy import plan as plan_mod
-    from deploy import transaction
     from deploy.aws import attach as attach_mod
+    from deploy.aws.transaction import TransactionReport
     from deploy.config import EnvConfig, Targets
 
 
@@ -31,30 +34,31 @@ def _aws_progress(what: str, message: str) -> None:
 
 
 @contextlib.contextmanager
-def _attach_lines(targets: Targets) -> Any:
-    """attach's per-function steps as one line per function: a spinner showing the current
-    step, then what was done (the versions are in the deploy table, said once)."""
+def _attach_lines(targets: Targets) -> Iterator[Progress]:
+    """attach's per-function steps as one line per function: a spinner showing the step running,
+    then a ✓ with what was done once its alias moved (the versions are in the deploy table, said
+    once), or a ✗ with the failure. Typed events: the ✓ comes with the alias's DONE, sent when
+    Lambda has answered (parsing "moving alias" lines ticked it when the move began)."""
     names = [fn.name for fn in targets.functions]
-    steps: dict[str, list[str]] = {name: [] for name in names}
+    done: dict[str, list[str]] = {name: [] for name in names}
     with item_lines(names, "waiting", idle="unchanged") as lines:
 
-        def on_step(name: str, message: str) -> None:
-            if name not in steps:
-                progress(f"{name}: {message}")  # not one function (the code upload)
-            elif message.startswith(("failed", "rolling")):
-                lines.done(name, False, message)
-            elif message.startswith("moving alias"):
-                done = [*steps[name], "alias moved"]
-                lines.done(name, True, ", ".join(done))
+        def on_event(event: Event) -> None:
+            name = event.function
+            if name is None or name not in done:
+                plain(event)  # not one function's step (the code upload)
+            elif event.state is State.FAILED:
+                lines.done(name, False, event.line().removeprefix(f"{name}: "))
+            elif event.state is State.DONE:
+                done[name].append(event.step.done)
+                if event.step is Step.ALIAS:
+                    lines.done(name, True, ", ".join(done[name]))
+                else:
+                    lines.update(name, event.step.done)
             else:
-                steps[name].append(
-                    message.replace("updating code", "code updated")
-                    .replace("setting layers", "layers set")
-                    .replace("publishing a version", "version published")
-                )
-                lines.update(name, message)
+                lines.update(name, event.line().removeprefix(f"{name}: "))
 
-        yield on_step
+        yield on_event
 
 
 def live_change(old: Any, new: Any) -> str:
@@ -64,32 +68,33 @@ def live_change(old: Any, new: Any) -> str:
     return f"{old} → {new}"
 
 
-def _attach_rows(result: attach_mod.AttachResult) -> list[tuple[str, str, str, str]]:
+def _outcome_rows(outcomes: Iterable[Outcome]) -> list[tuple[str, str, str, str]]:
     return [
-        (o.name, o.status, live_change(o.old_version, o.new_version), o.error or "")
-        for o in sorted(result.outcomes, key=lambda o: o.name)
+        (o.name, o.status, live_change(o.old_version, o.new_version), o.detail or "")
+        for o in sorted(outcomes, key=lambda o: o.name)
     ]
 
 
-def _show_transaction(title: str, report: transaction.TransactionReport, *, as_json: bool, env: EnvConfig) -> None:
+def _show_transaction(title: str, report: TransactionReport, *, as_json: bool, env: EnvConfig) -> None:
     if as_json:
         emit_json({"env": env.name, **report.to_json()})
         return
-    table(
-        title,
-        ["function", "outcome", "live", "detail"],
-        [
-            (f.name, f.outcome, live_change(f.old_version, f.new_version), f.detail or "")
-            for f in sorted(report.functions, key=lambda f: f.name)
-        ],
-    )
+    table(title, ["function", "outcome", "live", "detail"], _outcome_rows(report.functions))
 
 
 def _show_attach(result: attach_mod.AttachResult, *, as_json: bool, env: EnvConfig) -> None:
     if as_json:
         emit_json({"env": env.name, **result.to_json()})
     else:
-        table(f"attach {env.name}", ["function", "outcome", "live", "error"], _attach_rows(result))
+        table(f"attach {env.name}", ["function", "outcome", "live", "error"], _outcome_rows(result.outcomes))
+
+
+def _show_rollback(title: str, outcomes: Iterable[Outcome]) -> None:
+    table(
+        title,
+        ["function", "live", "changed"],
+        [(o.name, f"{o.old_version} → {o.new_version}", o.status is not Status.UNCHANGED) for o in outcomes],
+    )
 
 
 def _show_plan(title: str, plan: plan_mod.DeployPlan) -> None:
@@ -147,7 +152,7 @@ def _summary(report: DeployReport) -> None:
             ["function", "outcome", "live"],
             [(f.name, f.status, live_change(f.old_version, f.new_version)) for f in functions],
         )
-    changed = sum(1 for f in functions if f.status != "unchanged")
+    changed = sum(1 for f in functions if f.status is not Status.UNCHANGED)
     if report.dry_run:
         verdict = f"dry run: {changed} function(s) would change" if changed else "dry run: nothing would change"
     else:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from deploy import plan as plan_mod
-from deploy import terraform
+from deploy import steps, terraform
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls
@@ -257,7 +257,7 @@ def test_plan_refuses_nothing_and_reads_only(world: World) -> None:
     with calls.count_writes() as writes:
         plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)
     assert writes.count == 0 and not plan.empty
-    assert plan.primary.publish and all(f.swap_layer and f.alias_to == plan_mod.NEW for f in plan.functions)
+    assert plan.primary.publish and all(f.update_layers and f.alias_to == steps.NEW for f in plan.functions)
     assert plan.attach is None  # the layer version does not exist yet
     publish_layer(w.env, w.targets, w.layer)
     plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)

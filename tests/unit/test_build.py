@@ -26,6 +26,7 @@ from deploy.build import (
 )
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
+from deploy.install import CompilesHere
 from tests.unit.runtime_pyc import bytecode_magic, runtime_co_filename
 
 LOCKS = Path(__file__).resolve().parent.parent / "fixtures" / "locks"
@@ -48,8 +49,8 @@ def _dist(site: Path, name: str, version: str, files: dict[str, bytes], tag: str
     (info / "RECORD").write_text("\n".join(record) + "\n")
 
 
-class FakeInstaller:
-    """Installs what the requirements name, as tiny pure-Python wheels."""
+class FakeInstaller(CompilesHere):
+    """Installs what the requirements name, as tiny pure-Python wheels (compiled by the host's runtime Python)."""
 
     name = "fake"
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from deploy import build, report
 from deploy.aws.publish import short_key
 from deploy.run import show
+from deploy.steps import Outcome, Status
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_an_alias_that_did_not_move_reads_unchanged() -> None:
 
 def test_a_no_op_deploy_summary(screen: Console) -> None:
     functions = [
-        report.FunctionResult(name=f"bluemoxon-local-{n}", status="unchanged", old_version="3", new_version="3")
+        Outcome(name=f"bluemoxon-local-{n}", status=Status.UNCHANGED, old_version="3", new_version="3")
         for n in ("api", "eval-runbook-worker")
     ]
     done = report.DeployReport(env="local", dry_run=False, ok=True, functions=functions, seconds=2.9)
