@@ -26,6 +26,7 @@ from deploy.settings_schema import (
     Emulator,
     Layer,
     RemoteCache,
+    Rollout,
     Section,
     Share,
     State,
@@ -175,6 +176,37 @@ class DeployLockSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RolloutSettings:
+    """How the ``live`` alias moves to the new versions (``deploy.aws.rollout``): ``percent`` of traffic
+    first (canary) or per step (linear), each step held ``interval`` seconds while ``alarms`` are watched."""
+
+    strategy: str = Rollout.strategy.default
+    percent: int = Rollout.percent.default
+    interval: int = Rollout.interval.default
+    alarms: tuple[str, ...] = Rollout.alarms.default
+
+    @property
+    def gradual(self) -> bool:
+        return self.strategy != "all-at-once"
+
+
+def _rollout(values: Mapping[str, Any], where: Callable[[str], str]) -> RolloutSettings:
+    """The rollout settings; a hold shorter than the deployed verify's timeout is refused: the canary's
+    verify runs inside its first hold, and a hold that can end before the verify has answered would
+    widen traffic to a version nothing has checked yet."""
+    from deploy.verify.sandbox import DEFAULT_TIMEOUT_S  # not at import: deploy.verify imports this module
+
+    rollout = RolloutSettings(**values)
+    if rollout.gradual and rollout.interval < DEFAULT_TIMEOUT_S:
+        raise ConfigError(
+            f"invoke.yaml: `{where('interval')}`: {rollout.interval} s is shorter than the deployed verify's "
+            f"timeout ({DEFAULT_TIMEOUT_S:.0f} s)",
+            hint=f"set it to {DEFAULT_TIMEOUT_S:.0f} or more (seconds)",
+        )
+    return rollout
+
+
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """Where Terraform keeps this environment's state: an S3 bucket (created if missing).
 
@@ -216,6 +248,7 @@ class EnvConfig:
     remote_cache: RemoteCacheSettings = field(default_factory=RemoteCacheSettings)
     state: StateSettings | None = None
     deploy_lock: DeployLockSettings = field(default_factory=DeployLockSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
     max_workers: int = Common.max_workers.default
     paths: Paths = field(default_factory=Paths)
 
@@ -348,7 +381,12 @@ def load_env(
         if found is None:
             return key.default
         if key.choices is not None and found not in (allowed := tuple(key.choices())):
-            raise ConfigError(f"`{key_path(at)}`: {found!r} is not {key.expected}; choose one of {', '.join(allowed)}")
+            close = difflib.get_close_matches(str(found), allowed, n=1, cutoff=0.6)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"invoke.yaml: `{key_path(at)}`: {found!r} is not {key.expected}; {guess}"
+                f"choose one of {', '.join(allowed)}"
+            )
         return found
 
     def section(name: str, cls: type[Section]) -> dict[str, Any]:
@@ -425,6 +463,7 @@ def load_env(
         ),
         state=state,
         deploy_lock=DeployLockSettings(**section("deploy_lock", DeployLock)),
+        rollout=_rollout(section("rollout", Rollout), lambda key: key_path(lookup("rollout", key)[1])),
         max_workers=value("max_workers"),
         paths=paths or Paths(),
     )

@@ -88,6 +88,11 @@ class VerifyError(DeployError):
     exit_code = 11
 
 
+class RolloutAborted(VerifyError):
+    """A gradual rollout was stopped by a CloudWatch alarm (``deploy.aws.rollout``): a failed check of
+    the new version in production, so the exit code is verify's."""
+
+
 class CacheError(BuildError):
     """A cached layer in the artifact bucket disagrees with its manifest or its published version."""
 

@@ -107,8 +107,9 @@ BUILDER = "builder"
 EMULATOR = "emulator"
 CREDENTIALS = "credentials"
 SECRETS = "secrets"
+ALARMS = "rollout alarms"
 
-ALL = (TERRAFORM, PROVIDER, RUNTIME_PYTHON, SANDBOX, BUILDER, EMULATOR, CREDENTIALS, SECRETS)
+ALL = (TERRAFORM, PROVIDER, RUNTIME_PYTHON, SANDBOX, BUILDER, EMULATOR, CREDENTIALS, SECRETS, ALARMS)
 _AWS = (EMULATOR, CREDENTIALS)  # an environment has exactly one of the two
 _BUILD = (RUNTIME_PYTHON, BUILDER)
 
@@ -406,6 +407,30 @@ def check_secrets(env: EnvConfig, *, targets: Any = None) -> Check:
     return Check(name=SECRETS, mark=Mark.PASSED, detail="every secret the functions reference exists")
 
 
+def check_alarms(env: EnvConfig, *, cloudwatch: Any = None) -> Check:
+    """Every CloudWatch alarm the rollout watches exists (one DescribeAlarms call for all names): an
+    alarm that does not exist is never in ALARM, so a typo would watch nothing and let a bad version
+    take all the traffic."""
+    from deploy.aws.rollout import firing
+
+    alarms = env.rollout.alarms
+    if not env.rollout.gradual or not alarms:
+        return Check(name=ALARMS, mark=Mark.SKIPPED, detail=f"{env.name} rolls out {env.rollout.strategy}, no alarms")
+    if cloudwatch is None:
+        from deploy.aws.calls import client
+
+        cloudwatch = client(env, "cloudwatch")
+    _alarm, missing = firing(cloudwatch, alarms)
+    if missing:
+        return Check(
+            name=ALARMS,
+            mark=Mark.FAILED,
+            detail=f"no such CloudWatch alarm in {env.region}: {', '.join(missing)}",
+            fix=f"create it, or correct deploy.environments.{env.name}.rollout.alarms in invoke.yaml",
+        )
+    return Check(name=ALARMS, mark=Mark.PASSED, detail=f"the rollout watches {', '.join(alarms)}")
+
+
 # ---------------------------------------------------------------------------- running them
 
 
@@ -436,6 +461,7 @@ def run(
         EMULATOR: lambda: check_emulator(env),
         CREDENTIALS: lambda: check_credentials(env),
         SECRETS: lambda: check_secrets(env),
+        ALARMS: lambda: check_alarms(env),
         **(overrides or {}),
     }
     out: list[Check] = []
@@ -446,10 +472,10 @@ def run(
             out.append(_skipped(name, f"{env.name} is an AWS environment"))
         elif name == CREDENTIALS and env.emulator is not None:
             out.append(_skipped(name, "the emulator takes fixed dummy credentials"))
-        elif name == SECRETS and (env.emulator is not None or any(c.failed for c in out)):
+        elif name in (SECRETS, ALARMS) and (env.emulator is not None or any(c.failed for c in out)):
             # The emulator is not started by a preflight (nothing to read then); and without working
             # credentials or Terraform there is nothing to ask.
-            why = "the emulator's secrets are checked by the run" if env.emulator is not None else "see above"
+            why = f"the emulator's {name} are checked by the run" if env.emulator is not None else "see above"
             out.append(_skipped(name, why))
         else:
             out.append(checks[name]())

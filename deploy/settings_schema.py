@@ -130,6 +130,23 @@ class SmokeCase(Section):
     expect = Key(dict[str, Any], default={})
 
 
+#: How the alias moves to the new versions (``deploy.aws.rollout``): all at once (as before), one canary
+#: step then all, or equal steps.
+STRATEGIES = ("all-at-once", "canary", "linear")
+
+
+class Rollout(Section):
+    """Gradual rollout of the ``live`` alias, watched by CloudWatch alarms (``deploy.aws.rollout``)."""
+
+    strategy = Key(str, default="all-at-once", choices=lambda: STRATEGIES, expected="a rollout strategy")
+    #: The share of traffic the new version gets at the first step (canary), or at each step (linear).
+    percent = Key(int, default=10, ge=1, le=99)
+    #: Seconds each step holds before the next; at least the verify's timeout (``deploy.config``).
+    interval = Key(int, default=300, ge=1)
+    #: CloudWatch alarm names: any in ALARM during a hold moves every alias back.
+    alarms = Key(list[str], default=())
+
+
 class Emulator(Section):
     host = Key(str, default="127.0.0.1")
     port = Key(int, default=5000, ge=1, le=65535)
@@ -162,6 +179,7 @@ class Common(Section):
     share = Share
     remote_cache = RemoteCache
     deploy_lock = DeployLock
+    rollout = Rollout
     #: Function key -> its smoke events (an environment's replace the top level's).
     smoke = Key(dict[str, list[SmokeCase]], default={})
     #: Region -> artifact bucket, for layers published to more regions.

@@ -31,6 +31,8 @@ class Step(Enum):
     LAYERS = ("layer", "setting layers", "layers set")
     PUBLISH = ("publish version", "publishing a version", "version published")
     ALIAS = ("alias", "moving alias", "alias moved")
+    #: a gradual rollout's weight change, or its hold (``deploy.aws.rollout``)
+    SHIFT = ("shift traffic", "shifting traffic", "traffic shifted")
     RESTORE = ("restore", "restoring", "restored")  # the transaction putting back what this run changed
 
     def __init__(self, noun: str, doing: str, done: str) -> None:

@@ -18,12 +18,12 @@ from typing import Any, Protocol, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
-from deploy.aws import calls, deployed
+from deploy.aws import calls, deployed, rollout
 from deploy.aws.attach_plan import AttachPlan, plan_attach, plan_function, read_state
 from deploy.aws.publish import short_key, upload
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.aws.transaction import Transaction
-from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.config import EnvConfig, FunctionTarget, RolloutSettings, Targets
 from deploy.errors import AttachError, DeployError
 from deploy.progress import Event, Progress, State, ignore
 from deploy.steps import FunctionSteps, Outcome, Status, Step
@@ -40,6 +40,7 @@ class Recorder(Protocol):
     def layers(self, name: str, layers: tuple[str, ...]) -> None: ...
     def version(self, name: str, version: str) -> None: ...
     def alias(self, name: str, version: str) -> None: ...
+    def shift(self, name: str, version: str) -> None: ...
 
 
 #: All retries and waits of one attach together (every function, every step) end this many
@@ -220,6 +221,8 @@ def _move_alias(
             FunctionVersion=version,
             **_revision(rev),
             **_description(description),
+            # one version, no weights: also ends what a killed gradual rollout left behind
+            RoutingConfig=rollout.NO_WEIGHTS,
         )
     except ClientError as exc:
         raise AttachError(f"{name}: moving alias {plan.alias} to {version}: {error_message(exc)}") from None
@@ -243,8 +246,12 @@ def apply_attach(
     deadline: float = DEADLINE_S,
     policy: RetryPolicy | None = None,
     record: Recorder | None = None,
+    gradual: RolloutSettings | None = None,
 ) -> AttachResult:
     """Apply ``plan``; raise AttachError (``failures`` per function) if any function failed.
+
+    ``gradual``: the environment's rollout when the caller runs the rest of it (``deploy``: verify, then
+    ``deploy.aws.rollout.bake``); the aliases then move only to its first weight. Without it, all at once.
 
     ``record`` is the caller's transaction (deploy's also covers verify); without one, the attach
     runs in its own, which restores what it changed on any failure or interrupt (the restore gets
@@ -282,11 +289,19 @@ def apply_attach(
     if record is None:
         with Transaction(env, targets, progress=emit, policy=policy) as txn:
             return _apply(env, plan, policy=policy, max_workers=max_workers, emit=emit, record=txn)
-    return _apply(env, plan, policy=policy, max_workers=max_workers, emit=emit, record=record)
+    weight = rollout.first_weight(gradual) if gradual is not None else 100
+    return _apply(env, plan, policy=policy, max_workers=max_workers, emit=emit, record=record, weight=weight)
 
 
 def _apply(
-    env: EnvConfig, plan: AttachPlan, *, policy: RetryPolicy, max_workers: int, emit: Progress, record: Recorder
+    env: EnvConfig,
+    plan: AttachPlan,
+    *,
+    policy: RetryPolicy,
+    max_workers: int,
+    emit: Progress,
+    record: Recorder,
+    weight: int = 100,
 ) -> AttachResult:
     lam = calls.client(env, "lambda", plan.region)
     stager = _Stager(lam, plan, policy, emit, record)
@@ -302,6 +317,15 @@ def _apply(
     if not errors:
 
         def switch(fp: FunctionSteps, version: str) -> None:
+            if weight < 100:  # a gradual rollout's first step: the new version gets `weight`% of traffic
+                move = rollout.Move(name=fp.name, old=fp.alias_from, new=version)
+                detail = f"{fp.name}: {weight}% on v{version} ({100 - weight}% on v{fp.alias_from})"
+                emit(Event(function=fp.name, step=Step.SHIFT, state=State.STARTED, detail=detail))
+                rollout.set_weight(
+                    lam, plan.alias, move, weight, policy=policy, record=record, revision=fp.alias_revision_id
+                )
+                emit(Event(function=fp.name, step=Step.SHIFT, state=State.DONE, detail=detail))
+                return
             detail = f"moving alias {plan.alias} {fp.alias_from} → {version}"
             emit(Event(function=fp.name, step=Step.ALIAS, state=State.STARTED, detail=detail))
             record.check()

@@ -7,7 +7,9 @@ run may have changed even when an interrupt lands in the middle of a call.
 
 Restore runs on any ``BaseException``: a failed verify, an AWS error, Ctrl-C (SIGINT) and
 SIGTERM (how CI cancels a job; a handler turns it into an exception on the same path). It is
-compare-and-set: an alias goes back only while it still points at the version this run set,
+compare-and-set: an alias goes back only while it still points at the version this run set (or, in a
+gradual rollout, at its previous version with weights only on the version this run set; the weights
+are cleared),
 and ``$LATEST``'s code and layers only while they are what this run put there; anything else
 was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM during
 the restore is held until the restore is done, so a nervous Ctrl-C cannot leave a mixed
@@ -35,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.aws import calls, deployed
 from deploy.aws.deployed import http_get
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
+from deploy.aws.rollout import NO_WEIGHTS, weights
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError, Interrupted, Terminated
 from deploy.lambda_facts import DIRECT_UPLOAD_LIMIT, function_key_for_code_sha
@@ -64,6 +67,8 @@ class _Changes:
     code: str | None = None
     layers: tuple[str, ...] | None = None
     alias: str | None = None
+    #: the version a gradual rollout gave a share of the alias's traffic (``deploy.aws.rollout``)
+    shifted: str | None = None
     version: str | None = None  # the version staged for the alias (reported even if the alias never moved)
 
 
@@ -184,6 +189,13 @@ class Transaction:
             entry.alias = version
             entry.version = version
 
+    def shift(self, name: str, version: str) -> None:
+        """A weight for ``version`` in the alias's routing config is about to be written."""
+        with self._lock:
+            entry = self._entry(name)
+            entry.shifted = version
+            entry.version = version
+
     # ---------------------------------------------------------------- lifecycle
 
     def __enter__(self) -> Transaction:
@@ -258,7 +270,9 @@ class Transaction:
         out = []
         for name, snap in self.snapshot.items():
             change = self._changes.get(name)
-            if change is None or (change.code is None and change.layers is None and change.alias is None):
+            if change is None or (
+                change.code is None and change.layers is None and change.alias is None and change.shifted is None
+            ):
                 out.append(
                     Outcome(name=name, status=Status.UNCHANGED, old_version=snap.alias_version, new_version=None)
                 )
@@ -289,9 +303,13 @@ class Transaction:
         done: list[str] = []
         left: list[str] = []
         current = now.alias_version
-        if change.alias is not None and current != snap.alias_version:
-            if current == change.alias and now.alias is not None:
-                self._undoing(name, Step.ALIAS, f"moving {alias} back {current} → {snap.alias_version}")
+        # Ours: the version this run moved the alias to, or gave a weight (a gradual rollout).
+        ours = {v for v in (change.alias, change.shifted) if v is not None}
+        weighted = weights(now.alias)
+        if ours and (current != snap.alias_version or weighted):
+            if now.alias is not None and current in {snap.alias_version, *ours} and set(weighted) <= ours:
+                shares = "".join(f", {w:.0%} on {v}" for v, w in weighted.items())
+                self._undoing(name, Step.ALIAS, f"moving {alias} back {current}{shares} → {snap.alias_version}")
                 self._write(
                     lam.update_alias,
                     what=name,
@@ -300,10 +318,12 @@ class Transaction:
                     FunctionVersion=snap.alias_version,
                     **_revision(now.alias.get("RevisionId")),
                     Description=snap.alias_description or "",
+                    RoutingConfig=NO_WEIGHTS,  # every weight on it is this run's (checked above)
                 )
-                done.append(f"{alias} {current} → {snap.alias_version}")
+                done.append(f"{alias} {current}{shares} → {snap.alias_version}")
             else:
-                left.append(f"{alias} is at {current}, set by another writer")
+                shares = "".join(f", {w:.0%} on {v}" for v, w in weighted.items())
+                left.append(f"{alias} is at {current}{shares}, set by another writer")
         revision = now.latest.get("RevisionId")
         if change.code is not None and now.latest_code != snap.code_sha256:
             if now.latest_code == change.code:

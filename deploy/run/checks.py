@@ -6,6 +6,7 @@ the sandbox; the lines it prints come from ``deploy.run.show``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,13 @@ def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: 
     return report
 
 
-def _verify_deployed(ctx: RunContext, targets: Targets, layer: Artifact | None, function: Artifact | None) -> Any:
+def _verify_deployed(
+    ctx: RunContext,
+    targets: Targets,
+    layer: Artifact | None,
+    function: Artifact | None,
+    qualifiers: Mapping[str, str] | None = None,
+) -> Any:
     from deploy import verify as verify_mod
 
     progress(
@@ -143,6 +150,7 @@ def _verify_deployed(ctx: RunContext, targets: Targets, layer: Artifact | None, 
             expected_function=function,
             on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
             trees=_extracted(ctx),
+            qualifiers=qualifiers,
         )
     show._show_failures(report)
     return report

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import lock as env_lock
 from deploy.aws import rollback as rollback_mod
-from deploy.aws import transaction
+from deploy.aws import rollout, transaction
+from deploy.aws.attach_apply import previous_marker
 from deploy.aws.retry import RetryPolicy
 from deploy.config import Targets
 from deploy.context import RunContext
@@ -39,7 +41,7 @@ from deploy.report import (
     write_report,
 )
 from deploy.run import aws_tasks, checks, infra, layer_source, show
-from deploy.steps import planned
+from deploy.steps import Outcome, planned
 from deploy.terraform.decision import InfraDecision
 
 #: Every retry and wait of one deploy (publish in every region, then attach) ends by then; the
@@ -174,6 +176,10 @@ def _deploy_steps(
     function, layer = layer_source._build_artifacts(ctx, remote_cache=remote_cache, report=report, defer_layer=True)
     assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
     infra._ensure_reachable(ctx)
+    if ctx.is_emulator and not dry_run:  # the preflight could not ask an emulator that was not up yet
+        alarms = preflight_mod.check_alarms(ctx.settings)
+        if alarms.failed:
+            raise preflight_mod.Preflight(env=ctx.name, command="deploy", checks=(alarms,)).error()
     plan, targets, decision = _read_plan(ctx, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
     if targets is not None and not plan.empty:
@@ -348,9 +354,11 @@ def _apply_plan(
                         + "; ".join(f"{k}: {v}" for k, v in moved.items()),
                         hint="another writer is at work; rerun",
                     )
+            gradual = ctx.settings.rollout if ctx.settings.rollout.gradual else None
+            moves: list[rollout.Move] = []
             if attach_plan.changed:
                 with show._attach_lines(targets) as on_step:
-                    attach_mod.apply_attach(
+                    attached = attach_mod.apply_attach(
                         ctx.settings,
                         targets,
                         attach_plan,
@@ -359,15 +367,35 @@ def _apply_plan(
                         progress=on_step,
                         policy=policy,
                         record=txn,
+                        gradual=gradual,
                     )
+                moves = _moves(attached.outcomes, commit=attach_plan.commit)
             if any(f.changed for f in plan.functions):
-                deployed = checks._verify_deployed(ctx, targets, layer, function)
+                # In a gradual rollout the alias serves the new version a share of traffic only: check that version.
+                qualifiers = {m.name: m.new for m in moves} if gradual else None
+                deployed = checks._verify_deployed(ctx, targets, layer, function, qualifiers=qualifiers)
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:
                 report.verify["deployed"] = {"skipped": "no function changed (layer published or shared only)"}
+            if gradual is not None and moves:
+                rollout.bake(ctx.settings, targets, moves, gradual, record=txn, emit=plain, policy=policy)
     finally:
         if txn.report is not None:
             report.functions = list(txn.report.functions)
             report.rolled_back = not txn.report.committed and txn.report.restored
             report.transaction = txn.report.to_json()
+
+
+def _moves(outcomes: Iterable[Outcome], *, commit: str) -> list[rollout.Move]:
+    """The aliases the attach started moving (a gradual rollout goes on with these)."""
+    return [
+        rollout.Move(
+            name=o.name,
+            old=str(o.old_version),
+            new=o.new_version,
+            description=previous_marker(str(o.old_version), commit),
+        )
+        for o in outcomes
+        if o.new_version is not None
+    ]

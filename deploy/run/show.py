@@ -51,7 +51,7 @@ def _attach_lines(targets: Targets) -> Iterator[Progress]:
                 lines.done(name, False, event.line().removeprefix(f"{name}: "))
             elif event.state is State.DONE:
                 done[name].append(event.step.done)
-                if event.step is Step.ALIAS:
+                if event.step in (Step.ALIAS, Step.SHIFT):  # the alias's first (or only) move
                     lines.done(name, True, ", ".join(done[name]))
                 else:
                     lines.update(name, event.step.done)

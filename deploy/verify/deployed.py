@@ -212,8 +212,12 @@ def verify_deployed(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: OnResult | None = None,
     trees: ExtractionCache | None = None,
+    qualifiers: Mapping[str, str] | None = None,
 ) -> VerifyReport:
     """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it.
+
+    ``qualifiers``: function name → the version to check instead of the alias (a gradual rollout's new
+    version, which the alias serves only a share of traffic until the rollout ends).
 
     ``trees``: extracted zips cached by sha256 (``deploy.verify.extracted``); a tree extracted from
     bytes that hashed to this CodeSha256, unchanged since, is those bytes, so nothing is fetched or
@@ -237,7 +241,8 @@ def verify_deployed(
         by_shas: dict[tuple[str, ...], _Tree] = {}
         jobs: list[_Job] = []
         for fn in functions:
-            cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=targets.alias)
+            qualifier = (qualifiers or {}).get(fn.name, targets.alias)
+            cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=qualifier)
             cfg_latest = lam.get_function_configuration(FunctionName=fn.name)
             layer_arns = [lay["Arn"] for lay in cfg_alias.get("Layers", [])]
             require_trusted_layers(
@@ -284,7 +289,7 @@ def verify_deployed(
                             ZipSource(
                                 sha256=hex_sha256(code_sha),
                                 what=f"code of {fn.name}",
-                                path=partial(fetcher.function_zip, fn.name, targets.alias, code_sha),
+                                path=partial(fetcher.function_zip, fn.name, qualifier, code_sha),
                             )
                         ],
                         layout="task",
@@ -330,7 +335,7 @@ def verify_deployed(
                     fn,
                     job.cases,
                     job.environment,
-                    alias=targets.alias,
+                    alias=(qualifiers or {}).get(fn.name, targets.alias),
                     function_timeout_s=job.function_timeout_s or MAX_FUNCTION_TIMEOUT_S,
                 )
                 result = _with_remote(result, checked)
