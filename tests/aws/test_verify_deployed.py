@@ -622,3 +622,34 @@ def test_remote_invoke_is_sent_once_and_outwaits_the_function() -> None:
     assert [r.ok for r in out] == [True]
     assert seen["retries"] == {"mode": "standard", "total_max_attempts": 1}
     assert seen["read_timeout"] == 330
+
+
+def test_a_gradual_rollout_verifies_the_new_version_not_the_one_the_alias_names(
+    tmp_path: Path, stack: Stack, verify_env: EnvConfig, python312: Path
+) -> None:
+    """Mid-canary the alias names the old version and gives the new one a weight: verify must run the new one."""
+    broken = artifact_of(
+        tmp_path,
+        "function",
+        zip_of(
+            {
+                "lambdas/__init__.py": "",
+                "lambdas/ok/__init__.py": "",
+                "lambdas/ok/handler.py": "raise ImportError('v2')\n",
+            }
+        ),
+    )
+    stack.s3.put_object(Bucket=stack.targets.bucket, Key=broken.s3_key, Body=broken.path.read_bytes())
+    name = stack.targets.functions[0].name
+    stack.lam.update_function_code(FunctionName=name, S3Bucket=stack.targets.bucket, S3Key=broken.s3_key)
+    new = stack.lam.publish_version(FunctionName=name)["Version"]
+    stack.lam.update_alias(FunctionName=name, Name="live", RoutingConfig={"AdditionalVersionWeights": {new: 0.1}})
+
+    old_report = verify.verify_deployed(verify_env, stack.targets, python=python312, fetch=NoUrl())
+    assert [r.code_sha256 for r in old_report.functions] == [stack.code.code_sha256]
+    report = verify.verify_deployed(
+        verify_env, stack.targets, python=python312, fetch=NoUrl(), qualifiers={name: new}, expected_function=broken
+    )
+    [result] = report.functions
+    assert result.code_sha256 == broken.code_sha256
+    assert not report.ok and "v2" in (result.error or "")
