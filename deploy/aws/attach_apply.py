@@ -319,7 +319,7 @@ def _apply(
         def switch(fp: FunctionSteps, version: str) -> None:
             if weight < 100:  # a gradual rollout's first step: the new version gets `weight`% of traffic
                 move = rollout.Move(name=fp.name, old=fp.alias_from, new=version)
-                detail = f"{fp.name}: {weight}% on v{version} ({100 - weight}% on v{fp.alias_from})"
+                detail = f"{weight}% on v{version} ({100 - weight}% on v{fp.alias_from})"
                 emit(Event(function=fp.name, step=Step.SHIFT, state=State.STARTED, detail=detail))
                 rollout.set_weight(
                     lam, plan.alias, move, weight, policy=policy, record=record, revision=fp.alias_revision_id

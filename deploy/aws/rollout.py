@@ -225,6 +225,6 @@ def bake(
             detail = f"{following.weight}% on v{move.new}" + (
                 f" ({100 - following.weight}% on v{move.old})" if following.weight < 100 else ""
             )
-            emit(Event(function=move.name, step=Step.SHIFT, state=State.STARTED, detail=f"{move.name}: {detail}"))
+            emit(Event(function=move.name, step=Step.SHIFT, state=State.STARTED, detail=f"shifting to {detail}"))
             set_weight(lam, targets.alias, move, following.weight, policy=policy, record=record)
-            emit(Event(function=move.name, step=Step.SHIFT, state=State.DONE, detail=f"{move.name}: {detail}"))
+            emit(Event(function=move.name, step=Step.SHIFT, state=State.DONE, detail=detail))

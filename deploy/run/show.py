@@ -50,7 +50,8 @@ def _attach_lines(targets: Targets) -> Iterator[Progress]:
             elif event.state is State.FAILED:
                 lines.done(name, False, event.line().removeprefix(f"{name}: "))
             elif event.state is State.DONE:
-                done[name].append(event.step.done)
+                # a gradual rollout's first step says the weights it set
+                done[name].append(event.detail if event.step is Step.SHIFT and event.detail else event.step.done)
                 if event.step in (Step.ALIAS, Step.SHIFT):  # the alias's first (or only) move
                     lines.done(name, True, ", ".join(done[name]))
                 else:
