@@ -175,6 +175,11 @@ class DeployLockSettings:
     heartbeat_seconds: int = DeployLock.heartbeat_seconds.default
 
 
+#: How long the sandbox waits for one handler's smoke events (``deploy.verify.sandbox`` uses this); a
+#: rollout step may not hold for less (see ``_rollout``).
+VERIFY_TIMEOUT_S = 60.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class RolloutSettings:
     """How the ``live`` alias moves to the new versions (``deploy.aws.rollout``): ``percent`` of traffic
@@ -194,14 +199,12 @@ def _rollout(values: Mapping[str, Any], where: Callable[[str], str]) -> RolloutS
     """The rollout settings; a hold shorter than the deployed verify's timeout is refused: the canary's
     verify runs inside its first hold, and a hold that can end before the verify has answered would
     widen traffic to a version nothing has checked yet."""
-    from deploy.verify.sandbox import DEFAULT_TIMEOUT_S  # not at import: deploy.verify imports this module
-
     rollout = RolloutSettings(**values)
-    if rollout.gradual and rollout.interval < DEFAULT_TIMEOUT_S:
+    if rollout.gradual and rollout.interval < VERIFY_TIMEOUT_S:
         raise ConfigError(
             f"invoke.yaml: `{where('interval')}`: {rollout.interval} s is shorter than the deployed verify's "
-            f"timeout ({DEFAULT_TIMEOUT_S:.0f} s)",
-            hint=f"set it to {DEFAULT_TIMEOUT_S:.0f} or more (seconds)",
+            f"timeout ({VERIFY_TIMEOUT_S:.0f} s)",
+            hint=f"set it to {VERIFY_TIMEOUT_S:.0f} or more (seconds)",
         )
     return rollout
 

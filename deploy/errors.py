@@ -90,7 +90,10 @@ class VerifyError(DeployError):
 
 class RolloutAborted(VerifyError):
     """A gradual rollout was stopped by a CloudWatch alarm (``deploy.aws.rollout``): a failed check of
-    the new version in production, so the exit code is verify's."""
+    the new version in production (a ``VerifyError`` to callers), with its own exit code so CI can tell
+    "an alarm fired mid-canary" from "the handler did not import"."""
+
+    exit_code = 18
 
 
 class CacheError(BuildError):

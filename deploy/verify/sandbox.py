@@ -23,7 +23,7 @@ from typing import Any
 
 from deploy import runtime_python
 from deploy.artifact import Artifact
-from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets
+from deploy.config import VERIFY_TIMEOUT_S, EnvConfig, FunctionTarget, SmokeCase, Targets
 from deploy.errors import BuildError, VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import aws_environment, function_variables, sandbox_endpoint
@@ -48,7 +48,7 @@ from deploy.verify.smoke import _skip_reason, check_expect, expectation_for, smo
 RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 RELAY = RUNNER.parent / "relay.py"  # bound with the runner: the same folder
 _ELF_MACHINES = ELF_MACHINES  # the name deploy.verify re-exports
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = VERIFY_TIMEOUT_S  # the rollout settings check a step's hold against it
 #: Two cores on CI runners: more parallel interpreters only thrash.
 MAX_WORKERS = 2
 #: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):

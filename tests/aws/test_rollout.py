@@ -150,7 +150,7 @@ def test_an_alarm_in_alarm_mid_interval_moves_every_alias_back(
     with pytest.raises(RolloutAborted, match=r"stopped at 10%: alarm errors-high in ALARM") as caught, txn:
         moves = start(env, deployed, code, layer_arn, txn, CANARY)
         rollout.bake(env, deployed, moves, CANARY, record=txn, clock=clock.clock, sleep=sleep, poll=30)
-    assert caught.value.exit_code == VerifyError.exit_code
+    assert caught.value.exit_code == 18 and isinstance(caught.value, VerifyError)
     assert "rolled back" in str(caught.value)
     assert aliases(lam, deployed) == before == {fn.name: ("1", {}) for fn in deployed.functions}
     assert {
