@@ -243,3 +243,21 @@ def test_preflight_names_the_alarms_that_do_not_exist(env: EnvConfig, cloudwatch
     assert "rollout.alarms" in (check.fix or "")
     assert check_alarms(dataclasses.replace(env, rollout=CANARY), cloudwatch=cloudwatch).mark is Mark.PASSED
     assert check_alarms(env, cloudwatch=cloudwatch).mark is Mark.SKIPPED  # all at once watches nothing
+
+
+def test_the_deploy_preflight_runs_the_alarm_check_and_the_emulator_leaves_it_to_the_run(
+    env: EnvConfig, cloudwatch: Any
+) -> None:
+    from deploy import preflight
+    from deploy.config import EmulatorSettings
+
+    others = {name: (lambda n=name: preflight.Check(name=n, mark=Mark.PASSED, detail="ok")) for name in preflight.ALL}
+    del others[preflight.ALARMS]
+    watched = dataclasses.replace(env, rollout=dataclasses.replace(CANARY, alarms=("errors-high", "latency-p99")))
+    result = preflight.run(watched, "deploy", environ={}, overrides=others)
+    assert [c.detail for c in result.failures] == [f"no such CloudWatch alarm in {REGION}: latency-p99"]
+    local = dataclasses.replace(watched, emulator=EmulatorSettings(host="127.0.0.1", port=5000))
+    [alarms] = [
+        c for c in preflight.run(local, "deploy", environ={}, overrides=others).checks if c.name == "rollout alarms"
+    ]
+    assert alarms.mark is Mark.SKIPPED and "checked by the run" in alarms.detail
