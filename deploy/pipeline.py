@@ -383,18 +383,20 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
 
 def _publisher_code_sha256(env: EnvConfig, plan: build.LayerPlan) -> str | CacheMiss:
     """Reads only: what ``remote_cache.publisher`` published with this identity (its CodeSha256),
-    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
-    from deploy.aws import cache
+    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher),
+    found through the publisher's pointer in the shared bucket (``deploy.aws.cache_trust``)."""
+    from deploy.aws import cache, cache_trust
 
-    publisher = env.remote_cache.publisher
-    if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
+    publisher, bucket = env.remote_cache.publisher, env.remote_cache.bucket
+    if publisher is None or bucket is None:  # EnvConfig built in code, bypassing the settings' check
         return cache.CacheMiss(reason="no remote_cache.publisher vouches for the shared bucket")
     region = publisher.split(":")[3]
     try:
         lam = calls.client(env, "lambda", region)
+        s3 = calls.client(env, "s3", env.remote_cache.region or env.region)
     except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
         return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
-    return cache.publisher_code_sha256(lam, publisher, plan.digest)
+    return cache_trust.vouched_code_sha256(s3, bucket, lam, publisher, plan.digest)
 
 
 def _built_layer(env: EnvConfig) -> Artifact:
