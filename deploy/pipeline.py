@@ -372,7 +372,7 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
                 try:
                     build.audit_fetched_layer(plan, got.artifact)
                 except BaseException:
-                    for path in (plan.manifest_path, plan.zip_path, plan.sbom_path):
+                    for path in (plan.manifest_path, plan.zip_path, plan.sbom_path, got.artifact.checked_path):
                         path.unlink(missing_ok=True)
                     raise
             return True

@@ -27,12 +27,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from boto3.exceptions import Boto3Error
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, IncompleteReadError
 
 from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest, manifest_artifact
 from deploy.aws.retry import NOT_FOUND, error_code, error_message
@@ -40,6 +41,10 @@ from deploy.errors import BuildError, CacheError
 from deploy.files import atomic_write
 
 _CHUNK = 1 << 20
+#: Ranged GETs of a cached zip: 8 MiB parts, up to 8 at once (boto3's managed download uses the same
+#: part size and 10 threads; the client's pool holds 32 connections).
+PART_SIZE = 8 * 1024 * 1024
+MAX_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +103,63 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
         for chunk in iter(lambda: body.read(_CHUNK), b""):
             digest.update(chunk)
             out.write(chunk)
+
+    atomic_write(dest, write)
+    return digest.hexdigest()
+
+
+class TruncatedDownload(OSError):
+    """A ranged GET answered with fewer bytes than it asked for (a connection cut mid-body)."""
+
+
+def download_parts(
+    s3: Any,
+    bucket: str,
+    key: str,
+    dest: Path,
+    *,
+    size: int,
+    etag: str | None = None,
+    part_size: int = PART_SIZE,
+    concurrency: int = MAX_CONCURRENCY,
+) -> str:
+    """Fetch ``key`` (``size`` bytes) into ``dest`` with ranged GETs in parallel; return its sha256.
+
+    One GET of a 40 MB zip is bound by one connection; parts over several are not. The parts are
+    hashed and written in order as they arrive, so the zip is never read back to be hashed. Each
+    part is pinned to ``etag`` (If-Match): an object replaced mid-download fails the download
+    instead of mixing two objects' bytes. A short part raises :class:`TruncatedDownload`; on any
+    failure ``dest`` is left as it was (the parts go to a temporary file renamed at the end)."""
+    digest = hashlib.sha256()
+    ranges = [(start, min(start + part_size, size) - 1) for start in range(0, size, part_size)]
+
+    def part(start: int, end: int) -> bytes:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end}"}
+        if etag is not None:
+            args["IfMatch"] = etag
+        what = f"truncated: bytes {start}-{end} of {size}"
+        try:
+            data: bytes = s3.get_object(**args)["Body"].read()
+        except IncompleteReadError as exc:  # the connection closed before the length it announced
+            raise TruncatedDownload(f"{what}: {exc}") from None
+        if len(data) != end - start + 1:
+            raise TruncatedDownload(f"{what} gave {len(data)} bytes")
+        return data
+
+    def write(out: Any) -> None:
+        if not ranges:  # an empty object: nothing to range over
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(ranges)))) as pool:
+            futures = [pool.submit(part, start, end) for start, end in ranges]
+            try:
+                for future in futures:
+                    data = future.result()
+                    digest.update(data)
+                    out.write(data)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     atomic_write(dest, write)
     return digest.hexdigest()
@@ -179,15 +241,15 @@ def fetch_layer(
     keys = CacheKeys.for_identity(identity)
     where = f"s3://{bucket}/{keys.zip}"
     try:
-        manifest_head = _head(s3, bucket, keys.manifest)
-        if manifest_head is None:
+        try:
+            manifest_raw = s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                raise
             return CacheMiss(reason=f"no cached manifest for layer {identity[:12]} in s3://{bucket}")
         zip_head = _head(s3, bucket, keys.zip)
         if zip_head is None:
             return CacheMiss(reason=f"the cached manifest for layer {identity[:12]} has no zip beside it")
-        if _head(s3, bucket, keys.sbom) is None:
-            return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
-        manifest_raw = s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read()
     except ClientError as exc:
         return CacheMiss(reason=f"artifact bucket {bucket} unreadable ({error_message(exc)})")
     except BotoCoreError as exc:
@@ -219,29 +281,56 @@ def fetch_layer(
     zip_path = layers_dir / f"{identity}.zip"
     manifest_path = zip_path.with_suffix(".json")
     sbom_path = zip_path.with_suffix(".cdx.json")
+
+    def fetch_sbom() -> CacheMiss | None:
+        try:
+            _download(s3, bucket, keys.sbom, sbom_path)
+        except ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
+            raise
+        return None
+
+    def discard() -> None:
+        for path in (manifest_path, zip_path, sbom_path):
+            path.unlink(missing_ok=True)
+
     try:
-        got = _download(s3, bucket, keys.zip, zip_path)
-        if got != expected_hex:
-            zip_path.unlink(missing_ok=True)
-            raise CacheError(
-                f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
-                hint="the object changed while it was read, or the transfer was corrupted; rerun",
+        # The SBOM (small) comes beside the zip's parts rather than after them.
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            sbom = beside.submit(fetch_sbom)
+            got = download_parts(
+                s3,
+                bucket,
+                keys.zip,
+                zip_path,
+                size=int(zip_head["ContentLength"]),
+                etag=zip_head.get("ETag"),
+                part_size=PART_SIZE,
             )
-        _download(s3, bucket, keys.sbom, sbom_path)
+            sbom_missing = sbom.result()
     except (ClientError, BotoCoreError, Boto3Error, OSError) as exc:
-        zip_path.unlink(missing_ok=True)
-        sbom_path.unlink(missing_ok=True)
+        discard()
         return CacheMiss(reason=f"download of {where} failed ({error_message(exc)})")
+    if sbom_missing is not None:
+        discard()
+        return sbom_missing
+    if got != expected_hex:
+        discard()
+        raise CacheError(
+            f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
+            hint="the object changed while it was read, or the transfer was corrupted; rerun",
+        )
     # The manifest goes last: a local manifest vouches for a complete zip and nothing less.
     manifest["path"] = zip_path.name
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     try:
         atomic_write(manifest_path, lambda out: out.write(text))
         artifact = load_manifest(manifest_path)
-        artifact.check()
+        # Hashed while it downloaded (``got``): recorded, so the build's reuse check reads it no more.
+        artifact.remember_hashed(got)
     except (OSError, BuildError) as exc:
-        for path in (manifest_path, zip_path, sbom_path):
-            path.unlink(missing_ok=True)
+        discard()
         raise CacheError(f"cached manifest s3://{bucket}/{keys.manifest} is unusable: {exc}") from None
     return CacheHit(artifact=artifact, source=where)
 
