@@ -363,6 +363,7 @@ def read_through_cache(env: EnvConfig, plan: build.LayerPlan) -> bool:
                 plan.zip_path.parent,
                 published_code_sha256=published[1] if published else None,
                 trusted_code_sha256=vouched,
+                parallel_parts=not env.is_local,
             )
         except (BotoCoreError, ClientError) as exc:
             got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")

@@ -229,6 +229,7 @@ def fetch_layer(
     *,
     published_code_sha256: str | None = None,
     trusted_code_sha256: str | None = None,
+    parallel_parts: bool = True,
 ) -> CacheHit | CacheMiss:
     """Fetch the layer ``identity`` from ``bucket`` into ``layers_dir``, or say why not.
 
@@ -237,6 +238,9 @@ def fetch_layer(
     disagreement is a CacheError. ``trusted_code_sha256`` is the CodeSha256 a publisher vouches
     for (the shared bucket): other bytes are only a miss, since this environment then builds its
     own and uses nothing the publisher did not publish.
+
+    ``parallel_parts=False`` fetches the zip in one GET: the emulator (moto) copies the whole object
+    under a lock for every ranged GET, so parts multiply its work where S3 serves them in parallel.
     """
     keys = CacheKeys.for_identity(identity)
     where = f"s3://{bucket}/{keys.zip}"
@@ -295,6 +299,7 @@ def fetch_layer(
         for path in (manifest_path, zip_path, sbom_path):
             path.unlink(missing_ok=True)
 
+    size = int(zip_head["ContentLength"])
     try:
         # The SBOM (small) comes beside the zip's parts rather than after them.
         with ThreadPoolExecutor(max_workers=1) as beside:
@@ -304,9 +309,9 @@ def fetch_layer(
                 bucket,
                 keys.zip,
                 zip_path,
-                size=int(zip_head["ContentLength"]),
+                size=size,
                 etag=zip_head.get("ETag"),
-                part_size=PART_SIZE,
+                part_size=PART_SIZE if parallel_parts else max(size, 1),
             )
             sbom_missing = sbom.result()
     except (ClientError, BotoCoreError, Boto3Error, OSError) as exc:
