@@ -448,16 +448,23 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> float:
     """Edit one handler (the function map's first) and commit it: a new function zip, the same layer,
     then the whole deploy."""
-    from deploy.terraform.functions import declared_functions
-
     proj = penv.paths.root
-    handler = penv.paths.backend / f"{declared_functions(penv)[0].module.replace('.', '/')}.py"
-    handler.write_text(handler.read_text() + f"\n# bench edit {run}\n")
-    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    subprocess.run(["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=proj, check=True, capture_output=True)
+    _edit_handler(penv, run)
     start = time.perf_counter()
     _inv(proj, port, "deploy", "--env", "local")
     return time.perf_counter() - start
+
+
+def _edit_handler(penv: EnvConfig, run: int) -> None:
+    """Append a comment to the function map's first handler and commit it: new function code."""
+    from deploy.terraform.functions import declared_functions
+
+    handler = penv.paths.backend / f"{declared_functions(penv)[0].module.replace('.', '/')}.py"
+    handler.write_text(handler.read_text() + f"\n# bench edit {run}\n")
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(
+        ["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=penv.paths.root, check=True, capture_output=True
+    )
 
 
 def _local_down(proj: Path, port: int) -> None:
@@ -483,10 +490,12 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     """A fresh runner after another runner deployed the same lock: with and without the remote cache.
 
     Runner A deploys (untimed) and so fills the artifact bucket. Then fresh clones (no .build/, no
-    Terraform data dir) against the same emulator deploy and, from scratch again, build the layer:
-    B reads through the bucket; C builds with ``--no-remote-cache`` and uv's wheel cache warm (a
-    developer's machine); D builds with ``--no-remote-cache`` and an empty uv cache, so uv downloads
-    every wheel (what an empty CI runner pays today)."""
+    Terraform data dir) against the same emulator, each with one handler edited and committed (new
+    code, the same lock: the plan needs the layer's bytes, for verify), deploy and, from scratch
+    again, build the layer: B reads through the bucket; C builds with ``--no-remote-cache`` and uv's
+    wheel cache warm (a developer's machine); D builds with ``--no-remote-cache`` and an empty uv
+    cache, so uv downloads every wheel (what an empty CI runner pays today). Each variant's clone
+    edits the same handler the same way, so all three deploy the same change."""
     variants = {
         "b": ((), False),
         "c": (("--no-remote-cache",), False),
@@ -504,10 +513,11 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
                 proj = _project_copy(env.paths.root, work / f"cache-{name}-{i}")
                 # Same emulator, fresh runner: it knows the server A started (its pidfile), nothing else.
                 shutil.copytree(runner_a / ".local", proj / ".local")
+                _edit_handler(dataclasses.replace(env, paths=Paths(root=proj)), i)
                 extra = {"UV_CACHE_DIR": str(proj / ".uv-cache")} if empty_uv_cache else {}
                 progress(f"bench: fresh runner {name.upper()}: deploy {' '.join(flags) or '(remote cache)'}")
                 deploys[name].append(_timed_inv(proj, port, "deploy", "--env", "local", *flags, extra=extra))
-                shutil.rmtree(proj / ".build" / "layers")
+                shutil.rmtree(proj / ".build" / "layers", ignore_errors=True)
                 shutil.rmtree(proj / ".uv-cache", ignore_errors=True)
                 # Still a fresh runner: the .pyc cache its deploy filled goes too (see _inv_env).
                 shutil.rmtree(proj.parent / f"{proj.name}-content-cache", ignore_errors=True)
