@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import hex_sha256, layer_key
-from deploy.aws.cache import CacheMiss, publisher_code_sha256
+from deploy.aws.cache import CacheMiss
 from deploy.aws.retry import error_message
 from deploy.errors import CacheError
 from deploy.lambda_facts import parse_layer_version_arn
@@ -150,6 +150,8 @@ def vouched_code_sha256(s3: Any, bucket: str, lam: Any, publisher: str, identity
         return confirmed_code_sha256(lam, publisher, pointer)
     if not isinstance(pointer, NoPointer):
         return pointer  # a pointer that is there but wrong is not a reason to look elsewhere
+    from deploy.aws.publish import publisher_code_sha256  # publish imports this module
+
     listed = publisher_code_sha256(lam, publisher, identity)
     if isinstance(listed, CacheMiss):
         return CacheMiss(reason=f"{pointer.reason}; {listed.reason}")

@@ -15,12 +15,14 @@ import pytest
 from botocore.response import StreamingBody
 
 from deploy import artifact as artifact_mod
-from deploy import pipeline, terraform
-from deploy.artifact import Artifact, sha256_file
+from deploy import terraform
+from deploy.artifact import Artifact, layer_key, sha256_file
 from deploy.aws import cache, calls
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
+from deploy.context import RunContext
+from deploy.run import layer_source
 from tests.aws.conftest import make_artifact
 from tests.unit.test_build import FakeInstaller, _checkout
 
@@ -37,7 +39,7 @@ def _big_cached(s3: Any, bucket: str, tmp_path: Path) -> Artifact:
     sha = sha256_file(layer.path)
     layer = dataclasses.replace(layer, sha256=sha, zipped_size=layer.path.stat().st_size)
     layer.write_manifest()
-    upload(s3, bucket, cache.CacheKeys.for_identity(layer.identity).zip, layer)
+    upload(s3, bucket, layer_key(layer.identity), layer)
     cache.upload_sidecars(s3, bucket, layer, layer.sbom_path)
     return layer
 
@@ -123,7 +125,7 @@ def test_an_object_replaced_mid_download_is_a_miss_not_a_mix_of_both(
 ) -> None:
     """Every part is pinned to the ETag the HEAD saw: a new object under the key fails the next part."""
     layer = _big_cached(s3, bucket, tmp_path / "a")
-    key = cache.CacheKeys.for_identity(layer.identity).zip
+    key = layer_key(layer.identity)
     replaced: list[bool] = []
 
     def replace_after_first(params: dict[str, Any], _parsed: dict[str, Any], n: int) -> None:
@@ -157,14 +159,16 @@ def test_a_truncated_fetch_falls_back_to_building_and_says_so(
 
     def hook(service: str, client: Any) -> None:
         if service == "s3":
-            _on_parts(client, lambda p, parsed, _n: _cut(parsed, 10, declared=False) if p["Range"][6:8] == "0-" else None)
+            _on_parts(
+                client, lambda p, parsed, _n: _cut(parsed, 10, declared=False) if p["Range"][6:8] == "0-" else None
+            )
 
     again = EnvConfig(name="staging", region=targets.region, paths=_checkout(tmp_path / "b"))
     monkeypatch.setattr(terraform, "load_targets", lambda *_a, **_k: targets)
     installer = FakeInstaller()
     plan = layer_plan(again, installer=installer)
     with calls.client_hook(hook):
-        assert pipeline.read_through_cache(again, plan) is False
+        assert layer_source.read_through_cache(RunContext.create(again), plan) is False
 
     said = capsys.readouterr().err
     assert "failed (truncated: bytes 0-" in said and said.rstrip().endswith("building locally")

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from deploy import pipeline, terraform
-from deploy.artifact import Artifact, code_sha256
-from deploy.aws import cache, cache_trust, calls, publish
+from deploy import terraform
+from deploy.artifact import MANIFEST, Artifact, code_sha256, layer_key
+from deploy.aws import cache_trust, calls, publish
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
+from deploy.context import RunContext
+from deploy.run import layer_source
 from tests.aws.conftest import REGION
 from tests.aws.test_cache import _failing_targets, _republish_tampered, _staging_then_production
 from tests.unit.test_build import FakeInstaller
@@ -106,7 +108,7 @@ def _read_through(production: EnvConfig, *, builds: bool) -> tuple[bool, FakeIns
     installer = FakeInstaller(fail=not builds)
     plan = layer_plan(production, installer=installer)
     with calls.count_writes() as writes:
-        fetched = pipeline.read_through_cache(production, plan)
+        fetched = layer_source.read_through_cache(RunContext.create(production), plan)
     assert writes.count == 0  # production only reads
     return fetched, installer, plan
 
@@ -141,7 +143,9 @@ def test_a_forged_pointer_naming_another_accounts_version_is_not_asked_about(
 
     said = capsys.readouterr().err
     assert not fetched and not plan.zip_path.exists()
-    assert f"the publisher pointer names {forged} (account 444455556666), not a version of publisher {PUBLISHER}" in said
+    assert (
+        f"the publisher pointer names {forged} (account 444455556666), not a version of publisher {PUBLISHER}" in said
+    )
     assert said.count("\n") == 1 and said.rstrip().endswith("building locally")
 
 
@@ -152,7 +156,7 @@ def test_a_pointer_whose_code_sha256_is_not_lambdas_is_refused(
     keeping staging's real version ARN: Lambda still reports the CodeSha256 staging published."""
     built, production = staged
     _republish_tampered(s3, bucket, built, {"python/six/extra.py": b"import os  # not what staging built\n"})
-    manifest_key = cache.CacheKeys.for_identity(built.identity).manifest
+    manifest_key = layer_key(built.identity, MANIFEST)
     tampered = cache_trust.Pointer(
         identity=built.identity,
         layer_version_arn=VERSION_ARN,
