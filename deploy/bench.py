@@ -455,7 +455,7 @@ def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> float:
     return time.perf_counter() - start
 
 
-def _edit_handler(penv: EnvConfig, run: int) -> None:
+def _edit_handler(penv: EnvConfig, run: int | str) -> None:
     """Append a comment to the function map's first handler and commit it: new function code."""
     from deploy.terraform.functions import declared_functions
 
@@ -495,7 +495,7 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     again, build the layer: B reads through the bucket; C builds with ``--no-remote-cache`` and uv's
     wheel cache warm (a developer's machine); D builds with ``--no-remote-cache`` and an empty uv
     cache, so uv downloads every wheel (what an empty CI runner pays today). Each variant's clone
-    edits the same handler the same way, so all three deploy the same change."""
+    edits the same handler with its own comment, so each deploys a change of the same size."""
     variants = {
         "b": ((), False),
         "c": (("--no-remote-cache",), False),
@@ -513,7 +513,8 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
                 proj = _project_copy(env.paths.root, work / f"cache-{name}-{i}")
                 # Same emulator, fresh runner: it knows the server A started (its pidfile), nothing else.
                 shutil.copytree(runner_a / ".local", proj / ".local")
-                _edit_handler(dataclasses.replace(env, paths=Paths(root=proj)), i)
+                # Its own edit: the same edit as an earlier variant would already be deployed (nothing to do).
+                _edit_handler(dataclasses.replace(env, paths=Paths(root=proj)), f"{i}{name}")
                 extra = {"UV_CACHE_DIR": str(proj / ".uv-cache")} if empty_uv_cache else {}
                 progress(f"bench: fresh runner {name.upper()}: deploy {' '.join(flags) or '(remote cache)'}")
                 deploys[name].append(_timed_inv(proj, port, "deploy", "--env", "local", *flags, extra=extra))
