@@ -9,11 +9,12 @@ Restore runs on any ``BaseException``: a failed verify, an AWS error, Ctrl-C (SI
 SIGTERM (how CI cancels a job; a handler turns it into an exception on the same path). It is
 compare-and-set: an alias goes back only while it still points at the version this run set,
 and ``$LATEST``'s code and layers only while they are what this run put there; anything else
-was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM during
-the restore is held until the restore is done, so a nervous Ctrl-C cannot leave a mixed
-release. Each function ends with an :class:`deploy.steps.Outcome` whose status is one of:
-unchanged, updated, rolled_back, left (moved by someone else) or failed (the restore itself
-failed; the detail says what to run). The restore reports each step it puts back as a typed
+was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM while
+the calls in flight are waited for (from :meth:`Transaction.halt`) or during the restore is held
+until the restore is done, so a nervous Ctrl-C cannot leave a mixed release. Each function
+ends with an :class:`deploy.steps.Outcome` whose status is one of: unchanged, updated,
+rolled_back, left (moved by someone else) or failed (the restore itself failed; the detail says
+what to run). The restore reports each step it puts back as a typed
 :class:`deploy.progress.Event` (``UNDOING``), and the restore as a whole as the ``RESTORE`` step.
 """
 
