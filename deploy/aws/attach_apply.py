@@ -382,8 +382,10 @@ def _gather(
                 step = at.get(name, Step.CODE)
                 emit(Event(function=name, step=step, state=State.FAILED, detail=f"failed: {errors[name]}"))
     except BaseException:
-        record.halt()
-        submitted.set()
+        try:
+            record.halt()
+        finally:
+            submitted.set()  # even if a second signal lands before the halt: a closed gate would hang the pool
         for future in futures.values():
             future.cancel()
         wait_all(futures.values())
