@@ -28,7 +28,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
-from deploy.aws import cache, cache_trust, calls
+from deploy.aws import cache, cache_pointer, calls
 from deploy.aws.retry import NOT_FOUND, RetryPolicy, call, error_code, error_message
 from deploy.aws.session import Endpoint
 from deploy.config import Targets
@@ -325,11 +325,11 @@ def publish_layer(
     # Readers of this bucket in other accounts cannot list our versions; the pointer names this one
     # for them to ask Lambda about (deploy.aws.cache_trust). Without it they build: a warning, not a
     # failed deploy, since what was published is right.
-    pointer = cache_trust.Pointer(
+    pointer = cache_pointer.Pointer(
         identity=layer.identity, layer_version_arn=str(made["LayerVersionArn"]), code_sha256=str(got)
     )
     try:
-        cache_trust.write_pointer(s3, plan.bucket, pointer)
+        cache_pointer.write_pointer(s3, plan.bucket, pointer)
     except CacheError as exc:
         say(plan.region, f"warning: {exc.message}; other accounts reading this bucket will build this layer")
     return PublishResult(

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from deploy import terraform
 from deploy.artifact import Artifact
-from deploy.aws import cache, cache_trust, calls
+from deploy.aws import cache, cache_pointer, calls
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
 from deploy.context import RunContext
@@ -90,10 +90,10 @@ def test_no_version_of_the_publisher_with_this_identity_means_the_layer_is_built
 
     assert f"publisher version {publisher}:1 unreadable (ResourceNotFoundException" in said
     # Without the pointer too, the listing (one account) is the witness, and it finds nothing either.
-    s3.delete_object(Bucket=bucket, Key=cache_trust.pointer_key(built.identity))
+    s3.delete_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity))
     shutil.rmtree(production.paths.build / "layers")  # a fresh runner again
     said = _production_builds(production, built, capsys, monkeypatch)
-    assert f"no publisher pointer readable at s3://{bucket}/{cache_trust.pointer_key(built.identity)}" in said
+    assert f"no publisher pointer readable at s3://{bucket}/{cache_pointer.pointer_key(built.identity)}" in said
     assert f"publisher {publisher} has published no version of layer {built.identity[:12]}" in said
 
 
@@ -111,7 +111,7 @@ def test_without_a_pointer_a_publisher_this_role_cannot_list_means_the_layer_is_
     on another account's layer (a layer version permission can grant only GetLayerVersion): a miss
     that says so, never an error that stops the deploy."""
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
-    s3.delete_object(Bucket=bucket, Key=cache_trust.pointer_key(built.identity))
+    s3.delete_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity))
 
     def denied(**_: Any) -> None:
         error = {"Code": "AccessDeniedException", "Message": "not authorized to perform: lambda:ListLayerVersions"}

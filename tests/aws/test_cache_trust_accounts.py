@@ -21,7 +21,7 @@ from botocore.stub import Stubber
 
 from deploy import terraform
 from deploy.artifact import MANIFEST, Artifact, code_sha256, layer_key
-from deploy.aws import cache_trust, calls, publish
+from deploy.aws import cache_pointer, calls, publish
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
 from deploy.context import RunContext
@@ -91,8 +91,10 @@ def staged(
     """Staging (account 111122223333) published its layer; its bucket holds zip, manifest, SBOM and the
     pointer to version 7; production (never applied) names staging's layer as its publisher."""
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
-    pointer = cache_trust.Pointer(identity=built.identity, layer_version_arn=VERSION_ARN, code_sha256=built.code_sha256)
-    cache_trust.write_pointer(s3, bucket, pointer)
+    pointer = cache_pointer.Pointer(
+        identity=built.identity, layer_version_arn=VERSION_ARN, code_sha256=built.code_sha256
+    )
+    cache_pointer.write_pointer(s3, bucket, pointer)
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     cached = production.remote_cache
     production = EnvConfig(
@@ -133,10 +135,10 @@ def test_a_forged_pointer_naming_another_accounts_version_is_not_asked_about(
     points at it: the version is not the publisher's, so Lambda is not even asked."""
     built, production = staged
     forged = f"arn:aws:lambda:{REGION}:444455556666:layer:app-staging-deps:1"
-    cache_trust.write_pointer(
+    cache_pointer.write_pointer(
         s3,
         bucket,
-        cache_trust.Pointer(identity=built.identity, layer_version_arn=forged, code_sha256=built.code_sha256),
+        cache_pointer.Pointer(identity=built.identity, layer_version_arn=forged, code_sha256=built.code_sha256),
     )
     with lambda_answers():  # no Lambda call at all
         fetched, _installer, plan = _read_through(production, builds=True)
@@ -157,12 +159,12 @@ def test_a_pointer_whose_code_sha256_is_not_lambdas_is_refused(
     built, production = staged
     _republish_tampered(s3, bucket, built, {"python/six/extra.py": b"import os  # not what staging built\n"})
     manifest_key = layer_key(built.identity, MANIFEST)
-    tampered = cache_trust.Pointer(
+    tampered = cache_pointer.Pointer(
         identity=built.identity,
         layer_version_arn=VERSION_ARN,
         code_sha256=code_sha256(json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())["sha256"]),
     )
-    cache_trust.write_pointer(s3, bucket, tampered)
+    cache_pointer.write_pointer(s3, bucket, tampered)
     with lambda_answers(_get_version(built)):
         fetched, _installer, plan = _read_through(production, builds=True)
 
@@ -221,7 +223,7 @@ def test_a_missing_pointer_across_accounts_means_the_layer_is_built(
 ) -> None:
     """No pointer: the listing is tried, and another account's layer cannot be listed."""
     built, production = staged
-    s3.delete_object(Bucket=bucket, Key=cache_trust.pointer_key(built.identity))
+    s3.delete_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity))
     with lambda_answers(_denied("list_layer_versions", "not authorized to perform: lambda:ListLayerVersions")):
         fetched, _installer, _plan = _read_through(production, builds=True)
 
@@ -241,7 +243,7 @@ def test_a_malformed_pointer_is_a_miss_without_asking_lambda(
     s3: Any, bucket: str, staged: tuple[Artifact, EnvConfig], body: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     built, production = staged
-    s3.put_object(Bucket=bucket, Key=cache_trust.pointer_key(built.identity), Body=body)
+    s3.put_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity), Body=body)
     with lambda_answers():
         fetched, _installer, _plan = _read_through(production, builds=True)
     assert not fetched
@@ -252,13 +254,15 @@ def test_a_pointer_for_another_identity_is_a_miss(
     s3: Any, bucket: str, staged: tuple[Artifact, EnvConfig], capsys: pytest.CaptureFixture[str]
 ) -> None:
     built, production = staged
-    cache_trust.write_pointer(
-        s3, bucket, cache_trust.Pointer(identity="c" * 64, layer_version_arn=VERSION_ARN, code_sha256=built.code_sha256)
+    cache_pointer.write_pointer(
+        s3,
+        bucket,
+        cache_pointer.Pointer(identity="c" * 64, layer_version_arn=VERSION_ARN, code_sha256=built.code_sha256),
     )
     s3.copy_object(
         Bucket=bucket,
-        Key=cache_trust.pointer_key(built.identity),
-        CopySource={"Bucket": bucket, "Key": cache_trust.pointer_key("c" * 64)},
+        Key=cache_pointer.pointer_key(built.identity),
+        CopySource={"Bucket": bucket, "Key": cache_pointer.pointer_key("c" * 64)},
     )
     with lambda_answers():
         fetched, _installer, _plan = _read_through(production, builds=True)
@@ -273,8 +277,8 @@ def test_publishing_a_version_writes_the_pointer_to_it(
     s3: Any, bucket: str, targets: Targets, publisher: str, tmp_path: Path
 ) -> None:
     built, _production = _staging_then_production(tmp_path, bucket, targets, publisher)
-    pointer = cache_trust.read_pointer(s3, bucket, built.identity)
-    assert pointer == cache_trust.Pointer(
+    pointer = cache_pointer.read_pointer(s3, bucket, built.identity)
+    assert pointer == cache_pointer.Pointer(
         identity=built.identity, layer_version_arn=f"{publisher}:1", code_sha256=built.code_sha256
     )
 
@@ -286,7 +290,7 @@ def test_a_pointer_that_cannot_be_written_is_a_warning_not_a_failed_publish(
     from tests.aws.conftest import client_error
 
     def refuse(params: dict[str, Any], **_: Any) -> None:
-        if params.get("Key", "").endswith(cache_trust.POINTER_SUFFIX):
+        if params.get("Key", "").endswith(cache_pointer.POINTER_SUFFIX):
             raise client_error("AccessDenied", "PutObject", "no")
 
     said: list[str] = []
@@ -295,4 +299,4 @@ def test_a_pointer_that_cannot_be_written_is_a_warning_not_a_failed_publish(
 
     assert result.published
     assert any(line.startswith("warning: writing s3://") and "will build this layer" in line for line in said)
-    assert isinstance(cache_trust.read_pointer(s3, bucket, layer.identity), cache_trust.NoPointer)
+    assert isinstance(cache_pointer.read_pointer(s3, bucket, layer.identity), cache_pointer.NoPointer)
