@@ -17,16 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import ConfigError
+from deploy.lambda_facts import RUNTIME_GLIBC  # the runtime table lives with the other Lambda facts
 from deploy.settings import apply_variables, key_path, validate
 
-#: Lambda's Python runtimes we can target, with the glibc of the Amazon Linux they run on.
-RUNTIME_GLIBC: Mapping[str, tuple[int, int]] = {
-    "python3.9": (2, 26),
-    "python3.10": (2, 26),
-    "python3.11": (2, 26),
-    "python3.12": (2, 34),
-    "python3.13": (2, 34),
-}
 ARCHITECTURES = ("x86_64", "arm64")
 BUILDERS = ("uv", "pip", "docker")
 
