@@ -40,7 +40,7 @@ def test_python314_is_a_target_the_settings_and_installer_accept() -> None:
     assert describe_target("3.14", "arm64", env.glibc_floor) == (
         "manylinux_2_34 = glibc 2.34 for python3.14 on Amazon Linux 2023 (arm64)"
     )
-    with pytest.raises(ConfigError, match="python3.15"):
+    with pytest.raises(ConfigError, match=r"python3\.15"):
         load_env({"runtime": "python3.15", "environments": {"local": {"region": "us-east-1"}}}, "local")
 
 
