@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from deploy.aws import logs as reader
-from deploy.config import EnvConfig
+from deploy.config import EnvConfig, Targets
 
 DEFAULT_SINCE = "10m"
 
@@ -34,6 +34,7 @@ def show_logs(
     follow: bool = False,
     pattern: str | None = None,
     client: Any = None,
+    targets: Targets | None = None,
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     sleep: Callable[[float], None] = time.sleep,
     max_polls: int | None = None,
@@ -43,13 +44,13 @@ def show_logs(
     """Print the events of ``function`` (a key of Terraform's map, or its name) from ``since`` ago on;
     returns how many were printed. ``--follow`` polls until Ctrl-C, which ends it normally (exit 0).
 
-    ``client``, ``now_ms``, ``sleep`` and ``max_polls`` are for tests: the follow loop runs without
+    ``client``, ``targets``, ``now_ms``, ``sleep`` and ``max_polls`` are for tests: the follow loop runs without
     sleeping and stops after a number of polls."""
     from deploy.invoke import deployed_targets, function_target
 
     out, err = out or sys.stdout, err or sys.stderr
     window = reader.parse_since(since)  # a bad --since is refused before any AWS call
-    targets = deployed_targets(env)
+    targets = targets or deployed_targets(env)
     target = function_target(function, {fn.key: fn for fn in targets.functions})
     if client is None:
         from deploy.aws.calls import client as make_client

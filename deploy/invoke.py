@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -393,7 +393,7 @@ def invoke_deployed(
     from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, invoke_config
 
     if on_emulator(env):
-        return _emulator_alias(env, targets, target, event)
+        return run_alias_bytes(env, targets, target, event)
     reader = lam or client(env, "lambda", targets.region)
     config = reader.get_function_configuration(FunctionName=target.name, Qualifier=targets.alias)
     # One attempt, read timeout past the function's own: an invoke is not idempotent (remote.invoke_config).
@@ -410,7 +410,14 @@ def invoke_deployed(
     return from_lambda(resp, function=target.name, detail=f"Lambda invoked {targets.alias} (version {version})")
 
 
-def _emulator_alias(env: EnvConfig, targets: Targets, target: FunctionTarget, event: Event) -> InvokeResult:
+def run_alias_bytes(
+    env: EnvConfig,
+    targets: Targets,
+    target: FunctionTarget,
+    event: Event,
+    *,
+    fetch: Callable[[str], bytes] | None = None,
+) -> InvokeResult:
     """The emulator's Lambda would echo the event back: run the alias's own bytes instead, checked."""
     from deploy.artifact import hex_sha256
     from deploy.aws.calls import client
@@ -438,7 +445,7 @@ def _emulator_alias(env: EnvConfig, targets: Targets, target: FunctionTarget, ev
             bucket=targets.bucket,
             s3=client(env, "s3", targets.region),
             lam=lam,
-            fetch=http_get,
+            fetch=fetch or http_get,
             dest=Path(tmp) / "zips",
         )
         layer_shas = {arn: fetcher.layer_sha(arn) for arn in layer_arns}
@@ -479,7 +486,6 @@ def _emulator_alias(env: EnvConfig, targets: Targets, target: FunctionTarget, ev
             where="sandbox: deployed bytes",
             detail=detail,
             memory_mb=int(config.get("MemorySize") or 128),
-            timeout_s=float(config.get("Timeout") or 0) or None,
             function_arn=config.get("FunctionArn"),
         )
 
@@ -490,14 +496,17 @@ def _emulator_alias(env: EnvConfig, targets: Targets, target: FunctionTarget, ev
 def invoke(
     env: EnvConfig, *, function: str, event: str | None = None, deployed: bool = False, stdin: TextIO | None = None
 ) -> InvokeResult:
-    """``inv invoke``: the function and the event first (a bad one builds and runs nothing), then run,
-    print, and raise ``HandlerError`` when the handler raised."""
+    """``inv invoke``: a file or stdin event is parsed before anything else (a bad one reads, builds and runs
+    nothing), then the function is found, then the smoke event named; run, print, and raise ``HandlerError``
+    when the handler raised."""
+    literal = event is None or event == "-" or Path(event).exists()
+    loaded = load_event(event, key=function, smoke={}, stdin=stdin) if literal else None
     if deployed:
         targets = deployed_targets(env)
         target = function_target(function, {fn.key: fn for fn in targets.functions})
     else:
         target = declared_target(env, function)
-    loaded = load_event(event, key=target.key, smoke=env.verify.smoke, stdin=stdin)
+    loaded = loaded or load_event(event, key=target.key, smoke=env.verify.smoke, stdin=stdin)
     result = invoke_deployed(env, targets, target, loaded) if deployed else invoke_local(env, target, loaded)
     result = replace(result, detail=f"{result.detail}; event: {loaded.source}")
     show(result)

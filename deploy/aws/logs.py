@@ -28,7 +28,7 @@ from deploy.errors import ConfigError
 #: What ``--since`` takes: a number and a unit.
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SINCE = re.compile(r"^(\d+)([smhdw])$")
-_TEXT_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\]\t[^\t]*\t(?P<request>[0-9a-fA-F-]{8,})\t")
+_TEXT_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\]\t[^\t]*\t(?P<request>[^\t\s]+)\t")
 _PLATFORM_LINE = re.compile(r"^(?:START|END|REPORT|INIT_REPORT) RequestId: (?P<request>[0-9a-fA-F-]+)")
 #: Our own polling: a second at first and after every batch of events, doubling to half a minute
 #: while the group is quiet (FilterLogEvents is throttled per account, shared with other readers).
@@ -169,7 +169,7 @@ def follow(
     """
     cursor = start_ms
     seen: set[tuple[int, str, str, str]] = set()
-    delay = first_delay_s
+    delay: float | None = None
     while True:
         found = read(cursor)
         fresh: list[LogEvent] = []
@@ -181,11 +181,9 @@ def follow(
         if fresh:
             cursor = max(cursor, fresh[-1].timestamp_ms)
             seen = {k for k in seen if k[0] >= cursor}  # older ones can no longer come back
-            delay = first_delay_s
+        delay = first_delay_s if fresh or delay is None else min(delay * 2, max_delay_s)
         yield Poll(events=None if found is None else tuple(fresh), delay_s=delay)
         sleep(delay)
-        if not fresh:
-            delay = min(delay * 2, max_delay_s)
 
 
 def import_errors(logs: Any, function_name: str, *, since_ms: int, limit: int = 5) -> list[LogEvent]:

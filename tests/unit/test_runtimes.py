@@ -176,5 +176,3 @@ def test_the_readme_table_lists_every_runtime() -> None:
         assert row is not None, runtime.name
         assert runtime.os in row and ".".join(map(str, runtime.glibc)) in row
         assert runtime.deprecated.isoformat() in row
-
-
