@@ -209,3 +209,17 @@ def test_follow_on_a_function_that_never_logged_waits_for_its_group(client: Any)
     count, out, err = _show(client, follow=True, sleep=clock.sleep, max_polls=4)
     assert count == 1 and "3333-cc" in out
     assert err.count("does not exist yet") == 1
+
+
+def test_every_page_is_read() -> None:
+    from botocore.stub import Stubber
+
+    client = boto3.client("logs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    first = {"logGroupName": GROUP, "startTime": 5}
+    stub.add_response("filter_log_events", {"events": [{"timestamp": 9, "message": "b"}], "nextToken": "t1"}, first)
+    stub.add_response("filter_log_events", {"events": [{"timestamp": 7, "message": "a"}]}, {**first, "nextToken": "t1"})
+    with stub:
+        events = logs.read_events(client, GROUP, start_ms=5)
+    stub.assert_no_pending_responses()
+    assert [e.message for e in events or []] == ["a", "b"]
