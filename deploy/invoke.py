@@ -159,6 +159,20 @@ def _split_error(text: str) -> tuple[str, str]:
     return (kind, message) if sep and " " not in kind else ("Error", text)
 
 
+def as_on_lambda(text: str, *, task_root: str, opt: str, runner: str) -> str:
+    """Paths as Lambda shows them (``/var/task/…``, ``/opt/…``), and no frame of the sandbox's runner:
+    the traceback reads as CloudWatch's would, not as this machine's extraction cache."""
+    lines, skipping = [], False
+    for line in text.replace(task_root, "/var/task").replace(opt, "/opt").splitlines():
+        if line.startswith('  File "'):
+            skipping = line.startswith(f'  File "{runner}"')
+        elif not line.startswith("    "):
+            skipping = False
+        if not skipping:
+            lines.append(line)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
 def from_runner(raw: Mapping[str, Any], *, function: str, where: Where, detail: str, logs: str) -> InvokeResult:
     """The sandbox runner's report for one event (see ``deploy/verify/sandbox_runner.py``)."""
     base = InvokeResult(function=function, where=where, detail=detail, logs=logs, init_ms=raw.get("import_ms"))
@@ -291,7 +305,10 @@ def invoke_local(env: EnvConfig, declared: FunctionTarget, event: Event) -> Invo
                 layout="task",
             )
         )
-        detail = f"the built zips ({function.path.name} + {layer.path.name}) in the sandbox, python{env.python_version}"
+        detail = (
+            f"the built zips (function {function.sha256[:12]}, layer {layer.identity[:12]}) in the sandbox, "
+            f"python{env.python_version}"
+        )
         if not named:
             detail += "; not deployed yet, so without the variables Terraform would give it"
         return run_in_sandbox(
@@ -354,6 +371,7 @@ def run_in_sandbox(
                 "sys_path": session.sys_path(tree),
                 "handler": target.handler,
                 "events": [{"name": "invoke", "event": event.payload}],
+                "lambda_logging": True,  # the handler's logger.info lines, as CloudWatch shows them
                 "timeout_s": timeout,
                 "context": {
                     "function_name": target.name,
@@ -372,7 +390,8 @@ def run_in_sandbox(
                 failure = Failure(error_type="Sandbox.Timedout", message=f"Task timed out after {timeout:g} seconds")
                 return InvokeResult(function=target.name, where=where, detail=detail, failure=failure)
             isolation = session.isolation.mode
-    logs = proc.stderr.decode("utf-8", "replace")
+    lambda_paths = partial(as_on_lambda, task_root=str(tree.task_root), opt=str(tree.opt), runner=str(RUNNER))
+    logs = lambda_paths(proc.stderr.decode("utf-8", "replace"))
     try:
         raw = json.loads(proc.stdout)
     except ValueError:
@@ -382,6 +401,9 @@ def run_in_sandbox(
             traceback_tail=logs[-2000:],
         )
         return InvokeResult(function=target.name, where=where, detail=detail, failure=failure)
+    for entry in (raw, *(raw.get("results") or ())):
+        if entry.get("traceback_tail"):
+            entry["traceback_tail"] = lambda_paths(entry["traceback_tail"])
     return from_runner(raw, function=target.name, where=where, detail=f"{detail} (isolation: {isolation})", logs=logs)
 
 

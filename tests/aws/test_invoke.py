@@ -189,7 +189,9 @@ def test_a_handler_error_gives_its_type_message_and_traceback_tail(
     assert err.value.exit_code == 17
     message = str(err.value)
     assert message.startswith("acme-test-ok raised ValueError: asked to fail: please\n")
-    assert 'lambdas/ok/handler.py", line 8, in handler' in message  # the handler's own frame, in the tail
+    # The handler's own frame, at the path Lambda shows; not the sandbox's runner, nor this machine's cache.
+    assert 'File "/var/task/lambdas/ok/handler.py", line 8, in handler' in message
+    assert "sandbox_runner" not in message and str(invoke_env.paths.build) not in message
 
 
 # ----------------------------------------------------------------------------- real AWS: Invoke with LogType=Tail
