@@ -14,7 +14,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from deploy import invoke
+from deploy import invoke, invoke_result
 from deploy.aws.publish import describe
 from deploy.config import EnvConfig, FunctionTarget, Paths, SmokeCase, Targets, VerifySettings
 from deploy.errors import ConfigError, HandlerError, VerifyError
@@ -151,7 +151,7 @@ def invoke_env(tmp_path: Path) -> EnvConfig:
     return EnvConfig(name="test", region=REGION, verify=VerifySettings(smoke=SMOKE), paths=Paths(root=tmp_path))
 
 
-def _run(env: EnvConfig, stack: Deployed, payload: Any) -> invoke.InvokeResult:
+def _run(env: EnvConfig, stack: Deployed, payload: Any) -> invoke_result.InvokeResult:
     event = invoke.Event(payload=payload, source="test")
     return invoke.run_alias_bytes(env, stack.targets, stack.targets.functions[0], event, fetch=NoUrl())
 
@@ -181,7 +181,7 @@ def test_a_handler_error_gives_its_type_message_and_traceback_tail(
     result = _run(invoke_env, deployed, {"fail": "please"})
     assert result.failure is not None
     assert (result.failure.error_type, result.failure.message) == ("ValueError", "asked to fail: please")
-    invoke.show(result)
+    invoke_result.show(result)
     out = json.loads(capsys.readouterr().out)
     assert out["errorType"] == "ValueError" and out["errorMessage"] == "asked to fail: please"
     with pytest.raises(HandlerError) as err:
@@ -212,7 +212,7 @@ REPORT = (
 )
 
 
-def _aws_invoke(responses: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> invoke.InvokeResult:
+def _aws_invoke(responses: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> invoke_result.InvokeResult:
     lam = boto3.client("lambda", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     stub = Stubber(lam)
     for operation, response, params in responses:
@@ -277,7 +277,7 @@ def test_on_aws_a_function_error_carries_lambdas_error_document() -> None:
         "LogResult": _tail("[ERROR] KeyError: 'id'", REPORT.replace("\tInit Duration: 456.70 ms", "")),
     }
     result = _aws_invoke([CONFIG, ("invoke", answer, {**INVOKE, "Payload": ANY})])
-    assert result.failure == invoke.Failure(
+    assert result.failure == invoke_result.Failure(
         error_type="KeyError",
         message="'id'",
         traceback_tail="  File \"/var/task/app.py\", line 3, in handler\n    return event['id']\n",
