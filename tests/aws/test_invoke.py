@@ -22,11 +22,16 @@ from tests.aws.test_verify_deployed import NoUrl, artifact_of, zip_of
 
 REGION = "us-east-1"
 HANDLER = """
+import logging
 import os
 import tinydep
 
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
 def handler(event, context):
     print("handler got", json_dumps(event))
+    logger.info("request %s", context.aws_request_id)
     if event.get("fail"):
         raise ValueError("asked to fail: " + str(event["fail"]))
     return {"value": tinydep.VALUE, "custom": os.environ.get("CUSTOM"), "echo": event, "name": context.function_name}
@@ -166,6 +171,10 @@ def test_the_alias_bytes_run_in_the_sandbox_with_the_functions_variables(
     assert f"version {deployed.version}, CodeSha256 {deployed.code.code_sha256}, checked" in result.detail
     assert "only echoes the event back" in result.detail
     assert 'handler got {"q": [1]}' in result.logs  # the handler's print: its log, not its answer
+    # logger.info as Lambda's runtime writes it: level, time, request id, message.
+    info = next(line for line in result.logs.splitlines() if line.startswith("[INFO]"))
+    _level, moment, request_id, message = info.split("\t")
+    assert moment.endswith("Z") and message == f"request {request_id}"
     assert result.init_ms is not None and result.duration_ms is not None
 
 
@@ -190,7 +199,7 @@ def test_a_handler_error_gives_its_type_message_and_traceback_tail(
     message = str(err.value)
     assert message.startswith("acme-test-ok raised ValueError: asked to fail: please\n")
     # The handler's own frame, at the path Lambda shows; not the sandbox's runner, nor this machine's cache.
-    assert 'File "/var/task/lambdas/ok/handler.py", line 8, in handler' in message
+    assert 'File "/var/task/lambdas/ok/handler.py", line 13, in handler' in message
     assert "sandbox_runner" not in message and str(invoke_env.paths.build) not in message
 
 
