@@ -294,3 +294,49 @@ def test_on_aws_a_function_error_carries_lambdas_error_document() -> None:
     assert result.init_ms is None  # a warm environment: no init
     with pytest.raises(HandlerError, match=r"acme-staging-api raised KeyError: 'id'\n.*line 3, in handler"):
         result.raise_for_failure()
+
+
+def test_a_handler_that_does_not_import_is_lambdas_import_error() -> None:
+    raw = {
+        "import_ms": 12.0,
+        "error_type": "Runtime.ImportModuleError",
+        "error": "Runtime.ImportModuleError: Unable to import module 'app.main': No module named 'fastapi'",
+        "traceback_tail": "ModuleNotFoundError: No module named 'fastapi'\n",
+    }
+    result = invoke_result.from_runner(raw, function="acme-api", where="sandbox: built zips", detail="", logs="")
+    assert result.failure == invoke_result.Failure(
+        error_type="Runtime.ImportModuleError",
+        message="Unable to import module 'app.main': No module named 'fastapi'",
+        traceback_tail="ModuleNotFoundError: No module named 'fastapi'\n",
+    )
+    assert result.init_ms == 12.0 and result.duration_ms is None
+
+
+def test_the_emulator_is_told_apart_from_aws() -> None:
+    from deploy.config import EmulatorSettings
+
+    assert invoke.on_emulator(EnvConfig(name="local", region=REGION, emulator=EmulatorSettings(port=5055)))
+    assert invoke.on_emulator(EnvConfig(name="local", region=REGION, endpoint_url="http://127.0.0.1:5055"))
+    assert not invoke.on_emulator(EnvConfig(name="staging", region=REGION))
+
+
+def test_runner_frames_and_cache_paths_become_lambdas() -> None:
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/x/sandbox_runner.py", line 140, in run\n'
+        "    entry = fn(event)\n"
+        "            ^^^^^^^^^\n"
+        '  File "/cache/task/app/main.py", line 3, in handler\n'
+        "    import numpy\n"
+        '  File "/cache/opt/python/numpy/__init__.py", line 1, in <module>\n'
+        "ImportError: boom\n"
+    )
+    assert invoke_result.as_on_lambda(
+        text, task_root="/cache/task", opt="/cache/opt", runner="/x/sandbox_runner.py"
+    ) == (
+        "Traceback (most recent call last):\n"
+        '  File "/var/task/app/main.py", line 3, in handler\n'
+        "    import numpy\n"
+        '  File "/opt/python/numpy/__init__.py", line 1, in <module>\n'
+        "ImportError: boom\n"
+    )
