@@ -340,3 +340,17 @@ def test_runner_frames_and_cache_paths_become_lambdas() -> None:
         '  File "/opt/python/numpy/__init__.py", line 1, in <module>\n'
         "ImportError: boom\n"
     )
+
+
+def test_a_layer_nobody_vouched_for_is_not_run(deployed: Deployed, invoke_env: EnvConfig) -> None:
+    """Another layer on the function (not ours, not in verify.trusted_layers): its code is not run."""
+    other = deployed.lam.publish_layer_version(
+        LayerName="someone-elses", Content={"ZipFile": zip_of({"python/x.py": "import os\n"})}
+    )["LayerVersionArn"]
+    name = deployed.targets.functions[0].name
+    current = deployed.lam.get_function_configuration(FunctionName=name)["Layers"][0]["Arn"]
+    deployed.lam.update_function_configuration(FunctionName=name, Layers=[current, other])
+    version = deployed.lam.publish_version(FunctionName=name)["Version"]
+    deployed.lam.update_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    with pytest.raises(VerifyError, match=r"someone-elses.*not acme-test-deps of this account"):
+        _run(invoke_env, deployed, {})
