@@ -301,7 +301,8 @@ def run_alias_bytes(
     """The emulator's Lambda would echo the event back: run the alias's own bytes instead, checked."""
     from deploy.artifact import hex_sha256
     from deploy.aws.calls import client
-    from deploy.verify.deployed import _Fetcher, http_get
+    from deploy.aws.deployed import http_get
+    from deploy.verify.deployed import _Fetcher
     from deploy.verify.extracted import ExtractionCache, ZipSource
     from deploy.verify.isolation import require_trusted_layers
     from deploy.verify.sandbox import Tree

@@ -83,6 +83,8 @@ def deprecation_warning(runtime: str, today: datetime.date | None = None) -> str
     )
 
 
+ARCHITECTURES = ("x86_64", "arm64")
+
 _LAYER_VERSION_ARN = re.compile(
     r"^(?P<base>arn:(?P<partition>[a-z-]+):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:(?P<name>[\w-]+))"
     r":(?P<version>\d+)$"
