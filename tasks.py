@@ -288,9 +288,9 @@ def invoke_function(
     c: Any, function: str, env: str = "local", event: str | None = None, deployed: bool = False
 ) -> None:
     """Run one handler with your event on the exact built (or deployed) bytes: its answer on stdout."""
-    from deploy import invoke
+    from deploy.run import day_two
 
-    invoke.invoke(env_config(c, env), function=function, event=event, deployed=deployed)
+    day_two.invoke(run_context(c, env), function=function, event=event, deployed=deployed)
 
 
 @task(
@@ -308,9 +308,9 @@ def function_logs(
     c: Any, function: str, env: str = "local", since: str = "10m", follow: bool = False, filter: str | None = None
 ) -> None:
     """Print a deployed function's CloudWatch log events in time order (--follow: until Ctrl-C)."""
-    from deploy import function_logs as logs_mod
+    from deploy.run import day_two
 
-    logs_mod.show_logs(env_config(c, env), function=function, since=since, follow=follow, pattern=filter)
+    day_two.logs(run_context(c, env), function=function, since=since, follow=follow, pattern=filter)
 
 
 @task(

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, unknown_function
 from deploy.errors import ConfigError
-from deploy.invoke_result import Failure, InvokeResult, Where, as_on_lambda, from_lambda, from_runner, show
+from deploy.invoke_result import Failure, InvokeResult, Where, as_on_lambda, from_lambda, from_runner
 
 #: The event when none is given, as ``sam local invoke`` without ``-e`` sends.
 EMPTY_EVENT: Mapping[str, Any] = {}
@@ -111,41 +111,19 @@ def function_target(key: str, known: Mapping[str, FunctionTarget]) -> FunctionTa
     raise ConfigError(unknown_function(key, sorted(known)))
 
 
-def deployed_targets(env: EnvConfig) -> Targets:
-    """What is deployed, read from the state object only (nothing is created or applied to find it)."""
-    from deploy import emulator, terraform
-
-    if env.emulator is not None:
-        emulator.assert_reachable(env.emulator.url)
-    return terraform.load_targets(env, read_only=True)
-
-
-def on_emulator(env: EnvConfig) -> bool:
-    return env.emulator is not None or bool(env.endpoint_url)
-
-
 # ---------------------------------------------------------------------------- running it
 
 
-def declared_target(env: EnvConfig, key: str) -> FunctionTarget:
-    """The function as Terraform's map declares it (its handler), named by its key: readable before any deploy."""
-    from deploy.terraform.functions import declared_functions
-
-    declared = {
-        fn.key: FunctionTarget(key=fn.key, name=fn.key, handler=fn.handler, sources=fn.sources)
-        for fn in declared_functions(env)
-    }
-    return function_target(key, declared)
-
-
-def invoke_local(env: EnvConfig, declared: FunctionTarget, event: Event) -> InvokeResult:
-    """The handler on the built zips in the sandbox (the build runs first, a no-op when up to date)."""
+def invoke_local(
+    env: EnvConfig, target: FunctionTarget, event: Event, *, environment: Mapping[str, str], deployed: bool
+) -> InvokeResult:
+    """The handler on the built zips in the sandbox (the build runs first, a no-op when up to date), with
+    the variables the function has on Lambda (``deployed``) or none (not deployed yet: said so)."""
     from deploy import build
     from deploy.report import progress
     from deploy.verify.extracted import ExtractionCache, ZipSource
     from deploy.verify.sandbox import Tree
 
-    target, environment, named = _as_deployed(env, declared)
     function = build.build_function(build.function_plan(env), progress=progress).artifact
     layer = build.build_layer(build.layer_plan(env), progress=progress).artifact
     for artifact in (layer, function):
@@ -167,7 +145,7 @@ def invoke_local(env: EnvConfig, declared: FunctionTarget, event: Event) -> Invo
             f"the built zips (function {function.sha256[:12]}, layer {layer.identity[:12]}) in the sandbox, "
             f"python{env.python_version}"
         )
-        if not named:
+        if not deployed:
             detail += "; not deployed yet, so without the variables Terraform would give it"
         return run_in_sandbox(
             env,
@@ -178,26 +156,6 @@ def invoke_local(env: EnvConfig, declared: FunctionTarget, event: Event) -> Invo
             where="sandbox: built zips",
             detail=detail,
         )
-
-
-def _as_deployed(env: EnvConfig, declared: FunctionTarget) -> tuple[FunctionTarget, dict[str, str], bool]:
-    """The declared function under its deployed name, with its configured variables, when it is deployed
-    (the sandbox runs it as configured); else under its key with none. Reads only."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from deploy.aws.calls import client
-    from deploy.errors import DeployError
-
-    try:
-        targets = deployed_targets(env)
-        deployed = {fn.key: fn for fn in targets.functions}.get(declared.key)
-        if deployed is None:
-            return declared, {}, False
-        config = client(env, "lambda", targets.region).get_function_configuration(FunctionName=deployed.name)
-    except (DeployError, BotoCoreError, ClientError):
-        return declared, {}, False
-    variables = dict((config.get("Environment") or {}).get("Variables") or {})
-    return replace(deployed, handler=declared.handler), variables, True
 
 
 def run_in_sandbox(
@@ -266,13 +224,13 @@ def run_in_sandbox(
 
 
 def invoke_deployed(
-    env: EnvConfig, targets: Targets, target: FunctionTarget, event: Event, *, lam: Any = None
+    env: EnvConfig, targets: Targets, target: FunctionTarget, event: Event, *, emulator: bool, lam: Any = None
 ) -> InvokeResult:
     """The ``live`` alias: invoked on AWS; on the emulator, its bytes fetched, checked and run in the sandbox."""
     from deploy.aws.calls import client
     from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, invoke_config
 
-    if on_emulator(env):
+    if emulator:
         return run_alias_bytes(env, targets, target, event)
     reader = lam or client(env, "lambda", targets.region)
     config = reader.get_function_configuration(FunctionName=target.name, Qualifier=targets.alias)
@@ -369,27 +327,3 @@ def run_alias_bytes(
             memory_mb=int(config.get("MemorySize") or 128),
             function_arn=config.get("FunctionArn"),
         )
-
-
-# ---------------------------------------------------------------------------- the task
-
-
-def invoke(
-    env: EnvConfig, *, function: str, event: str | None = None, deployed: bool = False, stdin: TextIO | None = None
-) -> InvokeResult:
-    """``inv invoke``: a file or stdin event is parsed before anything else (a bad one reads, builds and runs
-    nothing), then the function is found, then the smoke event named; run, print, and raise ``HandlerError``
-    when the handler raised."""
-    literal = event is None or event == "-" or Path(event).exists()
-    loaded = load_event(event, key=function, smoke={}, stdin=stdin) if literal else None
-    if deployed:
-        targets = deployed_targets(env)
-        target = function_target(function, {fn.key: fn for fn in targets.functions})
-    else:
-        target = declared_target(env, function)
-    loaded = loaded or load_event(event, key=target.key, smoke=env.verify.smoke, stdin=stdin)
-    result = invoke_deployed(env, targets, target, loaded) if deployed else invoke_local(env, target, loaded)
-    result = replace(result, detail=f"{result.detail}; event: {loaded.source}")
-    show(result)
-    result.raise_for_failure()
-    return result

@@ -17,7 +17,9 @@ from botocore.stub import ANY, Stubber
 from deploy import invoke, invoke_result
 from deploy.aws.publish import describe
 from deploy.config import EnvConfig, FunctionTarget, Paths, SmokeCase, Targets, VerifySettings
+from deploy.context import RunContext
 from deploy.errors import ConfigError, HandlerError, VerifyError
+from deploy.run import day_two
 from tests.aws.test_verify_deployed import NoUrl, artifact_of, zip_of
 
 REGION = "us-east-1"
@@ -90,7 +92,7 @@ def test_a_bad_event_file_is_refused_before_the_function_is_even_looked_up(tmp_p
     bad.write_text("{")
     env = EnvConfig(name="test", region=REGION, paths=Paths(root=tmp_path / "nothing"))
     with pytest.raises(ConfigError, match=r"is not JSON: line 1, column 2"):
-        invoke.invoke(env, function="ok", event=str(bad))
+        day_two.invoke(RunContext.create(env), function="ok", event=str(bad))
 
 
 def test_an_unknown_function_key_names_the_closest_and_the_known() -> None:
@@ -238,7 +240,7 @@ def _aws_invoke(responses: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> 
     env = EnvConfig(name="staging", region=REGION)
     with stub:
         result = invoke.invoke_deployed(
-            env, targets, targets.functions[0], invoke.Event(payload={"q": 1}, source="test"), lam=lam
+            env, targets, targets.functions[0], invoke.Event(payload={"q": 1}, source="test"), emulator=False, lam=lam
         )
     stub.assert_no_pending_responses()
     return result
@@ -310,14 +312,6 @@ def test_a_handler_that_does_not_import_is_lambdas_import_error() -> None:
         traceback_tail="ModuleNotFoundError: No module named 'fastapi'\n",
     )
     assert result.init_ms == 12.0 and result.duration_ms is None
-
-
-def test_the_emulator_is_told_apart_from_aws() -> None:
-    from deploy.config import EmulatorSettings
-
-    assert invoke.on_emulator(EnvConfig(name="local", region=REGION, emulator=EmulatorSettings(port=5055)))
-    assert invoke.on_emulator(EnvConfig(name="local", region=REGION, endpoint_url="http://127.0.0.1:5055"))
-    assert not invoke.on_emulator(EnvConfig(name="staging", region=REGION))
 
 
 def test_runner_frames_and_cache_paths_become_lambdas() -> None:

@@ -12,10 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from deploy import function_logs
 from deploy.aws import logs
 from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.context import RunContext
 from deploy.errors import ConfigError
+from deploy.run import day_two
 
 REGION = "us-east-1"
 NAME = "acme-test-api"
@@ -54,8 +55,15 @@ def _put(client: Any, stream: str, *events: tuple[int, str]) -> None:
 
 def _show(client: Any, **kwargs: Any) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    count = function_logs.show_logs(
-        ENV, function="api", client=client, targets=TARGETS, now_ms=lambda: NOW_MS + 60_000, out=out, err=err, **kwargs
+    count = day_two.logs(
+        RunContext.create(ENV),
+        function="api",
+        client=client,
+        targets=TARGETS,
+        now_ms=lambda: NOW_MS + 60_000,
+        out=out,
+        err=err,
+        **kwargs,
     )
     return count, out.getvalue(), err.getvalue()
 
@@ -149,7 +157,7 @@ def test_since_units() -> None:
 
 def test_unknown_function_key() -> None:
     with pytest.raises(ConfigError, match=r"unknown function 'apii'; did you mean 'api'\? \(functions: api\)"):
-        function_logs.show_logs(ENV, function="apii", client=Refuses(), targets=TARGETS)
+        day_two.logs(RunContext.create(ENV), function="apii", client=Refuses(), targets=TARGETS)
 
 
 # ----------------------------------------------------------------------------- --follow
