@@ -40,6 +40,24 @@ def _declared(ctx: RunContext, key: str) -> FunctionTarget:
     return invoke_mod.function_target(key, declared)
 
 
+def _deployed(ctx: RunContext, targets: Targets, key: str) -> FunctionTarget:
+    """The deployed function of ``key``; one the map declares but no deploy has created yet is named so."""
+    from deploy.errors import ConfigError
+
+    try:
+        return invoke_mod.function_target(key, {fn.key: fn for fn in targets.functions})
+    except ConfigError as unknown:
+        try:
+            declared = _declared(ctx, key)
+        except ConfigError:
+            raise unknown from None  # not in the map either: the did-you-mean of the deployed keys
+        raise ConfigError(
+            f"function {declared.key!r} is in Terraform's map but not deployed to {ctx.name} yet "
+            f"(deployed: {', '.join(fn.key for fn in targets.functions) or 'none'})",
+            hint=f"`inv deploy --env {ctx.name}` creates it; `inv invoke` without --deployed runs it locally",
+        ) from None
+
+
 def _as_deployed(ctx: RunContext, declared: FunctionTarget) -> tuple[FunctionTarget, dict[str, str], bool]:
     """The declared function under its deployed name, with its configured variables, when it is deployed
     (the sandbox runs it as configured); else under its key with none. Reads only."""
@@ -70,7 +88,7 @@ def invoke(
     loaded = invoke_mod.load_event(event, key=function, smoke={}, stdin=stdin) if literal else None
     if deployed:
         targets = deployed_targets(ctx)
-        target = invoke_mod.function_target(function, {fn.key: fn for fn in targets.functions})
+        target = _deployed(ctx, targets, function)
         loaded = loaded or invoke_mod.load_event(event, key=target.key, smoke=env.verify.smoke, stdin=stdin)
         result = invoke_mod.invoke_deployed(env, targets, target, loaded, emulator=ctx.is_emulator)
     else:
@@ -119,7 +137,7 @@ def logs(
     out, err = out or sys.stdout, err or sys.stderr
     window = reader.parse_since(since)  # a bad --since is refused before any AWS call
     targets = targets or deployed_targets(ctx)
-    target = invoke_mod.function_target(function, {fn.key: fn for fn in targets.functions})
+    target = _deployed(ctx, targets, function)
     client = client or ctx.aws.client("logs", targets.region)
     group = reader.log_group(target.name)
     start = now_ms() - int(window.total_seconds() * 1000)

@@ -231,3 +231,12 @@ def test_every_page_is_read() -> None:
         events = logs.read_events(client, GROUP, start_ms=5)
     stub.assert_no_pending_responses()
     assert [e.message for e in events or []] == ["a", "b"]
+
+
+def test_a_function_in_the_map_but_not_deployed_yet_is_named_so() -> None:
+    """The repository's own map declares cleanup; the deployed targets here hold only the API."""
+    with pytest.raises(ConfigError) as err:
+        day_two.logs(RunContext.create(ENV), function="cleanup", client=Refuses(), targets=TARGETS)
+    assert "function 'cleanup' is in Terraform's map but not deployed to test yet (deployed: api)" in str(err.value)
+    with pytest.raises(ConfigError, match=r"^unknown function 'clenaup' \(functions: api\)$"):
+        day_two.logs(RunContext.create(ENV), function="clenaup", client=Refuses(), targets=TARGETS)
