@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
+from deploy.artifact import Artifact
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, unknown_function
 from deploy.errors import ConfigError
 from deploy.invoke_result import Failure, InvokeResult, Where, as_on_lambda, from_lambda, from_runner
@@ -115,17 +116,20 @@ def function_target(key: str, known: Mapping[str, FunctionTarget]) -> FunctionTa
 
 
 def invoke_local(
-    env: EnvConfig, target: FunctionTarget, event: Event, *, environment: Mapping[str, str], deployed: bool
+    env: EnvConfig,
+    target: FunctionTarget,
+    event: Event,
+    *,
+    layer: Artifact,
+    function: Artifact,
+    environment: Mapping[str, str],
+    deployed: bool,
 ) -> InvokeResult:
-    """The handler on the built zips in the sandbox (the build runs first, a no-op when up to date), with
-    the variables the function has on Lambda (``deployed``) or none (not deployed yet: said so)."""
-    from deploy import build
-    from deploy.report import progress
+    """The handler on the built zips in the sandbox, with the variables the function has on Lambda
+    (``deployed``) or none (not deployed yet: said so)."""
     from deploy.verify.extracted import ExtractionCache, ZipSource
     from deploy.verify.sandbox import Tree
 
-    function = build.build_function(build.function_plan(env), progress=progress).artifact
-    layer = build.build_layer(build.layer_plan(env), progress=progress).artifact
     for artifact in (layer, function):
         artifact.check()
     cache = ExtractionCache(root=env.paths.build / "extracted")  # verify's: the layer is extracted once

@@ -16,6 +16,7 @@ from deploy.aws import logs as reader
 from deploy.config import FunctionTarget, Targets
 from deploy.context import RunContext
 from deploy.invoke_result import InvokeResult, show
+from deploy.run import layer_source
 
 DEFAULT_SINCE = "10m"
 
@@ -95,7 +96,12 @@ def invoke(
         declared = _declared(ctx, function)
         loaded = loaded or invoke_mod.load_event(event, key=declared.key, smoke=env.verify.smoke, stdin=stdin)
         target, variables, is_deployed = _as_deployed(ctx, declared)
-        result = invoke_mod.invoke_local(env, target, loaded, environment=variables, deployed=is_deployed)
+        # Built when missing, as a deploy would build them (a layer another machine published is fetched).
+        function_zip = layer_source.build_function(ctx).artifact
+        layer = layer_source.obtain_layer(ctx, function_unzipped=function_zip.unzipped_size).artifact
+        result = invoke_mod.invoke_local(
+            env, target, loaded, layer=layer, function=function_zip, environment=variables, deployed=is_deployed
+        )
     result = replace(result, detail=f"{result.detail}; event: {loaded.source}")
     show(result)
     result.raise_for_failure()
