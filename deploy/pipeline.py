@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -720,19 +720,6 @@ def prune_layers(
 # ---------------------------------------------------------------------------- verify
 
 
-def _function_environments(env: EnvConfig, targets: Targets) -> dict[str, dict[str, str]]:
-    """The variables each function has on Lambda, so the sandbox runs handlers as configured."""
-    lam = calls.client(env, "lambda", targets.region)
-    out: dict[str, dict[str, str]] = {}
-    for fn in targets.functions:
-        try:
-            config = lam.get_function_configuration(FunctionName=fn.name)
-        except lam.exceptions.ResourceNotFoundException:
-            continue
-        out[fn.key] = dict(config.get("Environment", {}).get("Variables", {}))
-    return out
-
-
 def _partial(fn: Any) -> bool:
     """Passed, but not in full: only imported (no smoke events), or a smoke case skipped: not a ✓."""
     return bool(fn.import_only or any(getattr(r, "skipped", False) for r in fn.results))
@@ -741,6 +728,8 @@ def _partial(fn: Any) -> bool:
 def _verify_line(fn: Any) -> str:
     """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result;
     ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran."""
+    if fn.reused:
+        return str(fn.reused)
     if fn.import_only:
         return f"import {fn.import_ms or 0:.0f} ms; import only (no smoke events)"
     smoke = ", ".join(
@@ -779,9 +768,11 @@ def _extracted(env: EnvConfig) -> Any:
 def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
     from deploy.terraform.functions import as_declared
+    from deploy.verify.local import configured
 
     progress(f"verify --local: each handler on the built zips under python{env.python_version}")
-    environment = _function_environments(env, targets)
+    # As Lambda has them, so that the sandbox is the one the deployed verify builds (deploy.verify.reuse).
+    config = configured(calls.client(env, "lambda", targets.region), targets.functions)
     targets = as_declared(targets, terraform.declared_functions(env))  # the map may be ahead of the state
     with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
         report = verify_mod.verify_local(
@@ -789,7 +780,8 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
             targets,
             layer=layer,
             function=function,
-            environment=environment,
+            environment={key: c.variables for key, c in config.items()},
+            memory_mb={key: c.memory_mb for key, c in config.items()},
             on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=_partial(fn)),
             trees=_extracted(env),
         )
@@ -797,7 +789,28 @@ def _verify_local(env: EnvConfig, targets: Targets, layer: Artifact, function: A
     return report
 
 
-def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, function: Artifact | None) -> Any:
+def _verify_offline(env: EnvConfig) -> Any:
+    """verify --local without AWS (CI's build job holds no credentials): deploy.verify.local."""
+    from deploy.verify.local import declared_targets, verify_offline
+
+    progress(f"verify --local: each declared handler on the built zips under python{env.python_version}, no AWS")
+    function = build.build_function(build.function_plan(env)).artifact
+    layer = _built_layer(env)
+    with item_lines([fn.name for fn in declared_targets(env)], "running its smoke events") as lines:
+        report = verify_offline(
+            env,
+            layer=layer,
+            function=function,
+            on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=_partial(fn)),
+            trees=_extracted(env),
+        )
+    _show_failures(report)
+    return report
+
+
+def _verify_deployed(
+    env: EnvConfig, targets: Targets, layer: Artifact | None, function: Artifact | None, ran: Any = None
+) -> Any:
     from deploy import verify as verify_mod
 
     progress(f"verify: the deployed bytes (fetched, checked against CodeSha256) under python{env.python_version}")
@@ -809,6 +822,7 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
             expected_function=function,
             on_result=lambda fn: lines.done(fn.name, fn.ok, _verify_line(fn), import_only=_partial(fn)),
             trees=_extracted(env),
+            ran_locally=ran,
         )
     _show_failures(report)
     return report
@@ -816,12 +830,7 @@ def _verify_deployed(env: EnvConfig, targets: Targets, layer: Artifact | None, f
 
 def verify(env: EnvConfig, *, local: bool = False, as_json: bool = False, strict: bool = False) -> None:
     env = replace(env, verify=replace(env.verify, strict=strict))
-    targets = _targets(env)
-    if local:
-        function = build.build_function(build.function_plan(env)).artifact
-        report = _verify_local(env, targets, _built_layer(env), function)
-    else:
-        report = _verify_deployed(env, targets, None, None)
+    report = _verify_offline(env) if local else _verify_deployed(env, _targets(env), None, None)
     if as_json:
         emit_json(report.to_json())
     report.raise_for_failures()
@@ -1176,8 +1185,9 @@ def _deploy_steps(
     # The functions as the apply will leave them: one it creates is run here, before anything is uploaded.
     checked = decision.plan.planned if decision.plan is not None and decision.plan.planned else targets
     verified: set[str] = set()
+    local_reports: list[Any] = []  # what the deployed verify on the emulator may stand on (deploy.verify.reuse)
     if verify_local_first and checked is not None:
-        _verify_locally(env, checked, layer, function, report)  # nothing has been written yet
+        local_reports.append(_verify_locally(env, checked, layer, function, report))  # nothing written yet
         verified = {fn.key for fn in checked.functions}
     _ensure_lock_bucket(env)
     with _locked(
@@ -1204,7 +1214,9 @@ def _deploy_steps(
             report.plan = plan.to_json()
             unverified = tuple(fn for fn in targets.functions if fn.key not in verified)
             if verify_local_first and unverified:  # the plan could not name them before the apply
-                _verify_locally(env, dataclasses.replace(targets, functions=unverified), layer, function, report)
+                local_reports.append(
+                    _verify_locally(env, dataclasses.replace(targets, functions=unverified), layer, function, report)
+                )
         else:
             report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
             _discard(decision)
@@ -1212,7 +1224,7 @@ def _deploy_steps(
             _nothing_to_do(report, plan, "another run deployed this while we waited for the lock")
             return
         assert targets is not None
-        _apply_plan(env, targets, plan, layer, function, report)
+        _apply_plan(env, targets, plan, layer, function, report, local_reports=local_reports)
 
 
 def _discard(decision: InfraDecision) -> None:
@@ -1249,12 +1261,11 @@ def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) ->
         report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
 
 
-def _verify_locally(
-    env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport
-) -> None:
+def _verify_locally(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport) -> Any:
     local_report = _verify_local(env, targets, layer, function)
     report.verify["local"] = local_report.to_json()
     local_report.raise_for_failures()
+    return local_report
 
 
 def _apply_plan(
@@ -1264,6 +1275,8 @@ def _apply_plan(
     layer: Artifact,
     function: Artifact,
     report: DeployReport,
+    *,
+    local_reports: Sequence[Any] = (),
 ) -> None:
     """Apply exactly ``plan`` inside one transaction: any failure or interrupt (SIGINT, SIGTERM)
     from the first write to the end of verify puts back what this run changed, compare-and-set."""
@@ -1313,7 +1326,10 @@ def _apply_plan(
                         record=txn,
                     )
             if any(f.changed for f in plan.functions):
-                deployed = _verify_deployed(env, targets, layer, function)
+                from deploy.verify.reuse import RanLocally
+
+                ran = RanLocally.of(local_reports, layer_arns=(arn,))
+                deployed = _verify_deployed(env, targets, layer, function, ran)
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:
