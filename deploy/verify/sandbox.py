@@ -61,7 +61,8 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-#: Sandboxes run in parallel up to this many (the functions are independent processes).
+#: Sandboxes run in parallel up to this many by default (the functions are independent processes);
+#: asked again for each run, as the affinity can change.
 MAX_WORKERS = usable_cores()
 #: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):
 #: a function may rely on them without shipping them, so the sandbox lends the host's copies.
@@ -471,7 +472,7 @@ def _run_jobs(
     """Each job in its own sandbox process, up to ``workers`` (default: the usable cores) at a time.
     ``on_result`` hears each result as it finishes; the list returned is in the order of ``jobs``,
     whatever finished first, so a parallel run reports exactly as a serial one."""
-    workers = max(1, min(workers or MAX_WORKERS, len(jobs)))
+    workers = max(1, min(workers or usable_cores(), len(jobs)))
     with (
         open_session(env, [j.tree for j in jobs], python=python, root=root) as session,
         concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
