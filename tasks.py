@@ -159,6 +159,7 @@ def verify(c: Any, env: str = "local", local: bool = False, json: bool = False, 
         "remote_cache": REMOTE_CACHE_HELP,
         "allow_destroy": "apply a Terraform plan that destroys a function or layer version (refused otherwise)",
         "strict": STRICT_HELP,
+        "prebuilt": "build nothing: deploy the artifacts in .build (CI's hand-over), each checked against its manifest",
     }
 )
 @deploy_task
@@ -174,6 +175,7 @@ def deploy(
     lock_timeout: float = LOCK_TIMEOUT,
     allow_destroy: bool = False,
     strict: bool = STRICT,
+    prebuilt: bool = False,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy import pipeline
@@ -189,6 +191,7 @@ def deploy(
         lock_timeout=lock_timeout,
         allow_destroy=allow_destroy,
         strict=strict,
+        prebuilt=prebuilt,
     )
 
 

@@ -892,6 +892,17 @@ def _build_artifacts(
     return function, built.artifact
 
 
+def _prebuilt(env: EnvConfig, report: DeployReport) -> tuple[Artifact, Artifact]:
+    """``--prebuilt``: the artifacts CI's build job handed over, checked; nothing built (deploy.ci_artifacts)."""
+    from deploy import ci_artifacts
+
+    function, layer = ci_artifacts.prebuilt(env.paths.build, layer_identity=build.layer_plan(env).digest)
+    progress(f"--prebuilt: function code {function.sha256[:12]} and layer {layer.identity[:12]}, sha256 checked")
+    report.function = _artifact_json(function)
+    report.layer = {**_artifact_json(layer), "source": "prebuilt (handed over, sha256 checked against its manifest)"}
+    return function, layer
+
+
 def _published_identity(env: EnvConfig, plan: build.LayerPlan) -> tuple[Targets, tuple[str, str] | None]:
     """Reads only: the env's targets (creating no state bucket or workspace to find them) and the
     layer version already published for this identity, as (ARN, CodeSha256)."""
@@ -1070,6 +1081,7 @@ def deploy(
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
     allow_destroy: bool = False,
     strict: bool = False,
+    prebuilt: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
@@ -1090,6 +1102,7 @@ def deploy(
                 remote_cache=remote_cache,
                 lock_timeout=lock_timeout,
                 allow_destroy=allow_destroy,
+                prebuilt=prebuilt,
             )
             report.ok = True
         except DeployError as exc:
@@ -1151,12 +1164,15 @@ def _deploy_steps(
     remote_cache: bool,
     lock_timeout: float,
     allow_destroy: bool = False,
+    prebuilt: bool = False,
 ) -> None:
+    # --prebuilt: the hand-over is checked first, before anything else is asked (AWS included).
+    handed_over = _prebuilt(env, report) if prebuilt else None
     # A dry run runs no handler: it needs no sandbox.
     require_prerequisites(env, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
     if env.emulator is not None and not dry_run:
         emulator_up(env, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
-    function, layer = _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
+    function, layer = handed_over or _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
     assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
     _ensure_reachable(env)
     plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
