@@ -33,9 +33,21 @@ from deploy.errors import BuildError, DeployError
 FOLDERS = {"layers": "layer", "functions": "function"}
 
 
+def _status_record(path: Path) -> bool:
+    """``.<zip>.checked``: where ``Artifact.check`` remembers a zip's file status on this machine (its
+    inode and times), written beside the zip by a no-op build or ``verify --local``. Not part of the
+    hand-over: it is not uploaded, and it differs on every machine."""
+    return path.name.startswith(".") and path.name.endswith(".zip.checked")
+
+
 def artifact_files(root: Path) -> list[Path]:
     """Every file of the hand-over, sorted, relative to ``root`` (only the two artifact folders)."""
-    return sorted(p.relative_to(root) for folder in FOLDERS for p in (root / folder).rglob("*") if p.is_file())
+    return sorted(
+        p.relative_to(root)
+        for folder in FOLDERS
+        for p in (root / folder).rglob("*")
+        if p.is_file() and not _status_record(p)
+    )
 
 
 def digest(root: Path) -> str:

@@ -143,3 +143,16 @@ def test_prebuilt_refuses_two_function_artifacts(build: Path) -> None:
     _artifact(build / "functions", "function", b"other function bytes")
     with pytest.raises(BuildError, match="2 function artifacts"):
         ci_artifacts.prebuilt(build, layer_identity=next((build / "layers").glob("*.zip")).stem)
+
+
+def test_a_zips_status_record_is_not_part_of_the_hand_over(build: Path) -> None:
+    """`inv verify --local` in the build job checks the layer with its status record (`.<zip>.checked`),
+    which is not uploaded: it must neither move the digest nor be refused as unnamed."""
+    before = ci_artifacts.digest(build)
+    layer = next((build / "layers").glob("*.zip"))
+    (build / "layers" / f".{layer.name}.checked").write_text('{"status": [1, 2, 3], "sha256": "x"}')
+    assert ci_artifacts.digest(build) == before
+    assert len(ci_artifacts.check(build, before)) == 2
+    (build / "layers" / ".stray.checked.pth").write_text("import os\n")  # anything else hidden still counts
+    with pytest.raises(BuildError, match="named by no manifest"):
+        ci_artifacts.check(build, ci_artifacts.digest(build))
