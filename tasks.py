@@ -267,14 +267,14 @@ def doctor(c: Any, env: str = "local", json: bool = False) -> None:
     pipeline.doctor(env_config(c, env), as_json=json)
 
 
-BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
+BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache", "code-only")
 
 
 @task(
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build, coldstart, deploy, attach or cache (default: all)",
+        "only": "build, coldstart, deploy, attach, cache (default: all), or code-only (before/after, paired)",
     }
 )
 @deploy_task

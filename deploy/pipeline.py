@@ -1167,15 +1167,20 @@ def _deploy_steps(
     prebuilt: bool = False,
 ) -> None:
     # --prebuilt: the hand-over is checked first, before anything else is asked (AWS included).
-    handed_over = _prebuilt(env, report) if prebuilt else None
+    with report.timed("build"):
+        handed_over = _prebuilt(env, report) if prebuilt else None
     # A dry run runs no handler: it needs no sandbox.
     require_prerequisites(env, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
     if env.emulator is not None and not dry_run:
         emulator_up(env, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
-    function, layer = handed_over or _build_artifacts(env, remote_cache=remote_cache, report=report, defer_layer=True)
+    with report.timed("build"):
+        function, layer = handed_over or _build_artifacts(
+            env, remote_cache=remote_cache, report=report, defer_layer=True
+        )
     assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
     _ensure_reachable(env)
-    plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
+    with report.timed("plan"):
+        plan, targets, decision = _read_plan(env, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
     if targets is not None and not plan.empty:
         rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(env, targets))
@@ -1197,7 +1202,8 @@ def _deploy_steps(
         _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
-    layer = _layer_bytes(env, layer, function, report, remote_cache=remote_cache)
+    with report.timed("build"):
+        layer = _layer_bytes(env, layer, function, report, remote_cache=remote_cache)
     # The functions as the apply will leave them: one it creates is run here, before anything is uploaded.
     checked = decision.plan.planned if decision.plan is not None and decision.plan.planned else targets
     verified: set[str] = set()
@@ -1205,22 +1211,23 @@ def _deploy_steps(
     if verify_local_first and checked is not None:
         local_reports.append(_verify_locally(env, checked, layer, function, report))  # nothing written yet
         verified = {fn.key for fn in checked.functions}
-    _ensure_lock_bucket(env)
-    with _locked(
-        env,
-        "deploy",
-        timeout=lock_timeout,
-        artifact_bucket=targets.bucket if targets else None,
-    ):
+    with contextlib.ExitStack() as held:
+        with report.timed("lock"):
+            _ensure_lock_bucket(env)
+            held.enter_context(
+                _locked(env, "deploy", timeout=lock_timeout, artifact_bucket=targets.bucket if targets else None)
+            )
         # Read again under the lock: a run that held it may have deployed exactly this.
-        plan, targets, decision = _read_plan(
-            env, layer=layer, function=function, apply_infra=apply_infra, previous=decision
-        )
+        with report.timed("plan"):
+            plan, targets, decision = _read_plan(
+                env, layer=layer, function=function, apply_infra=apply_infra, previous=decision
+            )
         report.plan = plan.to_json()
         _refuse_removals(env, plan, allow_destroy=allow_destroy, decision=decision)
         if plan.terraform_apply:
             state_before = terraform.state_identity(env)
-            targets = infra_apply(env, plan_file=decision.plan.path if decision.plan is not None else None)
+            with report.timed("terraform"):
+                targets = infra_apply(env, plan_file=decision.plan.path if decision.plan is not None else None)
             report.terraform = TerraformResult(
                 apply="applied",
                 reason=plan.terraform_reason,
@@ -1278,7 +1285,8 @@ def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) ->
 
 
 def _verify_locally(env: EnvConfig, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport) -> Any:
-    local_report = _verify_local(env, targets, layer, function)
+    with report.timed("verify local"):
+        local_report = _verify_local(env, targets, layer, function)
     report.verify["local"] = local_report.to_json()
     local_report.raise_for_failures()
     return local_report
@@ -1303,7 +1311,8 @@ def _apply_plan(
     try:
         with txn:
             if any(r.changed for r in plan.regions):
-                publishes = _publish(env, targets, layer, dry_run=False, policy=policy)
+                with report.timed("upload"):
+                    publishes = _publish(env, targets, layer, dry_run=False, policy=policy)
                 report.publish = [_pub_json(p) for p in publishes]
                 arn = next(p for p in publishes if p.region == targets.region).layer_version_arn
             else:
@@ -1330,7 +1339,7 @@ def _apply_plan(
                         hint="another writer is at work; rerun",
                     )
             if attach_plan.changed:
-                with _attach_lines(targets) as on_step:
+                with report.timed("attach"), _attach_lines(targets) as on_step:
                     attach_mod.apply_attach(
                         env,
                         targets,
@@ -1345,7 +1354,8 @@ def _apply_plan(
                 from deploy.verify.reuse import RanLocally
 
                 ran = RanLocally.of(local_reports, layer_arns=(arn,))
-                deployed = _verify_deployed(env, targets, layer, function, ran)
+                with report.timed("verify deployed"):
+                    deployed = _verify_deployed(env, targets, layer, function, ran)
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:
