@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
-from deploy import build, pipeline
+from deploy import build
 from deploy.config import Paths
+from deploy.context import RunContext
 from deploy.errors import BuildError
+from deploy.run import deploy as flow
+from deploy.run import infra, layer_source
 from tests.sample_app import ROOT, sample_env
 from tests.unit.no_aws import forbid_aws
 from tests.unit.test_ci_artifacts import _artifact
@@ -34,14 +37,18 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("--prebuilt built something")
 
-    for module, name in ((build, "build_layer"), (build, "build_function"), (pipeline, "build_layer")):
+    for module, name in (
+        (build, "build_layer"),
+        (build, "build_function"),
+        (layer_source, "obtain_layer"),
+        (layer_source, "_build_artifacts"),
+    ):
         monkeypatch.setattr(module, name, never)
-    monkeypatch.setattr(pipeline, "_build_artifacts", never)
     return root
 
 
-def staging(root: Path) -> Any:
-    return dataclasses.replace(sample_env("staging"), paths=Paths(root=root))
+def staging(root: Path) -> RunContext:
+    return RunContext.create(dataclasses.replace(sample_env("staging"), paths=Paths(root=root)))
 
 
 def test_a_missing_artifact_stops_the_deploy_before_any_aws_call(
@@ -50,15 +57,15 @@ def test_a_missing_artifact_stops_the_deploy_before_any_aws_call(
     attempts = forbid_aws(monkeypatch, tmp_path)
     _artifact(checkout / ".build" / "functions", "function", b"function bytes")  # the layer did not come along
     with pytest.raises(BuildError, match="--prebuilt: no layer artifact for identity"):
-        pipeline.deploy(staging(checkout), prebuilt=True)
+        flow.deploy(staging(checkout), prebuilt=True)
     assert attempts == []
 
 
 def test_the_handed_over_artifacts_are_deployed_as_they_are(
     checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = staging(checkout)
-    identity = build.layer_plan(env).digest
+    ctx = staging(checkout)
+    identity = ctx.layer_plan.digest
     layer = _artifact(checkout / ".build" / "layers", "layer", b"layer bytes")
     # A layer build names its files by identity; the hand-over keeps those names.
     layer = dataclasses.replace(layer, identity=identity)
@@ -68,16 +75,16 @@ def test_the_handed_over_artifacts_are_deployed_as_they_are(
 
     planned: dict[str, Any] = {}
 
-    def plan(env: Any, **kwargs: Any) -> None:
+    def plan(ctx: Any, **kwargs: Any) -> None:
         planned.update(kwargs)
         raise Planning
 
-    monkeypatch.setattr(pipeline, "require_prerequisites", lambda *a, **kw: None)  # reads AWS: not here
-    monkeypatch.setattr(pipeline, "_read_plan", plan)
+    monkeypatch.setattr(infra, "require_prerequisites", lambda *a, **kw: None)  # reads AWS: not here
+    monkeypatch.setattr(flow, "_read_plan", plan)
     reports: list[Any] = []
-    monkeypatch.setattr(pipeline, "emit_json", reports.append)
+    monkeypatch.setattr(flow, "emit_json", reports.append)
     with pytest.raises(Planning):
-        pipeline.deploy(env, prebuilt=True, as_json=True)
+        flow.deploy(ctx, prebuilt=True, as_json=True)
     assert (planned["function"].path, planned["layer"].path) == (function.path, layer.path)
     assert attempts == []
     [report] = reports
@@ -94,7 +101,7 @@ def test_the_task_flag_reaches_the_deploy(monkeypatch: pytest.MonkeyPatch) -> No
     import tasks
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(pipeline, "deploy", lambda env, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(flow, "deploy", lambda ctx, **kwargs: seen.update(kwargs))
     settings = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
     context = Context(config=Config(overrides={"deploy": settings}))
     tasks.deploy(context, env="staging", prebuilt=True)

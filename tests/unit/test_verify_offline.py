@@ -13,10 +13,11 @@ from typing import Any
 import botocore.session
 import pytest
 
-from deploy import pipeline
 from deploy.artifact import Artifact
 from deploy.config import EnvConfig, Paths, SmokeCase, VerifySettings
+from deploy.context import RunContext
 from deploy.errors import ConfigError, VerifyError
+from deploy.run import checks, layer_source
 from deploy.verify.local import declared_targets, verify_offline
 from tests.unit.no_aws import forbid_aws
 from tests.unit.test_verify import HOST_ARCH, layer_zip
@@ -110,12 +111,12 @@ def test_the_function_map_is_terraforms_configuration_without_state(project: Pat
 def test_verify_local_runs_every_declared_handler_without_any_aws_call(
     project: Path, tmp_path: Path, no_aws: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The task's path (pipeline.verify --local): builds the function code, runs it on the built layer."""
+    """The task's path (deploy.run.checks.verify --local): builds the function code, runs it on the built layer."""
     layer = layer_zip(tmp_path)
-    monkeypatch.setattr(pipeline, "_built_layer", lambda env: layer)  # what `inv build-layer` left in .build
+    monkeypatch.setattr(layer_source, "_built_layer", lambda ctx: layer)  # what `inv build-layer` left in .build
     report: list[Any] = []
-    monkeypatch.setattr(pipeline, "emit_json", report.append)
-    pipeline.verify(staging(project), local=True, as_json=True, strict=True)
+    monkeypatch.setattr(checks, "emit_json", report.append)
+    checks.verify(RunContext.create(staging(project), strict=True), local=True, as_json=True)
     assert no_aws == []
     [fn] = report[0]["functions"]
     assert fn["ok"] and [r["case"] for r in fn["results"]] == ["answer"]
