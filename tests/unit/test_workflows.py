@@ -259,6 +259,9 @@ def test_the_build_job_runs_verify_local_on_what_it_hands_over(deploy: wf.Workfl
     assert max(built_at) < verify_at < digest_at < upload_at  # type: ignore[type-var]
     assert "id-token" not in build["permissions"]
     assert not any(wf.uses(AWS_CREDENTIALS)(s) for s in build["steps"])
+    # The function map is Terraform's var.functions, evaluated by terraform itself (no state).
+    terraform_at = wf.step_index(build, wf.uses("hashicorp/setup-terraform"))
+    assert terraform_at is not None and terraform_at < min(built_at)  # type: ignore[type-var]
     runs = [str(s.get("run", "")) for s in build["steps"]]
     assert runs.index("sudo apt-get update -qq") < runs.index("sudo apt-get install -y bubblewrap") < verify_at
     assert runs.index(" ".join(wf.ALLOW_USER_NAMESPACES)) < verify_at
