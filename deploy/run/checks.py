@@ -6,6 +6,7 @@ the sandbox; the lines it prints come from ``deploy.run.show``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +142,21 @@ def _verify_offline(ctx: RunContext) -> Any:
 
 
 def _verify_deployed(
-    ctx: RunContext, targets: Targets, layer: Artifact | None, function: Artifact | None, ran: Any = None
+    ctx: RunContext,
+    targets: Targets,
+    layer: Artifact | None,
+    function: Artifact | None,
+    *,
+    local_reports: Sequence[Any] = (),
+    layer_arns: tuple[str, ...] = (),
 ) -> Any:
-    """``ran``: this run's local verify (``deploy.verify.reuse.RanLocally``), which the emulator's deployed
-    verify stands on for the functions proven to serve exactly what it ran."""
+    """``local_reports``: this run's local verify, and ``layer_arns`` the layer versions the run attached:
+    the emulator's deployed verify stands on it for the functions proven to serve exactly what it ran
+    (``deploy.verify.reuse``)."""
     from deploy import verify as verify_mod
+    from deploy.verify.reuse import RanLocally
+
+    ran = RanLocally.of(local_reports, layer_arns=layer_arns) if local_reports else None
 
     progress(
         f"verify: the deployed bytes (fetched, checked against CodeSha256) under python{ctx.settings.python_version}"

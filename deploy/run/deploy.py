@@ -384,11 +384,10 @@ def _apply_plan(
                         record=txn,
                     )
             if any(f.changed for f in plan.functions):
-                from deploy.verify.reuse import RanLocally
-
-                ran = RanLocally.of(local_reports, layer_arns=(arn,))
                 with report.timed("verify deployed"):
-                    deployed = checks._verify_deployed(ctx, targets, layer, function, ran)
+                    deployed = checks._verify_deployed(
+                        ctx, targets, layer, function, local_reports=local_reports, layer_arns=(arn,)
+                    )
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:
