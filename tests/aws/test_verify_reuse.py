@@ -207,3 +207,34 @@ def test_a_deployed_report_is_not_a_local_run() -> None:
     report = VerifyReport(env="local", mode="deployed", functions=(), ok=True)
     with pytest.raises(ValueError, match="not a local verify"):
         RanLocally.of([report], layer_arns=())
+
+
+def test_the_deploy_flow_hands_its_local_reports_and_attached_layers_to_the_deployed_verify(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deploy.context import RunContext
+    from deploy.run import checks
+
+    seen: dict[str, Any] = {}
+
+    def deployed_verify(*_: Any, **kwargs: Any) -> VerifyReport:
+        seen.update(kwargs)
+        return VerifyReport(env="local", mode="deployed", functions=(), ok=True)
+
+    monkeypatch.setattr(verify, "verify_deployed", deployed_verify)
+    fn = FunctionVerify(key="ok", name="acme-local-ok", import_ms=1.0, results=(), ok=True, code_sha256="c")
+    local = VerifyReport(env="local", mode="local", functions=(fn,), ok=True)
+    targets = Targets(
+        env="local",
+        region=REGION,
+        bucket="b",
+        layer_name="acme-local-deps",
+        runtime="python3.12",
+        architecture="x86_64",
+        functions=(FunctionTarget(key="ok", name="acme-local-ok", handler="h.handler"),),
+    )
+    ctx = RunContext.create(emulator_env())
+    checks._verify_deployed(ctx, targets, None, None, local_reports=[local], layer_arns=("arn:layer:1",))
+    assert seen["ran_locally"] == RanLocally(functions={"ok": fn}, layer_arns=("arn:layer:1",))
+    checks._verify_deployed(ctx, targets, None, None)  # `inv verify`, or --skip-local-verify: nothing to stand on
+    assert seen["ran_locally"] is None
