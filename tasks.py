@@ -207,6 +207,7 @@ def verify(
         "remote_cache": REMOTE_CACHE_HELP,
         "allow_destroy": "apply a Terraform plan that destroys a function or layer version (refused otherwise)",
         "strict": STRICT_HELP,
+        "prebuilt": "build nothing: deploy the artifacts in .build (CI's hand-over), each checked against its manifest",
     }
 )
 @deploy_task
@@ -224,6 +225,7 @@ def deploy(
     strict: bool = STRICT,
     arch: str | None = None,
     builder: str | None = None,
+    prebuilt: bool = False,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy.run import deploy as flow
@@ -238,6 +240,7 @@ def deploy(
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
         allow_destroy=allow_destroy,
+        prebuilt=prebuilt,
     )
 
 
@@ -352,14 +355,14 @@ def doctor(c: Any, env: str = "local", json: bool = False) -> None:
     checks.doctor(run_context(c, env), as_json=json)
 
 
-BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
+BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache", "code-only")
 
 
 @task(
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build, coldstart, deploy, attach or cache (default: all)",
+        "only": "build, coldstart, deploy, attach, cache (default: all), or code-only (before/after, paired)",
     }
 )
 @deploy_task
