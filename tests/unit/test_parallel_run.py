@@ -1,4 +1,4 @@
-"""How the suite runs in parallel (pytest-xdist, as the nox test sessions run it).
+"""How the suite runs: in parallel (pytest-xdist, as the nox test sessions run it), one botocore loader.
 
 A crashed worker must fail the run at once rather than be replaced (a crash inside a module
 fixture would otherwise crash every replacement in turn), and the tests sharing a module-scoped
@@ -77,3 +77,17 @@ def test_a_module_fixture_is_made_once_per_run_under_loadgroup(
     )
     result.assert_outcomes(passed=16)
     assert len(made.read_text().splitlines()) == 1
+
+
+def test_botocore_sessions_in_a_test_process_share_one_loader() -> None:
+    """tests/conftest.py's ``_one_botocore_loader``: the second session parses no model again, and
+    boto3's own data folder, which every ``boto3.Session`` appends, is searched once."""
+    import boto3
+
+    first = boto3.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    second = boto3.Session(region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
+    loader = first._session.get_component("data_loader")
+    assert second._session.get_component("data_loader") is loader
+    boto3_data = str(Path(boto3.__file__).parent / "data")
+    assert loader.search_paths.count(boto3_data) == 1
+    assert second.client("lambda").meta.service_model.service_name == "lambda"
