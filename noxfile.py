@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -28,7 +29,10 @@ nox.options.sessions = [
     "lock",
     "deploy_lock",
 ]
-nox.options.parallel = 3  # `nox -j 1` (or NOX_PARALLEL=1) runs them one at a time
+# Only for a bare `nox`: a session named on the command line (CI's `nox -s "$SESSION"`) runs in
+# this process and prints as it goes. `nox -j 1` (or NOX_PARALLEL=1) runs them one at a time.
+if not {"-s", "--session", "--sessions", "-e", "-k", "--keywords", "-t", "--tags"} & set(sys.argv[1:]):
+    nox.options.parallel = 3
 nox.options.allow_parallel = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
