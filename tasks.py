@@ -26,8 +26,10 @@ from deploy.cli import (  # noqa: E402 (after the line above)
     env_config,
     install_conventions,
     one_of,
+    run_context,
     settings_defaults,
 )
+from deploy.install import builder_names  # noqa: E402
 
 # Misuse exits 2 with a did-you-mean; `inv --help TASK` shows types and defaults (deploy/cli.py).
 install_conventions()
@@ -52,33 +54,31 @@ STRICT_HELP = (
     "fail when a function has no smoke events (only imported); on by default where CI is set (then --no-strict)"
 )
 REMOTE_CACHE_HELP = "fetch an identical layer from the artifact bucket instead of building (--no-remote-cache: build)"
+#: Every task that builds or reads a layer takes these; they change the run's settings, so the layer plan,
+#: the platform checks and Terraform agree on one target (deploy/context.py).
+ARCH_HELP = {"arch": "x86_64 or arm64 (default: the environment's)"}
+LAYER_HELP = {**ARCH_HELP, "builder": f"one of {builder_names()} (default: the environment's)"}
+WRITE_HELP = {"dry_run": "print the plan, write nothing", "json": "print a JSON report"}
 
 
-@task(
-    help={
-        **ENV_HELP,
-        "arch": "x86_64 or arm64 (default: the environment's)",
-        "builder": "uv, pip or docker",
-        "remote_cache": REMOTE_CACHE_HELP,
-    }
-)
+@task(help={**ENV_HELP, **LAYER_HELP, "remote_cache": REMOTE_CACHE_HELP})
 @deploy_task
 def build_layer(
     c: Any, env: str = "local", arch: str | None = None, builder: str | None = None, remote_cache: bool = True
 ) -> None:
     """Build the dependency layer zip for the locked requirements (no-op when already built or cached)."""
-    from deploy import build_commands
+    from deploy.run import layer_source
 
-    build_commands.build_layer(env_config(c, env), architecture=arch, builder=builder, remote_cache=remote_cache)
+    layer_source.build_layer(run_context(c, env, arch=arch, builder=builder), remote_cache=remote_cache)
 
 
-@task(help=ENV_HELP)
+@task(help={**ENV_HELP, **ARCH_HELP})
 @deploy_task
-def build_function(c: Any, env: str = "local") -> None:
+def build_function(c: Any, env: str = "local", arch: str | None = None) -> None:
     """Build the function code zip (every function's sources and VERSION; keyed by content, not commit)."""
-    from deploy import pipeline
+    from deploy.run import layer_source
 
-    pipeline.build_function(env_config(c, env))
+    layer_source.build_function(run_context(c, env, arch=arch))
 
 
 @task(help={"add": "add this package first: NAME or NAME==VERSION (written to backend/pyproject.toml)"})
@@ -94,63 +94,111 @@ def lock(c: Any, add: str | None = None) -> None:
 @task(
     help={
         **ENV_HELP,
+        **LAYER_HELP,
         "top": "how many packages to show",
         "imports": "time each handler's import (python -X importtime): top packages by cumulative time and size",
     }
 )
 @deploy_task
-def layer_report(c: Any, env: str = "local", top: int = 15, imports: bool = False) -> None:
+def layer_report(
+    c: Any,
+    env: str = "local",
+    top: int = 15,
+    imports: bool = False,
+    arch: str | None = None,
+    builder: str | None = None,
+) -> None:
     """Show the layer's largest packages as bars and their share of Lambda's 250 MB budget."""
-    from deploy import pipeline
+    from deploy.run import checks
 
-    pipeline.layer_report(env_config(c, env), top=top, imports=imports)
+    checks.layer_report(run_context(c, env, arch=arch, builder=builder), top=top, imports=imports)
 
 
 # --------------------------------------------------------------------------- AWS
-
-
-@task(help={**ENV_HELP, **LOCK_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
-@deploy_task
-def publish_layer(
-    c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
-) -> None:
-    """Upload the layer to S3 and publish a layer version, unless one already has its sha256."""
-    from deploy import pipeline
-
-    pipeline.publish_layer(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
-
-
-@task(help={**ENV_HELP, **LOCK_HELP, "dry_run": "print the plan, write nothing", "json": "print a JSON report"})
-@deploy_task
-def attach(
-    c: Any, env: str = "local", dry_run: bool = False, json: bool = False, lock_timeout: float = LOCK_TIMEOUT
-) -> None:
-    """Point every function at the new code and layer, publish a version, move the live alias."""
-    from deploy import pipeline
-
-    pipeline.attach(env_config(c, env), dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
-
-
-@task(
-    help={
-        **ENV_HELP,
-        "local": "verify the local artifacts instead of what is deployed",
-        "json": "JSON report",
-        "strict": STRICT_HELP,
-    }
-)
-@deploy_task
-def verify(c: Any, env: str = "local", local: bool = False, json: bool = False, strict: bool = STRICT) -> None:
-    """Run every handler's smoke events against the exact deployed (or local) bytes."""
-    from deploy import pipeline
-
-    pipeline.verify(env_config(c, env), local=local, as_json=json, strict=strict)
 
 
 @task(
     help={
         **ENV_HELP,
         **LOCK_HELP,
+        **LAYER_HELP,
+        "dry_run": "print the plan, write nothing",
+        "json": "print a JSON report",
+    }
+)
+@deploy_task
+def publish_layer(
+    c: Any,
+    env: str = "local",
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
+    arch: str | None = None,
+    builder: str | None = None,
+) -> None:
+    """Upload the layer to S3 and publish a layer version, unless one already has its sha256."""
+    from deploy.run import aws_tasks
+
+    ctx = run_context(c, env, arch=arch, builder=builder)
+    aws_tasks.publish_layer(ctx, dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
+
+
+@task(
+    help={
+        **ENV_HELP,
+        **LOCK_HELP,
+        **LAYER_HELP,
+        "dry_run": "print the plan, write nothing",
+        "json": "print a JSON report",
+    }
+)
+@deploy_task
+def attach(
+    c: Any,
+    env: str = "local",
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
+    arch: str | None = None,
+    builder: str | None = None,
+) -> None:
+    """Point every function at the new code and layer, publish a version, move the live alias."""
+    from deploy.run import aws_tasks
+
+    ctx = run_context(c, env, arch=arch, builder=builder)
+    aws_tasks.attach(ctx, dry_run=dry_run, as_json=json, lock_timeout=lock_timeout)
+
+
+@task(
+    help={
+        **ENV_HELP,
+        **LAYER_HELP,
+        "local": "verify the local artifacts instead of what is deployed",
+        "json": "JSON report",
+        "strict": STRICT_HELP,
+    }
+)
+@deploy_task
+def verify(
+    c: Any,
+    env: str = "local",
+    local: bool = False,
+    json: bool = False,
+    strict: bool = STRICT,
+    arch: str | None = None,
+    builder: str | None = None,
+) -> None:
+    """Run every handler's smoke events against the exact deployed (or local) bytes."""
+    from deploy.run import checks
+
+    checks.verify(run_context(c, env, arch=arch, builder=builder, strict=strict), local=local, as_json=json)
+
+
+@task(
+    help={
+        **ENV_HELP,
+        **LOCK_HELP,
+        **LAYER_HELP,
         "dry_run": "print what would be uploaded, published, updated and aliased; write nothing",
         "json": "print the JSON report on stdout",
         "report_file": "also write the JSON report here (and a Markdown summary beside it)",
@@ -174,12 +222,14 @@ def deploy(
     lock_timeout: float = LOCK_TIMEOUT,
     allow_destroy: bool = False,
     strict: bool = STRICT,
+    arch: str | None = None,
+    builder: str | None = None,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
-    from deploy import pipeline
+    from deploy.run import deploy as flow
 
-    pipeline.deploy(
-        env_config(c, env),
+    flow.deploy(
+        run_context(c, env, arch=arch, builder=builder, strict=strict),
         dry_run=dry_run,
         as_json=json,
         report_file=report_file,
@@ -188,17 +238,16 @@ def deploy(
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
         allow_destroy=allow_destroy,
-        strict=strict,
     )
 
 
-@task(help={**ENV_HELP, "json": "print a JSON report"})
+@task(help={**ENV_HELP, **LAYER_HELP, "json": "print a JSON report"})
 @deploy_task
-def status(c: Any, env: str = "local", json: bool = False) -> None:
+def status(c: Any, env: str = "local", json: bool = False, arch: str | None = None, builder: str | None = None) -> None:
     """Print what a deploy would change, reading only: exit 0 in sync, 12 out of sync, other: could not tell."""
-    from deploy import pipeline
+    from deploy.run import deploy as flow
 
-    pipeline.status(env_config(c, env), as_json=json)
+    flow.status(run_context(c, env, arch=arch, builder=builder), as_json=json)
 
 
 @task(
@@ -220,9 +269,9 @@ def rollback(
     lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Move each function's live alias back to its previous (or the given) version."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.rollback(env_config(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
+    aws_tasks.rollback(run_context(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
 
 
 @task(
@@ -238,30 +287,30 @@ def prune_layers(
     c: Any, env: str = "local", keep: int = 3, yes: bool = False, lock_timeout: float = LOCK_TIMEOUT
 ) -> None:
     """Delete old layer versions that no function, version or alias references."""
-    from deploy import pipeline
+    from deploy.run import aws_tasks
 
-    pipeline.prune_layers(env_config(c, env), keep=keep, yes=yes, lock_timeout=lock_timeout)
+    aws_tasks.prune_layers(run_context(c, env), keep=keep, yes=yes, lock_timeout=lock_timeout)
 
 
 @task(help={**ENV_HELP, "force": "the LOCK_ID printed by the run that holds (or held) the lock"})
 @deploy_task
 def unlock(c: Any, env: str = "local", force: str = "") -> None:
     """Remove a deploy lock left by a killed run (like terraform force-unlock); needs its lock id."""
-    from deploy import pipeline
     from deploy.errors import ConfigError
+    from deploy.run import infra
 
     if not force:
         raise ConfigError("inv unlock needs --force LOCK_ID (printed in the lock-held error)")
-    pipeline.unlock(env_config(c, env), force)
+    infra.unlock(run_context(c, env), force)
 
 
 @task(help={**ENV_HELP, "json": "print the checks as JSON on stdout"})
 @deploy_task
 def doctor(c: Any, env: str = "local", json: bool = False) -> None:
     """Check a deploy's prerequisites (Terraform, provider, Python, jail, emulator, credentials); writes nothing."""
-    from deploy import pipeline
+    from deploy.run import checks
 
-    pipeline.doctor(env_config(c, env), as_json=json)
+    checks.doctor(run_context(c, env), as_json=json)
 
 
 BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
@@ -291,27 +340,27 @@ def bench(c: Any, runs: int = 3, output: str = ".build/bench", only: str | None 
 @deploy_task
 def local_up(c: Any, env: str = "local") -> None:
     """Start the local moto server (reuses a healthy one) and switch Lambda to docker-less mode."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.emulator_up(env_config(c, env))
+    infra.emulator_up(run_context(c, env))
 
 
 @task(name="down", help=ENV_HELP)
 @deploy_task
 def local_down(c: Any, env: str = "local") -> None:
     """Stop the local moto server this project started (clears a stale pidfile)."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.emulator_down(env_config(c, env))
+    infra.emulator_down(run_context(c, env))
 
 
 @task(name="status", help=ENV_HELP)
 @deploy_task
 def local_status(c: Any, env: str = "local") -> None:
     """Say whether the local moto server is running (exit 0), or not (exit 3, the LSB status convention)."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    if not pipeline.emulator_status(env_config(c, env)):
+    if not infra.emulator_status(run_context(c, env)):
         raise Exit(code=EMULATOR_NOT_RUNNING)
 
 
@@ -322,18 +371,18 @@ def local_status(c: Any, env: str = "local") -> None:
 @deploy_task
 def infra_init(c: Any, env: str = "local") -> None:
     """terraform init (offline from the provider mirror when present) and select the env's workspace."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_init(env_config(c, env))
+    infra.infra_init(run_context(c, env))
 
 
 @task(name="plan", help={**ENV_HELP, "detailed_exitcode": "exit 2 when the plan has changes (drift check)"})
 @deploy_task
 def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> None:
     """terraform plan for the environment; with --detailed-exitcode, fail on any change."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_plan(env_config(c, env), detailed_exitcode=detailed_exitcode)
+    infra.infra_plan(run_context(c, env), detailed_exitcode=detailed_exitcode)
 
 
 @task(
@@ -347,9 +396,9 @@ def infra_plan(c: Any, env: str = "local", detailed_exitcode: bool = False) -> N
 @deploy_task
 def infra_apply(c: Any, env: str = "local", lock_timeout: float = LOCK_TIMEOUT, allow_destroy: bool = False) -> None:
     """terraform apply (the plan shown is the plan applied) under the deploy lock; starts the emulator for local."""
-    from deploy import pipeline
+    from deploy.run import infra
 
-    pipeline.infra_apply_locked(env_config(c, env), lock_timeout=lock_timeout, allow_destroy=allow_destroy)
+    infra.infra_apply_locked(run_context(c, env), lock_timeout=lock_timeout, allow_destroy=allow_destroy)
 
 
 local = Collection("local", local_up, local_down, local_status)

@@ -28,9 +28,52 @@ MANIFEST_VERSION = 1
 LAYER_KEY_PREFIX = "lambda/layer-"
 
 
-def layer_key(identity: str, suffix: str = ".zip") -> str:
+#: An artifact's files share its name: the zip, its manifest beside it, and (a layer's) its SBOM.
+ZIP, MANIFEST, SBOM = ".zip", ".json", ".cdx.json"
+
+
+def layer_key(identity: str, suffix: str = ZIP) -> str:
     """Where a layer identity lives in a bucket: ``.zip``, its manifest ``.json``, its SBOM ``.cdx.json``."""
     return f"{LAYER_KEY_PREFIX}{identity}{suffix}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerAddress:
+    """Where one layer identity lives: its zip, manifest and SBOM in a local folder (``.build/layers``
+    for a build, any folder for a fetch), and the same three in an artifact bucket. The one place
+    both spellings are written: the build, the remote cache and publish all read them here."""
+
+    identity: str
+    folder: Path
+
+    @classmethod
+    def in_build(cls, identity: str, build: Path) -> LayerAddress:
+        """The address of a layer built (or fetched) into this checkout's build folder."""
+        return cls(identity=identity, folder=build / "layers")
+
+    @property
+    def zip_path(self) -> Path:
+        return self.folder / f"{self.identity}{ZIP}"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / f"{self.identity}{MANIFEST}"
+
+    @property
+    def sbom_path(self) -> Path:
+        return self.folder / f"{self.identity}{SBOM}"
+
+    @property
+    def zip_key(self) -> str:
+        return layer_key(self.identity, ZIP)
+
+    @property
+    def manifest_key(self) -> str:
+        return layer_key(self.identity, MANIFEST)
+
+    @property
+    def sbom_key(self) -> str:
+        return layer_key(self.identity, SBOM)
 
 
 def code_sha256(hex_digest: str) -> str:
@@ -80,17 +123,22 @@ class Artifact:
 
     @property
     def manifest_path(self) -> Path:
-        return self.path.with_suffix(".json")
+        return self.path.with_suffix(MANIFEST)
 
     @property
     def sbom_path(self) -> Path:
         """The CycloneDX SBOM a layer build writes beside its zip."""
-        return self.path.with_suffix(".cdx.json")
+        return self.path.with_suffix(SBOM)
+
+    @property
+    def address(self) -> LayerAddress:
+        """A layer's address, its folder the one its zip is in."""
+        return LayerAddress(identity=self.identity, folder=self.path.parent)
 
     @property
     def s3_key(self) -> str:
         if self.kind == "layer":
-            return layer_key(self.identity)
+            return self.address.zip_key
         return function_key(self.sha256)
 
     def to_json(self) -> dict[str, Any]:

@@ -33,12 +33,12 @@ from packaging.utils import canonicalize_name
 from rich.filesize import decimal
 
 from deploy import archive, bytecode, content_cache, scratch, secret_scan
-from deploy.artifact import Artifact, PackageInfo, layer_key, load_manifest
+from deploy.artifact import Artifact, LayerAddress, PackageInfo, load_manifest
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.content_cache import ContentCache
 from deploy.errors import AuditError, BuildError
 from deploy.identity import LayerIdentity, layer_identity
-from deploy.install import Installer, get_installer
+from deploy.install import Installer, installer_for
 from deploy.lock import Requirement, RequirementsFile, load_requirements_file
 from deploy.sbom import layer_sbom, write_sbom
 
@@ -100,20 +100,24 @@ class LayerPlan:
         return self.identity.digest
 
     @property
+    def address(self) -> LayerAddress:
+        return LayerAddress.in_build(self.digest, self.paths.build)
+
+    @property
     def zip_path(self) -> Path:
-        return self.paths.build / "layers" / f"{self.digest}.zip"
+        return self.address.zip_path
 
     @property
     def manifest_path(self) -> Path:
-        return self.zip_path.with_suffix(".json")
+        return self.address.manifest_path
 
     @property
     def sbom_path(self) -> Path:
-        return self.zip_path.with_suffix(".cdx.json")  # = Artifact.sbom_path of the built layer
+        return self.address.sbom_path  # = Artifact.sbom_path of the built layer
 
     @property
     def s3_key(self) -> str:
-        return layer_key(self.digest)
+        return self.address.zip_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,20 +151,11 @@ def layer_plan(
     architecture = architecture or env.architecture
     requirements = load_requirements_file(env.paths)
     if installer is None:
-        kwargs: dict[str, Any] = {}
-        if builder == "docker":
-            kwargs = {"python_version": env.python_version, "architecture": architecture}
-        installer = get_installer(builder, **kwargs)
+        installer = installer_for(builder, python_version=env.python_version, architecture=architecture)
     if not env.bytecode:
         compiler = None
     elif compiler is None:
-        # The docker builder compiles inside the Lambda image; the others with this machine's runtime Python.
-        run_python = getattr(installer, "run_python", None)
-        # The docker builder's compile runs as the container's user: no shared cache folder there.
-        if run_python:
-            compiler = bytecode.DockerCompiler(installer)
-        else:
-            compiler = bytecode.LocalCompiler(env.python_version, cache=cache)
+        compiler = installer.compiler(env.python_version, cache=cache)
     identity = layer_identity(
         requirements.requirements,
         runtime=env.runtime,

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit, ParseError
 
 from deploy.config import EnvConfig, Paths, load_env
+from deploy.context import RunContext
 from deploy.errors import AwsError, ConfigError, DeployError, Terminated
 from deploy.settings import check_variables, invoke_defaults
 from deploy.signals import SigTerm, sigterm_raises
@@ -68,6 +69,19 @@ def env_config(c: Any, env: str, *, root: Path | None = None) -> EnvConfig:
     settings = plain(c.config.get("deploy")) if c.config.get("deploy") is not None else None
     paths = Paths(root=root) if root else Paths()
     return load_env(settings, env, paths=paths, environ=os.environ, remember=paths.build / "settings")
+
+
+def run_context(
+    c: Any,
+    env: str,
+    *,
+    arch: str | None = None,
+    builder: str | None = None,
+    strict: bool | None = None,
+    root: Path | None = None,
+) -> RunContext:
+    """The run's context (deploy/context.py), made once per task from ``--env`` and the task's flags."""
+    return RunContext.create(env_config(c, env, root=root), architecture=arch, builder=builder, strict=strict)
 
 
 def check_settings_file(path: Path) -> Mapping[str, Any]:

@@ -1,7 +1,8 @@
 """Settings: invoke.yaml's ``deploy`` tree → one frozen ``EnvConfig`` per environment.
 
 Settings flow one way (Invoke defaults → invoke.yaml → ``INVOKE_*`` variables → flags);
-this module only validates what Invoke merged and names the key at fault. Resource
+this module only validates what Invoke merged and names the key at fault. Every key, its
+type, default and choices are declared once, in ``deploy.settings_schema``. Resource
 names (bucket, layer, functions) never live here: they come from Terraform outputs
 as ``Targets`` (see ``deploy.terraform.targets``).
 """
@@ -17,24 +18,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import ConfigError
-from deploy.settings import apply_variables, key_path, validate
+from deploy.lambda_facts import ARCHITECTURES, RUNTIME_GLIBC
+from deploy.settings import apply_variables, validate
+from deploy.settings_schema import (
+    Common,
+    DeployLock,
+    Emulator,
+    Layer,
+    RemoteCache,
+    Section,
+    Share,
+    State,
+    Verify,
+    key_path,
+    keys,
+    leaf,
+)
 
-#: Lambda's Python runtimes we can target, with the glibc of the Amazon Linux they run on.
-RUNTIME_GLIBC: Mapping[str, tuple[int, int]] = {
-    "python3.9": (2, 26),
-    "python3.10": (2, 26),
-    "python3.11": (2, 26),
-    "python3.12": (2, 34),
-    "python3.13": (2, 34),
-}
-ARCHITECTURES = ("x86_64", "arm64")
-BUILDERS = ("uv", "pip", "docker")
+__all__ = ["ARCHITECTURES", "RUNTIME_GLIBC"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_LAYER_ARN = re.compile(r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+(:\d+)?$")
-_PUBLISHER_ARN = re.compile(r"^arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,14 +78,14 @@ class Paths:
 class LayerOptions:
     """Packaging options; part of the layer identity because they change its bytes."""
 
-    exclude_runtime_boto: bool = False
-    strip_tests: bool = False
+    exclude_runtime_boto: bool = Layer.exclude_runtime_boto.default
+    strip_tests: bool = Layer.strip_tests.default
 
 
 @dataclass(frozen=True, kw_only=True)
 class EmulatorSettings:
-    host: str = "127.0.0.1"
-    port: int = 5000
+    host: str = Emulator.host.default
+    port: int = Emulator.port.default
 
     @property
     def url(self) -> str:
@@ -98,13 +103,13 @@ class SmokeCase:
 
 @dataclass(frozen=True, kw_only=True)
 class VerifySettings:
-    remote: bool = False
+    remote: bool = Verify.remote.default
     smoke: Mapping[str, tuple[SmokeCase, ...]] = field(default_factory=dict)
     #: Layer ARNs (account and name; any version) not ours whose code verify may run.
-    trusted_layers: tuple[str, ...] = ()
+    trusted_layers: tuple[str, ...] = Verify.trusted_layers.default
     #: ``bwrap`` jails the sandbox (``deploy.verify.jail``); ``none`` (no bwrap, e.g. macOS) does not,
     #: and every run says the sandbox can read the deployer's credentials.
-    isolation: Literal["bwrap", "none"] = "bwrap"
+    isolation: Literal["bwrap", "none"] = Verify.isolation.default
     #: Variables the sandbox forces, by function key or ``*`` (invoke.yaml ``verify.sandbox_env``): the
     #: sandbox runs outside the VPC and must never reach real databases or services.
     sandbox_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -116,9 +121,9 @@ class VerifySettings:
 class ShareSettings:
     """Cross-account layer sharing; a public share needs ``allow_public``."""
 
-    accounts: tuple[str, ...] = ()
-    organization_id: str | None = None
-    allow_public: bool = False
+    accounts: tuple[str, ...] = Share.accounts.default
+    organization_id: str | None = Share.organization_id.default
+    allow_public: bool = Share.allow_public.default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,10 +140,10 @@ class RemoteCacheSettings:
     zip from the shared bucket is used only when its sha256 is the CodeSha256 of the version the
     publisher published with the same identity; Lambda, not the bucket, says what was published."""
 
-    enabled: bool = True
-    bucket: str | None = None
-    region: str | None = None  # default: the environment's region
-    publisher: str | None = None  # arn:aws:lambda:REGION:ACCOUNT:layer:NAME; required with ``bucket``
+    enabled: bool = RemoteCache.enabled.default
+    bucket: str | None = RemoteCache.bucket.default
+    region: str | None = RemoteCache.region.default  # None: the environment's region
+    publisher: str | None = RemoteCache.publisher.default  # required with ``bucket``
 
 
 def _cache_publisher(lookup: Callable[..., tuple[Any, tuple[str, ...]]]) -> str | None:
@@ -149,12 +154,7 @@ def _cache_publisher(lookup: Callable[..., tuple[Any, tuple[str, ...]]]) -> str 
     notices. A cache turned off (``enabled: false``) needs no publisher."""
     bucket, _ = lookup("remote_cache", "bucket")
     enabled, _ = lookup("remote_cache", "enabled")
-    publisher, at = lookup("remote_cache", "publisher")
-    if publisher is not None and not _PUBLISHER_ARN.match(str(publisher)):
-        raise ConfigError(
-            f"`{key_path(at)}`: {publisher!r} is not a layer ARN without a version "
-            "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
-        )
+    publisher, at = lookup("remote_cache", "publisher")  # its form: the declaration's pattern
     if bucket and enabled is not False and publisher is None:
         raise ConfigError(
             f"`{key_path(at)}`: missing key; the shared cache bucket {bucket!r} is trusted only for bytes a "
@@ -170,8 +170,8 @@ class DeployLockSettings:
     """The deploy lock's lease (``deploy.aws.lock``): a lock its holder has not renewed for
     ``lease_seconds`` is taken over; the holder renews it every ``heartbeat_seconds``."""
 
-    lease_seconds: int = 180
-    heartbeat_seconds: int = 30
+    lease_seconds: int = DeployLock.lease_seconds.default
+    heartbeat_seconds: int = DeployLock.heartbeat_seconds.default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,9 +183,9 @@ class StateSettings:
     """
 
     bucket: str
-    key: str = "terraform.tfstate"
-    region: str | None = None  # default: the environment's region
-    lock: bool = True  # S3-native lock file (Terraform >= 1.10)
+    key: str = State.key.default
+    region: str | None = State.region.default  # None: the environment's region
+    lock: bool = State.lock.default  # S3-native lock file (Terraform >= 1.10)
 
 
 #: The emulator's state bucket when invoke.yaml names none: it only ever exists inside moto.
@@ -205,18 +205,18 @@ class EnvConfig:
     endpoint_url: str | None = None
     emulator: EmulatorSettings | None = None
     tfvars: str = ""
-    runtime: str = "python3.12"
-    architecture: str = "x86_64"
-    builder: str = "uv"
+    runtime: str = Common.runtime.default
+    architecture: str = Common.architecture.default
+    builder: str = Common.builder.default
     #: Ship precompiled .pyc in the layer and the function code (see deploy/bytecode.py).
-    bytecode: bool = True
+    bytecode: bool = Common.bytecode.default
     layer: LayerOptions = field(default_factory=LayerOptions)
     verify: VerifySettings = field(default_factory=VerifySettings)
     share: ShareSettings = field(default_factory=ShareSettings)
     remote_cache: RemoteCacheSettings = field(default_factory=RemoteCacheSettings)
     state: StateSettings | None = None
     deploy_lock: DeployLockSettings = field(default_factory=DeployLockSettings)
-    max_workers: int = 8
+    max_workers: int = Common.max_workers.default
     paths: Paths = field(default_factory=Paths)
 
     @property
@@ -340,39 +340,36 @@ def load_env(
                 return found, (*prefix, *names)
         return None, ("environments", name, *names)
 
-    def value(*names: str, default: Any = None) -> Any:
-        found = lookup(*names)[0]
-        return default if found is None else found
+    def value(*names: str) -> Any:
+        """The key's value after inheritance, else its declared default; a value outside the
+        key's declared choices names the key and the choices."""
+        found, at = lookup(*names)
+        key = leaf(*names)
+        if found is None:
+            return key.default
+        if key.choices is not None and found not in (allowed := tuple(key.choices())):
+            raise ConfigError(f"`{key_path(at)}`: {found!r} is not {key.expected}; choose one of {', '.join(allowed)}")
+        return found
 
-    def one_of(key: str, default: str, allowed: Sequence[str], what: str) -> str:
-        chosen = str(value(key, default=default))
-        if chosen not in allowed:
-            raise ConfigError(
-                f"`{key_path(lookup(key)[1])}`: {chosen!r} is not {what}; choose one of {', '.join(allowed)}"
-            )
-        return chosen
+    def section(name: str, cls: type[Section]) -> dict[str, Any]:
+        """Every key of a section that maps onto one settings class, lists frozen as tuples."""
+        values = {key: value(name, key) for key in keys(cls)}
+        return {key: tuple(v) if isinstance(v, list) else v for key, v in values.items()}
 
-    runtime = one_of("runtime", "python3.12", tuple(RUNTIME_GLIBC), "a supported runtime")
-    architecture = one_of("architecture", "x86_64", ARCHITECTURES, "an architecture Lambda offers")
-    builder = one_of("builder", "uv", BUILDERS, "a builder")
+    runtime, architecture, builder = value("runtime"), value("architecture"), value("builder")
+    tfvars = value("tfvars")
 
     emulator = None
     endpoint_url = value("endpoint_url")
     if "emulator" in own:  # the section's presence (even empty) makes an environment local
         em = own["emulator"] or {}
-        emulator = EmulatorSettings(host=em.get("host") or "127.0.0.1", port=em.get("port") or 5000)
+        emulator = EmulatorSettings(
+            host=em.get("host") or Emulator.host.default, port=em.get("port") or Emulator.port.default
+        )
         endpoint_url = endpoint_url or emulator.url
 
     smoke = _smoke(own.get("smoke") or top.get("smoke") or {}, ("environments", name) if own.get("smoke") else ())
     sandbox_env = (own.get("verify") or {}).get("sandbox_env") or (top.get("verify") or {}).get("sandbox_env")
-
-    trusted, trusted_at = lookup("verify", "trusted_layers")
-    for i, arn in enumerate(trusted or ()):
-        if not _LAYER_ARN.match(arn):
-            raise ConfigError(
-                f"`{key_path(trusted_at)}[{i}]`: {arn!r} is not a layer ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)"
-            )
-    trusted = trusted or []
 
     state = None
     if "state" in own:
@@ -381,15 +378,15 @@ def load_env(
             raise ConfigError(f"`{key_path(('environments', name, 'state', 'bucket'))}`: missing key")
         state = StateSettings(
             bucket=st["bucket"],
-            key=st.get("key") or "terraform.tfstate",
+            key=st.get("key") or State.key.default,
             region=st.get("region"),
             lock=st.get("lock") is not False,
         )
     elif emulator is not None:
         state = EMULATOR_STATE
 
-    lease = value("deploy_lock", "lease_seconds", default=DeployLockSettings.lease_seconds)
-    heartbeat = value("deploy_lock", "heartbeat_seconds", default=DeployLockSettings.heartbeat_seconds)
+    lease = value("deploy_lock", "lease_seconds")
+    heartbeat = value("deploy_lock", "heartbeat_seconds")
     if heartbeat * 2 > lease:  # a single late renewal must not let the lease run out
         raise ConfigError(
             f"`{key_path(lookup('deploy_lock', 'heartbeat_seconds')[1])}`: {heartbeat} s is more than half "
@@ -402,42 +399,32 @@ def load_env(
     return EnvConfig(
         name=name,
         region=region,
-        extra_regions=dict(value("extra_regions", default={})),
+        extra_regions=dict(value("extra_regions")),
         # An empty profile (e.g. INVOKE_DEPLOY_ENVIRONMENTS_STAGING_PROFILE="" under OIDC in CI)
         # means boto3's default credential chain.
         profile=value("profile") or None,
         account_id=value("account_id"),
         endpoint_url=endpoint_url,
         emulator=emulator,
-        tfvars=value("tfvars", default=f"envs/{name}.tfvars"),
+        tfvars=f"envs/{name}.tfvars" if tfvars is None else tfvars,
         runtime=runtime,
         architecture=architecture,
         builder=builder,
-        bytecode=value("bytecode", default=True),
-        layer=LayerOptions(
-            exclude_runtime_boto=value("layer", "exclude_runtime_boto", default=False),
-            strip_tests=value("layer", "strip_tests", default=False),
-        ),
+        bytecode=value("bytecode"),
+        layer=LayerOptions(**section("layer", Layer)),
         verify=VerifySettings(
-            remote=value("verify", "remote", default=False),
+            remote=value("verify", "remote"),
             smoke=smoke,
-            trusted_layers=tuple(trusted),
-            isolation=value("verify", "isolation", default="bwrap"),
+            trusted_layers=tuple(value("verify", "trusted_layers")),
+            isolation=value("verify", "isolation"),
             sandbox_env={scope: dict(variables) for scope, variables in (sandbox_env or {}).items()},
         ),
-        share=ShareSettings(
-            accounts=tuple(value("share", "accounts", default=[])),
-            organization_id=value("share", "organization_id"),
-            allow_public=value("share", "allow_public", default=False),
-        ),
+        share=ShareSettings(**section("share", Share)),
         remote_cache=RemoteCacheSettings(
-            enabled=value("remote_cache", "enabled", default=True),
-            bucket=value("remote_cache", "bucket"),
-            region=value("remote_cache", "region"),
-            publisher=_cache_publisher(lookup),
+            **{**section("remote_cache", RemoteCache), "publisher": _cache_publisher(lookup)}
         ),
         state=state,
-        deploy_lock=DeployLockSettings(lease_seconds=lease, heartbeat_seconds=heartbeat),
-        max_workers=value("max_workers", default=8),
+        deploy_lock=DeployLockSettings(**section("deploy_lock", DeployLock)),
+        max_workers=value("max_workers"),
         paths=paths or Paths(),
     )

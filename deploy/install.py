@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from deploy import bytecode
+from deploy.content_cache import ContentCache
 from deploy.errors import BuildError
 
 # uv's --python-platform offers manylinux2014 (2.17) and then 2.28, 2.31..2.40: no 2.26.
@@ -51,6 +53,27 @@ class Installer(Protocol):
         architecture: str,
         glibc_floor: tuple[int, int],
     ) -> None: ...
+
+    def compiler(self, python_version: str, *, cache: ContentCache | None) -> bytecode.Compiler:
+        """Who compiles the layer's bytecode: the Python the installed files will run with."""
+        ...
+
+
+class Builder(Protocol):
+    """An installer class as the registry holds it: made for one Lambda target."""
+
+    @property
+    def name(self) -> str: ...
+
+    def for_target(self, *, python_version: str, architecture: str) -> Installer: ...
+
+
+class CompilesHere:
+    """For installers that put files on this machine: the runtime's Python here compiles them
+    (through the content cache, so an unchanged file is compiled once)."""
+
+    def compiler(self, python_version: str, *, cache: ContentCache | None) -> bytecode.Compiler:
+        return bytecode.LocalCompiler(python_version, cache=cache)
 
 
 def machine(architecture: str) -> str:
@@ -249,9 +272,13 @@ def explain_uv(stderr: str, *, python_version: str, architecture: str, glibc_flo
     )
 
 
-class UvInstaller:
+class UvInstaller(CompilesHere):
     name = "uv"
     merges_into_target = True
+
+    @classmethod
+    def for_target(cls, *, python_version: str, architecture: str) -> Installer:
+        return cls()  # one uv installs for any target (--python-platform)
 
     def __init__(self, *, uv_bin: str | None = None, runner: Runner = subprocess.run) -> None:
         self._uv_bin = uv_bin
@@ -327,9 +354,13 @@ class UvInstaller:
             )
 
 
-class PipInstaller:
+class PipInstaller(CompilesHere):
     name = "pip"
     merges_into_target = False
+
+    @classmethod
+    def for_target(cls, *, python_version: str, architecture: str) -> Installer:
+        return cls()  # this Python's pip, told the target's platform tags
 
     def __init__(self, *, python: str = sys.executable, runner: Runner = subprocess.run) -> None:
         self.python = python
@@ -416,6 +447,15 @@ class DockerInstaller:
         self._client: Any = None
         self.python_version = python_version
         self.architecture = architecture
+
+    @classmethod
+    def for_target(cls, *, python_version: str, architecture: str) -> Installer:
+        return cls(python_version=python_version, architecture=architecture)  # the image is per target
+
+    def compiler(self, python_version: str, *, cache: ContentCache | None) -> bytecode.Compiler:
+        """The image's own python3, same OS and Python as Lambda; the compile runs as the container's
+        user, so no shared cache folder there."""
+        return bytecode.DockerCompiler(self)
 
     def _connect(self) -> Any:
         if self._client is not None:
@@ -554,16 +594,30 @@ class DockerInstaller:
             container.remove(force=True)
 
 
-INSTALLERS: dict[str, Callable[..., Installer]] = {
-    "uv": UvInstaller,
-    "pip": PipInstaller,
-    "docker": DockerInstaller,
-}
+#: The one list of builders: invoke.yaml's ``builder``, ``--builder`` and every message naming the
+#: choices read it. Registering a class here is all a new builder needs (it declares its compiler).
+INSTALLERS: dict[str, Builder] = {builder.name: builder for builder in (UvInstaller, PipInstaller, DockerInstaller)}
+
+
+def builder_names() -> str:
+    """``uv, pip, docker``: the registry's names, for choice lists and messages."""
+    return ", ".join(INSTALLERS)
+
+
+def _builder(name: str) -> Any:
+    try:
+        return INSTALLERS[name]
+    except KeyError:
+        raise BuildError(f"unknown builder {name!r}; choose one of {builder_names()}") from None
 
 
 def get_installer(name: str, **kwargs: Any) -> Installer:
-    try:
-        factory = INSTALLERS[name]
-    except KeyError:
-        raise BuildError(f"unknown builder {name!r}; choose one of {', '.join(INSTALLERS)}") from None
-    return factory(**kwargs)
+    """The builder ``name`` built with its own options (tests pass fakes' runners and paths)."""
+    installer: Installer = _builder(name)(**kwargs)
+    return installer
+
+
+def installer_for(name: str, *, python_version: str, architecture: str) -> Installer:
+    """The builder ``name`` made for one Lambda target."""
+    builder: Builder = _builder(name)
+    return builder.for_target(python_version=python_version, architecture=architecture)

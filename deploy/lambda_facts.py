@@ -18,6 +18,16 @@ DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 #: Layers one function may use.
 MAX_LAYERS = 5
 
+#: Lambda's Python runtimes we can target, with the glibc of the Amazon Linux they run on.
+RUNTIME_GLIBC: dict[str, tuple[int, int]] = {
+    "python3.9": (2, 26),
+    "python3.10": (2, 26),
+    "python3.11": (2, 26),
+    "python3.12": (2, 34),
+    "python3.13": (2, 34),
+}
+ARCHITECTURES = ("x86_64", "arm64")
+
 _LAYER_VERSION_ARN = re.compile(
     r"^(?P<base>arn:(?P<partition>[a-z-]+):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:(?P<name>[\w-]+))"
     r":(?P<version>\d+)$"

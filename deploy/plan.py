@@ -26,8 +26,7 @@ from deploy.aws import calls, publish, share
 from deploy.config import EnvConfig, Targets
 from deploy.errors import ConfigError
 from deploy.lambda_facts import parse_layer_version_arn
-
-NEW = "(new)"
+from deploy.steps import FunctionSteps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,41 +45,13 @@ class RegionStep:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionStep:
-    name: str
-    key: str
-    update_code: bool
-    swap_layer: bool
-    publish_version: bool
-    alias_from: str
-    alias_to: str  # a version number, or "(new)" when a version would be published
-
-    @property
-    def changed(self) -> bool:
-        return self.update_code or self.swap_layer or self.publish_version
-
-    def describe(self) -> str:
-        if not self.changed:
-            return "unchanged"
-        parts = [
-            what
-            for flag, what in (
-                (self.update_code, "code"),
-                (self.swap_layer, "layer"),
-                (self.publish_version, "publish version"),
-            )
-            if flag
-        ]
-        return f"{', '.join(parts)}; live {self.alias_from} → {self.alias_to}"
-
-
-@dataclass(frozen=True, kw_only=True)
 class DeployPlan:
     env: str
     terraform_apply: bool
     regions: tuple[RegionStep, ...]
     upload_code: bool
-    functions: tuple[FunctionStep, ...]
+    #: per function: what the deploy does to it (the attach plan's own records)
+    functions: tuple[FunctionSteps, ...]
     #: the attach plan the functions came from (None while the layer version does not exist yet)
     attach: attach_mod.AttachPlan | None = None
     #: why Terraform does or does not need an apply
@@ -129,7 +100,7 @@ class DeployPlan:
             "removals": list(self.removals),
             "upload_code": self.upload_code,
             "regions": [{**asdict(r), "shares_to_add": list(r.shares_to_add)} for r in self.regions],
-            "functions": [asdict(f) for f in self.functions],
+            "functions": [f.to_json() for f in self.functions],
         }
 
 
@@ -174,21 +145,6 @@ def _next_version_arn(env: EnvConfig, targets: Targets) -> str:
         if parsed is not None:
             return f"{parsed.base}:{parsed.version + 1}"
     return f"arn:aws:lambda:{targets.region}:000000000000:layer:{targets.layer_name}:1"
-
-
-def function_steps(plan: attach_mod.AttachPlan) -> tuple[FunctionStep, ...]:
-    return tuple(
-        FunctionStep(
-            name=fp.name,
-            key=fp.key,
-            update_code=fp.update_code,
-            swap_layer=fp.update_layers,
-            publish_version=fp.publish,
-            alias_from=fp.current_alias_version,
-            alias_to=NEW if fp.changed else fp.current_alias_version,
-        )
-        for fp in plan.functions
-    )
 
 
 def check_platform(env: EnvConfig, targets: Targets, layer: Artifact) -> None:
@@ -278,7 +234,7 @@ def compute(
         removals=removals,
         regions=tuple(regions),
         upload_code=attach_plan.upload_code,
-        functions=function_steps(attach_plan),
+        functions=attach_plan.functions,
         attach=attach_plan if primary.layer_version_arn is not None else None,
     )
 
@@ -317,7 +273,7 @@ def compute_unbuilt(
         removals=removals,
         regions=regions,
         upload_code=attach_plan.upload_code,
-        functions=function_steps(attach_plan),
+        functions=attach_plan.functions,
     )
 
 
@@ -334,11 +290,11 @@ def unapplied(env: EnvConfig, reason: str = "not applied yet", *, removals: tupl
     )
 
 
-def changed_since(planned: tuple[FunctionStep, ...], fresh: tuple[FunctionStep, ...]) -> Mapping[str, str]:
+def changed_since(planned: tuple[FunctionSteps, ...], fresh: tuple[FunctionSteps, ...]) -> Mapping[str, str]:
     """Functions whose planned change differs from a re-read (someone wrote between plan and apply)."""
-    before = {f.name: (f.update_code, f.swap_layer, f.publish_version, f.alias_from) for f in planned}
-    return {
-        f.name: f"planned {before.get(f.name)}, now {(f.update_code, f.swap_layer, f.publish_version, f.alias_from)}"
-        for f in fresh
-        if before.get(f.name) != (f.update_code, f.swap_layer, f.publish_version, f.alias_from)
-    }
+
+    def shape(f: FunctionSteps) -> str:
+        return f"{', '.join(s.noun for s in f.steps()) or 'nothing'} from live {f.alias_from}"
+
+    before = {f.name: shape(f) for f in planned}
+    return {f.name: f"planned {before.get(f.name)}, now {shape(f)}" for f in fresh if before.get(f.name) != shape(f)}

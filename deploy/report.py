@@ -27,18 +27,9 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
+from deploy.steps import Outcome
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FunctionResult:
-    """One function's line in the deploy report."""
-
-    name: str
-    status: str  # unchanged, updated, rolled_back, left, failed; on a dry run: would update
-    old_version: str | None
-    new_version: str | None
-    detail: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +54,8 @@ class DeployReport:
     function: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
     publish: list[dict[str, Any]] = field(default_factory=list)
-    functions: list[FunctionResult] = field(default_factory=list)
+    #: one per function; its status is a str enum, so the JSON carries the same strings as ever
+    functions: list[Outcome] = field(default_factory=list)
     verify: dict[str, Any] = field(default_factory=dict)
     rolled_back: bool = False
     transaction: dict[str, Any] | None = None

@@ -1,4 +1,4 @@
-"""The settings model: what invoke.yaml's ``deploy`` tree may hold, checked strictly.
+"""Invoke's side of the settings: every key declared for ``INVOKE_*`` variables, trees checked once.
 
 Invoke merges its defaults, invoke.yaml and ``INVOKE_*`` variables without looking at
 them, so a typo (``verfy:``) or a wrong type (``max_workers: "eight"``) used to load
@@ -8,7 +8,7 @@ miss, the key that was probably meant.
 
 Every key an environment may set can also be set at the top level; a key an environment
 leaves out (or sets to null) inherits the top-level value, then the built-in default of
-``deploy.config.EnvConfig``.
+``deploy.settings_schema``.
 
 ``INVOKE_*`` variables: Invoke only overrides keys it already knows, so ``invoke_defaults``
 declares every key (as null) for every environment in invoke.yaml, and
@@ -17,10 +17,11 @@ variable's text is read as a YAML scalar, like the same text in invoke.yaml (``4
 an integer, ``false`` a boolean, an empty value is null), instead of Invoke's casting,
 which turns ``false`` into True and fails with a traceback on ``eight`` for an integer.
 
-This module does not import pydantic: the model lives in ``deploy.settings_model`` and is
-imported only to check a tree not checked before. A tree that passed is remembered in
-``.build/settings/`` under the SHA-256 of the tree and of the model's code (and pydantic's
-version), so the tasks run every few minutes (a no-op ``build-layer``, ``status``) skip the
+The keys, their types and defaults are declared once, in ``deploy.settings_schema``; this
+module does not import pydantic: the model ``deploy.settings_model`` builds from the declaration
+is imported only to check a tree not checked before. A tree that passed is remembered in
+``.build/settings/`` under the SHA-256 of the tree and of the declaration's and the model's code
+(and pydantic's version), so the tasks run every few minutes (a no-op ``build-layer``, ``status``) skip the
 80 ms pydantic and the model cost. A tree that fails is never remembered: it fails every time.
 """
 
@@ -36,68 +37,25 @@ from typing import Any
 
 import yaml
 
+from deploy import settings_schema as schema
 from deploy.errors import ConfigError
 from deploy.files import atomic_write_text
+from deploy.settings_schema import ROOT_KEY, key_path
 
 PREFIX = "INVOKE_"
-ROOT_KEY = "deploy"
-
-# Every key the model (deploy.settings_model) allows, written out so that declaring them for
-# Invoke needs no pydantic; tests/unit/test_settings.py keeps it equal to the model.
-#: A mapping whose keys the user chooses (function keys) is declared as ``{}``, never null: Invoke
-#: cannot merge a null default with the mapping invoke.yaml sets (``AmbiguousMergeError``).
-_SECTIONS: dict[str, Any] = {
-    "layer": {"exclude_runtime_boto": None, "strip_tests": None},
-    "verify": {"remote": None, "trusted_layers": None, "isolation": None, "sandbox_env": {}},
-    "share": {"accounts": None, "organization_id": None, "allow_public": None},
-    "remote_cache": {"enabled": None, "bucket": None, "region": None, "publisher": None},
-    "deploy_lock": {"lease_seconds": None, "heartbeat_seconds": None},
-}
-COMMON_KEYS: dict[str, Any] = {
-    **dict.fromkeys(
-        (
-            "region",
-            "profile",
-            "account_id",
-            "endpoint_url",
-            "tfvars",
-            "runtime",
-            "architecture",
-            "builder",
-            "bytecode",
-            "max_workers",
-        )
-    ),
-    **_SECTIONS,
-    "smoke": {},
-    "extra_regions": None,
-}
-ENVIRONMENT_KEYS: dict[str, Any] = {
-    **COMMON_KEYS,
-    "emulator": {"host": None, "port": None},
-    "state": {"bucket": None, "key": None, "region": None, "lock": None},
-}
-KEYS: dict[str, Any] = {**COMMON_KEYS, "environments": None}
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """``("environments", "local", "smoke", "notifier", 0)`` → ``deploy.environments.local.smoke.notifier[0]``."""
-    text = ROOT_KEY
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
 
 # ---------------------------------------------------------------------------
 # Validation, remembered
 
 
 _MODEL_SOURCE = Path(__file__).with_name("settings_model.py")
+_SCHEMA_SOURCE = Path(__file__).with_name("settings_schema.py")
 
 
 def _model_fingerprint() -> str:
-    """The model's code and pydantic's version (its version.py, found without importing pydantic)."""
-    digest = hashlib.sha256(_MODEL_SOURCE.read_bytes())
+    """The declaration's and the model's code and pydantic's version (its version.py, found without
+    importing pydantic)."""
+    digest = hashlib.sha256(_SCHEMA_SOURCE.read_bytes() + b"\0" + _MODEL_SOURCE.read_bytes())
     spec = importlib.util.find_spec("pydantic")
     if spec is not None and spec.origin:
         version = Path(spec.origin).with_name("version.py")
@@ -190,16 +148,17 @@ def invoke_defaults(file_tree: Mapping[str, Any] | None) -> dict[str, Any]:
     their presence is what makes an environment local or gives it remote state."""
     tree = file_tree or {}
     envs = tree.get("environments") if isinstance(tree.get("environments"), Mapping) else {}
+    environment_keys = schema.declared(schema.Environment)
     per_env: dict[str, Any] = {}
     for name, own in (envs or {}).items():
         own_tree = own if isinstance(own, Mapping) else {}
-        section = _nulls(ENVIRONMENT_KEYS, skip=("emulator", "state"))
+        section = _nulls(environment_keys, skip=("emulator", "state"))
         if "emulator" in own_tree:
-            section["emulator"] = _nulls(ENVIRONMENT_KEYS["emulator"])
+            section["emulator"] = _nulls(environment_keys["emulator"])
         if "state" in own_tree:
-            section["state"] = _nulls(ENVIRONMENT_KEYS["state"])
+            section["state"] = _nulls(environment_keys["state"])
         per_env[str(name)] = section
-    return {ROOT_KEY: {**_nulls(KEYS, skip=("environments",)), "environments": per_env}}
+    return {ROOT_KEY: {**_nulls(schema.declared(schema.Deploy), skip=("environments",)), "environments": per_env}}
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Traffic reaches the functions only through the alias, so the alias is the commit point:
 code and layer are changed on ``$LATEST`` (invisible to alias callers), frozen into a
 published version, and only when every function has its version staged do the aliases
-move. Every write is recorded in the caller's :class:`deploy.transaction.Transaction`
+move. Every write is recorded in the caller's :class:`deploy.aws.transaction.Transaction`
 before it is sent; on any failure or interrupt the transaction (the one restore path for
 attach, deploy and rollback) moves back what this run changed, compare-and-set. Callers
 never see new code with an old layer or the reverse (design property 4), and any failure
@@ -17,15 +17,12 @@ from __future__ import annotations
 from deploy.aws.attach_apply import (
     DEADLINE_S,
     AttachResult,
-    FunctionOutcome,
-    Progress,
     Recorder,
-    Status,
     apply_attach,
     attach,
     previous_marker,
 )
-from deploy.aws.attach_plan import AttachPlan, FunctionPlan, desired_layers, frozen_config, plan_attach
+from deploy.aws.attach_plan import AttachPlan, desired_layers, frozen_config, plan_attach
 from deploy.lambda_facts import MAX_LAYERS
 
 __all__ = [
@@ -33,11 +30,7 @@ __all__ = [
     "MAX_LAYERS",
     "AttachPlan",
     "AttachResult",
-    "FunctionOutcome",
-    "FunctionPlan",
-    "Progress",
     "Recorder",
-    "Status",
     "apply_attach",
     "attach",
     "desired_layers",

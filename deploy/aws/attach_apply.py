@@ -2,33 +2,37 @@
 version), then move every ``live`` alias, recording each write in the caller's transaction first.
 
 Traffic reaches the functions only through the alias, so the alias is the commit point; a
-failure or interrupt is restored by :class:`deploy.transaction.Transaction` (the one restore
-path), compare-and-set.
+failure or interrupt is restored by :class:`deploy.aws.transaction.Transaction` (the one restore
+path), compare-and-set. Each step is announced as a typed :class:`deploy.progress.Event`: ``STARTED``
+before its write, ``DONE`` once Lambda has answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
 from deploy.aws import calls, deployed
-from deploy.aws.attach_plan import AttachPlan, FunctionPlan, plan_attach, plan_function, read_state
+from deploy.aws.attach_plan import AttachPlan, plan_attach, plan_function, read_state
 from deploy.aws.publish import short_key, upload
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
+from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AttachError, DeployError
+from deploy.progress import Event, Progress, State, ignore
+from deploy.steps import FunctionSteps, Outcome, Status, Step
 
 T = TypeVar("T")
 
 
 class Recorder(Protocol):
-    """What apply_attach tells its transaction before each write (see deploy/transaction.py)."""
+    """What apply_attach tells its transaction before each write (see deploy/aws/transaction.py)."""
 
     def check(self) -> None: ...
     def halt(self) -> None: ...
@@ -42,13 +46,6 @@ class Recorder(Protocol):
 #: seconds after it starts; each single call or wait keeps its own shorter bound (``timeout``).
 DEADLINE_S = 900.0
 
-Status = Literal["updated", "unchanged", "failed", "rolled_back", "left"]
-Progress = Callable[[str, str], None]
-
-
-def _no_progress(_name: str, _message: str) -> None:
-    return None
-
 
 def _revision(rev: str | None) -> dict[str, Any]:
     # moto omits RevisionId; real Lambda always returns one and we always pass it back.
@@ -59,35 +56,42 @@ _layer_arns = deployed.layer_arns
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionOutcome:
-    name: str
-    status: Status
-    old_version: str | None
-    new_version: str | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class AttachResult:
-    outcomes: tuple[FunctionOutcome, ...]
+    outcomes: tuple[Outcome, ...]
     ok: bool
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dry_run": self.dry_run, "functions": [asdict(o) for o in self.outcomes]}
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "functions": [
+                # the attach report has always called the detail "error"
+                {
+                    "name": o.name,
+                    "status": o.status,
+                    "old_version": o.old_version,
+                    "new_version": o.new_version,
+                    "error": o.detail,
+                }
+                for o in self.outcomes
+            ],
+        }
 
 
 class _Stager:
     """Stages one function: $LATEST updated, waited for, frozen into a version. The alias is not touched."""
 
-    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, say: Progress, record: Recorder) -> None:
+    def __init__(self, lam: Any, plan: AttachPlan, policy: RetryPolicy, emit: Progress, record: Recorder) -> None:
         self.lam = lam
         self.plan = plan
         self.policy = policy
-        self.say = say
+        self.emit = emit
         self.record = record
+        #: the step each function is at (its worker's only), so a failure names the step it happened in
+        self.at: dict[str, Step] = {}
 
-    def __call__(self, fp: FunctionPlan) -> tuple[FunctionPlan, str | None]:
+    def __call__(self, fp: FunctionSteps) -> tuple[FunctionSteps, str | None]:
         """(the plan actually applied, new version) — version None when a re-read found nothing to do."""
         for attempt in range(self.policy.replans + 1):
             try:
@@ -99,11 +103,18 @@ class _Stager:
                     raise AttachError(
                         f"{fp.name}: changed by another writer {attempt + 1} times in a row; giving up"
                     ) from None
-                self.say(fp.name, "RevisionId changed under us (a concurrent writer); re-reading")
+                self.emit(
+                    Event(
+                        function=fp.name,
+                        step=self.at[fp.name],
+                        state=State.RETRYING,
+                        detail="RevisionId changed under us (a concurrent writer); re-reading",
+                    )
+                )
                 fp = self._replan(fp)
         raise AssertionError("unreachable")
 
-    def _replan(self, fp: FunctionPlan) -> FunctionPlan:
+    def _replan(self, fp: FunctionSteps) -> FunctionSteps:
         state = read_state(self.lam, fp.name, self.plan.alias)
         if state is None:
             raise AttachError(f"{fp.name}: function was deleted during the attach")
@@ -112,47 +123,59 @@ class _Stager:
             target, state, code_sha256=self.plan.code_sha256, layer_version_arn=self.plan.layer_version_arn
         )
         # Roll back to what callers were served when we started, not to a concurrent writer's version.
-        return replace(fresh, current_alias_version=fp.current_alias_version)
+        return replace(fresh, alias_from=fp.alias_from)
 
-    def _once(self, fp: FunctionPlan) -> str | None:
-        if not fp.changed:
-            return None
+    def _start(self, name: str, step: Step) -> None:
+        self.at[name] = step
+        self.emit(Event(function=name, step=step, state=State.STARTED))
+        self.record.check()
+
+    def _once(self, fp: FunctionSteps) -> str | None:
+        """The function's steps, in the plan's order; each a write, then a wait until Lambda is done with it."""
         lam, policy, name = self.lam, self.policy, fp.name
         rev = fp.revision_id
-        if fp.update_code:
-            self.say(name, "updating code")
-            self.record.check()
-            self.record.code(name, self.plan.code_sha256)
-            call(
-                lam.update_function_code,
-                what=name,
-                policy=policy,
-                FunctionName=name,
-                S3Bucket=self.plan.bucket,
-                S3Key=self.plan.code_key,
-                **_revision(rev),
-            )
-            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
-        if fp.update_layers:
-            self.say(name, "setting layers")
-            self.record.check()
-            self.record.layers(name, fp.new_layers)
-            call(
-                lam.update_function_configuration,
-                what=name,
-                policy=policy,
-                FunctionName=name,
-                Layers=list(fp.new_layers),
-                **_revision(rev),
-            )
-            rev = wait_updated(lam, name, policy=policy).get("RevisionId")
-        self.say(name, "publishing a version")
-        self.record.check()
+        version: str | None = None
+        for step in fp.steps():
+            if step is Step.CODE:
+                self._start(name, step)
+                self.record.code(name, self.plan.code_sha256)
+                call(
+                    lam.update_function_code,
+                    what=name,
+                    policy=policy,
+                    FunctionName=name,
+                    S3Bucket=self.plan.bucket,
+                    S3Key=self.plan.code_key,
+                    **_revision(rev),
+                )
+                rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+            elif step is Step.LAYERS:
+                self._start(name, step)
+                self.record.layers(name, fp.new_layers)
+                call(
+                    lam.update_function_configuration,
+                    what=name,
+                    policy=policy,
+                    FunctionName=name,
+                    Layers=list(fp.new_layers),
+                    **_revision(rev),
+                )
+                rev = wait_updated(lam, name, policy=policy).get("RevisionId")
+            elif step is Step.PUBLISH:
+                self._start(name, step)
+                version = self._publish(fp, rev)
+            else:
+                continue  # the alias moves in phase 2, once every function is staged
+            self.emit(Event(function=name, step=step, state=State.DONE))
+        return version
+
+    def _publish(self, fp: FunctionSteps, rev: str | None) -> str:
+        name = fp.name
         # CodeSha256 makes Lambda refuse to publish if $LATEST's code changed since we looked.
         version = call(
-            lam.publish_version,
+            self.lam.publish_version,
             what=name,
-            policy=policy,
+            policy=self.policy,
             FunctionName=name,
             CodeSha256=self.plan.code_sha256,
             **_revision(rev),
@@ -229,15 +252,15 @@ def apply_attach(
     zip is not in S3 yet. ``timeout`` bounds each retried call or wait; ``deadline`` (seconds from
     now) bounds all of them together.
     """
-    say = progress or _no_progress
+    emit = progress or ignore
     policy = replace(policy or RetryPolicy(), total=timeout).with_deadline(deadline)
     if dry_run or not plan.changed:
         return AttachResult(
             outcomes=tuple(
-                FunctionOutcome(
+                Outcome(
                     name=fp.name,
-                    status="updated" if fp.changed else "unchanged",
-                    old_version=fp.current_alias_version,
+                    status=Status.UPDATED if fp.changed else Status.UNCHANGED,
+                    old_version=fp.alias_from,
                     new_version=None,
                 )
                 for fp in plan.functions
@@ -251,34 +274,36 @@ def apply_attach(
                 f"s3://{plan.bucket}/{plan.code_key} is missing and no matching function artifact was given"
             )
         function.check()
-        say(f"function {function.sha256[:12]}", f"uploading to s3://{plan.bucket}/{short_key(plan.code_key)}")
+        where = f"function {function.sha256[:12]} to s3://{plan.bucket}/{short_key(plan.code_key)}"
+        emit(Event(function=None, step=Step.UPLOAD, state=State.STARTED, detail=f"uploading {where}"))
         upload(calls.client(env, "s3", plan.region), plan.bucket, plan.code_key, function)
+        emit(Event(function=None, step=Step.UPLOAD, state=State.DONE, detail=f"uploaded {where}"))
 
     if record is None:
-        from deploy.transaction import Transaction
-
-        with Transaction(env, targets, say=lambda message: say("attach", message), policy=policy) as txn:
-            return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=txn)
-    return _apply(env, plan, policy=policy, max_workers=max_workers, say=say, record=record)
+        with Transaction(env, targets, progress=emit, policy=policy) as txn:
+            return _apply(env, plan, policy=policy, max_workers=max_workers, emit=emit, record=txn)
+    return _apply(env, plan, policy=policy, max_workers=max_workers, emit=emit, record=record)
 
 
 def _apply(
-    env: EnvConfig, plan: AttachPlan, *, policy: RetryPolicy, max_workers: int, say: Progress, record: Recorder
+    env: EnvConfig, plan: AttachPlan, *, policy: RetryPolicy, max_workers: int, emit: Progress, record: Recorder
 ) -> AttachResult:
     lam = calls.client(env, "lambda", plan.region)
-    stager = _Stager(lam, plan, policy, say, record)
+    stager = _Stager(lam, plan, policy, emit, record)
     workers = max(1, min(max_workers, len(plan.functions)))
 
     # Phase 1: stage every function; no alias moves, so callers still see the old pairs.
     errors: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        staged = _gather({fp.name: pool.submit(stager, fp) for fp in plan.functions}, errors, say, record)
+        futures = {fp.name: pool.submit(stager, fp) for fp in plan.functions}
+        staged = _gather(futures, errors, emit, record, at=stager.at)
 
     # Phase 2: move the aliases, only if everything staged. The transaction restores on failure.
     if not errors:
 
-        def switch(fp: FunctionPlan, version: str) -> None:
-            say(fp.name, f"moving alias {plan.alias} {fp.current_alias_version} → {version}")
+        def switch(fp: FunctionSteps, version: str) -> None:
+            detail = f"moving alias {plan.alias} {fp.alias_from} → {version}"
+            emit(Event(function=fp.name, step=Step.ALIAS, state=State.STARTED, detail=detail))
             record.check()
             record.alias(fp.name, version)
             _move_alias(
@@ -288,37 +313,46 @@ def _apply(
                 version,
                 policy,
                 fp.alias_revision_id,
-                description=previous_marker(fp.current_alias_version, plan.commit),
+                description=previous_marker(fp.alias_from, plan.commit),
             )
+            emit(Event(function=fp.name, step=Step.ALIAS, state=State.DONE))
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             moves = {
                 name: pool.submit(switch, fp, version)
                 for name, (fp, version) in staged.items()
-                if version is not None and version != fp.current_alias_version
+                if version is not None and version != fp.alias_from
             }
-            _gather(moves, errors, say, record)
+            _gather(moves, errors, emit, record, at=dict.fromkeys(moves, Step.ALIAS))
 
     if errors:
         raise AttachError("attach failed: " + "; ".join(errors[name] for name in sorted(errors)), failures=errors)
-    outcomes: list[FunctionOutcome] = []
+    outcomes: list[Outcome] = []
     for fp in plan.functions:
         applied, version = staged.get(fp.name, (fp, None))
-        moved = version is not None and version != applied.current_alias_version
+        moved = version is not None and version != applied.alias_from
         outcomes.append(
-            FunctionOutcome(
+            Outcome(
                 name=fp.name,
-                status="updated" if moved else "unchanged",
-                old_version=fp.current_alias_version,
+                status=Status.UPDATED if moved else Status.UNCHANGED,
+                old_version=fp.alias_from,
                 new_version=version if moved else None,
             )
         )
     return AttachResult(outcomes=tuple(outcomes), ok=True)
 
 
-def _gather(futures: Mapping[str, Future[T]], errors: dict[str, str], say: Progress, record: Recorder) -> dict[str, T]:
-    """Results by function; failures go to ``errors``. On an interrupt in this (the main) thread, no
-    worker starts another write, and we wait for the calls in flight so the restore sees a still state."""
+def _gather(
+    futures: Mapping[str, Future[T]],
+    errors: dict[str, str],
+    emit: Progress,
+    record: Recorder,
+    *,
+    at: Mapping[str, Step],
+) -> dict[str, T]:
+    """Results by function; failures go to ``errors`` (and out as a ``FAILED`` event of the step each
+    function was at). On an interrupt in this (the main) thread, no worker starts another write, and we
+    wait for the calls in flight so the restore sees a still state."""
     results: dict[str, T] = {}
     try:
         for name, future in futures.items():
@@ -326,7 +360,8 @@ def _gather(futures: Mapping[str, Future[T]], errors: dict[str, str], say: Progr
                 results[name] = future.result()
             except (DeployError, ClientError, BotoCoreError) as exc:
                 errors[name] = _message(name, exc)
-                say(name, f"failed: {errors[name]}")
+                step = at.get(name, Step.CODE)
+                emit(Event(function=name, step=step, state=State.FAILED, detail=f"failed: {errors[name]}"))
     except BaseException:
         record.halt()
         for future in futures.values():

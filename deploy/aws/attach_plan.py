@@ -18,6 +18,7 @@ from deploy.aws.publish import check_bucket, object_matches
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AttachError
 from deploy.lambda_facts import MAX_LAYERS, parse_layer_version_arn
+from deploy.steps import FunctionSteps
 
 _layer_arns = deployed.layer_arns
 
@@ -50,24 +51,6 @@ def desired_layers(current: Sequence[str], new_arn: str, *, function: str) -> tu
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionPlan:
-    name: str
-    key: str
-    update_code: bool
-    new_layers: tuple[str, ...]
-    old_layers: tuple[str, ...]
-    update_layers: bool
-    current_alias_version: str
-    revision_id: str | None
-    publish: bool = False  # what the alias serves differs from the target, even if $LATEST already matches
-    alias_revision_id: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.update_code or self.update_layers or self.publish
-
-
-@dataclass(frozen=True, kw_only=True)
 class AttachPlan:
     region: str
     bucket: str
@@ -76,7 +59,7 @@ class AttachPlan:
     layer_version_arn: str
     alias: str
     upload_code: bool
-    functions: tuple[FunctionPlan, ...]
+    functions: tuple[FunctionSteps, ...]
     #: The commit the code was built from (its version_info): recorded on each alias it moves, so a
     #: rollback can say which deploy it undid.
     commit: str = ""
@@ -109,7 +92,7 @@ def plan_function(
     *,
     code_sha256: str,
     layer_version_arn: str,
-) -> FunctionPlan:
+) -> FunctionSteps:
     latest, alias, served = state
     old_layers = _layer_arns(latest)
     new_layers = desired_layers(old_layers, layer_version_arn, function=fn.name)
@@ -122,16 +105,16 @@ def plan_function(
         # configuration too, so `live` only sees the change once a new version is published.
         or frozen_config(served) != frozen_config(latest)
     )
-    return FunctionPlan(
+    return FunctionSteps(
         name=fn.name,
         key=fn.key,
         update_code=update_code,
-        new_layers=new_layers,
-        old_layers=old_layers,
         update_layers=update_layers,
-        current_alias_version=str(alias["FunctionVersion"]),
+        publish_version=update_code or update_layers or stale_alias,
+        old_layers=old_layers,
+        new_layers=new_layers,
+        alias_from=str(alias["FunctionVersion"]),
         revision_id=latest.get("RevisionId"),
-        publish=update_code or update_layers or stale_alias,
         alias_revision_id=alias.get("RevisionId"),
     )
 
@@ -161,7 +144,7 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
         raise AttachError(f"{layer_version_arn} is not a version of this environment's layer {targets.layer_name}")
     lam = calls.client(env, "lambda", targets.region)
     missing: list[str] = []
-    plans: list[FunctionPlan] = []
+    plans: list[FunctionSteps] = []
     # Three reads per function: concurrent, so planning 50 functions costs a few round trips, not 150.
     with ThreadPoolExecutor(max_workers=max(1, min(env.max_workers, len(targets.functions)))) as pool:
         states = list(pool.map(lambda fn: read_state(lam, fn.name, targets.alias), targets.functions))

@@ -15,7 +15,7 @@ object or an unreadable bucket is only a miss, and the caller builds locally.
 
 Checksums cannot catch a writer who replaces zip and manifest together. In the environment's
 own bucket that writer can already publish a layer; a bucket shared across environments is
-bound to a publisher instead (:func:`publisher_code_sha256`): its zip is used only when its
+bound to a publisher instead (:func:`deploy.aws.publish.publisher_code_sha256`): its zip is used only when its
 sha256 is the CodeSha256 Lambda reports for the layer version the publisher published with the
 same identity, and anything else is a miss. The fetched layer is audited again like a fresh
 build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use all the
@@ -34,27 +34,12 @@ from typing import Any
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy.artifact import Artifact, code_sha256, hex_sha256, layer_key, load_manifest, manifest_artifact
+from deploy.artifact import Artifact, LayerAddress, code_sha256, hex_sha256, load_manifest, manifest_artifact
 from deploy.aws.retry import NOT_FOUND, error_code, error_message
 from deploy.errors import BuildError, CacheError
 from deploy.files import atomic_write
 
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True, kw_only=True)
-class CacheKeys:
-    """Where one layer identity lives in a bucket: the zip and, beside it, what describes it."""
-
-    zip: str
-    manifest: str
-    sbom: str
-
-    @classmethod
-    def for_identity(cls, identity: str) -> CacheKeys:
-        return cls(
-            zip=layer_key(identity), manifest=layer_key(identity, ".json"), sbom=layer_key(identity, ".cdx.json")
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,35 +103,15 @@ def _parse_manifest(raw: bytes, where: str, identity: str) -> dict[str, Any]:
     return manifest
 
 
-def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | CacheMiss:
-    """Reads only: the CodeSha256 of the version of layer ``publisher`` (an ARN without a version)
-    published with ``identity``, or a miss saying why none vouches for the shared bucket.
-
-    Lambda, not the bucket, is the witness: a writer of the bucket cannot publish a layer
-    version in the publisher's account. Listing needs ``lambda:ListLayerVersions``, which a layer
-    version permission cannot grant to another account: across accounts this is a miss (denied)."""
-    from deploy.aws.publish import find_version_by_identity  # publish imports this module
-
-    try:
-        found = find_version_by_identity(lam, publisher, identity)
-    except ClientError as exc:
-        return CacheMiss(reason=f"cannot read the versions of publisher {publisher} ({error_message(exc)})")
-    except BotoCoreError as exc:
-        return CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
-    if found is None:
-        return CacheMiss(reason=f"publisher {publisher} has published no version of layer {identity[:12]}")
-    return found[1]
-
-
 def published_layer(s3: Any, bucket: str, identity: str, zip_path: Path, *, published_code_sha256: str) -> Artifact:
     """The published layer ``identity`` as its cached manifest describes it, without its bytes.
 
     Enough to plan a deploy (identity, CodeSha256, sizes): a fresh runner whose plan turns out
     empty never downloads the layer. The manifest must record the published CodeSha256. Raises
     CacheError on a disagreement; a missing manifest or bucket is a ClientError for the caller."""
-    keys = CacheKeys.for_identity(identity)
-    where = f"s3://{bucket}/{keys.manifest}"
-    manifest = _parse_manifest(s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read(), where, identity)
+    address = LayerAddress(identity=identity, folder=zip_path.parent)
+    where = f"s3://{bucket}/{address.manifest_key}"
+    manifest = _parse_manifest(s3.get_object(Bucket=bucket, Key=address.manifest_key)["Body"].read(), where, identity)
     if code_sha256(str(manifest["sha256"])) != published_code_sha256:
         raise CacheError(
             f"{where} records sha256 {str(manifest['sha256'])[:16]}…, but the published layer version with this "
@@ -176,24 +141,24 @@ def fetch_layer(
     for (the shared bucket): other bytes are only a miss, since this environment then builds its
     own and uses nothing the publisher did not publish.
     """
-    keys = CacheKeys.for_identity(identity)
-    where = f"s3://{bucket}/{keys.zip}"
+    address = LayerAddress(identity=identity, folder=layers_dir)
+    where = f"s3://{bucket}/{address.zip_key}"
     try:
-        manifest_head = _head(s3, bucket, keys.manifest)
+        manifest_head = _head(s3, bucket, address.manifest_key)
         if manifest_head is None:
             return CacheMiss(reason=f"no cached manifest for layer {identity[:12]} in s3://{bucket}")
-        zip_head = _head(s3, bucket, keys.zip)
+        zip_head = _head(s3, bucket, address.zip_key)
         if zip_head is None:
             return CacheMiss(reason=f"the cached manifest for layer {identity[:12]} has no zip beside it")
-        if _head(s3, bucket, keys.sbom) is None:
+        if _head(s3, bucket, address.sbom_key) is None:
             return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
-        manifest_raw = s3.get_object(Bucket=bucket, Key=keys.manifest)["Body"].read()
+        manifest_raw = s3.get_object(Bucket=bucket, Key=address.manifest_key)["Body"].read()
     except ClientError as exc:
         return CacheMiss(reason=f"artifact bucket {bucket} unreadable ({error_message(exc)})")
     except BotoCoreError as exc:
         return CacheMiss(reason=f"artifact bucket {bucket} unreachable ({exc})")
 
-    manifest = _parse_manifest(manifest_raw, f"s3://{bucket}/{keys.manifest}", identity)
+    manifest = _parse_manifest(manifest_raw, f"s3://{bucket}/{address.manifest_key}", identity)
     expected_hex = str(manifest["sha256"])
     expected_b64 = code_sha256(expected_hex)
     stored = _full_object_sha256(zip_head)
@@ -216,18 +181,16 @@ def fetch_layer(
         )
 
     layers_dir.mkdir(parents=True, exist_ok=True)
-    zip_path = layers_dir / f"{identity}.zip"
-    manifest_path = zip_path.with_suffix(".json")
-    sbom_path = zip_path.with_suffix(".cdx.json")
+    zip_path, manifest_path, sbom_path = address.zip_path, address.manifest_path, address.sbom_path
     try:
-        got = _download(s3, bucket, keys.zip, zip_path)
+        got = _download(s3, bucket, address.zip_key, zip_path)
         if got != expected_hex:
             zip_path.unlink(missing_ok=True)
             raise CacheError(
                 f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
                 hint="the object changed while it was read, or the transfer was corrupted; rerun",
             )
-        _download(s3, bucket, keys.sbom, sbom_path)
+        _download(s3, bucket, address.sbom_key, sbom_path)
     except (ClientError, BotoCoreError, Boto3Error, OSError) as exc:
         zip_path.unlink(missing_ok=True)
         sbom_path.unlink(missing_ok=True)
@@ -242,22 +205,21 @@ def fetch_layer(
     except (OSError, BuildError) as exc:
         for path in (manifest_path, zip_path, sbom_path):
             path.unlink(missing_ok=True)
-        raise CacheError(f"cached manifest s3://{bucket}/{keys.manifest} is unusable: {exc}") from None
+        raise CacheError(f"cached manifest s3://{bucket}/{address.manifest_key} is unusable: {exc}") from None
     return CacheHit(artifact=artifact, source=where)
 
 
-def sidecars_present(s3: Any, bucket: str, identity: str) -> bool:
-    """Reads only: are the manifest and SBOM of ``identity`` beside its zip?"""
-    keys = CacheKeys.for_identity(identity)
-    return _head(s3, bucket, keys.manifest) is not None and _head(s3, bucket, keys.sbom) is not None
+def sidecars_present(s3: Any, bucket: str, address: LayerAddress) -> bool:
+    """Reads only: are the manifest and SBOM of the layer at ``address`` beside its zip?"""
+    return _head(s3, bucket, address.manifest_key) is not None and _head(s3, bucket, address.sbom_key) is not None
 
 
 def upload_sidecars(s3: Any, bucket: str, artifact: Artifact, sbom_path: Path) -> None:
     """Put the manifest and SBOM beside the uploaded zip, so any machine can reuse the build.
 
     The manifest goes last: a reader treats "manifest present" as "cache entry complete"."""
-    keys = CacheKeys.for_identity(artifact.identity)
-    for key, path in ((keys.sbom, sbom_path), (keys.manifest, artifact.manifest_path)):
+    address = artifact.address
+    for key, path in ((address.sbom_key, sbom_path), (address.manifest_key, artifact.manifest_path)):
         try:
             data = path.read_bytes()
         except OSError as exc:

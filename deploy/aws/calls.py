@@ -21,7 +21,6 @@ from typing import Any
 from botocore.config import Config
 
 from deploy.aws import session
-from deploy.config import EnvConfig
 
 _READ_PREFIXES = ("Get", "List", "Head", "Describe")
 
@@ -89,7 +88,7 @@ def client_hook(hook: ClientHook) -> Iterator[None]:
             _hooks.remove(hook)
 
 
-def _session(env: EnvConfig, region: str) -> Any:
+def _session(env: session.Endpoint, region: str) -> Any:
     # Building a client from a fresh Session re-reads the service model (~0.1 s); one Session per
     # (profile, region, endpoint) reuses it. Sessions are not thread-safe, hence the lock.
     key = (env.profile, region, env.endpoint_url)
@@ -99,9 +98,10 @@ def _session(env: EnvConfig, region: str) -> Any:
         return _sessions[key]
 
 
-def client(env: EnvConfig, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
+def client(env: session.Endpoint, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
     """A client with :data:`deploy.aws.session.CLIENT_CONFIG` (``config`` overrides parts of
-    it), whose write calls are recorded."""
+    it), whose write calls are recorded. ``env``: the run's ``deploy.context.Aws`` (or, from the
+    rooms that still take the settings, an ``EnvConfig``): only its region, profile and endpoint count."""
     sess = _session(env, region or env.region)
     merged = session.CLIENT_CONFIG.merge(config) if config is not None else session.CLIENT_CONFIG
     with _session_lock:

@@ -8,6 +8,7 @@ may have left it ahead of what the alias serves.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ from botocore.exceptions import ClientError
 
 from deploy.aws.retry import error_code, error_message
 from deploy.errors import AwsError
+
+#: How long one download of deployed bytes (a presigned URL) may take.
+HTTP_TIMEOUT_S = 15.0
 
 #: Configuration a published version freezes, which Terraform (not the tasks) changes on $LATEST.
 VERSIONED_CONFIG = ("Handler", "Runtime", "Role", "MemorySize", "Timeout", "Environment", "TracingConfig")
@@ -70,3 +74,13 @@ def read(lam: Any, name: str, alias: str, *, error: type[AwsError] = AwsError) -
     except ClientError as exc:
         raise error(f"{name}: {error_message(exc)}") from None
     return Served(name=name, latest=latest, alias=current, served=served)
+
+
+def http_get(url: str) -> bytes:
+    """Download a presigned Code.Location / Content.Location URL: the bytes a function or layer serves
+    (verify runs them; the transaction's restore puts them back when no S3 copy is left)."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"not an HTTP URL: {url[:40]}")
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 - scheme checked above
+        data: bytes = resp.read()
+    return data

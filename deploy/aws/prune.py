@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import calls
 from deploy.aws.retry import error_code, error_message
-from deploy.config import EnvConfig, Targets
+from deploy.aws.session import Endpoint
+from deploy.config import Targets
 from deploy.errors import AwsError, ConfigError
 from deploy.lambda_facts import parse_layer_version_arn
 
@@ -86,11 +87,11 @@ def _layer_base(lam: Any, layer_name: str, versions: list[int]) -> str:
     return parsed.base
 
 
-def plan_prune(env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None) -> PrunePlan:
+def plan_prune(aws: Endpoint, targets: Targets, *, keep: int, protect: Mapping[int, str] | None = None) -> PrunePlan:
     """``protect`` names versions owned elsewhere (Terraform's first version: deleting it is drift)."""
     if keep < 1:
         raise ConfigError(f"prune-layers: keep must be at least 1, got {keep}")
-    lam = calls.client(env, "lambda", targets.region)
+    lam = calls.client(aws, "lambda", targets.region)
     versions = _layer_versions(lam, targets.layer_name)
     if not versions:
         return PrunePlan(layer_name=targets.layer_name, region=targets.region, delete=(), kept=())
@@ -106,12 +107,12 @@ def plan_prune(env: EnvConfig, targets: Targets, *, keep: int, protect: Mapping[
     )
 
 
-def prune(env: EnvConfig, targets: Targets, plan: PrunePlan, *, yes: bool) -> PruneResult:
+def prune(aws: Endpoint, targets: Targets, plan: PrunePlan, *, yes: bool) -> PruneResult:
     """Delete ``plan.delete`` only with ``yes``; references are re-read first so a version attached
     since the plan was made is spared."""
     if not yes or not plan.delete:
         return PruneResult(deleted=(), skipped=plan.delete, confirmed=yes)
-    lam = calls.client(env, "lambda", plan.region)
+    lam = calls.client(aws, "lambda", plan.region)
     versions = _layer_versions(lam, plan.layer_name)
     refs = references(lam, _layer_base(lam, plan.layer_name, versions)) if versions else {}
     deleted: list[int] = []

@@ -30,7 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.artifact import Artifact
 from deploy.aws import cache, calls
 from deploy.aws.retry import NOT_FOUND, RetryPolicy, call, error_code, error_message
-from deploy.config import EnvConfig, Targets
+from deploy.aws.session import Endpoint
+from deploy.config import Targets
 from deploy.errors import AwsError, DeployError
 
 Progress = Callable[[str, str], None]
@@ -210,7 +211,25 @@ def find_version_by_identity(lam: Any, layer_name: str, identity: str) -> tuple[
     return None
 
 
-def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
+def publisher_code_sha256(lam: Any, publisher: str, identity: str) -> str | cache.CacheMiss:
+    """Reads only: the CodeSha256 of the version of layer ``publisher`` (an ARN without a version)
+    published with ``identity``, or a miss saying why none vouches for the shared bucket.
+
+    Lambda, not the bucket, is the witness: a writer of the bucket cannot publish a layer
+    version in the publisher's account. Listing needs ``lambda:ListLayerVersions``, which a layer
+    version permission cannot grant to another account: across accounts this is a miss (denied)."""
+    try:
+        found = find_version_by_identity(lam, publisher, identity)
+    except ClientError as exc:
+        return cache.CacheMiss(reason=f"cannot read the versions of publisher {publisher} ({error_message(exc)})")
+    except BotoCoreError as exc:
+        return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
+    if found is None:
+        return cache.CacheMiss(reason=f"publisher {publisher} has published no version of layer {identity[:12]}")
+    return found[1]
+
+
+def plan_publish(aws: Endpoint, targets: Targets, layer: Artifact, *, region: str | None = None) -> PublishPlan:
     """Reads only: is the zip in S3, and does a layer version with these bytes exist?"""
     if layer.kind != "layer":
         raise AwsError(f"{layer.path.name} is a {layer.kind} artifact, not a layer")
@@ -220,8 +239,8 @@ def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: s
     if layer.path.exists():
         layer.check()
     region = region or targets.region
-    s3 = calls.client(env, "s3", region)
-    lam = calls.client(env, "lambda", region)
+    s3 = calls.client(aws, "s3", region)
+    lam = calls.client(aws, "lambda", region)
     check_bucket(s3, targets.bucket)
     present = object_matches(s3, targets.bucket, layer.s3_key, layer)
     try:
@@ -242,7 +261,7 @@ def plan_publish(env: EnvConfig, targets: Targets, layer: Artifact, *, region: s
 
 
 def publish_layer(
-    env: EnvConfig,
+    aws: Endpoint,
     targets: Targets,
     layer: Artifact,
     *,
@@ -252,7 +271,7 @@ def publish_layer(
     policy: RetryPolicy | None = None,
     transfer: Transfer | None = None,
 ) -> PublishResult:
-    plan = plan_publish(env, targets, layer, region=region)
+    plan = plan_publish(aws, targets, layer, region=region)
     say = progress or _no_progress
     policy = policy or RetryPolicy()
     if dry_run or not plan.publish:
@@ -266,8 +285,8 @@ def publish_layer(
             published=plan.publish,
             dry_run=dry_run,
         )
-    s3 = calls.client(env, "s3", plan.region)
-    lam = calls.client(env, "lambda", plan.region)
+    s3 = calls.client(aws, "s3", plan.region)
+    lam = calls.client(aws, "lambda", plan.region)
     if plan.upload:
         text = f"{plan.region}: uploading layer {layer.identity[:12]} to s3://{plan.bucket}/{short_key(plan.key)}"
         if transfer is None:
@@ -279,7 +298,7 @@ def publish_layer(
     # Write-through: the manifest and SBOM beside the zip let any machine reuse this build. Checked
     # again whenever a version is to be published, so a run interrupted between the zip and its
     # manifest (or a zip uploaded before the cache existed) is repaired by the rerun.
-    if plan.upload or not cache.sidecars_present(s3, plan.bucket, layer.identity):
+    if plan.upload or not cache.sidecars_present(s3, plan.bucket, layer.address):
         cache.upload_sidecars(s3, plan.bucket, layer, layer.sbom_path)
     say(plan.region, f"publishing a version of {plan.layer_name}")
     try:
@@ -313,7 +332,7 @@ def publish_layer(
 
 
 def publish_all(
-    env: EnvConfig,
+    aws: Endpoint,
     targets_by_region: Mapping[str, Targets],
     layer: Artifact,
     *,
@@ -334,7 +353,7 @@ def publish_all(
     def one(region: str, targets: Targets) -> PublishResult | RegionFailure:
         try:
             return publish_layer(
-                env, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy, transfer=transfer
+                aws, targets, layer, dry_run=dry_run, progress=progress, region=region, policy=policy, transfer=transfer
             )
         except (DeployError, ClientError, BotoCoreError) as exc:
             return RegionFailure(region=region, error=str(exc) if isinstance(exc, DeployError) else error_message(exc))

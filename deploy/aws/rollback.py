@@ -10,7 +10,8 @@ the next deploy read to say the environment is rolled back. Versions differ betw
 Only the alias moves; published versions are immutable, so the version we move to is
 exactly what was served before. Every target version is checked to exist before the
 first alias moves, so a typo changes nothing. Each move is recorded in the caller's
-transaction first, so a failure or interrupt half-way puts the moved aliases back.
+transaction first, so a failure or interrupt half-way puts the moved aliases back. Each function
+ends with an :class:`deploy.steps.Outcome` (rolled_back, unchanged, or on a dry run would roll back).
 """
 
 from __future__ import annotations
@@ -26,18 +27,11 @@ from deploy.aws.attach import Recorder
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message
 from deploy.config import EnvConfig, FunctionTarget, Targets
 from deploy.errors import AwsError, ConfigError
+from deploy.progress import Event, Progress, State, ignore
+from deploy.steps import Outcome, Status, Step
 
 _PREVIOUS = re.compile(r"previous=(\d+)(?: commit=(\w+))?")
 _ROLLED_BACK = re.compile(r"rolled back from (\w+)(?: \(deploy at commit (\w+)\))?")
-
-
-@dataclass(frozen=True, kw_only=True)
-class RollbackOutcome:
-    name: str
-    from_version: str
-    to_version: str
-    changed: bool  # False when the alias already pointed there (or on a dry run: would change)
-    dry_run: bool = False
 
 
 def _alias_version(lam: Any, name: str, alias: str) -> str:
@@ -98,12 +92,21 @@ def _apply(
     *,
     dry_run: bool,
     record: Recorder | None,
-) -> tuple[RollbackOutcome, ...]:
+    emit: Progress,
+) -> tuple[Outcome, ...]:
     policy = RetryPolicy()
     out = []
     for name, current, to, commit in moves:
         changed = current != to
         if changed and not dry_run:
+            emit(
+                Event(
+                    function=name,
+                    step=Step.ALIAS,
+                    state=State.STARTED,
+                    detail=f"moving {targets.alias} back {current} → {to}",
+                )
+            )
             if record is not None:
                 record.check()
                 record.alias(name, to)
@@ -120,7 +123,16 @@ def _apply(
                 )
             except ClientError as exc:
                 raise AwsError(f"{name}: moving alias {targets.alias} to {to}: {error_message(exc)}") from None
-        out.append(RollbackOutcome(name=name, from_version=current, to_version=to, changed=changed, dry_run=dry_run))
+            emit(
+                Event(
+                    function=name,
+                    step=Step.ALIAS,
+                    state=State.DONE,
+                    detail=f"{targets.alias} moved back {current} → {to}",
+                )
+            )
+        status = (Status.WOULD_ROLL_BACK if dry_run else Status.ROLLED_BACK) if changed else Status.UNCHANGED
+        out.append(Outcome(name=name, status=status, old_version=current, new_version=to))
     return tuple(out)
 
 
@@ -152,7 +164,8 @@ def rollback(
     to: str | None = None,
     dry_run: bool = False,
     record: Recorder | None = None,
-) -> tuple[RollbackOutcome, ...]:
+    progress: Progress = ignore,
+) -> tuple[Outcome, ...]:
     """Each function's alias (or only ``function``'s, by key or name) → the version it served before
     the last deploy (else the highest published one below the current), or ``to``; all or nothing."""
     lam = calls.client(env, "lambda", targets.region)
@@ -181,4 +194,4 @@ def rollback(
                 "nothing was changed"
             )
         moves.append((fn.name, current, str(older[-1]), commit))
-    return _apply(lam, targets, moves, dry_run=dry_run, record=record)
+    return _apply(lam, targets, moves, dry_run=dry_run, record=record, emit=progress)

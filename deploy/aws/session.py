@@ -6,10 +6,10 @@ credentials, so no code path below this module knows it is talking to an emulato
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import boto3
 from botocore.config import Config
-
-from deploy.config import EnvConfig
 
 #: Credentials the moto server accepts; never real ones.
 EMULATOR_ACCESS_KEY = "testing"
@@ -24,7 +24,18 @@ CLIENT_CONFIG = Config(
 )
 
 
-def session_for(env: EnvConfig, region: str | None = None) -> boto3.Session:
+class Endpoint(Protocol):
+    """Where clients go: an ``EnvConfig``, or the run's ``deploy.context.Aws``."""
+
+    @property
+    def region(self) -> str: ...
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def endpoint_url(self) -> str | None: ...
+
+
+def session_for(env: Endpoint, region: str | None = None) -> boto3.Session:
     region = region or env.region
     if env.endpoint_url:
         return boto3.Session(

@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import calls
 from deploy.aws.retry import error_code, error_message
-from deploy.config import EnvConfig, ShareSettings
+from deploy.aws.session import Endpoint
+from deploy.config import ShareSettings
 from deploy.errors import AwsError, ConfigError
 from deploy.lambda_facts import parse_layer_version_arn
 
@@ -82,14 +83,14 @@ def _existing_statements(lam: Any, name: str, version: int) -> set[str]:
 
 
 def share_layer(
-    env: EnvConfig, layer_version_arn: str, settings: ShareSettings, *, dry_run: bool = False
+    aws: Endpoint, layer_version_arn: str, settings: ShareSettings, *, dry_run: bool = False
 ) -> ShareResult:
     wanted = grants(settings)
     parsed = parse_layer_version_arn(layer_version_arn)
     if parsed is None:
         raise AwsError(f"{layer_version_arn!r} is not a layer version ARN")
     name, version = parsed.name, parsed.version
-    lam = calls.client(env, "lambda", parsed.region)
+    lam = calls.client(aws, "lambda", parsed.region)
     have = _existing_statements(lam, name, version) if wanted else set()
     todo = [g for g in wanted if g.statement_id not in have]
     if not dry_run:

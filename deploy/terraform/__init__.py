@@ -2,7 +2,7 @@
 ``targets`` parses its ``deploy_targets`` output, ``fingerprint`` lets a deploy skip a no-op
 apply. The state bucket it needs lives in ``deploy.aws.state_bucket``.
 
-The names below are what ``deploy.pipeline`` and the tests use, so callers write
+The names below are what ``deploy.run`` and the tests use, so callers write
 ``from deploy import terraform`` and never depend on which module holds what.
 """
 

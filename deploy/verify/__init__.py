@@ -17,7 +17,8 @@ the runtime's interpreter executes), ``deployed`` (the deployed bytes and state)
 and log scan on real AWS). This package re-exports what the pipeline and tests call.
 """
 
-from deploy.verify.deployed import HTTP_TIMEOUT_S, http_get, verify_deployed
+from deploy.aws.deployed import HTTP_TIMEOUT_S, http_get
+from deploy.verify.deployed import verify_deployed
 from deploy.verify.remote import LOG_LOOKBACK_MS, remote_check
 from deploy.verify.results import FunctionVerify, Mode, SmokeResult, VerifyReport
 from deploy.verify.sandbox import (

@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import http.client
 import tempfile
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.artifact import LAYER_KEY_PREFIX, Artifact, hex_sha256, layer_key
+from deploy.aws.deployed import http_get
 from deploy.aws.publish import identity_from_description
 from deploy.config import EnvConfig, Targets
 from deploy.errors import VerifyError
@@ -34,17 +34,6 @@ from deploy.verify.sandbox import (
     find_runtime_python,
 )
 from deploy.verify.smoke import smoke_for
-
-HTTP_TIMEOUT_S = 15.0
-
-
-def http_get(url: str) -> bytes:
-    """Download a presigned Code.Location / Content.Location URL."""
-    if not url.startswith(("https://", "http://")):
-        raise ValueError(f"not an HTTP URL: {url[:40]}")
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 - scheme checked above
-        data: bytes = resp.read()
-    return data
 
 
 def _code_sha(data: bytes) -> str:

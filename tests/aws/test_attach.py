@@ -9,9 +9,11 @@ from deploy.artifact import Artifact
 from deploy.aws import calls
 from deploy.aws.attach import apply_attach, attach, desired_layers, plan_attach
 from deploy.aws.publish import publish_layer
+from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError
-from deploy.transaction import Transaction
+from deploy.progress import Event, State
+from deploy.steps import Step
 from tests.aws.conftest import (
     FakeClock,
     alias_versions,
@@ -44,16 +46,14 @@ def layers_of(lam: Any, name: str, qualifier: str = "live") -> list[str]:
 def test_attach_switches_every_alias_then_a_rerun_writes_nothing(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
 ) -> None:
-    progress: list[tuple[str, str]] = []
-    result = attach(
-        env, deployed, function=code, layer_version_arn=layer_arn, progress=lambda n, m: progress.append((n, m))
-    )
+    progress: list[Event] = []
+    result = attach(env, deployed, function=code, layer_version_arn=layer_arn, progress=progress.append)
     assert result.ok and {o.status for o in result.outcomes} == {"updated"}
     assert alias_versions(lam, deployed) == {fn.name: "2" for fn in deployed.functions}
     for fn in deployed.functions:
         served = lam.get_function_configuration(FunctionName=fn.name, Qualifier="live")
         assert served["CodeSha256"] == code.code_sha256 and layers_of(lam, fn.name) == [layer_arn]
-    assert any("moving alias live 1 → 2" in m for _, m in progress)
+    assert any("moving alias live 1 → 2" in e.line() for e in progress)
     assert result.to_json()["functions"][0] == {
         "name": deployed.functions[0].name,
         "status": "updated",
@@ -216,7 +216,7 @@ def test_update_in_progress_longer_than_the_bound(
     assert 25 <= sum(clock.sleeps) <= 30
     assert list(caught.value.failures) == [one.functions[0].name]
     # A function stuck InProgress cannot take the restore's update either: reported, not hidden.
-    assert txn.report is not None and [f.outcome for f in txn.report.functions] == ["failed"]
+    assert txn.report is not None and [f.status for f in txn.report.functions] == ["failed"]
     assert "inv rollback" in str(caught.value)
     assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
 
@@ -291,17 +291,12 @@ def test_revision_mismatch_replans_the_function(
             raise client_error("PreconditionFailedException", "UpdateFunctionCode", "RevisionId mismatch")
 
     inject("lambda", "UpdateFunctionCode", mismatch)
-    messages: list[str] = []
-    result = apply_attach(
-        env,
-        deployed,
-        plan,
-        function=code,
-        policy=FakeClock().policy(),
-        progress=lambda n, m: messages.append(f"{n} {m}"),
-    )
+    events: list[Event] = []
+    result = apply_attach(env, deployed, plan, function=code, policy=FakeClock().policy(), progress=events.append)
     assert result.ok and seen.count(victim) == 1
-    assert any(m.startswith(f"{victim} RevisionId changed") for m in messages)
+    retried = [e for e in events if e.state is State.RETRYING]
+    assert [(e.function, e.step) for e in retried] == [(victim, Step.CODE)]
+    assert retried[0].detail.startswith("RevisionId changed")
     assert alias_versions(lam, deployed) == {fn.name: "2" for fn in deployed.functions}
 
 
@@ -323,7 +318,7 @@ def test_failure_switching_the_third_alias_switches_the_first_two_back(
     names = [fn.name for fn in deployed.functions]
     assert txn.report is not None
     # Every function was staged ($LATEST changed) and some aliases moved: all of it is put back.
-    assert {f.name: f.outcome for f in txn.report.functions} == {n: "rolled_back" for n in names}
+    assert {f.name: f.status for f in txn.report.functions} == {n: "rolled_back" for n in names}
     assert alias_versions(lam, deployed) == {n: "1" for n in names}
     assert all(
         lam.get_function_configuration(FunctionName=n)["CodeSha256"]
@@ -352,7 +347,7 @@ def test_failure_staging_one_function_moves_no_alias(
     assert list(caught.value.failures) == [third]
     assert txn.report is not None and not txn.report.committed
     # The third function's code changed before its layer update failed: both go back with the rest.
-    assert [f.outcome for f in txn.report.functions] == ["rolled_back"] * 4
+    assert [f.status for f in txn.report.functions] == ["rolled_back"] * 4
     assert alias_versions(lam, deployed) == {fn.name: "1" for fn in deployed.functions}
     # The rerun converges.
     broken[0] = False
@@ -368,7 +363,7 @@ def test_stale_alias_with_a_current_latest_is_published_and_switched(
     lam.update_function_configuration(FunctionName=name, Layers=[layer_arn])
     plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
     first = plan.functions[0]
-    assert not first.update_code and not first.update_layers and first.publish
+    assert not first.update_code and not first.update_layers and first.publish_version
     with calls.count_writes() as writes:
         apply_attach(env, deployed, plan, function=code)
     assert writes.operations().count("UpdateFunctionCode") == 3
@@ -449,3 +444,63 @@ def test_published_version_names_the_commit_the_zip_does_not_hold(
     assert plan_attach(env, deployed, function=dirty, layer_version_arn=layer_arn).description == (
         f"commit {commit} (dirty)"
     )
+
+
+def _alias_returns(stream: list[object]) -> Any:
+    """A client hook: ("UpdateAlias returned", function) into ``stream`` when Lambda answered a move."""
+
+    def hook(service: str, client: Any) -> None:
+        if service != "lambda":
+            return
+
+        def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["moved"] = params["FunctionName"]
+
+        def after(context: dict[str, Any], **_: Any) -> None:
+            stream.append(("UpdateAlias returned", context["moved"]))
+
+        client.meta.events.register("before-parameter-build.lambda.UpdateAlias", keep)
+        client.meta.events.register("after-call.lambda.UpdateAlias", after)
+
+    return hook
+
+
+def test_alias_done_comes_only_after_update_alias_returned(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, inject: Any
+) -> None:
+    """The ✓ for "alias moved" used to come from parsing the "moving alias" line, sent before the call.
+    Faults: the first function's move is throttled once (two attempts), the third's is refused."""
+    first, third = deployed.functions[0].name, deployed.functions[2].name
+    throttled = [False]
+
+    def faults(params: dict[str, Any], **_: Any) -> None:
+        if params["FunctionName"] == first and not throttled[0]:
+            throttled[0] = True
+            raise client_error("TooManyRequestsException", "UpdateAlias")
+        if params["FunctionName"] == third and params["FunctionVersion"] != "1":
+            raise client_error("ServiceException", "UpdateAlias", "boom")
+
+    inject("lambda", "UpdateAlias", faults)
+    stream: list[object] = []
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    with calls.client_hook(_alias_returns(stream)), pytest.raises(AttachError, match="boom"):
+        apply_attach(
+            env, deployed, plan, function=code, max_workers=1, policy=FakeClock().policy(), progress=stream.append
+        )
+
+    def at(item: object) -> int:
+        assert item in stream, item
+        return stream.index(item)
+
+    assert throttled[0]
+    for fn in deployed.functions:
+        started = Event(function=fn.name, step=Step.ALIAS, state=State.STARTED, detail="moving alias live 1 → 2")
+        done = Event(function=fn.name, step=Step.ALIAS, state=State.DONE)
+        if fn.name == third:
+            assert done not in stream and ("UpdateAlias returned", third) not in stream
+            [failed] = [e for e in stream if isinstance(e, Event) and e.state is State.FAILED]
+            assert (failed.function, failed.step) == (third, Step.ALIAS) and at(started) < stream.index(failed)
+            continue
+        assert at(started) < at(("UpdateAlias returned", fn.name)) < at(done)
+        # Every staging step is done before the alias starts to move.
+        assert at(Event(function=fn.name, step=Step.PUBLISH, state=State.DONE)) < at(started)

@@ -13,16 +13,23 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from deploy import pipeline, terraform
-from deploy.artifact import Artifact, sha256_file
+from deploy import terraform
+from deploy.artifact import Artifact, LayerAddress, sha256_file
 from deploy.aws import cache, calls, publish
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Paths, RemoteCacheSettings, StateSettings, Targets
+from deploy.context import RunContext
 from deploy.errors import AuditError, CacheError, TerraformError
+from deploy.run import infra, layer_source
 from deploy.terraform import runner as terraform_runner
 from tests.aws.conftest import REGION, make_artifact
 from tests.unit.test_build import FakeInstaller, _checkout
+
+
+def _address(identity: str) -> LayerAddress:
+    """The bucket side of a layer's address (its keys do not depend on the local folder)."""
+    return LayerAddress(identity=identity, folder=Path("layers"))
 
 
 def _cached(s3: Any, bucket: str, tmp_path: Path) -> Artifact:
@@ -31,7 +38,7 @@ def _cached(s3: Any, bucket: str, tmp_path: Path) -> Artifact:
     layer.write_manifest()
     sbom = layer.path.with_suffix(".cdx.json")
     sbom.write_text('{"bomFormat": "CycloneDX"}\n')
-    upload(s3, bucket, cache.CacheKeys.for_identity(layer.identity).zip, layer)
+    upload(s3, bucket, _address(layer.identity).zip_key, layer)
     cache.upload_sidecars(s3, bucket, layer, sbom)
     return layer
 
@@ -60,7 +67,7 @@ def test_a_cached_layer_is_fetched_with_its_manifest_and_sbom(s3: Any, bucket: s
 
 def test_a_missing_manifest_is_a_miss_that_says_so(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
-    s3.delete_object(Bucket=bucket, Key=cache.CacheKeys.for_identity(layer.identity).manifest)
+    s3.delete_object(Bucket=bucket, Key=_address(layer.identity).manifest_key)
 
     got = cache.fetch_layer(s3, bucket, layer.identity, tmp_path / "out")
 
@@ -71,7 +78,7 @@ def test_a_missing_manifest_is_a_miss_that_says_so(s3: Any, bucket: str, tmp_pat
 
 def test_a_missing_sbom_is_a_miss(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
-    s3.delete_object(Bucket=bucket, Key=cache.CacheKeys.for_identity(layer.identity).sbom)
+    s3.delete_object(Bucket=bucket, Key=_address(layer.identity).sbom_key)
 
     got = cache.fetch_layer(s3, bucket, layer.identity, tmp_path / "out")
 
@@ -89,7 +96,7 @@ def test_a_missing_bucket_is_a_miss(s3: Any, tmp_path: Path) -> None:
 def test_a_tampered_zip_is_refused_naming_both_checksums(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
     tampered = b"PK\x05\x06" + b"\0" * 18
-    _put(s3, bucket, cache.CacheKeys.for_identity(layer.identity).zip, tampered)
+    _put(s3, bucket, _address(layer.identity).zip_key, tampered)
 
     with pytest.raises(CacheError, match="S3 checksum") as err:
         cache.fetch_layer(s3, bucket, layer.identity, tmp_path / "out")
@@ -102,7 +109,7 @@ def test_a_tampered_zip_is_refused_naming_both_checksums(s3: Any, bucket: str, t
 def test_a_zip_without_an_s3_checksum_is_still_hashed_on_download(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
     # Stored without a checksum (as an old client or a hand upload would): only the download hash can tell.
-    s3.put_object(Bucket=bucket, Key=cache.CacheKeys.for_identity(layer.identity).zip, Body=b"not the layer")
+    s3.put_object(Bucket=bucket, Key=_address(layer.identity).zip_key, Body=b"not the layer")
 
     with pytest.raises(CacheError, match="downloaded with sha256"):
         cache.fetch_layer(s3, bucket, layer.identity, tmp_path / "out")
@@ -113,12 +120,12 @@ def test_a_zip_without_an_s3_checksum_is_still_hashed_on_download(s3: Any, bucke
 def test_a_manifest_for_another_identity_is_refused(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
     other = "b" * 64
-    keys = cache.CacheKeys.for_identity(other)
+    keys = _address(other)
     s3.copy_object(
-        Bucket=bucket, Key=keys.zip, CopySource={"Bucket": bucket, "Key": f"lambda/layer-{layer.identity}.zip"}
+        Bucket=bucket, Key=keys.zip_key, CopySource={"Bucket": bucket, "Key": f"lambda/layer-{layer.identity}.zip"}
     )
-    _put(s3, bucket, keys.manifest, layer.manifest_path.read_bytes())
-    _put(s3, bucket, keys.sbom, b"{}")
+    _put(s3, bucket, keys.manifest_key, layer.manifest_path.read_bytes())
+    _put(s3, bucket, keys.sbom_key, b"{}")
 
     with pytest.raises(CacheError, match="not layer bbbbbbbbbbbb"):
         cache.fetch_layer(s3, bucket, other, tmp_path / "out")
@@ -134,8 +141,8 @@ def test_a_published_version_with_other_bytes_is_a_reproducibility_error(s3: Any
 
 def test_sidecars_present_reads_only(s3: Any, bucket: str, tmp_path: Path) -> None:
     layer = _cached(s3, bucket, tmp_path)
-    assert cache.sidecars_present(s3, bucket, layer.identity)
-    assert not cache.sidecars_present(s3, bucket, "c" * 64)
+    assert cache.sidecars_present(s3, bucket, layer.address)
+    assert not cache.sidecars_present(s3, bucket, _address("c" * 64))
 
 
 # ---------------------------------------------------------------------------- read-through in the pipeline
@@ -164,7 +171,7 @@ def test_a_second_environment_reuses_the_first_ones_bytes(
     plan = layer_plan(production, installer=unusable)
     assert plan.digest == built.identity
 
-    assert pipeline.read_through_cache(production, plan) is True
+    assert layer_source.read_through_cache(RunContext.create(production), plan) is True
     result = build_layer(plan)
 
     assert result.reused and unusable.calls == []
@@ -183,21 +190,21 @@ def test_without_a_cached_manifest_the_layer_is_built_and_the_user_told(
     staging = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "a"))
     built = build_layer(layer_plan(staging, installer=FakeInstaller())).artifact
     publish.publish_layer(staging, targets, built)
-    s3.delete_object(Bucket=bucket, Key=cache.CacheKeys.for_identity(built.identity).manifest)
+    s3.delete_object(Bucket=bucket, Key=_address(built.identity).manifest_key)
 
     again = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path / "b"))
     monkeypatch.setattr(terraform, "load_targets", lambda *_a, **_k: targets)
     installer = FakeInstaller()
     plan = layer_plan(again, installer=installer)
 
-    assert pipeline.read_through_cache(again, plan) is False
+    assert layer_source.read_through_cache(RunContext.create(again), plan) is False
     assert "no cached manifest" in capsys.readouterr().err
     assert not build_layer(plan).reused and len(installer.calls) == 1
 
 
 def _republish_tampered(s3: Any, bucket: str, built: Artifact, add: dict[str, bytes]) -> None:
     """Replace zip AND manifest together, consistently (what a writer of the bucket could do)."""
-    keys = cache.CacheKeys.for_identity(built.identity)
+    keys = _address(built.identity)
     tampered = built.path.with_name("tampered.zip")
     with zipfile.ZipFile(built.path) as src, zipfile.ZipFile(tampered, "w") as out:
         for info in src.infolist():
@@ -208,8 +215,8 @@ def _republish_tampered(s3: Any, bucket: str, built: Artifact, add: dict[str, by
         unzipped = sum(i.file_size for i in zf.infolist())
     manifest = json.loads(built.manifest_path.read_text())
     manifest.update(sha256=sha256_file(tampered), unzipped_size=unzipped)
-    _put(s3, bucket, keys.zip, tampered.read_bytes())
-    _put(s3, bucket, keys.manifest, json.dumps(manifest).encode())
+    _put(s3, bucket, keys.zip_key, tampered.read_bytes())
+    _put(s3, bucket, keys.manifest_key, json.dumps(manifest).encode())
 
 
 def _staging_then_production(
@@ -235,17 +242,17 @@ def test_a_layer_the_publisher_itself_published_still_fails_the_audit_and_leaves
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
     secret = b'KEY = "AKIAZ7QWERTYUIOPASDF"\nSECRET = "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"\n'
     _republish_tampered(s3, bucket, built, {"python/six/settings.py": secret})
-    keys = cache.CacheKeys.for_identity(built.identity)
+    keys = _address(built.identity)
     lam.publish_layer_version(
         LayerName=targets.layer_name,
-        Content={"S3Bucket": bucket, "S3Key": keys.zip},
+        Content={"S3Bucket": bucket, "S3Key": keys.zip_key},
         Description=f"identity={built.identity}",
     )
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
     with pytest.raises(AuditError, match=r"six/settings\.py"):
-        pipeline.read_through_cache(production, plan)
+        layer_source.read_through_cache(RunContext.create(production), plan)
 
     assert sorted(p.name for p in plan.zip_path.parent.iterdir()) == []
 
@@ -254,12 +261,12 @@ def test_a_cached_sbom_that_does_not_match_the_layer_is_refused(
     s3: Any, bucket: str, targets: Targets, publisher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
-    _put(s3, bucket, cache.CacheKeys.for_identity(built.identity).sbom, b'{"bomFormat": "CycloneDX", "forged": 1}')
+    _put(s3, bucket, _address(built.identity).sbom_key, b'{"bomFormat": "CycloneDX", "forged": 1}')
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
     with pytest.raises(AuditError, match="SBOM"):
-        pipeline.read_through_cache(production, plan)
+        layer_source.read_through_cache(RunContext.create(production), plan)
     assert not plan.zip_path.exists() and not plan.manifest_path.exists()
 
 
@@ -276,7 +283,9 @@ def test_the_bucket_lookup_creates_nothing(
     monkeypatch.setattr(terraform, "load_targets", fake)
     env = EnvConfig(name="staging", region=REGION, paths=_checkout(tmp_path))
     with calls.count_writes() as writes:
-        assert pipeline.read_through_cache(env, layer_plan(env, installer=FakeInstaller())) is False
+        assert (
+            layer_source.read_through_cache(RunContext.create(env), layer_plan(env, installer=FakeInstaller())) is False
+        )
     assert seen == [{"read_only": True}]
     assert writes.count == 0
 
@@ -295,10 +304,10 @@ def test_a_publish_interrupted_before_the_manifest_is_repaired_by_the_rerun(
     inject("s3", "PutObject", drop_manifest)
     with pytest.raises(CacheError, match="upload of"):
         publish.publish_layer(env, targets, layer)
-    assert not cache.sidecars_present(s3, bucket, layer.identity)
+    assert not cache.sidecars_present(s3, bucket, layer.address)
 
     assert publish.publish_layer(env, targets, layer).published
-    assert cache.sidecars_present(s3, bucket, layer.identity)
+    assert cache.sidecars_present(s3, bucket, layer.address)
 
 
 def test_a_published_layer_is_described_by_its_manifest_without_its_bytes(s3: Any, bucket: str, tmp_path: Path) -> None:
@@ -369,13 +378,13 @@ def test_a_deploy_whose_last_apply_stands_reads_its_targets_from_the_state_objec
     monkeypatch.setattr(terraform_runner, "output_json", terraform_output)
     terraform.forget_targets()
 
-    got = pipeline._plan_targets(env, applied=True)
+    got = infra._plan_targets(RunContext.create(env), applied=True)
     assert got.bucket == deploy_targets("staging")["bucket"]
     assert ran == []
-    assert pipeline._plan_targets(env, applied=False) == got
+    assert infra._plan_targets(RunContext.create(env), applied=False) == got
     assert ran == ["terraform output"]
     terraform.forget_targets()
     s3.delete_object(Bucket="tf-state", Key="env:/staging/app.tfstate")
-    assert pipeline._plan_targets(env, applied=True) == got  # no state object: Terraform answers
+    assert infra._plan_targets(RunContext.create(env), applied=True) == got  # no state object: Terraform answers
     assert ran == ["terraform output", "terraform output"]
     terraform.forget_targets()

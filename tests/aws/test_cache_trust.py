@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from deploy import pipeline, terraform
+from deploy import terraform
 from deploy.artifact import Artifact
 from deploy.aws import cache, calls
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
+from deploy.context import RunContext
+from deploy.run import layer_source
 from tests.aws.conftest import REGION
 from tests.aws.test_cache import _cached, _failing_targets, _republish_tampered, _staging_then_production
 from tests.unit.test_build import FakeInstaller
@@ -36,7 +38,7 @@ def _production_builds(
     plan = layer_plan(production, installer=installer)
     assert plan.digest == built.identity
     with calls.count_writes() as writes:
-        assert pipeline.read_through_cache(production, plan) is False
+        assert layer_source.read_through_cache(RunContext.create(production), plan) is False
     assert writes.count == 0  # production only reads
     said = capsys.readouterr().err
     result = build_layer(plan)
@@ -81,7 +83,7 @@ def test_no_version_of_the_publisher_with_this_identity_means_the_layer_is_built
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
     for version in lam.list_layer_versions(LayerName=targets.layer_name)["LayerVersions"]:
         lam.delete_layer_version(LayerName=targets.layer_name, VersionNumber=version["Version"])
-    assert cache.sidecars_present(s3, bucket, built.identity)
+    assert cache.sidecars_present(s3, bucket, built.address)
 
     said = _production_builds(production, built, capsys, monkeypatch)
 
@@ -137,7 +139,9 @@ def test_the_publisher_is_asked_for_its_own_layer_in_its_own_region(
 
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     with calls.client_hook(record):
-        assert pipeline.read_through_cache(production, layer_plan(production, installer=FakeInstaller(fail=True)))
+        assert layer_source.read_through_cache(
+            RunContext.create(production), layer_plan(production, installer=FakeInstaller(fail=True))
+        )
     assert asked == [(REGION, publisher)]
 
 
@@ -166,5 +170,5 @@ def test_the_environments_own_bucket_named_as_the_shared_one_is_still_read_as_it
     monkeypatch.setattr(terraform, "load_targets", lambda *_a, **_k: targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 
-    assert pipeline.read_through_cache(production, plan) is True
+    assert layer_source.read_through_cache(RunContext.create(production), plan) is True
     assert build_layer(plan).artifact.sha256 == built.sha256

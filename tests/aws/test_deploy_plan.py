@@ -1,6 +1,6 @@
 """One plan: status's verdict, the dry run and the real deploy's writes agree in every state.
 
-``pipeline.deploy`` and ``pipeline.status`` run for real against moto; only the parts that
+``flow.deploy`` and ``flow.status`` run for real against moto; only the parts that
 are not AWS are replaced: the build (artifacts made here), Terraform (targets and whether an
 apply is needed) and the sandbox verify (its own tests live elsewhere).
 """
@@ -18,14 +18,17 @@ from typing import Any
 import boto3
 import pytest
 
-from deploy import pipeline
 from deploy import plan as plan_mod
+from deploy import steps, terraform
 from deploy.artifact import Artifact
 from deploy.aws import attach as attach_mod
 from deploy.aws import calls
 from deploy.aws.publish import publish_layer, upload
 from deploy.config import EnvConfig, ShareSettings, StateSettings, Targets
+from deploy.context import RunContext
 from deploy.errors import AuditError, ConfigError, DriftError, Interrupted, Terminated, TerraformError
+from deploy.run import checks, infra, layer_source
+from deploy.run import deploy as flow
 from deploy.signals import sigterm_raises
 from deploy.terraform.decision import InfraDecision
 from tests.aws.conftest import REGION, alias_versions, create_function, make_artifact
@@ -44,6 +47,10 @@ class World:
         self.on_apply: Any = None
         self.applies = 0
 
+    @property
+    def ctx(self) -> RunContext:
+        return RunContext.create(self.env)
+
 
 @pytest.fixture
 def world(
@@ -60,7 +67,7 @@ def world(
     )
 
     def build_artifacts(
-        _env: EnvConfig, *, remote_cache: bool, report: Any = None, defer_layer: bool = False, **_: Any
+        _ctx: RunContext, *, remote_cache: bool, report: Any = None, defer_layer: bool = False, **_: Any
     ) -> tuple[Artifact, Artifact]:
         if report is not None:
             report.layer = {"identity": w.layer.identity, "source": "built"}
@@ -71,7 +78,7 @@ def world(
             raise TerraformError("no Terraform outputs: run `inv infra.apply`")
         return w.targets
 
-    def infra_apply(_env: EnvConfig, **_: Any) -> Targets:
+    def infra_apply(_ctx: RunContext, **_: Any) -> Targets:
         w.applies += 1
         if w.on_apply is not None:
             w.on_apply()
@@ -80,33 +87,33 @@ def world(
 
     ok = SimpleNamespace(to_json=lambda: {"ok": True}, raise_for_failures=lambda: None)
     # The state bucket exists (above); hardening it is tests/aws/test_state_bucket.py's business.
-    monkeypatch.setattr(pipeline, "_ensure_lock_bucket", lambda _env: None)
+    monkeypatch.setattr(infra, "_ensure_lock_bucket", lambda _env: None)
     # The host's prerequisites (Terraform, bwrap, python3.12) are tests/unit/test_preflight.py's business.
-    monkeypatch.setattr(pipeline, "require_prerequisites", lambda *_a, **_k: None)
-    monkeypatch.setattr(pipeline, "_build_artifacts", build_artifacts)
-    monkeypatch.setattr(pipeline.terraform, "load_targets", load_targets)
+    monkeypatch.setattr(infra, "require_prerequisites", lambda *_a, **_k: None)
+    monkeypatch.setattr(layer_source, "_build_artifacts", build_artifacts)
+    monkeypatch.setattr(terraform, "load_targets", load_targets)
     monkeypatch.setattr(
-        pipeline, "_terraform_needed", lambda _env, **_: InfraDecision(needed=w.terraform_changes, reason="test")
+        infra, "_terraform_needed", lambda _env, **_: InfraDecision(needed=w.terraform_changes, reason="test")
     )
-    monkeypatch.setattr(pipeline, "infra_apply", infra_apply)
-    monkeypatch.setattr(pipeline, "_verify_local", lambda *_a, **_k: ok)
-    monkeypatch.setattr(pipeline, "_verify_deployed", lambda *_a, **_k: ok)
+    monkeypatch.setattr(infra, "infra_apply", infra_apply)
+    monkeypatch.setattr(checks, "_verify_local", lambda *_a, **_k: ok)
+    monkeypatch.setattr(checks, "_verify_deployed", lambda *_a, **_k: ok)
     return w
 
 
 def observe(w: World) -> tuple[bool, bool, set[str], Any]:
     """(status says in sync, dry run says empty, functions the dry run would update, the real deploy's report)."""
     try:
-        pipeline.status(w.env)
+        flow.status(w.ctx)
         in_sync = True
     except DriftError:
         in_sync = False
     with calls.count_writes() as dry_writes:
-        dry = pipeline.deploy(w.env, dry_run=True)
+        dry = flow.deploy(w.ctx, dry_run=True)
     assert dry_writes.count == 0
     assert dry.plan is not None
     would = {f.name for f in dry.functions if f.status == "would update"}
-    real = pipeline.deploy(w.env)
+    real = flow.deploy(w.ctx)
     return in_sync, bool(dry.plan["empty"]), would, real
 
 
@@ -119,8 +126,8 @@ def assert_agree(w: World, *, changes: bool, functions: set[str] | None = None) 
     if functions is not None:
         assert updated == functions
     # After the deploy the state is in sync, and a rerun writes nothing.
-    pipeline.status(w.env)
-    again = pipeline.deploy(w.env)
+    flow.status(w.ctx)
+    again = flow.deploy(w.ctx)
     assert again.aws_write_calls == 0 and again.terraform.apply == "skipped"
     return real
 
@@ -179,14 +186,14 @@ def test_state_matrix(world: World, tmp_path: Path, lam: Any, role: str, old_lay
 def test_fresh_environment_plans_an_apply_then_everything(world: World, lam: Any) -> None:
     w = world
     w.applied, w.terraform_changes = False, True
-    dry = pipeline.deploy(w.env, dry_run=True)
+    dry = flow.deploy(w.ctx, dry_run=True)
     assert dry.plan == plan_mod.unapplied(w.env).to_json()
     with pytest.raises(DriftError, match="terraform: apply"):
-        pipeline.status(w.env)
-    real = pipeline.deploy(w.env)
+        flow.status(w.ctx)
+    real = flow.deploy(w.ctx)
     assert real.terraform.apply == "applied"
     assert {f.status for f in real.functions} == {"updated"}
-    pipeline.status(w.env)
+    flow.status(w.ctx)
 
 
 def test_status_is_never_in_sync_while_latest_differs_from_live(
@@ -194,17 +201,17 @@ def test_status_is_never_in_sync_while_latest_differs_from_live(
 ) -> None:
     """What a refused deploy used to leave: $LATEST with the new code, `live` on the old version."""
     w = world
-    pipeline.deploy(w.env)
+    flow.deploy(w.ctx)
     first = sorted(names(w.targets))[0]
     other = make_artifact(tmp_path, "function", "left behind = True")
     upload(calls.client(w.env, "s3"), w.targets.bucket, other.s3_key, other)
     lam.update_function_code(FunctionName=first, S3Bucket=w.targets.bucket, S3Key=other.s3_key)
     with pytest.raises(DriftError, match=f"{first}: code"):
-        pipeline.status(w.env)
+        flow.status(w.ctx)
     # $LATEST is the local code but `live` serves older code: still not in sync
     w.code = other
     with pytest.raises(DriftError) as err:
-        pipeline.status(w.env)
+        flow.status(w.ctx)
     assert f"{first}: " in str(err.value) and "publish version" in str(err.value)
     assert_agree(w, changes=True)
 
@@ -212,31 +219,31 @@ def test_status_is_never_in_sync_while_latest_differs_from_live(
 def test_two_deploys_after_a_change_one_applies_the_other_finds_nothing(world: World, tmp_path: Path, lam: Any) -> None:
     """The second run read its plan before the first took the lock; under the lock it reads again."""
     w = world
-    pipeline.deploy(w.env)
+    flow.deploy(w.ctx)
     w.code = make_artifact(tmp_path, "function", "def handler(event, context):\n    return 3\n")
-    real_read = pipeline._read_plan
+    real_read = flow._read_plan
     reads = [0]
     others: list[list[str]] = []
 
-    def read_plan(env: EnvConfig, **kw: Any) -> Any:
+    def read_plan(ctx: RunContext, **kw: Any) -> Any:
         reads[0] += 1
-        result = real_read(env, **kw)
+        result = real_read(ctx, **kw)
         if reads[0] == 1:  # the second run has its (stale) plan; the first run deploys now
             pipeline_deploy_other()
         return result
 
     def pipeline_deploy_other() -> None:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(pipeline, "_read_plan", real_read)
-            other = pipeline.deploy(w.env)
+            mp.setattr(flow, "_read_plan", real_read)
+            other = flow.deploy(w.ctx)
         assert {f.status for f in other.functions} == {"updated"}
         others.append(other.aws_write_operations)
 
     before_versions = None
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "_read_plan", read_plan)
+        mp.setattr(flow, "_read_plan", read_plan)
         before_versions = alias_versions(lam, w.targets)
-        second = pipeline.deploy(w.env)
+        second = flow.deploy(w.ctx)
     assert {f.status for f in second.functions} == {"unchanged"}
     # Exactly one new generation: the first run's, every alias on it.
     after = alias_versions(lam, w.targets)
@@ -250,7 +257,7 @@ def test_plan_refuses_nothing_and_reads_only(world: World) -> None:
     with calls.count_writes() as writes:
         plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)
     assert writes.count == 0 and not plan.empty
-    assert plan.primary.publish and all(f.swap_layer and f.alias_to == plan_mod.NEW for f in plan.functions)
+    assert plan.primary.publish and all(f.update_layers and f.alias_to == steps.NEW for f in plan.functions)
     assert plan.attach is None  # the layer version does not exist yet
     publish_layer(w.env, w.targets, w.layer)
     plan = plan_mod.compute(w.env, w.targets, layer=w.layer, function=w.code)
@@ -269,12 +276,12 @@ def test_targets_come_from_the_state_object_only_while_the_last_apply_stands(
         seen.append(read_only)
         return w.targets
 
-    monkeypatch.setattr(pipeline.terraform, "load_targets", load_targets)
-    pipeline.deploy(w.env, dry_run=True)
+    monkeypatch.setattr(terraform, "load_targets", load_targets)
+    flow.deploy(w.ctx, dry_run=True)
     assert seen == [True]
     w.terraform_changes = True
-    pipeline.deploy(w.env, dry_run=True)
-    pipeline.deploy(w.env, dry_run=True, apply_infra=False)
+    flow.deploy(w.ctx, dry_run=True)
+    flow.deploy(w.ctx, dry_run=True, apply_infra=False)
     assert seen == [True, False, False]
 
 
@@ -289,12 +296,12 @@ def test_invoke_yaml_disagreeing_with_terraform_is_refused_before_any_write(worl
     w = world
     w.env = dataclasses.replace(w.env, architecture="arm64")
     with calls.count_writes() as writes, pytest.raises(ConfigError) as err:
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
     assert "invoke.yaml says python3.12/arm64" in str(err.value)
     assert "deploy_targets.functions.api" in str(err.value) and "x86_64" in str(err.value)
     assert writes.count == 0
     with pytest.raises(ConfigError, match=r"invoke\.yaml says"):
-        pipeline.status(w.env)
+        flow.status(w.ctx)
 
 
 def test_terraform_per_function_architecture_decides(world: World) -> None:
@@ -302,12 +309,12 @@ def test_terraform_per_function_architecture_decides(world: World) -> None:
     arm = tuple(dataclasses.replace(fn, architecture="arm64") for fn in w.targets.functions)
     w.targets = dataclasses.replace(w.targets, functions=arm)
     with calls.count_writes() as writes, pytest.raises(ConfigError, match=r"is python3\.12/arm64"):
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
     assert writes.count == 0
     # invoke.yaml agreeing with Terraform, but the layer was built for x86_64: refused too
     w.env = dataclasses.replace(w.env, architecture="arm64")
     with pytest.raises(ConfigError, match=r"layer .* is built for python3.12/x86_64"):
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
 
 
 def test_layer_version_incompatible_with_a_function_is_refused(world: World, lam: Any) -> None:
@@ -320,7 +327,7 @@ def test_layer_version_incompatible_with_a_function_is_refused(world: World, lam
         CompatibleArchitectures=["arm64"],
     )
     with calls.count_writes() as writes, pytest.raises(ConfigError, match=r"compatible with .*arm64.*not with"):
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
     assert writes.count == 0
 
 
@@ -350,7 +357,7 @@ def test_size_budget_counts_each_functions_layers_before_any_write(world: World)
     w = world
     w.layer = dataclasses.replace(w.layer, unzipped_size=262_144_000)  # with the function's bytes: over the limit
     with calls.count_writes() as writes, pytest.raises(AuditError, match=r"size budget exceeded"):
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
     assert writes.count == 0
 
 
@@ -365,7 +372,7 @@ def test_signal_at_each_phase_of_deploy_leaves_one_generation(
     """`inv deploy` interrupted anywhere: every alias serves what it served, the lock is released, and the
     error says what was restored (exit 130 for SIGINT, 143 for SIGTERM)."""
     w = world
-    pipeline.deploy(w.env)
+    flow.deploy(w.ctx)
     before = alias_versions(lam, w.targets)
     latest_before = {
         fn.name: lam.get_function_configuration(FunctionName=fn.name)["CodeSha256"] for fn in w.targets.functions
@@ -405,10 +412,10 @@ def test_signal_at_each_phase_of_deploy_leaves_one_generation(
                 signal.pause()
             return ok
 
-        monkeypatch.setattr(pipeline, "_verify_deployed", verify_interrupted)
+        monkeypatch.setattr(checks, "_verify_deployed", verify_interrupted)
     expected = Terminated if sig == signal.SIGTERM else Interrupted
     with sigterm_raises(), pytest.raises(expected) as err:
-        pipeline.deploy(w.env)
+        flow.deploy(w.ctx)
     assert err.value.exit_code == (143 if sig == signal.SIGTERM else 130)
     assert alias_versions(lam, w.targets) == before
     latest_after = {
@@ -416,4 +423,4 @@ def test_signal_at_each_phase_of_deploy_leaves_one_generation(
     }
     assert latest_after == latest_before
     # The lock was released: the next deploy runs (and converges) without waiting.
-    assert {f.status for f in pipeline.deploy(w.env, lock_timeout=0).functions} == {"updated"}
+    assert {f.status for f in flow.deploy(w.ctx, lock_timeout=0).functions} == {"updated"}

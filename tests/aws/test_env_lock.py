@@ -11,13 +11,15 @@ from typing import Any
 import boto3
 import pytest
 
-from deploy import emulator, pipeline
+from deploy import emulator
 from deploy.artifact import Artifact
 from deploy.aws import calls
 from deploy.aws import lock as env_lock
 from deploy.aws.publish import publish_layer
 from deploy.config import EmulatorSettings, EnvConfig, StateSettings, Targets
+from deploy.context import RunContext
 from deploy.errors import DeployLockError
+from deploy.run import aws_tasks, infra, layer_source
 from tests.aws.conftest import FakeClock, alias_versions, client_error, zip_bytes
 from tests.conftest import free_port
 
@@ -178,9 +180,9 @@ def test_injected_precondition_failed_is_contention(locked_env: EnvConfig, s3: A
 def test_writing_tasks_refuse_while_another_run_holds_the_lock(
     env: EnvConfig, deployed: Targets, layer: Artifact, code: Artifact, lam: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "_targets", lambda _env: deployed)
-    monkeypatch.setattr(pipeline, "_built_layer", lambda _env: layer)
-    monkeypatch.setattr(pipeline, "_terraform_layer_versions", lambda _env: {})
+    monkeypatch.setattr(infra, "_targets", lambda _env: deployed)
+    monkeypatch.setattr(layer_source, "_built_layer", lambda _env: layer)
+    monkeypatch.setattr(aws_tasks, "_terraform_layer_versions", lambda _env: {})
     publish_layer(env, deployed, layer)
     lam.publish_layer_version(LayerName=deployed.layer_name, Content={"ZipFile": zip_bytes("newer")})
     where = env_lock.location(env, artifact_bucket=deployed.bucket)
@@ -191,14 +193,14 @@ def test_writing_tasks_refuse_while_another_run_holds_the_lock(
     before = alias_versions(lam, deployed)
     with calls.count_writes() as writes:
         with pytest.raises(DeployLockError, match="locked by"):
-            pipeline.rollback(env, lock_timeout=0)
+            aws_tasks.rollback(RunContext.create(env), lock_timeout=0)
         with pytest.raises(DeployLockError, match="locked by"):
-            pipeline.prune_layers(env, keep=1, yes=True, lock_timeout=0)
+            aws_tasks.prune_layers(RunContext.create(env), keep=1, yes=True, lock_timeout=0)
     assert writes.operations() == ["PutObject", "PutObject"]  # the two refused conditional writes
     assert alias_versions(lam, deployed) == before
     assert held_by(calls.client(env, "s3"), where) == other.info.lock_id
     # dry runs take no lock (one function: --to names a version of one function)
-    pipeline.rollback(env, function=deployed.functions[0].key, to="1", dry_run=True, lock_timeout=0)
+    aws_tasks.rollback(RunContext.create(env), function=deployed.functions[0].key, to="1", dry_run=True, lock_timeout=0)
 
 
 def test_ci_run_url_only_when_all_parts_are_set() -> None:

@@ -15,6 +15,7 @@ from deploy.aws.publish import publish_layer
 from deploy.aws.rollback import describe_rolled_back, rollback, rolled_back
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, ConfigError
+from deploy.steps import Status
 from tests.aws.conftest import alias_versions, create_function, make_artifact
 
 
@@ -32,14 +33,14 @@ def twice(env: EnvConfig, deployed: Targets, code: Artifact, layer: Artifact, tm
 
 def test_rollback_to_previous_then_to_a_given_version(env: EnvConfig, twice: Targets, lam: Any) -> None:
     outcomes = rollback(env, twice)
-    assert {(o.from_version, o.to_version, o.changed) for o in outcomes} == {("3", "2", True)}
+    assert {(o.old_version, o.new_version, o.status) for o in outcomes} == {("3", "2", Status.ROLLED_BACK)}
     assert set(alias_versions(lam, twice).values()) == {"2"}
     for fn in twice.functions:
         rollback(env, twice, function=fn.key, to="3")
     assert set(alias_versions(lam, twice).values()) == {"3"}
     with calls.count_writes() as writes:
         dry = rollback(env, twice, function=twice.functions[0].key, to="1", dry_run=True)
-    assert writes.count == 0 and all(o.changed and o.dry_run for o in dry)
+    assert writes.count == 0 and all(o.status is Status.WOULD_ROLL_BACK for o in dry)
 
 
 def test_rollback_to_a_missing_version_is_refused_before_any_write(env: EnvConfig, twice: Targets, lam: Any) -> None:
@@ -115,7 +116,7 @@ def test_rollback_returns_to_what_served_not_to_an_unserved_version(
     assert alias_versions(lam, deployed)[first] == "4"
     assert lam.get_alias(FunctionName=first, Name="live")["Description"] == "previous=2"
     outcomes = {o.name: o for o in rollback(env, deployed)}
-    assert (outcomes[first].from_version, outcomes[first].to_version) == ("4", "2")
+    assert (outcomes[first].old_version, outcomes[first].new_version) == ("4", "2")
     assert alias_versions(lam, deployed)[first] == "2"
 
 
@@ -128,10 +129,10 @@ def test_one_function_rolls_back_alone_and_then_each_to_its_own_previous(
     """Once the functions' versions differ, no single number fits them all: each goes to its own."""
     first, *others = twice.functions
     [outcome] = rollback(env, twice, function=first.key)
-    assert (outcome.name, outcome.from_version, outcome.to_version) == (first.name, "3", "2")
+    assert (outcome.name, outcome.old_version, outcome.new_version) == (first.name, "3", "2")
     assert alias_versions(lam, twice) == {first.name: "2", **{fn.name: "3" for fn in others}}
 
-    outcomes = {o.name: (o.from_version, o.to_version) for o in rollback(env, twice)}
+    outcomes = {o.name: (o.old_version, o.new_version) for o in rollback(env, twice)}
     assert outcomes == {first.name: ("2", "1"), **{fn.name: ("3", "2") for fn in others}}
     assert alias_versions(lam, twice) == {first.name: "1", **{fn.name: "2" for fn in others}}
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from deploy import pipeline
 from deploy import plan as plan_mod
 from deploy.aws import calls
 from deploy.config import EnvConfig, ShareSettings, Targets
+from deploy.context import RunContext
 from deploy.errors import ConfigError
+from deploy.run import aws_tasks
 from tests.aws.conftest import make_artifact
 
 
@@ -21,7 +22,7 @@ def test_public_share_refused_before_any_write(env: EnvConfig, targets: Targets,
     layer = make_artifact(tmp_path, "layer", "deps-v1", identity="a" * 64)
     public = dataclasses.replace(env, share=ShareSettings(accounts=("*",)))
     with calls.count_writes() as writes, pytest.raises(ConfigError, match="public"):
-        pipeline._publish(public, targets, layer, dry_run=False)
+        aws_tasks._publish(RunContext.create(public), targets, layer, dry_run=False)
     assert writes.count == 0
 
 
@@ -30,7 +31,7 @@ def test_layer_shared_with_listed_account_once(
 ) -> None:
     layer = make_artifact(tmp_path, "layer", "deps-v1", identity="b" * 64)
     shared = dataclasses.replace(env, share=ShareSettings(accounts=("210987654321",)))
-    [first] = pipeline._publish(shared, targets, layer, dry_run=False)
+    [first] = aws_tasks._publish(RunContext.create(shared), targets, layer, dry_run=False)
     assert first.published
     assert first.layer_version_arn is not None
     policy = json.loads(
@@ -40,7 +41,7 @@ def test_layer_shared_with_listed_account_once(
     assert any("210987654321" in p for p in principals)
     # A rerun converges: same version, no new permission statement, no write at all.
     with calls.count_writes() as writes:
-        [again] = pipeline._publish(shared, targets, layer, dry_run=False)
+        [again] = aws_tasks._publish(RunContext.create(shared), targets, layer, dry_run=False)
     assert again.layer_version_arn == first.layer_version_arn
     assert writes.count == 0
 
@@ -49,11 +50,11 @@ def test_new_share_settings_make_an_otherwise_unchanged_deploy_pending(
     env: EnvConfig, targets: Targets, bucket: str, tmp_path: Path
 ) -> None:
     layer = make_artifact(tmp_path, "layer", "deps-v1", identity="c" * 64)
-    pipeline._publish(env, targets, layer, dry_run=False)
+    aws_tasks._publish(RunContext.create(env), targets, layer, dry_run=False)
     assert not plan_mod.region_step(env, targets, layer, targets.region).changed
     shared = dataclasses.replace(env, share=ShareSettings(accounts=("210987654321",)))
     with calls.count_writes() as writes:
         assert plan_mod.region_step(shared, targets, layer, targets.region).shares_to_add
     assert writes.count == 0
-    pipeline._publish(shared, targets, layer, dry_run=False)
+    aws_tasks._publish(RunContext.create(shared), targets, layer, dry_run=False)
     assert not plan_mod.region_step(shared, targets, layer, targets.region).changed

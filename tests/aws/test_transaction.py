@@ -18,9 +18,11 @@ from deploy.aws import calls
 from deploy.aws.attach import apply_attach, plan_attach
 from deploy.aws.publish import publish_layer
 from deploy.aws.rollback import rollback
+from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError, Interrupted, Terminated, VerifyError
-from deploy.transaction import Transaction
+from deploy.progress import Event, State
+from deploy.steps import Step
 from tests.aws.conftest import alias_versions, client_error, zip_bytes
 
 SIGNALS = {"SIGINT": (signal.SIGINT, Interrupted, 130), "SIGTERM": (signal.SIGTERM, Terminated, 143)}
@@ -98,7 +100,7 @@ def test_signal_during_attach_leaves_one_generation(
     plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
     inject("lambda", operation, kill_on(nth, sig))
     previous = signal.getsignal(signal.SIGTERM)
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(error) as caught, txn:
         apply_attach(env, deployed, plan, function=code, max_workers=2, record=txn)
     assert caught.value.exit_code == exit_code
@@ -112,7 +114,7 @@ def test_signal_during_verify_restores_everything(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
 ) -> None:
     before, before_latest = served(lam, deployed), latest(lam, deployed)
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(Interrupted, match="rolled back"), txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
@@ -126,17 +128,17 @@ def test_failed_verify_restores_aliases_and_latest(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
 ) -> None:
     before, before_latest = served(lam, deployed), latest(lam, deployed)
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(VerifyError) as caught, txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
         raise VerifyError("api: import failed")
     assert "api: import failed" in str(caught.value) and "rolled back: " in str(caught.value)
     assert txn.report is not None
-    assert {f.outcome for f in txn.report.functions} == {"rolled_back"}
+    assert {f.status for f in txn.report.functions} == {"rolled_back"}
     assert_one_generation(lam, deployed, before, before_latest)
     # The next attach converges from there, as if the failed one never ran.
-    with Transaction(env, deployed, say=lambda _m: None) as again:
+    with Transaction(env, deployed, progress=lambda _e: None) as again:
         apply_attach(
             env,
             deployed,
@@ -145,7 +147,7 @@ def test_failed_verify_restores_aliases_and_latest(
             record=again,
         )
     assert again.report is not None
-    assert {f.outcome for f in again.report.functions} == {"updated"}
+    assert {f.status for f in again.report.functions} == {"updated"}
 
 
 def test_restore_leaves_an_alias_another_writer_moved(
@@ -153,7 +155,7 @@ def test_restore_leaves_an_alias_another_writer_moved(
 ) -> None:
     """Compare-and-set: a concurrent deploy's alias move is not undone by our failed one."""
     victim = deployed.functions[1].name
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(VerifyError), txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
@@ -165,11 +167,11 @@ def test_restore_leaves_an_alias_another_writer_moved(
         raise VerifyError("verify failed")
     assert txn.report is not None
     outcome = {f.name: f for f in txn.report.functions}
-    assert outcome[victim].outcome == "left" and f"live is at {theirs}" in str(outcome[victim].detail)
+    assert outcome[victim].status == "left" and f"live is at {theirs}" in str(outcome[victim].detail)
     assert lam.get_alias(FunctionName=victim, Name="live")["FunctionVersion"] == theirs
     others = {n: v for n, v in alias_versions(lam, deployed).items() if n != victim}
     assert others == {n: "1" for n in others}
-    assert {outcome[n].outcome for n in others} == {"rolled_back"}
+    assert {outcome[n].status for n in others} == {"rolled_back"}
     assert "left as another writer set them: " + victim in txn.report.summary()
 
 
@@ -177,7 +179,7 @@ def test_restore_leaves_latest_code_another_writer_changed(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, tmp_path: Any
 ) -> None:
     victim = deployed.functions[0].name
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(VerifyError), txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
@@ -187,7 +189,7 @@ def test_restore_leaves_latest_code_another_writer_changed(
     assert theirs != code.code_sha256
     assert txn.report is not None
     change = {f.name: f for f in txn.report.functions}[victim]
-    assert change.outcome == "left" and "$LATEST code changed by another writer" in str(change.detail)
+    assert change.status == "left" and "$LATEST code changed by another writer" in str(change.detail)
     assert lam.get_alias(FunctionName=victim, Name="live")["FunctionVersion"] == "1"
 
 
@@ -202,7 +204,7 @@ def test_an_error_during_restore_is_reported_not_hidden(
             raise client_error("AccessDeniedException", "UpdateAlias", "denied")
 
     inject("lambda", "UpdateAlias", refuse_restore)
-    txn = Transaction(env, deployed, say=lambda _m: None)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
     with pytest.raises(AttachError) as caught, txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
@@ -217,7 +219,7 @@ def test_an_error_during_restore_is_reported_not_hidden(
 def test_rollback_failing_half_way_puts_moved_aliases_back(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
 ) -> None:
-    with Transaction(env, deployed, say=lambda _m: None) as txn:
+    with Transaction(env, deployed, progress=lambda _e: None) as txn:
         apply_attach(
             env,
             deployed,
@@ -232,7 +234,7 @@ def test_rollback_failing_half_way_puts_moved_aliases_back(
             raise client_error("ServiceException", "UpdateAlias", "boom")
 
     inject("lambda", "UpdateAlias", refuse)
-    with pytest.raises(Exception, match="boom"), Transaction(env, deployed, say=lambda _m: None) as rb:
+    with pytest.raises(Exception, match="boom"), Transaction(env, deployed, progress=lambda _e: None) as rb:
         rollback(env, deployed, record=rb)
     assert set(alias_versions(lam, deployed).values()) == {"2"}
 
@@ -240,7 +242,7 @@ def test_rollback_failing_half_way_puts_moved_aliases_back(
 def test_no_change_commits_without_writes(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any
 ) -> None:
-    with Transaction(env, deployed, say=lambda _m: None) as txn:
+    with Transaction(env, deployed, progress=lambda _e: None) as txn:
         apply_attach(
             env,
             deployed,
@@ -248,7 +250,7 @@ def test_no_change_commits_without_writes(
             function=code,
             record=txn,
         )
-    with calls.count_writes() as writes, Transaction(env, deployed, say=lambda _m: None) as again:
+    with calls.count_writes() as writes, Transaction(env, deployed, progress=lambda _e: None) as again:
         apply_attach(
             env,
             deployed,
@@ -257,7 +259,7 @@ def test_no_change_commits_without_writes(
             record=again,
         )
     assert writes.count == 0
-    assert again.report is not None and {f.outcome for f in again.report.functions} == {"unchanged"}
+    assert again.report is not None and {f.status for f in again.report.functions} == {"unchanged"}
 
 
 def test_a_second_ctrl_c_during_the_restore_waits_for_it(
@@ -271,14 +273,32 @@ def test_a_second_ctrl_c_during_the_restore_waits_for_it(
             os.kill(os.getpid(), signal.SIGINT)
 
     inject("lambda", "UpdateAlias", impatient)
-    said: list[str] = []
-    txn = Transaction(env, deployed, say=said.append)
+    said: list[Event] = []
+    txn = Transaction(env, deployed, progress=said.append)
     with pytest.raises(Interrupted), txn:
         plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
         apply_attach(env, deployed, plan, function=code, record=txn)
         restoring[0] = True
         os.kill(os.getpid(), signal.SIGINT)
         signal.pause()
-    assert any("SIGINT received while restoring; finishing the restore first" in m for m in said)
+    assert any("SIGINT received while restoring; finishing the restore first" in e.line() for e in said)
     assert_one_generation(lam, deployed, before, before_latest)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_restore_reports_each_step_it_puts_back_as_a_typed_event(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str
+) -> None:
+    events: list[Event] = []
+    txn = Transaction(env, deployed, progress=events.append)
+    with pytest.raises(VerifyError), txn:
+        plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+        apply_attach(env, deployed, plan, function=code, record=txn)
+        raise VerifyError("verify failed")
+    run = [(e.step, e.state) for e in events if e.function is None]
+    assert run == [(Step.RESTORE, State.STARTED), (Step.RESTORE, State.DONE)]
+    assert events[-1].detail.startswith("restore: rolled back: ")
+    undone = {(e.function, e.step) for e in events if e.state is State.UNDOING}
+    assert undone == {(fn.name, step) for fn in deployed.functions for step in (Step.ALIAS, Step.CODE, Step.LAYERS)}
+    first = deployed.functions[0].name
+    assert Event(function=first, step=Step.ALIAS, state=State.UNDOING, detail="moving live back 2 → 1") in events

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy import pipeline
 from deploy.aws import calls
 from deploy.cli import env_config
+from deploy.context import RunContext
 from deploy.errors import DriftError
+from deploy.run import deploy as flow
 from tests.e2e.test_deploy_local import Project, new_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -122,7 +123,7 @@ def test_status_reads_only_before_and_after_a_deploy(fresh: Project, monkeypatch
     env = env_config(type("C", (), {"config": config})(), "local", root=fresh.root)
     state = fresh.client("s3").head_object(Bucket="terraform-state", Key="env:/local/bluemoxon/terraform.tfstate")
     with calls.count_writes() as writes:
-        pipeline.status(env)
+        flow.status(RunContext.create(env))
     assert writes.count == 0, writes.calls
     again = fresh.client("s3").head_object(Bucket="terraform-state", Key="env:/local/bluemoxon/terraform.tfstate")
     assert again["ETag"] == state["ETag"]

@@ -26,6 +26,7 @@ from deploy.build import (
 )
 from deploy.config import EnvConfig, LayerOptions, Paths
 from deploy.errors import AuditError, BuildError
+from deploy.install import CompilesHere
 from tests.unit.runtime_pyc import bytecode_magic, runtime_co_filename
 
 LOCKS = Path(__file__).resolve().parent.parent / "fixtures" / "locks"
@@ -48,8 +49,8 @@ def _dist(site: Path, name: str, version: str, files: dict[str, bytes], tag: str
     (info / "RECORD").write_text("\n".join(record) + "\n")
 
 
-class FakeInstaller:
-    """Installs what the requirements name, as tiny pure-Python wheels."""
+class FakeInstaller(CompilesHere):
+    """Installs what the requirements name, as tiny pure-Python wheels (compiled by the host's runtime Python)."""
 
     name = "fake"
 
@@ -772,8 +773,8 @@ def test_a_dependency_only_change_moves_the_layer_and_not_the_function(tmp_path:
 
 
 def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_path: Path) -> None:
-    from deploy.pipeline import _artifact_json
     from deploy.report import markdown
+    from deploy.run.layer_source import _artifact_json
 
     paths = _backend(tmp_path)
     head = _git(tmp_path, "rev-parse", "HEAD").strip()

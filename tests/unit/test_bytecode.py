@@ -6,7 +6,7 @@ import json
 import subprocess
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -179,3 +179,44 @@ def test_docker_builder_compiles_inside_the_image(tmp_path: Path) -> None:
     run = engine.containers.runs[-1]
     assert run["entrypoint"] == ["python3"] and run["volumes"][str(site.resolve())] == {"bind": "/out", "mode": "rw"}
     assert engine.containers.last is not None and engine.containers.last.removed
+
+
+# ---------------------------------------------------------------------------
+# The builder registry: an installer declares its compiler; the plan asks no builder name
+
+
+class DeclaresItsCompiler(FakeInstaller):
+    """A builder the project does not ship, registered by the test alone."""
+
+    name = "declared"
+    made_for: ClassVar[list[tuple[str, str]]] = []
+
+    @classmethod
+    def for_target(cls, *, python_version: str, architecture: str) -> DeclaresItsCompiler:
+        cls.made_for.append((python_version, architecture))
+        return cls()
+
+    def compiler(self, python_version: str, *, cache: Any) -> bytecode.Compiler:
+        return FixedVersion(f"{python_version}.77")
+
+
+def test_the_plan_compiles_with_the_compiler_the_registered_installer_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.install import INSTALLERS
+
+    monkeypatch.setitem(INSTALLERS, "declared", DeclaresItsCompiler)
+    monkeypatch.setattr(DeclaresItsCompiler, "made_for", [])
+    plan = layer_plan(_env(_checkout(tmp_path), builder="declared"), architecture="arm64")
+    assert isinstance(plan.installer, DeclaresItsCompiler)
+    assert DeclaresItsCompiler.made_for == [("3.12", "arm64")]
+    assert isinstance(plan.compiler, FixedVersion) and plan.identity.bytecode == "cpython-3.12.77"
+    assert plan.identity.builder == "declared"
+    # The docker builder declares the image's own Python; uv and pip this machine's runtime Python.
+    from deploy.install import installer_for
+
+    docker = installer_for("docker", python_version="3.12", architecture="x86_64")
+    assert isinstance(docker.compiler("3.12", cache=None), bytecode.DockerCompiler)
+    for name in ("uv", "pip"):
+        here = installer_for(name, python_version="3.12", architecture="x86_64")
+        assert type(here.compiler("3.12", cache=None)) is bytecode.LocalCompiler

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from deploy import pipeline
 from deploy.config import EnvConfig
+from deploy.context import RunContext
 from deploy.errors import DestroyRefused
+from deploy.run import infra
 from deploy.terraform.decision import InfraDecision, SavedPlan
 
 
@@ -23,11 +24,11 @@ def applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path | None
         path=plan_file, add=0, change=0, destroy=5, removals=("remove function acme-notifier",), planned=None
     )
     calls: list[Path | None] = []
-    monkeypatch.setattr(pipeline, "require_prerequisites", lambda *_a, **_k: None)
-    monkeypatch.setattr(pipeline, "_ensure_lock_bucket", lambda _env: None)
-    monkeypatch.setattr(pipeline, "_locked", lambda *_a, **_k: contextlib.nullcontext())
+    monkeypatch.setattr(infra, "require_prerequisites", lambda *_a, **_k: None)
+    monkeypatch.setattr(infra, "_ensure_lock_bucket", lambda _env: None)
+    monkeypatch.setattr(infra, "_locked", lambda *_a, **_k: contextlib.nullcontext())
     monkeypatch.setattr(
-        pipeline,
+        infra,
         "_terraform_needed",
         lambda _env, **kw: (
             InfraDecision(needed=True, reason="plan", state="etag", plan=saved)
@@ -40,14 +41,14 @@ def applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path | None
         calls.append(kw.get("plan_file"))
         return "targets"
 
-    monkeypatch.setattr(pipeline, "infra_apply", infra_apply)
+    monkeypatch.setattr(infra, "infra_apply", infra_apply)
     return calls
 
 
 def test_a_plan_that_removes_a_function_is_refused_and_discarded(applied: list[Path | None], tmp_path: Path) -> None:
     env = EnvConfig(name="staging", region="us-west-2")
     with pytest.raises(DestroyRefused, match="would remove function acme-notifier; nothing was changed") as err:
-        pipeline.infra_apply_locked(env)
+        infra.infra_apply_locked(RunContext.create(env))
     assert "--allow-destroy" in str(err.value)
     assert applied == []
     assert not (tmp_path / "deploy-1.tfplan").exists()  # a refused plan is not left for a later apply
@@ -55,5 +56,5 @@ def test_a_plan_that_removes_a_function_is_refused_and_discarded(applied: list[P
 
 def test_with_allow_destroy_the_saved_plan_itself_is_applied(applied: list[Path | None], tmp_path: Path) -> None:
     env = EnvConfig(name="staging", region="us-west-2")
-    assert pipeline.infra_apply_locked(env, allow_destroy=True) == "targets"
+    assert infra.infra_apply_locked(RunContext.create(env), allow_destroy=True) == "targets"
     assert applied == [tmp_path / "deploy-1.tfplan"]

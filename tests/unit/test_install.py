@@ -221,6 +221,25 @@ def test_registry() -> None:
         get_installer("conda")
 
 
+def test_every_list_of_builders_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A builder registered once is a choice everywhere: installer lookup, --builder, invoke.yaml."""
+    from deploy.config import load_env
+    from deploy.context import check_flags
+    from deploy.errors import ConfigError
+
+    monkeypatch.setitem(INSTALLERS, "conda", PipInstaller)
+    with pytest.raises(BuildError) as err:
+        get_installer("mamba")
+    assert err.value.message == "unknown builder 'mamba'; choose one of uv, pip, docker, conda"
+    with pytest.raises(ConfigError, match="--builder 'mamba' is not one of uv, pip, docker, conda"):
+        check_flags(None, "mamba")
+    check_flags(None, "conda")
+    local = {"region": "us-east-1", "builder": "conda"}
+    assert load_env({"environments": {"local": local}}, "local").builder == "conda"
+    with pytest.raises(ConfigError, match=r"'mamba' is not a builder; choose one of uv, pip, docker, conda"):
+        load_env({"environments": {"local": {**local, "builder": "mamba"}}}, "local")
+
+
 # ---------------------------------------------------------------------------
 # Docker, against a fake engine implementing the SDK surface we use
 

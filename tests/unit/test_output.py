@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from deploy import build, pipeline, report
+from deploy import build, report
 from deploy.aws.publish import short_key
+from deploy.run import show
+from deploy.steps import Outcome, Status
 
 
 @pytest.fixture
@@ -21,18 +23,18 @@ def screen(monkeypatch: pytest.MonkeyPatch) -> Console:
 
 
 def test_an_alias_that_did_not_move_reads_unchanged() -> None:
-    assert pipeline.live_change("3", "3") == "3 (unchanged)"
-    assert pipeline.live_change("3", None) == "3 (unchanged)"
-    assert pipeline.live_change("1", "2") == "1 → 2"
+    assert show.live_change("3", "3") == "3 (unchanged)"
+    assert show.live_change("3", None) == "3 (unchanged)"
+    assert show.live_change("1", "2") == "1 → 2"
 
 
 def test_a_no_op_deploy_summary(screen: Console) -> None:
     functions = [
-        report.FunctionResult(name=f"bluemoxon-local-{n}", status="unchanged", old_version="3", new_version="3")
+        Outcome(name=f"bluemoxon-local-{n}", status=Status.UNCHANGED, old_version="3", new_version="3")
         for n in ("api", "eval-runbook-worker")
     ]
     done = report.DeployReport(env="local", dry_run=False, ok=True, functions=functions, seconds=2.9)
-    pipeline._summary(done)
+    show._summary(done)
     text = screen.export_text()
     assert "3 (unchanged)" in text
     assert "None" not in text and "→" not in text
@@ -93,15 +95,15 @@ def test_without_a_terminal_each_function_is_one_line_as_it_finishes(screen: Con
 def test_a_check_mark_only_for_what_ran_and_passed_in_full(screen: Console) -> None:
     from types import SimpleNamespace
 
-    from deploy import pipeline
+    from deploy.run import show
 
     skipped = SimpleNamespace(
         import_only=False, results=[SimpleNamespace(skipped=True), SimpleNamespace(skipped=False)]
     )
     full = SimpleNamespace(import_only=False, results=[SimpleNamespace(skipped=False)])
     with report.item_lines(["fn-a", "fn-b", "fn-c", "fn-d"], "running") as lines:
-        lines.done("fn-a", True, "health ok, admin ok", import_only=pipeline._partial(full))
-        lines.done("fn-b", True, "health ok, admin skipped", import_only=pipeline._partial(skipped))
+        lines.done("fn-a", True, "health ok, admin ok", import_only=show._partial(full))
+        lines.done("fn-b", True, "health ok, admin skipped", import_only=show._partial(skipped))
         lines.done("fn-c", False, "health FAILED")
     assert screen.export_text().splitlines() == [
         "✓ fn-a: health ok, admin ok",

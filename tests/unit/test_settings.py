@@ -18,7 +18,7 @@ import yaml
 from invoke.config import Config
 
 from deploy.cli import plain, settings_defaults
-from deploy.config import EnvConfig, load_env
+from deploy.config import EmulatorSettings, EnvConfig, StateSettings, load_env
 from deploy.errors import ConfigError
 from deploy.settings import check_variables, invoke_defaults
 
@@ -242,12 +242,83 @@ def test_defaults_declare_every_key_for_every_environment() -> None:
 # Without pydantic on the way of every task: the key table and remembered checks
 
 
-def test_the_written_out_keys_are_the_models_keys() -> None:
-    from deploy import settings
-    from deploy.settings_model import DeployModel, EnvironmentModel, section_keys
+def test_the_key_list_and_the_model_are_the_declarations() -> None:
+    """Invoke's key list and pydantic's fields, section by section, are the declaration's keys."""
+    from deploy import settings_model
+    from deploy import settings_schema as schema
 
-    assert section_keys(DeployModel) == settings.KEYS
-    assert section_keys(EnvironmentModel) == settings.ENVIRONMENT_KEYS
+    declared = invoke_defaults({"environments": {"local": {"emulator": {}, "state": {}}}})["deploy"]
+    assert declared == {
+        **schema.declared(schema.Deploy),
+        "environments": {"local": schema.declared(schema.Environment)},
+    }
+    for section in (schema.Deploy, schema.Environment, schema.Verify, schema.SmokeCase, schema.State):
+        assert list(settings_model.model(section).model_fields) == list(schema.keys(section))
+
+
+def _attribute(env: EnvConfig, path: tuple[str, ...]) -> Any:
+    """Where load_env puts a key: its own path, but for the few keys EnvConfig keeps elsewhere."""
+    where = {("smoke",): ("verify", "smoke")}.get(path, path)
+    found: Any = env
+    for name in where:
+        found = getattr(found, name)
+    return found
+
+
+def test_every_declared_key_reaches_the_config_with_its_default_and_is_type_checked() -> None:
+    """A key declared but not loaded (no field, another default, in invoke.yaml's path or in EnvConfig's own
+    defaults) fails here, as does one whose type is not checked."""
+    from deploy import settings_schema as schema
+
+    #: Keys whose fallback is not a constant: it depends on the environment (or the key is required).
+    computed = {("region",), ("tfvars",), ("endpoint_url",), ("state", "bucket")}
+    bare = load_env({"environments": {"t": {"region": "r"}}}, "t")
+    local = load_env({"environments": {"t": {"region": "r", "emulator": {}, "state": {"bucket": "b"}}}}, "t")
+    assert (
+        bare.tfvars == "envs/t.tfvars" and bare.endpoint_url is None and local.endpoint_url == "http://127.0.0.1:5000"
+    )
+    # Settings made in code (tests, tools) without invoke.yaml get the same defaults.
+    made = EnvConfig(name="t", region="r", emulator=EmulatorSettings(), state=StateSettings(bucket="b"))
+    checked = 0
+    for path, key in schema.leaves(schema.Environment):
+        assert key.default is not schema.REQUIRED, path  # every key may be left out
+        if path not in computed:
+            env = local if path[0] in ("emulator", "state") else bare
+            assert _attribute(env, path) == key.default, path
+            assert _attribute(made, path) == key.default, path
+            checked += 1
+        tree: dict[str, Any] = {"region": "r"}
+        node = tree
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = [[1]]  # no declared type takes a list of lists
+        with pytest.raises(ConfigError) as err:
+            load_env({"environments": {"t": tree}}, "t")
+        assert f"`deploy.environments.t.{'.'.join(path)}" in str(err.value), path
+    assert checked == len(schema.leaves(schema.Environment)) - len(computed)
+
+
+def test_a_key_added_to_or_removed_from_the_declaration_is_known_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key list Invoke needs, INVOKE_* variables, the model and its did-you-mean all follow the declaration."""
+    from deploy import settings
+    from deploy import settings_schema as schema
+
+    monkeypatch.setattr(schema.Layer, "compress", schema.Key(bool, default=False), raising=False)
+    declared = invoke_defaults(REAL["deploy"])["deploy"]
+    assert declared["layer"]["compress"] is None and declared["environments"]["staging"]["layer"]["compress"] is None
+    check_variables(REAL["deploy"], {"INVOKE_DEPLOY_ENVIRONMENTS_STAGING_LAYER_COMPRESS": "true"})
+    tree = {**REAL["deploy"], "layer": {"compress": True}}
+    assert settings.validate(tree)["layer"] == {"compress": True}
+    with pytest.raises(ConfigError, match=r"`deploy\.layer\.compress`: expected true or false, got 'yes'"):
+        settings.validate({**REAL["deploy"], "layer": {"compress": "yes"}})
+    with pytest.raises(ConfigError, match=r"`deploy\.layer\.compres`: unknown key; did you mean `compress`\?"):
+        settings.validate({**REAL["deploy"], "layer": {"compres": True}})
+
+    monkeypatch.delattr(schema.Layer, "strip_tests")
+    with pytest.raises(ConfigError, match=r"`deploy\.layer\.strip_tests`: unknown key"):
+        settings.validate({**REAL["deploy"], "layer": {"strip_tests": True}})
+    with pytest.raises(ConfigError, match="INVOKE_DEPLOY_LAYER_STRIP_TESTS: no such setting"):
+        check_variables({}, {"INVOKE_DEPLOY_LAYER_STRIP_TESTS": "true"})
 
 
 def test_a_tree_that_passed_is_not_checked_again_and_one_that_failed_always_is(

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from deploy import pipeline, report
+from deploy import report, terraform
 from deploy import terraform as tfm
+from deploy.context import RunContext
 from deploy.errors import DriftError, TerraformError
+from deploy.run import infra
 from deploy.terraform import events
 from tests.unit.test_terraform import env_config, fake_terraform, runner
 
@@ -76,7 +78,9 @@ def script_printing(tmp_path: Path, lines: list[str], code: int) -> Path:
 def apply_with_progress(tmp_path: Path, script: Path) -> tfm.Progress:
     tf = runner(tmp_path, script)
     env = env_config(tmp_path)
-    return pipeline._terraform_with_progress(env, "apply", lambda log, ev: tfm.apply(tf, log=log, events=ev))
+    return infra._terraform_with_progress(
+        RunContext.create(env), "apply", lambda log, ev: tfm.apply(tf, log=log, events=ev)
+    )
 
 
 def logs(tmp_path: Path) -> list[Path]:
@@ -160,14 +164,14 @@ def test_infra_plan_lists_what_would_change_not_ignored_drift(
     body = f"if argv[0] == 'plan':\n    print({chr(10).join(lines)!r})\n    sys.exit(2)\n"
     fake = runner(tmp_path, fake_terraform(tmp_path / "bin", body))
     env = dataclasses.replace(env_config(tmp_path), emulator=None, endpoint_url=None)  # nothing to reach
-    monkeypatch.setattr(pipeline.terraform, "terraform_for", lambda _env: fake)
-    assert pipeline.infra_plan(env) is True
+    monkeypatch.setattr(terraform, "terraform_for", lambda _env: fake)
+    assert infra.infra_plan(RunContext.create(env)) is True
     err = capsys.readouterr().err
     assert f"  {BUCKET}: Plan to create" in err and f"  {FUNCTION}: Plan to create" in err
     assert "Drift detected" not in err  # it is in the log
     assert "Drift detected" in logs_of(tmp_path, "plan")[0].read_text()
     with pytest.raises(DriftError):
-        pipeline.infra_plan(env, detailed_exitcode=True)
+        infra.infra_plan(RunContext.create(env), detailed_exitcode=True)
 
 
 def logs_of(tmp_path: Path, command: str) -> list[Path]:

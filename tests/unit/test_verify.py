@@ -600,7 +600,8 @@ def test_a_function_without_smoke_events_is_import_only_and_strict_makes_it_an_e
 
     from rich.console import Console
 
-    from deploy import pipeline, report
+    from deploy import report
+    from deploy.run import show
 
     env = env_with({})  # no smoke events for "ok"
     args = {"layer": layer_zip(tmp_path), "function": function_zip(tmp_path, OK_MODULES), "python": python312}
@@ -616,13 +617,13 @@ def test_a_function_without_smoke_events_is_import_only_and_strict_makes_it_an_e
     assert info.value.exit_code == VerifyError.exit_code
 
     # Shown with its own mark, never as a pass.
-    assert pipeline._verify_line(result).endswith("import only (no smoke events)")
+    assert show._verify_line(result).endswith("import only (no smoke events)")
     screen = Console(width=80, record=True, force_terminal=False, soft_wrap=True, highlight=False)
     original = report.console
     report.console = screen
     try:
         with report.item_lines(["f-imported", "f-answered"], "running") as lines:
-            lines.done("f-imported", True, pipeline._verify_line(result), import_only=True)
+            lines.done("f-imported", True, show._verify_line(result), import_only=True)
             lines.done("f-answered", True, "import 3 ms; echo ok; 5 ms")
     finally:
         report.console = original

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.context import RunContext
 from deploy.errors import VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource, cache_key
 
@@ -217,9 +218,10 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
     from types import SimpleNamespace
     from typing import Any
 
-    from deploy import pipeline
+    from deploy import terraform
     from deploy import verify as verify_mod
     from deploy.config import EnvConfig, FunctionTarget, Paths, Targets
+    from deploy.run import checks
     from deploy.terraform import DeclaredFunction
 
     seen: list[Any] = []
@@ -230,9 +232,9 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
 
     monkeypatch.setattr(verify_mod, "verify_local", fake)
     monkeypatch.setattr(verify_mod, "verify_deployed", fake)
-    monkeypatch.setattr(pipeline, "_function_environments", lambda *_: {})
+    monkeypatch.setattr(checks, "_function_environments", lambda *_: {})
     declared = (DeclaredFunction(key="ok", handler="h.handler", sources=("h.py",)),)
-    monkeypatch.setattr(pipeline.terraform, "declared_functions", lambda _env: declared)
+    monkeypatch.setattr(terraform, "declared_functions", lambda _env: declared)
     env = EnvConfig(name="test", region="us-east-1", paths=Paths(root=tmp_path))
     targets = Targets(
         env="test",
@@ -243,8 +245,8 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
         architecture="x86_64",
         functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="h.handler"),),
     )
-    pipeline._verify_local(env, targets, None, None)  # type: ignore[arg-type]
-    pipeline._verify_deployed(env, targets, None, None)
+    checks._verify_local(RunContext.create(env), targets, None, None)  # type: ignore[arg-type]
+    checks._verify_deployed(RunContext.create(env), targets, None, None)
     assert seen == [ExtractionCache(root=tmp_path / ".build" / "extracted")] * 2
 
 

@@ -11,8 +11,10 @@ compare-and-set: an alias goes back only while it still points at the version th
 and ``$LATEST``'s code and layers only while they are what this run put there; anything else
 was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM during
 the restore is held until the restore is done, so a nervous Ctrl-C cannot leave a mixed
-release. Each function ends in one of: unchanged, updated, rolled_back, left (moved by
-someone else) or failed (the restore itself failed; the message says what to run).
+release. Each function ends with an :class:`deploy.steps.Outcome` whose status is one of:
+unchanged, updated, rolled_back, left (moved by someone else) or failed (the restore itself
+failed; the detail says what to run). The restore reports each step it puts back as a typed
+:class:`deploy.progress.Event` (``UNDOING``), and the restore as a whole as the ``RESTORE`` step.
 """
 
 from __future__ import annotations
@@ -24,20 +26,21 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.aws import calls, deployed
+from deploy.aws.deployed import http_get
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError, Interrupted, Terminated
 from deploy.lambda_facts import DIRECT_UPLOAD_LIMIT, function_key_for_code_sha
+from deploy.progress import Event, Progress, State, plain
 from deploy.signals import SigTerm, on_main_thread, raise_sigterm
-
-Outcome = Literal["unchanged", "updated", "rolled_back", "left", "failed"]
+from deploy.steps import Outcome, Status, Step
 
 #: Where infra/terraform/bootstrap.tf puts the placeholder code every function starts with.
 BOOTSTRAP_KEY = "lambda/bootstrap.zip"
@@ -65,57 +68,58 @@ class _Changes:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionChange:
-    name: str
-    outcome: Outcome
-    old_version: str | None
-    new_version: str | None
-    detail: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class TransactionReport:
     committed: bool
-    functions: tuple[FunctionChange, ...]
+    functions: tuple[Outcome, ...]
     cause: str | None = None
 
     @property
     def restored(self) -> bool:
         """Nothing is left half-done by us: no restore failed."""
-        return not any(f.outcome == "failed" for f in self.functions)
+        return not any(f.status is Status.FAILED for f in self.functions)
 
     def summary(self) -> str:
-        groups: dict[str, list[str]] = {}
+        groups: dict[Status, list[str]] = {}
         for fn in self.functions:
-            groups.setdefault(fn.outcome, []).append(fn.name + (f" ({fn.detail})" if fn.detail else ""))
-        order = ("rolled_back", "left", "failed", "updated", "unchanged")
+            groups.setdefault(fn.status, []).append(fn.name + (f" ({fn.detail})" if fn.detail else ""))
         words = {
-            "rolled_back": "rolled back",
-            "left": "left as another writer set them",
-            "failed": "NOT restored",
-            "updated": "updated",
-            "unchanged": "unchanged",
+            Status.ROLLED_BACK: "rolled back",
+            Status.LEFT: "left as another writer set them",
+            Status.FAILED: "NOT restored",
+            Status.UPDATED: "updated",
+            Status.UNCHANGED: "unchanged",
         }
-        return "; ".join(f"{words[k]}: {', '.join(groups[k])}" for k in order if k in groups)
+        return "; ".join(f"{words[k]}: {', '.join(groups[k])}" for k in words if k in groups)
 
     def to_json(self) -> dict[str, Any]:
+        """The report's ``transaction`` entry (its schema calls the status ``outcome``)."""
         return {
             "committed": self.committed,
             "restored": self.restored,
             "cause": self.cause,
-            "functions": [asdict(f) for f in self.functions],
+            "functions": [
+                {
+                    "name": f.name,
+                    "outcome": f.status,
+                    "old_version": f.old_version,
+                    "new_version": f.new_version,
+                    "detail": f.detail,
+                }
+                for f in self.functions
+            ],
         }
 
 
 @contextmanager
-def _signals_held(say: Callable[[str], None]) -> Iterator[None]:
+def _signals_held(emit: Progress) -> Iterator[None]:
     """While restoring, SIGINT/SIGTERM only print a line: the restore must finish to leave one generation."""
     if not on_main_thread():
         yield
         return
 
     def hold(signum: int, _frame: FrameType | None) -> None:
-        say(f"{signal.Signals(signum).name} received while restoring; finishing the restore first")
+        detail = f"{signal.Signals(signum).name} received while restoring; finishing the restore first"
+        emit(Event(function=None, step=Step.RESTORE, state=State.WAITING, detail=detail))
 
     previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -133,12 +137,12 @@ class Transaction:
         env: EnvConfig,
         targets: Targets,
         *,
-        say: Callable[[str], None] = print,
+        progress: Progress = plain,
         policy: RetryPolicy | None = None,
     ) -> None:
         self.env = env
         self.targets = targets
-        self.say = say
+        self.emit = progress
         self.policy = policy or RetryPolicy()
         self.stop = threading.Event()
         self.snapshot: dict[str, Snapshot] = {}
@@ -213,11 +217,18 @@ class Transaction:
             return False
         self.stop.set()
         cause = _cause(exc)
-        self.say(f"{cause}: restoring what this run changed")
-        with _signals_held(self.say):
+        self.emit(
+            Event(
+                function=None,
+                step=Step.RESTORE,
+                state=State.STARTED,
+                detail=f"{cause}: restoring what this run changed",
+            )
+        )
+        with _signals_held(self.emit):
             self.report = self._restore(cause)
         summary = self.report.summary()
-        self.say(f"restore: {summary}")
+        self.emit(Event(function=None, step=Step.RESTORE, state=State.DONE, detail=f"restore: {summary}"))
         if isinstance(exc, SigTerm):
             raise Terminated(f"terminated (SIGTERM); {summary}", hint="rerun to converge") from None
         if isinstance(exc, KeyboardInterrupt):
@@ -234,9 +245,9 @@ class Transaction:
             change = self._changes.get(name)
             moved = change is not None and change.alias is not None and change.alias != snap.alias_version
             out.append(
-                FunctionChange(
+                Outcome(
                     name=name,
-                    outcome="updated" if moved else "unchanged",
+                    status=Status.UPDATED if moved else Status.UNCHANGED,
                     old_version=snap.alias_version,
                     new_version=change.alias if moved and change else snap.alias_version,
                 )
@@ -249,7 +260,7 @@ class Transaction:
             change = self._changes.get(name)
             if change is None or (change.code is None and change.layers is None and change.alias is None):
                 out.append(
-                    FunctionChange(name=name, outcome="unchanged", old_version=snap.alias_version, new_version=None)
+                    Outcome(name=name, status=Status.UNCHANGED, old_version=snap.alias_version, new_version=None)
                 )
                 continue
             try:
@@ -257,9 +268,9 @@ class Transaction:
             except (DeployError, ClientError, BotoCoreError) as err:
                 text = str(err) if isinstance(err, DeployError) else error_message(err)
                 out.append(
-                    FunctionChange(
+                    Outcome(
                         name=name,
-                        outcome="failed",
+                        status=Status.FAILED,
                         old_version=snap.alias_version,
                         new_version=change.version,
                         detail=f"restore failed: {text}; run `inv rollback --env {self.env.name}`",
@@ -267,7 +278,10 @@ class Transaction:
                 )
         return TransactionReport(committed=False, functions=tuple(out), cause=cause)
 
-    def _restore_one(self, snap: Snapshot, change: _Changes) -> FunctionChange:
+    def _undoing(self, name: str, step: Step, detail: str) -> None:
+        self.emit(Event(function=name, step=step, state=State.UNDOING, detail=detail))
+
+    def _restore_one(self, snap: Snapshot, change: _Changes) -> Outcome:
         lam, name, alias = self._lam, snap.name, self.targets.alias
         now = deployed.read(lam, name, alias)
         if now is None:
@@ -277,7 +291,7 @@ class Transaction:
         current = now.alias_version
         if change.alias is not None and current != snap.alias_version:
             if current == change.alias and now.alias is not None:
-                self.say(f"{name}: moving {alias} back {current} → {snap.alias_version}")
+                self._undoing(name, Step.ALIAS, f"moving {alias} back {current} → {snap.alias_version}")
                 self._write(
                     lam.update_alias,
                     what=name,
@@ -299,7 +313,7 @@ class Transaction:
                 left.append("$LATEST code changed by another writer")
         if change.layers is not None and now.latest_layers != snap.layers:
             if now.latest_layers == change.layers:
-                self.say(f"{name}: putting $LATEST's layers back")
+                self._undoing(name, Step.LAYERS, "putting $LATEST's layers back")
                 self._write(
                     lam.update_function_configuration,
                     what=name,
@@ -312,14 +326,14 @@ class Transaction:
             else:
                 left.append("$LATEST layers changed by another writer")
         if left:
-            outcome: Outcome = "left"
-            detail = "; ".join(left + ([f"restored {', '.join(done)}"] if done else []))
+            status = Status.LEFT
+            detail: str | None = "; ".join(left + ([f"restored {', '.join(done)}"] if done else []))
         elif done:
-            outcome, detail = "rolled_back", ", ".join(done)
+            status, detail = Status.ROLLED_BACK, ", ".join(done)
         else:
-            outcome, detail = "unchanged", None
-        return FunctionChange(
-            name=name, outcome=outcome, old_version=snap.alias_version, new_version=change.version, detail=detail
+            status, detail = Status.UNCHANGED, None
+        return Outcome(
+            name=name, status=status, old_version=snap.alias_version, new_version=change.version, detail=detail
         )
 
     def _restore_code(self, snap: Snapshot, revision: str | None) -> str | None:
@@ -332,13 +346,11 @@ class Transaction:
         source: dict[str, Any] = (
             {"S3Bucket": self.targets.bucket, "S3Key": key} if key else {"ZipFile": self._served_zip(snap)}
         )
-        self.say(f"{name}: putting $LATEST's code back")
+        self._undoing(name, Step.CODE, "putting $LATEST's code back")
         self._write(lam.update_function_code, what=name, FunctionName=name, **source, **_revision(revision))
         return wait_updated(lam, name, policy=self.policy).get("RevisionId")
 
     def _served_zip(self, snap: Snapshot) -> bytes:
-        from deploy.verify.deployed import http_get
-
         if self.env.endpoint_url:
             raise AwsError(f"{snap.name}: the previous code is not in s3://{self.targets.bucket}; cannot put it back")
         url = self._lam.get_function(FunctionName=snap.name, Qualifier=snap.alias_version)["Code"].get("Location")
