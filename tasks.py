@@ -275,6 +275,45 @@ def rollback(
 
 
 @task(
+    name="invoke",
+    help={
+        **ENV_HELP,
+        "function": "the function's key in Terraform's var.functions (e.g. api)",
+        "event": "a JSON file, - for stdin, or a smoke event's name from invoke.yaml (default: {})",
+        "deployed": "invoke the live alias (on the emulator: its bytes, checked, in the sandbox)",
+    },
+)
+@deploy_task
+def invoke_function(
+    c: Any, function: str, env: str = "local", event: str | None = None, deployed: bool = False
+) -> None:
+    """Run one handler with your event on the exact built (or deployed) bytes: its answer on stdout."""
+    from deploy.run import day_two
+
+    day_two.invoke(run_context(c, env), function=function, event=event, deployed=deployed)
+
+
+@task(
+    name="logs",
+    help={
+        **ENV_HELP,
+        "function": "the function's key in Terraform's var.functions (e.g. api)",
+        "since": "how far back: a number and s, m, h, d or w (default 10m)",
+        "follow": "keep polling for new events until Ctrl-C",
+        "filter": "a CloudWatch Logs filter pattern, e.g. ERROR or '\"RequestId: abc\"'",
+    },
+)
+@deploy_task
+def function_logs(
+    c: Any, function: str, env: str = "local", since: str = "10m", follow: bool = False, filter: str | None = None
+) -> None:
+    """Print a deployed function's CloudWatch log events in time order (--follow: until Ctrl-C)."""
+    from deploy.run import day_two
+
+    day_two.logs(run_context(c, env), function=function, since=since, follow=follow, pattern=filter)
+
+
+@task(
     help={
         **ENV_HELP,
         **LOCK_HELP,
@@ -414,6 +453,8 @@ ns = Collection(
     deploy,
     status,
     rollback,
+    invoke_function,
+    function_logs,
     prune_layers,
     unlock,
     doctor,
