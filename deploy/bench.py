@@ -21,12 +21,10 @@ import dataclasses
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -42,7 +40,7 @@ from deploy.content_cache import ENV_DIR as CONTENT_CACHE_ENV
 from deploy.emulator import free_port
 from deploy.errors import BuildError
 from deploy.install import UvInstaller
-from deploy.report import progress, say, table
+from deploy.report import progress, say
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -687,58 +685,3 @@ def _latency(ms: int) -> Iterator[None]:
 
     with calls.client_hook(hook):
         yield
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def to_markdown(results: list[Measurement], meta: dict[str, Any]) -> str:
-    lines = [
-        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), median of {meta['runs']} runs.",
-        "",
-        "| measurement | median | runs | target | met | note |",
-        "|---|---:|---|---|---|---|",
-    ]
-    for m in results:
-        met = "" if m.met is None else ("yes" if m.met else "**no**")
-        runs = ", ".join(f"{r:.2f}" for r in m.runs)
-        lines.append(f"| {m.name} | {m.median:.2f} s | {runs} | {m.target} | {met} | {m.note} |")
-    return "\n".join(lines) + "\n"
-
-
-def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = None) -> list[Measurement]:
-    output.mkdir(parents=True, exist_ok=True)
-    results: list[Measurement] = []
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        work = Path(tmp)
-        if only in (None, "build"):
-            results += bench_build(env, runs, work / "build")
-        if only in (None, "coldstart"):
-            results += bench_coldstart(env, runs, work / "coldstart")
-        if only in (None, "deploy"):
-            results += bench_deploy(env, runs, work / "deploy")
-        if only in (None, "deploy", "attach"):
-            results += bench_attach(env, runs, work / "attach")
-        if only in (None, "cache"):
-            results += bench_cache(env, runs, work / "cache")
-        if only == "code-only":  # two first deploys: not part of the default run
-            from deploy.bench_code_only import bench_code_only
-
-            results += bench_code_only(env, runs, work / "code-only")
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.system()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "runs": runs,
-        "python": platform.python_version(),
-    }
-    data = {"meta": meta, "results": [{**dataclasses.asdict(m), "median": m.median} for m in results]}
-    (output / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
-    (output / "bench.md").write_text(to_markdown(results, meta))
-    table(
-        "benchmarks",
-        ["measurement", "median", "target", "met", "note"],
-        [(m.name, f"{m.median:.2f} s", m.target, "" if m.met is None else m.met, m.note) for m in results],
-    )
-    say(f"written {output / 'bench.json'} and {output / 'bench.md'}")
-    return results
