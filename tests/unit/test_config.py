@@ -65,6 +65,19 @@ def test_unknown_env_lists_known_ones() -> None:
         ),
         ({"verify": {"trusted_layers": "arn"}}, "`deploy.environments.local.verify.trusted_layers`: expected a list"),
         ({"bytecode": "off"}, "`deploy.environments.local.bytecode`: expected true or false"),
+        (
+            {"runtime": "python3.11", "snap_start": True},
+            "invoke.yaml: `deploy.environments.local.snap_start`: SnapStart needs python3.12 or later; this "
+            "environment's runtime is python3.11 (`deploy.environments.local.runtime`)",
+        ),
+        ({"snap_start": "yes"}, "`deploy.environments.local.snap_start`: expected true or false"),
+        (
+            {"provisioned_concurrency": -1},
+            "`deploy.environments.local.provisioned_concurrency`: input should be greater than or equal to 0",
+        ),
+        ({"provisioned_concurrency": "2"}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
+        ({"provisioned_concurrency": 1.5}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
+        ({"provisioned_concurrency": True}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
     ],
 )
 def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
@@ -72,6 +85,18 @@ def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_env({"environments": {"local": local}}, "local")
     assert message in str(err.value)
+
+
+def test_snap_start_and_provisioned_concurrency_load_and_inherit() -> None:
+    top = {"snap_start": True, "provisioned_concurrency": 2, "environments": {"local": {"region": "us-east-1"}}}
+    env = load_env(top, "local")
+    assert (env.snap_start, env.provisioned_concurrency) == (True, 2)
+    off = load_env({"environments": {"local": {"region": "us-east-1"}}}, "local")
+    assert (off.snap_start, off.provisioned_concurrency) == (False, 0)
+    # The runtime a top-level snap_start meets is the environment's own: python3.11 there is refused.
+    top["environments"]["local"]["runtime"] = "python3.11"  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"`deploy.snap_start`: SnapStart needs python3.12"):
+        load_env(top, "local")
 
 
 def test_missing_deploy_tree() -> None:
