@@ -404,6 +404,14 @@ def load_env(
             f"this environment's runtime is {runtime} (`{key_path(lookup('runtime')[1])}`)",
             hint="remove snap_start or move the environment to python3.12 or later",
         )
+    if snap_start and emulator is not None:
+        # moto answers every function with SnapStart ApplyOn "None" whatever was set, so Terraform
+        # would plan the setting again after every deploy (drift, property 6) and nothing would show it.
+        raise ConfigError(
+            f"invoke.yaml: `{key_path(lookup('snap_start')[1])}`: the emulator does not keep SnapStart "
+            f"(it reports it off whatever is set), so environment {name!r} cannot turn it on",
+            hint="set snap_start on the environments that deploy to AWS only",
+        )
 
     region = value("region")
     if not region:

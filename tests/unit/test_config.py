@@ -88,15 +88,28 @@ def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
 
 
 def test_snap_start_and_provisioned_concurrency_load_and_inherit() -> None:
-    top = {"snap_start": True, "provisioned_concurrency": 2, "environments": {"local": {"region": "us-east-1"}}}
-    env = load_env(top, "local")
+    top: dict[str, Any] = {
+        "snap_start": True,
+        "provisioned_concurrency": 2,
+        "environments": {"staging": {"region": "us-west-2"}},
+    }
+    env = load_env(top, "staging")
     assert (env.snap_start, env.provisioned_concurrency) == (True, 2)
-    off = load_env({"environments": {"local": {"region": "us-east-1"}}}, "local")
+    off = load_env({"environments": {"staging": {"region": "us-west-2"}}}, "staging")
     assert (off.snap_start, off.provisioned_concurrency) == (False, 0)
     # The runtime a top-level snap_start meets is the environment's own: python3.11 there is refused.
-    top["environments"]["local"]["runtime"] = "python3.11"  # type: ignore[index]
+    top["environments"]["staging"]["runtime"] = "python3.11"
     with pytest.raises(ConfigError, match=r"`deploy.snap_start`: SnapStart needs python3.12"):
-        load_env(top, "local")
+        load_env(top, "staging")
+    top["environments"]["staging"]["runtime"] = "python3.13"
+    assert load_env(top, "staging").snap_start is True
+
+
+def test_snap_start_is_refused_on_the_emulator_whose_lambda_drops_it() -> None:
+    """moto reports SnapStart off whatever Terraform set: `terraform plan` would never settle."""
+    local = {"region": "us-east-1", "emulator": {}, "snap_start": True}
+    with pytest.raises(ConfigError, match=r"`deploy.environments.local.snap_start`: the emulator does not keep"):
+        load_env({"environments": {"local": local}}, "local")
 
 
 def test_missing_deploy_tree() -> None:
