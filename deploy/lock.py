@@ -269,10 +269,11 @@ def _markers(pkg: Mapping[str, Any]) -> str | None:
     return None
 
 
-def parse_poetry_lock(path: Path) -> PoetryLock:
+def _read_lock_toml(path: Path) -> dict[str, Any]:
+    """A lock file's TOML; missing, malformed or unreadable is a LockError naming the file."""
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise LockError(f"{path} is missing", hint=f"run `{EXPORT_COMMAND}`") from None
     except tomllib.TOMLDecodeError as exc:
@@ -280,6 +281,9 @@ def parse_poetry_lock(path: Path) -> PoetryLock:
     except OSError as exc:
         raise LockError(f"{path} is unreadable: {exc}") from None
 
+
+def parse_poetry_lock(path: Path) -> PoetryLock:
+    data = _read_lock_toml(path)
     shown = _show(path)
     raw_packages = data.get("package")
     if not isinstance(raw_packages, list):
@@ -322,13 +326,7 @@ def parse_poetry_lock(path: Path) -> PoetryLock:
 
 def parse_uv_lock(path: Path, project: str) -> PoetryLock:
     """uv.lock's registry packages; those ``uv export --no-dev`` writes are in group ``main``."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise LockError(f"{path} is missing", hint=f"run `{EXPORT_COMMAND}`") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LockError(f"{path} is not valid TOML: {exc}", hint=f"run `{EXPORT_COMMAND}`") from None
+    data = _read_lock_toml(path)
     shown = _show(path)
     raw_packages = data.get("package")
     if not isinstance(raw_packages, list):

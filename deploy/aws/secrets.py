@@ -17,7 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy.aws import calls
-from deploy.config import EnvConfig, Targets
+from deploy.aws.session import Endpoint
+from deploy.config import Targets
 from deploy.errors import AwsError
 
 #: The suffix of an environment variable that references a secret by ARN.
@@ -33,19 +34,19 @@ def secret_references(variables: Mapping[str, str]) -> dict[str, str]:
     return {name: arn for name, arn in sorted(variables.items()) if name.endswith(SECRET_ARN_SUFFIX) and arn}
 
 
-def missing_secrets(env: EnvConfig, targets: Targets, *, extra_arns: Iterable[str] = ()) -> list[str]:
+def missing_secrets(aws: Endpoint, targets: Targets, *, extra_arns: Iterable[str] = ()) -> list[str]:
     """One line per referenced secret that does not exist (or is scheduled for deletion), naming
     the function and variable that reference it; [] when all exist.
 
     The references are read from the deployed functions (a function not created yet has none to
     check); ``extra_arns`` adds ARNs known otherwise (e.g. from the configuration being applied)."""
-    lam = calls.client(env, "lambda")
+    lam = calls.client(aws, "lambda")
     referenced: dict[str, list[str]] = {arn: ["(configuration)"] for arn in extra_arns}
     for fn in targets.functions:
         variables = _environment(lam, fn.name)
         for name, arn in secret_references(variables).items():
             referenced.setdefault(arn, []).append(f"{fn.name} {name}")
-    sm = calls.client(env, "secretsmanager")
+    sm = calls.client(aws, "secretsmanager")
     problems = []
     for arn in sorted(referenced):
         state = _describe(sm, arn)

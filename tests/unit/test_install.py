@@ -224,8 +224,8 @@ def test_registry() -> None:
 def test_every_list_of_builders_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """A builder registered once is a choice everywhere: installer lookup, --builder, invoke.yaml."""
     from deploy.config import load_env
-    from deploy.errors import ConfigError
     from deploy.context import check_flags
+    from deploy.errors import ConfigError
 
     monkeypatch.setitem(INSTALLERS, "conda", PipInstaller)
     with pytest.raises(BuildError) as err:
