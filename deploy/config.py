@@ -412,6 +412,15 @@ def load_env(
             f"(it reports it off whatever is set), so environment {name!r} cannot turn it on",
             hint="set snap_start on the environments that deploy to AWS only",
         )
+    provisioned_concurrency = value("provisioned_concurrency")
+    if provisioned_concurrency and emulator is not None:
+        # moto answers PutProvisionedConcurrencyConfig with 404 "Not yet implemented": refused here,
+        # before anything is built, rather than as a failed attach.
+        raise ConfigError(
+            f"invoke.yaml: `{key_path(lookup('provisioned_concurrency')[1])}`: the emulator has no provisioned "
+            f"concurrency API, so environment {name!r} cannot ask for {provisioned_concurrency}",
+            hint="set provisioned_concurrency on the environments that deploy to AWS only",
+        )
 
     region = value("region")
     if not region:
@@ -447,6 +456,6 @@ def load_env(
         deploy_lock=DeployLockSettings(**section("deploy_lock", DeployLock)),
         max_workers=value("max_workers"),
         snap_start=snap_start,
-        provisioned_concurrency=value("provisioned_concurrency"),
+        provisioned_concurrency=provisioned_concurrency,
         paths=paths or Paths(),
     )

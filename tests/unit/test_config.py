@@ -112,6 +112,13 @@ def test_snap_start_is_refused_on_the_emulator_whose_lambda_drops_it() -> None:
         load_env({"environments": {"local": local}}, "local")
 
 
+def test_provisioned_concurrency_is_refused_on_the_emulator_which_has_no_such_api() -> None:
+    local = {"region": "us-east-1", "emulator": {}, "provisioned_concurrency": 1}
+    with pytest.raises(ConfigError, match=r"`deploy.environments.local.provisioned_concurrency`: the emulator has no"):
+        load_env({"environments": {"local": local}}, "local")
+    assert load_env({"environments": {"local": {**local, "provisioned_concurrency": 0}}}, "local").is_local
+
+
 def test_missing_deploy_tree() -> None:
     with pytest.raises(ConfigError, match="missing key deploy"):
         load_env({}, "local")
