@@ -386,7 +386,8 @@ def _release_superseded(
             detail = (
                 f"could not release provisioned concurrency of version {fp.alias_from} ({problem}); remove it by hand"
             )
-        emit(Event(function=name, step=Step.PROVISION, state=State.DONE, detail=detail))
+        # A run-wide line (function None): the function's own line was closed by its alias's DONE.
+        emit(Event(function=None, step=Step.PROVISION, state=State.DONE, detail=f"{name}: {detail}"))
 
 
 def _gather(

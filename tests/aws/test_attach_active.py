@@ -19,7 +19,7 @@ from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError
 from deploy.progress import Event, State
 from deploy.steps import Step
-from tests.aws.conftest import FakeClock, alias_versions, fake_response
+from tests.aws.conftest import FakeClock, alias_versions, client_error, fake_response
 
 
 @pytest.fixture
@@ -153,8 +153,13 @@ def test_provisioned_concurrency_is_ready_on_the_new_version_before_the_switch_t
     fake = _Provisioned(lam, warming=2)
     fake.install(inject)
     clock = FakeClock()
-    result = apply_attach(warm, deployed, plan, function=code, max_workers=1, policy=clock.policy())
+    events: list[Event] = []
+    result = apply_attach(
+        warm, deployed, plan, function=code, max_workers=1, policy=clock.policy(), progress=events.append
+    )
     assert result.ok
+    released = [e.line() for e in events if e.step is Step.PROVISION and e.function is None]
+    assert released == [f"{fn.name}: released provisioned concurrency of version 1" for fn in deployed.functions]
     for fn in deployed.functions:
         mine = [entry for entry in fake.log if entry[1] == fn.name]
         assert mine == [
@@ -186,3 +191,29 @@ def test_provisioned_concurrency_that_fails_moves_nothing_and_is_released(
     # No alias moved; the failed version's config is removed again (it would bill for nothing).
     assert fake.log == [("put", name, "2"), ("get", name, "FAILED"), ("delete", name, "2")]
     assert alias_versions(lam, one) == {name: "1"}
+
+
+def test_an_old_version_that_cannot_be_released_is_reported_and_the_deploy_stands(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
+) -> None:
+    warm = dataclasses.replace(env, provisioned_concurrency=3)
+    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
+    name = one.functions[0].name
+    plan = plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+    fake = _Provisioned(lam, warming=0)
+    inject("lambda", "PutProvisionedConcurrencyConfig", fake.put)
+    inject("lambda", "GetProvisionedConcurrencyConfig", fake.get)
+
+    def refuse(**_: Any) -> None:
+        raise client_error("AccessDeniedException", "DeleteProvisionedConcurrencyConfig", "not allowed")
+
+    inject("lambda", "DeleteProvisionedConcurrencyConfig", refuse)
+    events: list[Event] = []
+    result = apply_attach(warm, one, plan, function=code, policy=FakeClock().policy(), progress=events.append)
+    # Traffic already moved: a config left behind costs money, not correctness, and is said.
+    assert result.ok and alias_versions(lam, one) == {name: "2"}
+    lines = [e.line() for e in events if e.step is Step.PROVISION and e.function is None]
+    assert lines == [
+        f"{name}: could not release provisioned concurrency of version 1 "
+        "(AccessDeniedException: not allowed); remove it by hand"
+    ]
