@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -13,13 +14,34 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
 # Under CI a missing interpreter is a failure, never a silent skip.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
-nox.options.sessions = ["lint", "typecheck", "lock", "deploy_lock", "test", "terraform", "workflows", "e2e"]
+# A bare `nox` runs its sessions side by side, each in its own venv and process, its output printed
+# whole when it ends. e2e spends most of its wall time waiting (Terraform's AWS provider polls each
+# function it creates), so the CPU-bound sessions fill the cores meanwhile; the longest start first.
+nox.options.sessions = [
+    "e2e",
+    "test-3.12",
+    "test-3.11",
+    "test-3.13",
+    "terraform",
+    "typecheck",
+    "workflows",
+    "lint",
+    "lock",
+    "deploy_lock",
+]
+# Only for a bare `nox`: a session named on the command line (CI's `nox -s "$SESSION"`) runs in
+# this process and prints as it goes. `nox -j 1` (or NOX_PARALLEL=1) runs them one at a time.
+if not {"-s", "--session", "--sessions", "-e", "-k", "--keywords", "-t", "--tags"} & set(sys.argv[1:]):
+    nox.options.parallel = 3
+nox.options.allow_parallel = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
 LAMBDA_PYTHON = "3.12"  # the runtime's interpreter: verify's sandbox and the e2e run need it
 TERRAFORM_DIR = "infra/terraform"
 PLUGIN_MIRROR = os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins")
+PYTEST_WORKERS = os.environ.get("PYTEST_WORKERS", "2")
+E2E_WORKERS = os.environ.get("PYTEST_E2E_WORKERS", "3")
 # Pinned in pyproject.toml, where `inv lock` reads it too: a Poetry release can change what
 # `poetry export` writes (the lock session compares bytes).
 POETRY = tuple(PYPROJECT["tool"]["lambda-layer-deploy"]["poetry"])
@@ -46,13 +68,20 @@ ACTIONLINT_FORK_LOCK = "requirements/actionlint-fork.txt"
 ACTIONLINT_VERSION = Path("requirements/actionlint.sha256").read_text().split()[1].split("_")[1]
 
 
-def install(session: nox.Session, *extras: str) -> None:
+def install(session: nox.Session, *extras: str, compile_bytecode: bool = False) -> None:
     """One place that installs the project with the extras a session needs."""
     spec = f".[{','.join(extras)}]" if extras else "."
-    # Bytecode at install time, as pip does by default and uv only when asked: every `inv` the
-    # tests and the benchmarks start would otherwise compile pydantic, rich, botocore… from
-    # source (Invoke and PYTHONDONTWRITEBYTECODE keep Python from caching it).
-    session.install("-e", spec, env={"UV_COMPILE_BYTECODE": "1"})
+    # No bytecode at install time (uv's default) but for the benchmarks: compiling the whole venv
+    # costs about 23 CPU-seconds per session, mostly for modules no test imports (moto[server] brings
+    # sympy, networkx, cfn-lint). Python caches what is imported instead, once: tasks.py turns
+    # caching back on inside `inv` (Invoke turns it off), and the environment's
+    # PYTHONDONTWRITEBYTECODE, which many images set, is dropped here (the venv and the ignored
+    # __pycache__ folders are disposable), or every `inv` a test starts would compile boto3,
+    # pydantic and rich from source. The benchmarks time whole processes from the first run.
+    env = {"UV_COMPILE_BYTECODE": "1"} if compile_bytecode else {}
+    if not compile_bytecode:
+        session.env["PYTHONDONTWRITEBYTECODE"] = None
+    session.install("-e", spec, env=env)
 
 
 @nox.session(python=ALL_PYTHONS[0])
@@ -127,18 +156,20 @@ def deploy_lock(session: nox.Session) -> None:
 
 @nox.session(python=ALL_PYTHONS)
 def test(session: nox.Session) -> None:
-    """Unit, moto and backend tests (everything but e2e) on one Python version."""
+    """Unit, moto and backend tests: all of them on 3.12, all but the `network` ones on 3.11 and 3.13."""
     install(session, "test")
-    session.run(
-        "pytest",
-        "-m",
-        "not e2e",
-        "-n",
-        os.environ.get("PYTEST_WORKERS", "2"),
-        "--dist",
-        "loadgroup",
-        *session.posargs,
-    )
+    # The tests marked `network` resolve and install real packages from PyPI for the Lambda runtime
+    # (python3.12): uv, Poetry and the wheels decide what they see, not the interpreter running the
+    # tool, and the host-side code on their path runs on every version in the offline tests. So they
+    # run once, on the runtime's version; every other test runs on all three (README "Nox sessions").
+    marker = "not e2e" if session.python == LAMBDA_PYTHON else "not e2e and not network"
+    session.run("pytest", "-m", marker, *_parallel(PYTEST_WORKERS), *session.posargs)
+
+
+def _parallel(workers: str) -> tuple[str, ...]:
+    """pytest-xdist's arguments: tests/conftest.py keeps a module's tests together when they share one of
+    its module-scoped fixtures; pyproject's ``--max-worker-restart=0`` fails the run on a worker crash."""
+    return ("-n", workers, "--dist", "loadgroup")
 
 
 @nox.session(python=ALL_PYTHONS[0])
@@ -191,11 +222,13 @@ def workflows(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """Fresh moto server → `inv deploy --env local` twice → terraform plan shows no changes."""
     install(session, "test")
-    session.run("pytest", "-m", "e2e", *session.posargs)
+    # Each test has its own clone, emulator port and Terraform state, so they run side by side: most of
+    # a first deploy is Terraform's provider waiting on moto, not CPU (README "Nox sessions").
+    session.run("pytest", "-m", "e2e", *_parallel(E2E_WORKERS), *session.posargs)
 
 
 @nox.session(python=LAMBDA_PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (build vs uv+zip floor, deploy on the emulator); writes .build/bench/bench.{json,md}."""
-    install(session, "test")
+    install(session, "test", compile_bytecode=True)
     session.run("inv", "bench", *session.posargs)

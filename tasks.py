@@ -207,6 +207,7 @@ def verify(
         "remote_cache": REMOTE_CACHE_HELP,
         "allow_destroy": "apply a Terraform plan that destroys a function or layer version (refused otherwise)",
         "strict": STRICT_HELP,
+        "prebuilt": "build nothing: deploy the artifacts in .build (CI's hand-over), each checked against its manifest",
     }
 )
 @deploy_task
@@ -224,6 +225,7 @@ def deploy(
     strict: bool = STRICT,
     arch: str | None = None,
     builder: str | None = None,
+    prebuilt: bool = False,
 ) -> None:
     """Build, verify locally, publish the layer, attach, verify deployed; roll back on failure."""
     from deploy.run import deploy as flow
@@ -238,6 +240,7 @@ def deploy(
         remote_cache=remote_cache,
         lock_timeout=lock_timeout,
         allow_destroy=allow_destroy,
+        prebuilt=prebuilt,
     )
 
 
@@ -272,6 +275,45 @@ def rollback(
     from deploy.run import aws_tasks
 
     aws_tasks.rollback(run_context(c, env), function=function, to=to, dry_run=dry_run, lock_timeout=lock_timeout)
+
+
+@task(
+    name="invoke",
+    help={
+        **ENV_HELP,
+        "function": "the function's key in Terraform's var.functions (e.g. api)",
+        "event": "a JSON file, - for stdin, or a smoke event's name from invoke.yaml (default: {})",
+        "deployed": "invoke the live alias (on the emulator: its bytes, checked, in the sandbox)",
+    },
+)
+@deploy_task
+def invoke_function(
+    c: Any, function: str, env: str = "local", event: str | None = None, deployed: bool = False
+) -> None:
+    """Run one handler with your event on the exact built (or deployed) bytes: its answer on stdout."""
+    from deploy.run import day_two
+
+    day_two.invoke(run_context(c, env), function=function, event=event, deployed=deployed)
+
+
+@task(
+    name="logs",
+    help={
+        **ENV_HELP,
+        "function": "the function's key in Terraform's var.functions (e.g. api)",
+        "since": "how far back: a number and s, m, h, d or w (default 10m)",
+        "follow": "keep polling for new events until Ctrl-C",
+        "filter": "a CloudWatch Logs filter pattern, e.g. ERROR or '\"RequestId: abc\"'",
+    },
+)
+@deploy_task
+def function_logs(
+    c: Any, function: str, env: str = "local", since: str = "10m", follow: bool = False, filter: str | None = None
+) -> None:
+    """Print a deployed function's CloudWatch log events in time order (--follow: until Ctrl-C)."""
+    from deploy.run import day_two
+
+    day_two.logs(run_context(c, env), function=function, since=since, follow=follow, pattern=filter)
 
 
 @task(
@@ -313,14 +355,14 @@ def doctor(c: Any, env: str = "local", json: bool = False) -> None:
     checks.doctor(run_context(c, env), as_json=json)
 
 
-BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache")
+BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache", "code-only")
 
 
 @task(
     help={
         "runs": "runs per measurement (median reported)",
         "output": "folder for bench.json and bench.md",
-        "only": "build, coldstart, deploy, attach or cache (default: all)",
+        "only": "build, coldstart, deploy, attach, cache (default: all), or code-only (before/after, paired)",
     }
 )
 @deploy_task
@@ -414,6 +456,8 @@ ns = Collection(
     deploy,
     status,
     rollback,
+    invoke_function,
+    function_logs,
     prune_layers,
     unlock,
     doctor,

@@ -402,7 +402,7 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
             rerun_runs.append(time.perf_counter() - start)
             if report.get("aws_write_calls") != 0:
                 raise BuildError(f"bench: the no-change rerun made {report.get('aws_write_calls')} write calls")
-            code_runs.append(_code_only_deploy(dataclasses.replace(env, paths=Paths(root=proj)), port, i))
+            code_runs.append(_code_only_deploy(dataclasses.replace(env, paths=Paths(root=proj)), port, i)[0])
         finally:
             _local_down(proj, port)
     out.append(
@@ -445,9 +445,9 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     return out
 
 
-def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> float:
+def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> tuple[float, dict[str, Any]]:
     """Edit one handler (the function map's first) and commit it: a new function zip, the same layer,
-    then the whole deploy."""
+    then the whole deploy. Its seconds (whole process) and its JSON report."""
     from deploy.terraform.functions import declared_functions
 
     proj = penv.paths.root
@@ -456,8 +456,8 @@ def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> float:
     ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
     subprocess.run(["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=proj, check=True, capture_output=True)
     start = time.perf_counter()
-    _inv(proj, port, "deploy", "--env", "local")
-    return time.perf_counter() - start
+    report = _inv(proj, port, "deploy", "--env", "local")
+    return time.perf_counter() - start, report
 
 
 def _local_down(proj: Path, port: int) -> None:
@@ -710,6 +710,10 @@ def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = N
             results += bench_attach(env, runs, work / "attach")
         if only in (None, "cache"):
             results += bench_cache(env, runs, work / "cache")
+        if only == "code-only":  # two first deploys: not part of the default run
+            from deploy.bench_code_only import bench_code_only
+
+            results += bench_code_only(env, runs, work / "code-only")
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.system()} {platform.machine()}",

@@ -14,6 +14,10 @@ it until:
 ``python -m deploy.ci_artifacts digest .build`` prints ``artifacts=<hex>`` for ``$GITHUB_OUTPUT``;
 ``python -m deploy.ci_artifacts check .build <hex>`` exits non-zero naming the first file at
 fault. Both only read.
+
+``inv deploy --prebuilt`` (the deploy job) then takes exactly these artifacts (:func:`prebuilt`):
+it builds nothing, since installing and compiling the layer's packages is running third-party code,
+which the job holding the deploy role must not do; a missing or changed artifact stops it instead.
 """
 
 from __future__ import annotations
@@ -29,9 +33,21 @@ from deploy.errors import BuildError, DeployError
 FOLDERS = {"layers": "layer", "functions": "function"}
 
 
+def _status_record(path: Path) -> bool:
+    """``.<zip>.checked``: where ``Artifact.check`` remembers a zip's file status on this machine (its
+    inode and times), written beside the zip by a no-op build or ``verify --local``. Not part of the
+    hand-over: it is not uploaded, and it differs on every machine."""
+    return path.name.startswith(".") and path.name.endswith(".zip.checked")
+
+
 def artifact_files(root: Path) -> list[Path]:
     """Every file of the hand-over, sorted, relative to ``root`` (only the two artifact folders)."""
-    return sorted(p.relative_to(root) for folder in FOLDERS for p in (root / folder).rglob("*") if p.is_file())
+    return sorted(
+        p.relative_to(root)
+        for folder in FOLDERS
+        for p in (root / folder).rglob("*")
+        if p.is_file() and not _status_record(p)
+    )
 
 
 def digest(root: Path) -> str:
@@ -74,6 +90,50 @@ def check(root: Path, expected_digest: str) -> list[Artifact]:
             hint="the artifact store handed over other files than the build job uploaded",
         )
     return found
+
+
+def _only(root: Path, folder: str, kind: str, identity: str | None = None) -> Artifact:
+    """The one artifact of ``kind`` under ``root/folder`` (with ``identity`` when given), its zip hashed
+    against its manifest; a BuildError naming what is missing or extra otherwise."""
+    hint = "download the build job's artifact into .build (CI), or deploy without --prebuilt to build here"
+    found = []
+    for manifest in _manifests(root, folder):
+        artifact = load_manifest(manifest)
+        if artifact.kind != kind:
+            raise BuildError(f"manifest {manifest} describes a {artifact.kind}, not a {kind}")
+        found.append(artifact)
+    if identity is not None:
+        others = [a.identity[:12] for a in found if a.identity != identity]
+        found = [a for a in found if a.identity == identity]
+        if not found:
+            seen = f" (found {', '.join(others)})" if others else ""
+            raise BuildError(
+                f"--prebuilt: no {kind} artifact for identity {identity[:12]} in {root / folder}{seen}; "
+                "nothing is built with --prebuilt",
+                hint=f"{hint}; an identity that differs means another lock, settings or tooling than this checkout's",
+            )
+    if not found:
+        raise BuildError(
+            f"--prebuilt: no {kind} artifact in {root / folder}; nothing is built with --prebuilt", hint=hint
+        )
+    if len(found) > 1:
+        raise BuildError(
+            f"--prebuilt: {len(found)} {kind} artifacts in {root / folder} "
+            f"({', '.join(a.path.name for a in found)}); it deploys exactly the one handed over",
+            hint="start from an empty .build (CI downloads into a fresh checkout)",
+        )
+    [artifact] = found
+    artifact.check()  # hashes the zip: missing or changed since its manifest is a BuildError naming it
+    if kind == "layer" and not artifact.sbom_path.is_file():
+        raise BuildError(f"--prebuilt: layer {artifact.path} came without its SBOM {artifact.sbom_path.name}")
+    return artifact
+
+
+def prebuilt(root: Path, *, layer_identity: str) -> tuple[Artifact, Artifact]:
+    """(function, layer) for ``inv deploy --prebuilt``: the one function artifact and the layer artifact
+    of this checkout's identity under ``root``, each zip's sha256 checked against its manifest. Builds
+    nothing; anything missing, extra or changed is a BuildError before any AWS call."""
+    return _only(root, "functions", "function"), _only(root, "layers", "layer", identity=layer_identity)
 
 
 def main(argv: list[str]) -> int:

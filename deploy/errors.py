@@ -130,3 +130,14 @@ class Terminated(Interrupted):
     """SIGTERM (how CI cancels a job) stopped a transaction; restored like an interrupt."""
 
     exit_code = 143
+
+
+class HandlerError(DeployError):
+    """``inv invoke``: the handler raised, did not import, or timed out; the message holds Lambda's error
+    type, its message and the end of the traceback."""
+
+    exit_code = 17
+
+    def __init__(self, message: str, *, hint: str | None = None, error_type: str = "Error") -> None:
+        super().__init__(message, hint=hint)
+        self.error_type = error_type

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from deploy import bytecode
 from deploy.content_cache import ContentCache
 from deploy.errors import BuildError
+from deploy.lambda_facts import LAMBDA_OS
 
 # uv's --python-platform offers manylinux2014 (2.17) and then 2.28, 2.31..2.40: no 2.26.
 _UV_MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
@@ -122,8 +123,8 @@ def _tail(text: str, n: int = _TAIL_LINES) -> str:
     return "\n".join(lines[-n:])
 
 
-#: The OS each runtime's glibc floor means (see config.RUNTIME_GLIBC).
-_LAMBDA_OS = {(2, 26): "Amazon Linux 2", (2, 34): "Amazon Linux 2023"}
+#: The OS each runtime's glibc floor means (see lambda_facts.RUNTIMES).
+_LAMBDA_OS = LAMBDA_OS
 
 
 def describe_target(

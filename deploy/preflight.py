@@ -29,6 +29,7 @@ from typing import Any
 
 from deploy.config import EnvConfig
 from deploy.errors import DeployError, PreflightError
+from deploy.lambda_facts import deprecation_warning
 
 __all__ = ["Check", "Mark", "Preflight", "PreflightError", "run"]
 
@@ -206,7 +207,11 @@ def check_runtime_python(env: EnvConfig, environ: Mapping[str, str]) -> Check:
     wanted = env.python_version
     found = runtime_python.find(wanted, env=environ)
     if found is not None:
-        return Check(name=RUNTIME_PYTHON, mark=Mark.PASSED, detail=f"python{wanted}: {found.path} ({found.version})")
+        detail = f"python{wanted}: {found.path} ({found.version})"
+        deprecated = deprecation_warning(env.runtime)  # a passed check with a caveat, said once per run
+        if deprecated:
+            return Check(name=RUNTIME_PYTHON, mark=Mark.NOTE, detail=f"{detail}; {deprecated}")
+        return Check(name=RUNTIME_PYTHON, mark=Mark.PASSED, detail=detail)
     detail = f"no Python {wanted} for runtime {env.runtime}; {runtime_python.where_looked(wanted, environ)}"
     on_path = shutil.which(f"python{wanted}", path=environ.get("PATH", ""))
     if on_path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -63,9 +64,21 @@ class DeployReport:
     aws_write_calls: int = 0
     aws_write_operations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds per step (build, plan, verify local, lock, terraform, upload, attach, verify deployed), summed
+    #: when a step runs twice: ``inv bench`` reports them, so a slowdown shows where it lives.
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.step_seconds[step] = round(self.step_seconds.get(step, 0.0) + elapsed, 3)
 
 
 def say(message: str) -> None:

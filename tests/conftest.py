@@ -1,9 +1,12 @@
-"""Shared fixtures: free ports and a moto server per test that needs one."""
+"""Shared fixtures: free ports and a moto server per test that needs one; xdist groups."""
 
 from __future__ import annotations
 
+import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,52 @@ from deploy.config import EmulatorSettings
 from deploy.emulator import free_port
 
 __all__ = ["free_port", "moto_server"]
+
+#: Fixture scopes that outlive one test: a worker that runs any test needing one makes it.
+_SHARED_SCOPES = frozenset({"module", "package", "class"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` as the nox sessions run it: the tests of a module that defines a
+    module-scoped fixture go to one worker, so the fixture is made once per run, not once per worker
+    that draws one of its tests (two_builds builds the real layer; relock's ``tools`` installs Poetry;
+    the e2e ``project`` deploys). xdist's own loadgroup reads ``xdist_group`` marks by renaming node
+    ids, which pytest 9 no longer allows (its ``nodeid`` is read-only): with it, every mark was ignored.
+    The controller never collects, so the groups come from the test files themselves."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # an explicit xdist_group, should xdist get one through
+                return nodeid.rsplit("@", 1)[-1]
+            module = nodeid.split("::", 1)[0]
+            return module if _defines_a_shared_fixture(config.rootpath / module) else nodeid
+
+    return ModuleFixtureScheduling(config, log)
+
+
+@functools.cache
+def _defines_a_shared_fixture(path: Path) -> bool:
+    """Whether the test file defines a ``@pytest.fixture(scope=...)`` that outlives one test."""
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                if not isinstance(decorator, ast.Call):
+                    continue
+                for keyword in decorator.keywords:
+                    if (
+                        keyword.arg == "scope"
+                        and isinstance(keyword.value, ast.Constant)
+                        and keyword.value.value in _SHARED_SCOPES
+                    ):
+                        return True
+    return False
 
 
 @pytest.fixture
@@ -24,6 +73,44 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[emulator.E
         yield state
     finally:
         emulator.down(settings, state_dir)
+
+
+class _SearchPaths(list[str]):
+    """A loader's search paths where boto3's append of its own data folder, made by every
+    ``boto3.Session``, happens once."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_botocore_loader() -> Iterator[None]:
+    """Every botocore session in a test process reads the service models through one loader.
+
+    Each ``boto3.Session`` (the code under test makes one per run, moto's mock one per test) has
+    its own loader and parses the JSON models of Lambda, S3 and IAM again: about 20 files, 0.2
+    CPU-seconds, per test. botocore already hands the same parsed model to every client of a
+    session; this shares it across sessions too. Only the test process: ``inv`` and the moto
+    server run as they ship."""
+    import botocore.loaders
+    import botocore.session
+
+    made: dict[str | None, botocore.loaders.Loader] = {}
+    real = botocore.session.create_loader
+
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in made:
+            loader = real(search_path_string)
+            loader._search_paths = _SearchPaths(loader.search_paths)
+            made[search_path_string] = loader
+        return made[search_path_string]
+
+    botocore.session.create_loader = shared
+    try:
+        yield
+    finally:
+        botocore.session.create_loader = real
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,9 @@ before its write, ``DONE`` once Lambda has answered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, replace
@@ -315,8 +317,8 @@ def _apply(
     # Phase 1: stage every function; no alias moves, so callers still see the old pairs.
     errors: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {fp.name: pool.submit(stager, fp) for fp in plan.functions}
-        staged = _gather(futures, errors, emit, record, at=stager.at)
+        jobs = {fp.name: functools.partial(stager, fp) for fp in plan.functions}
+        staged = _gather(pool, jobs, errors, emit, record, at=stager.at)
 
     # Phase 2: move the aliases, only if everything staged. The transaction restores on failure.
     if not errors:
@@ -339,11 +341,11 @@ def _apply(
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             moves = {
-                name: pool.submit(switch, fp, version)
+                name: functools.partial(switch, fp, version)
                 for name, (fp, version) in staged.items()
                 if version is not None and version != fp.alias_from
             }
-            _gather(moves, errors, emit, record, at=dict.fromkeys(moves, Step.ALIAS))
+            _gather(pool, moves, errors, emit, record, at=dict.fromkeys(moves, Step.ALIAS))
 
     if errors:
         # Warm environments on versions that will not serve (the restore moves every alias back) bill
@@ -391,18 +393,35 @@ def _release_superseded(
 
 
 def _gather(
-    futures: Mapping[str, Future[T]],
+    pool: ThreadPoolExecutor,
+    jobs: Mapping[str, Callable[[], T]],
     errors: dict[str, str],
     emit: Progress,
     record: Recorder,
     *,
     at: Mapping[str, Step],
 ) -> dict[str, T]:
-    """Results by function; failures go to ``errors`` (and out as a ``FAILED`` event of the step each
-    function was at). On an interrupt in this (the main) thread, no worker starts another write, and we
-    wait for the calls in flight so the restore sees a still state."""
+    """Run ``jobs`` on ``pool``; results by function; failures go to ``errors`` (and out as a ``FAILED``
+    event of the step each function was at). On an interrupt in this (the main) thread, no worker starts
+    another write, and we wait for the calls in flight so the restore sees a still state.
+
+    An interrupt can land while we are still submitting, even inside ``pool.submit`` after a worker
+    thread started but before the pool (and we) hold it: nobody could wait for that worker. So no job
+    starts before every future is in hand, and each checks ``record`` once it may: a worker whose future
+    was lost with the interrupt finds the transaction halted and writes nothing."""
+    submitted = threading.Event()
+
+    def when_all_submitted(job: Callable[[], T]) -> T:
+        submitted.wait()
+        record.check()
+        return job()
+
+    futures: dict[str, Future[T]] = {}
     results: dict[str, T] = {}
     try:
+        for name, job in jobs.items():
+            futures[name] = pool.submit(when_all_submitted, job)
+        submitted.set()
         for name, future in futures.items():
             try:
                 results[name] = future.result()
@@ -411,7 +430,10 @@ def _gather(
                 step = at.get(name, Step.CODE)
                 emit(Event(function=name, step=step, state=State.FAILED, detail=f"failed: {errors[name]}"))
     except BaseException:
-        record.halt()
+        try:
+            record.halt()
+        finally:
+            submitted.set()  # even if a second signal lands before the halt: a closed gate would hang the pool
         for future in futures.values():
             future.cancel()
         wait_all(futures.values())

@@ -9,11 +9,12 @@ Restore runs on any ``BaseException``: a failed verify, an AWS error, Ctrl-C (SI
 SIGTERM (how CI cancels a job; a handler turns it into an exception on the same path). It is
 compare-and-set: an alias goes back only while it still points at the version this run set,
 and ``$LATEST``'s code and layers only while they are what this run put there; anything else
-was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM during
-the restore is held until the restore is done, so a nervous Ctrl-C cannot leave a mixed
-release. Each function ends with an :class:`deploy.steps.Outcome` whose status is one of:
-unchanged, updated, rolled_back, left (moved by someone else) or failed (the restore itself
-failed; the detail says what to run). The restore reports each step it puts back as a typed
+was moved by another writer and is left alone and reported. A second SIGINT/SIGTERM while
+the calls in flight are waited for (from :meth:`Transaction.halt`) or during the restore is held
+until the restore is done, so a nervous Ctrl-C cannot leave a mixed release. Each function
+ends with an :class:`deploy.steps.Outcome` whose status is one of: unchanged, updated,
+rolled_back, left (moved by someone else) or failed (the restore itself failed; the detail says
+what to run). The restore reports each step it puts back as a typed
 :class:`deploy.progress.Event` (``UNDOING``), and the restore as a whole as the ``RESTORE`` step.
 """
 
@@ -25,7 +26,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, Literal
@@ -112,7 +113,8 @@ class TransactionReport:
 
 @contextmanager
 def _signals_held(emit: Progress) -> Iterator[None]:
-    """While restoring, SIGINT/SIGTERM only print a line: the restore must finish to leave one generation."""
+    """While stopping and restoring, SIGINT/SIGTERM only print a line: the calls in flight must be waited
+    for and the restore must finish to leave one generation."""
     if not on_main_thread():
         yield
         return
@@ -150,6 +152,7 @@ class Transaction:
         self._changes: dict[str, _Changes] = {}
         self._lock = threading.Lock()
         self._previous_sigterm: Any = None
+        self._held: ExitStack | None = None
         self._lam: Any = None
 
     # ---------------------------------------------------------------- recording (any thread)
@@ -160,7 +163,12 @@ class Transaction:
             raise Stopped("stopping: the transaction is being restored")
 
     def halt(self) -> None:
-        """The main thread was interrupted: workers start no new write (see ``check``)."""
+        """The main thread was interrupted: workers start no new write (see ``check``). From here to the end
+        of the restore, SIGINT/SIGTERM are held: a second Ctrl-C must not cut short the wait for the calls
+        in flight, or the restore would read an alias while its UpdateAlias is still on its way."""
+        if self._held is None:
+            self._held = ExitStack()
+            self._held.enter_context(_signals_held(self.emit))  # before ``stop``: workers wake on it
         self.stop.set()
 
     def _entry(self, name: str) -> _Changes:
@@ -210,23 +218,27 @@ class Transaction:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None
     ) -> Literal[False]:
-        if on_main_thread() and self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-        if exc is None:
-            self.report = self._committed()
-            return False
-        self.stop.set()
-        cause = _cause(exc)
-        self.emit(
-            Event(
-                function=None,
-                step=Step.RESTORE,
-                state=State.STARTED,
-                detail=f"{cause}: restoring what this run changed",
+        try:
+            if exc is None:
+                self.report = self._committed()
+                return False
+            self.halt()
+            cause = _cause(exc)
+            self.emit(
+                Event(
+                    function=None,
+                    step=Step.RESTORE,
+                    state=State.STARTED,
+                    detail=f"{cause}: restoring what this run changed",
+                )
             )
-        )
-        with _signals_held(self.emit):
             self.report = self._restore(cause)
+        finally:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+            if on_main_thread() and self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
         summary = self.report.summary()
         self.emit(Event(function=None, step=Step.RESTORE, state=State.DONE, detail=f"restore: {summary}"))
         if isinstance(exc, SigTerm):

@@ -6,6 +6,7 @@ the sandbox; the lines it prints come from ``deploy.run.show``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +88,6 @@ def _import_report(ctx: RunContext, layer: Artifact, *, top: int) -> None:
             )
 
 
-def _function_environments(ctx: RunContext, targets: Targets) -> dict[str, dict[str, str]]:
-    """The variables each function has on Lambda, so the sandbox runs handlers as configured."""
-    lam = ctx.aws.client("lambda", targets.region)
-    out: dict[str, dict[str, str]] = {}
-    for fn in targets.functions:
-        try:
-            config = lam.get_function_configuration(FunctionName=fn.name)
-        except lam.exceptions.ResourceNotFoundException:
-            continue
-        out[fn.key] = dict(config.get("Environment", {}).get("Variables", {}))
-    return out
-
-
 def _extracted(ctx: RunContext) -> Any:
     """Verify's extracted zips, kept by sha256 under .build/extracted: the deployed verify and later
     deploys reuse the layer's tree instead of extracting 84 MB again (see deploy/verify/extracted.py)."""
@@ -111,9 +99,11 @@ def _extracted(ctx: RunContext) -> Any:
 def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
     from deploy.terraform.functions import as_declared
+    from deploy.verify.local import configured
 
     progress(f"verify --local: each handler on the built zips under python{ctx.settings.python_version}")
-    environment = _function_environments(ctx, targets)
+    # As Lambda has them, so that the sandbox is the one the deployed verify builds (deploy.verify.reuse).
+    config = configured(ctx.aws.client("lambda", targets.region), targets.functions)
     targets = as_declared(targets, terraform.declared_functions(ctx.settings))  # the map may be ahead of the state
     with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
         report = verify_mod.verify_local(
@@ -121,7 +111,8 @@ def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: 
             targets,
             layer=layer,
             function=function,
-            environment=environment,
+            environment={key: c.variables for key, c in config.items()},
+            memory_mb={key: c.memory_mb for key, c in config.items()},
             on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
             trees=_extracted(ctx),
         )
@@ -129,8 +120,43 @@ def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: 
     return report
 
 
-def _verify_deployed(ctx: RunContext, targets: Targets, layer: Artifact | None, function: Artifact | None) -> Any:
+def _verify_offline(ctx: RunContext) -> Any:
+    """verify --local without AWS (CI's build job holds no credentials): deploy.verify.local."""
+    from deploy.verify.local import declared_targets, verify_offline
+
+    progress(
+        f"verify --local: each declared handler on the built zips under python{ctx.settings.python_version}, no AWS"
+    )
+    function = build.build_function(build.function_plan(ctx.settings)).artifact
+    layer = layer_source._built_layer(ctx)
+    with item_lines([fn.name for fn in declared_targets(ctx.settings)], "running its smoke events") as lines:
+        report = verify_offline(
+            ctx.settings,
+            layer=layer,
+            function=function,
+            on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
+            trees=_extracted(ctx),
+        )
+    show._show_failures(report)
+    return report
+
+
+def _verify_deployed(
+    ctx: RunContext,
+    targets: Targets,
+    layer: Artifact | None,
+    function: Artifact | None,
+    *,
+    local_reports: Sequence[Any] = (),
+    layer_arns: tuple[str, ...] = (),
+) -> Any:
+    """``local_reports``: this run's local verify, and ``layer_arns`` the layer versions the run attached:
+    the emulator's deployed verify stands on it for the functions proven to serve exactly what it ran
+    (``deploy.verify.reuse``)."""
     from deploy import verify as verify_mod
+    from deploy.verify.reuse import RanLocally
+
+    ran = RanLocally.of(local_reports, layer_arns=layer_arns) if local_reports else None
 
     progress(
         f"verify: the deployed bytes (fetched, checked against CodeSha256) under python{ctx.settings.python_version}"
@@ -143,18 +169,14 @@ def _verify_deployed(ctx: RunContext, targets: Targets, layer: Artifact | None, 
             expected_function=function,
             on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
             trees=_extracted(ctx),
+            ran_locally=ran,
         )
     show._show_failures(report)
     return report
 
 
 def verify(ctx: RunContext, *, local: bool = False, as_json: bool = False) -> None:
-    targets = infra._targets(ctx)
-    if local:
-        function = build.build_function(build.function_plan(ctx.settings)).artifact
-        report = _verify_local(ctx, targets, layer_source._built_layer(ctx), function)
-    else:
-        report = _verify_deployed(ctx, targets, None, None)
+    report = _verify_offline(ctx) if local else _verify_deployed(ctx, infra._targets(ctx), None, None)
     if as_json:
         emit_json(report.to_json())
     report.raise_for_failures()

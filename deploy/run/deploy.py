@@ -6,10 +6,13 @@ report); ``status`` and ``deploy --dry-run`` read the same plan (``_read_plan``)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from deploy import emulator, terraform
 from deploy import plan as plan_mod
@@ -118,6 +121,7 @@ def deploy(
     remote_cache: bool = True,
     lock_timeout: float = env_lock.DEFAULT_TIMEOUT_S,
     allow_destroy: bool = False,
+    prebuilt: bool = False,
 ) -> DeployReport:
     """build + audit, read the plan, then (locked) terraform apply, publish, attach, verify; all or nothing.
 
@@ -138,6 +142,7 @@ def deploy(
                 remote_cache=remote_cache,
                 lock_timeout=lock_timeout,
                 allow_destroy=allow_destroy,
+                prebuilt=prebuilt,
             )
             report.ok = True
         except DeployError as exc:
@@ -166,15 +171,23 @@ def _deploy_steps(
     remote_cache: bool,
     lock_timeout: float,
     allow_destroy: bool = False,
+    prebuilt: bool = False,
 ) -> None:
+    # --prebuilt: the hand-over is checked first, before anything else is asked (AWS included).
+    with report.timed("build"):
+        handed_over = layer_source._prebuilt(ctx, report) if prebuilt else None
     # A dry run runs no handler: it needs no sandbox.
     infra.require_prerequisites(ctx, "deploy", skip=(preflight_mod.SANDBOX,) if dry_run else ())
     if ctx.is_emulator and not dry_run:
         infra.emulator_up(ctx, quiet_reuse=True)  # local, no AWS write: the remote cache can be read first
-    function, layer = layer_source._build_artifacts(ctx, remote_cache=remote_cache, report=report, defer_layer=True)
+    with report.timed("build"):
+        function, layer = handed_over or layer_source._build_artifacts(
+            ctx, remote_cache=remote_cache, report=report, defer_layer=True
+        )
     assert isinstance(layer, Artifact)  # build_missing: a deploy always has the layer (bytes or manifest)
     infra._ensure_reachable(ctx)
-    plan, targets, decision = _read_plan(ctx, layer=layer, function=function, apply_infra=apply_infra)
+    with report.timed("plan"):
+        plan, targets, decision = _read_plan(ctx, layer=layer, function=function, apply_infra=apply_infra)
     report.plan = plan.to_json()
     if targets is not None and not plan.empty:
         rolled_back = rollback_mod.describe_rolled_back(rollback_mod.rolled_back(ctx.settings, targets))
@@ -196,29 +209,32 @@ def _deploy_steps(
         _nothing_to_do(report, plan, "layer published, code and layers attached, aliases current")
         return
 
-    layer = layer_source._layer_bytes(ctx, layer, function, report, remote_cache=remote_cache)
+    with report.timed("build"):
+        layer = layer_source._layer_bytes(ctx, layer, function, report, remote_cache=remote_cache)
     # The functions as the apply will leave them: one it creates is run here, before anything is uploaded.
     checked = decision.plan.planned if decision.plan is not None and decision.plan.planned else targets
     verified: set[str] = set()
+    local_reports: list[Any] = []  # what the deployed verify on the emulator may stand on (deploy.verify.reuse)
     if verify_local_first and checked is not None:
-        _verify_locally(ctx, checked, layer, function, report)  # nothing has been written yet
+        local_reports.append(_verify_locally(ctx, checked, layer, function, report))  # nothing written yet
         verified = {fn.key for fn in checked.functions}
-    infra._ensure_lock_bucket(ctx)
-    with infra._locked(
-        ctx,
-        "deploy",
-        timeout=lock_timeout,
-        artifact_bucket=targets.bucket if targets else None,
-    ):
+    with contextlib.ExitStack() as held:
+        with report.timed("lock"):
+            infra._ensure_lock_bucket(ctx)
+            held.enter_context(
+                infra._locked(ctx, "deploy", timeout=lock_timeout, artifact_bucket=targets.bucket if targets else None)
+            )
         # Read again under the lock: a run that held it may have deployed exactly this.
-        plan, targets, decision = _read_plan(
-            ctx, layer=layer, function=function, apply_infra=apply_infra, previous=decision
-        )
+        with report.timed("plan"):
+            plan, targets, decision = _read_plan(
+                ctx, layer=layer, function=function, apply_infra=apply_infra, previous=decision
+            )
         report.plan = plan.to_json()
         _refuse_removals(ctx, plan, allow_destroy=allow_destroy, decision=decision)
         if plan.terraform_apply:
             state_before = terraform.state_identity(ctx.settings)
-            targets = infra.infra_apply(ctx, plan_file=decision.plan.path if decision.plan is not None else None)
+            with report.timed("terraform"):
+                targets = infra.infra_apply(ctx, plan_file=decision.plan.path if decision.plan is not None else None)
             report.terraform = TerraformResult(
                 apply="applied",
                 reason=plan.terraform_reason,
@@ -228,7 +244,9 @@ def _deploy_steps(
             report.plan = plan.to_json()
             unverified = tuple(fn for fn in targets.functions if fn.key not in verified)
             if verify_local_first and unverified:  # the plan could not name them before the apply
-                _verify_locally(ctx, dataclasses.replace(targets, functions=unverified), layer, function, report)
+                local_reports.append(
+                    _verify_locally(ctx, dataclasses.replace(targets, functions=unverified), layer, function, report)
+                )
         else:
             report.terraform = TerraformResult(apply="skipped", reason=plan.terraform_reason)
             infra._discard(decision)
@@ -236,7 +254,7 @@ def _deploy_steps(
             _nothing_to_do(report, plan, "another run deployed this while we waited for the lock")
             return
         assert targets is not None
-        _apply_plan(ctx, targets, plan, layer, function, report)
+        _apply_plan(ctx, targets, plan, layer, function, report, local_reports=local_reports)
 
 
 def status(ctx: RunContext, *, as_json: bool = False) -> plan_mod.DeployPlan:
@@ -299,10 +317,12 @@ def _nothing_to_do(report: DeployReport, plan: plan_mod.DeployPlan, why: str) ->
 
 def _verify_locally(
     ctx: RunContext, targets: Targets, layer: Artifact, function: Artifact, report: DeployReport
-) -> None:
-    local_report = checks._verify_local(ctx, targets, layer, function)
+) -> Any:
+    with report.timed("verify local"):
+        local_report = checks._verify_local(ctx, targets, layer, function)
     report.verify["local"] = local_report.to_json()
     local_report.raise_for_failures()
+    return local_report
 
 
 def _apply_plan(
@@ -312,6 +332,8 @@ def _apply_plan(
     layer: Artifact,
     function: Artifact,
     report: DeployReport,
+    *,
+    local_reports: Sequence[Any] = (),
 ) -> None:
     """Apply exactly ``plan`` inside one transaction: any failure or interrupt (SIGINT, SIGTERM)
     from the first write to the end of verify puts back what this run changed, compare-and-set."""
@@ -322,7 +344,8 @@ def _apply_plan(
     try:
         with txn:
             if any(r.changed for r in plan.regions):
-                publishes = aws_tasks._publish(ctx, targets, layer, dry_run=False, policy=policy)
+                with report.timed("upload"):
+                    publishes = aws_tasks._publish(ctx, targets, layer, dry_run=False, policy=policy)
                 report.publish = [aws_tasks._pub_json(p) for p in publishes]
                 arn = next(p for p in publishes if p.region == targets.region).layer_version_arn
             else:
@@ -349,7 +372,7 @@ def _apply_plan(
                         hint="another writer is at work; rerun",
                     )
             if attach_plan.changed:
-                with show._attach_lines(targets) as on_step:
+                with report.timed("attach"), show._attach_lines(targets) as on_step:
                     attach_mod.apply_attach(
                         ctx.settings,
                         targets,
@@ -361,7 +384,10 @@ def _apply_plan(
                         record=txn,
                     )
             if any(f.changed for f in plan.functions):
-                deployed = checks._verify_deployed(ctx, targets, layer, function)
+                with report.timed("verify deployed"):
+                    deployed = checks._verify_deployed(
+                        ctx, targets, layer, function, local_reports=local_reports, layer_arns=(arn,)
+                    )
                 report.verify["deployed"] = deployed.to_json()
                 deployed.raise_for_failures()
             else:

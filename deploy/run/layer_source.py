@@ -209,6 +209,17 @@ def _build_artifacts(
     return function, built.artifact
 
 
+def _prebuilt(ctx: RunContext, report: DeployReport) -> tuple[Artifact, Artifact]:
+    """``--prebuilt``: the artifacts CI's build job handed over, checked; nothing built (deploy.ci_artifacts)."""
+    from deploy import ci_artifacts
+
+    function, layer = ci_artifacts.prebuilt(ctx.paths.build, layer_identity=ctx.layer_plan.digest)
+    progress(f"--prebuilt: function code {function.sha256[:12]} and layer {layer.identity[:12]}, sha256 checked")
+    report.function = _artifact_json(function)
+    report.layer = {**_artifact_json(layer), "source": "prebuilt (handed over, sha256 checked against its manifest)"}
+    return function, layer
+
+
 def _published_identity(ctx: RunContext, plan: build.LayerPlan) -> tuple[Targets, tuple[str, str] | None]:
     """Reads only: the env's targets (creating no state bucket or workspace to find them) and the
     layer version already published for this identity, as (ARN, CodeSha256)."""

@@ -116,7 +116,10 @@ def _partial(fn: Any) -> bool:
 
 def _verify_line(fn: Any) -> str:
     """``import 1972 ms; health ok, admin-cleanup-dry-run ok; 408 ms``: one function's verify result;
-    ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran."""
+    ``import 112 ms; import only (no smoke events)`` for a function whose handler never ran; why not, for
+    one the deployed verify did not run again (``deploy.verify.reuse``)."""
+    if fn.reused:
+        return str(fn.reused)
     if fn.import_only:
         return f"import {fn.import_ms or 0:.0f} ms; import only (no smoke events)"
     smoke = ", ".join(

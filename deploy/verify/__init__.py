@@ -14,7 +14,9 @@ into a ``VerifyError`` and rolls back); setup problems raise ``VerifyError`` str
 Modules: ``smoke`` (events and expectations), ``results`` (the report dataclasses), ``sandbox``
 (runtime interpreter, extraction, environment, runs; ``sandbox_runner`` is the stdlib-only script
 the runtime's interpreter executes), ``deployed`` (the deployed bytes and state), ``remote`` (invoke
-and log scan on real AWS). This package re-exports what the pipeline and tests call.
+and log scan on real AWS), ``local`` (``verify --local`` without AWS, and the configuration the deploy's
+local verify reads), ``reuse`` (when the emulator's deployed verify stands on this run's local one).
+This package re-exports what the task flows (deploy/run/) and tests call.
 """
 
 from deploy.aws.deployed import HTTP_TIMEOUT_S, http_get

@@ -24,6 +24,7 @@ from deploy.verify.extracted import ExtractionCache, ZipSource
 from deploy.verify.isolation import require_trusted_layers
 from deploy.verify.remote import MAX_FUNCTION_TIMEOUT_S, _with_remote, remote_check
 from deploy.verify.results import FunctionVerify, VerifyReport, _report
+from deploy.verify.reuse import RanLocally, reused
 from deploy.verify.sandbox import (
     DEFAULT_TIMEOUT_S,
     OnResult,
@@ -31,6 +32,7 @@ from deploy.verify.sandbox import (
     _Job,
     _run_jobs,
     _Tree,
+    environment_sha256,
     find_runtime_python,
 )
 from deploy.verify.smoke import smoke_for
@@ -212,12 +214,15 @@ def verify_deployed(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: OnResult | None = None,
     trees: ExtractionCache | None = None,
+    ran_locally: RanLocally | None = None,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Check what the alias serves, run those exact bytes in the sandbox, and (``remote``) invoke it.
 
     ``trees``: extracted zips cached by sha256 (``deploy.verify.extracted``); a tree extracted from
     bytes that hashed to this CodeSha256, unchanged since, is those bytes, so nothing is fetched or
-    hashed again for it.
+    hashed again for it. ``ran_locally``: this run's local verify; on the emulator a function proven
+    to serve exactly what it ran is not run again (``deploy.verify.reuse``).
     """
     from deploy.aws.calls import client
 
@@ -262,6 +267,21 @@ def verify_deployed(
                 )
                 continue
             code_sha = cfg_alias["CodeSha256"]
+            target = replace(fn, handler=cfg_alias.get("Handler") or fn.handler)
+            environment = dict((cfg_alias.get("Environment") or {}).get("Variables") or {})
+            memory_mb = int(cfg_alias.get("MemorySize") or 128)
+            standing = reused(
+                env,
+                ran_locally,
+                key=fn.key,
+                layer_arns=tuple(layer_arns),
+                code_sha256=code_sha,
+                layer_code_sha256=tuple(layer_shas.values()),
+                environment_sha256=environment_sha256(env, target=target, environment=environment, memory_mb=memory_mb),
+            )
+            if standing is not None:
+                states[fn.key] = standing
+                continue
             tree_key = (code_sha, *layer_shas.values())
             if tree_key not in by_shas:
                 # Lambda extracts layers in order into /opt; a later one overwrites an earlier one's files.
@@ -293,22 +313,29 @@ def verify_deployed(
                 by_shas[tree_key] = _Tree(task_root=task_root.path, opt=opt.path)
             jobs.append(
                 _Job(
-                    target=replace(fn, handler=cfg_alias.get("Handler") or fn.handler),
+                    target=target,
                     tree=by_shas[tree_key],
                     cases=cases[fn.key],
-                    environment=dict((cfg_alias.get("Environment") or {}).get("Variables") or {}),
-                    memory_mb=int(cfg_alias.get("MemorySize") or 128),
+                    environment=environment,
+                    memory_mb=memory_mb,
                     function_timeout_s=float(cfg_alias.get("Timeout") or MAX_FUNCTION_TIMEOUT_S),
                     function_arn=cfg_alias.get("FunctionArn"),
                     code_sha256=code_sha,
                     layers=tuple(layer_arns),
+                    layer_code_sha256=tuple(layer_shas.values()),
                 )
             )
         sandboxed = (
             {
                 r.key: r
                 for r in _run_jobs(
-                    env, jobs, python=python, root=root, timeout_s=timeout_s, on_result=None if remote else on_result
+                    env,
+                    jobs,
+                    python=python,
+                    root=root,
+                    timeout_s=timeout_s,
+                    on_result=None if remote else on_result,
+                    workers=workers,
                 )
             }
             if jobs

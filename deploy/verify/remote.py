@@ -125,18 +125,15 @@ def remote_check(
 def _log_import_errors(logs: Any, name: str, *, since_ms: int) -> list[SmokeResult]:
     from botocore.exceptions import ClientError
 
-    try:
-        resp = logs.filter_log_events(
-            logGroupName=f"/aws/lambda/{name}", filterPattern='"ImportModuleError"', startTime=since_ms, limit=5
-        )
+    from deploy.aws.logs import import_errors
+
+    try:  # no log group yet: the function never logged anything, so no import error either
+        events = import_errors(logs, name, since_ms=since_ms)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return []  # no log group yet: the function never logged anything, so no import error either
         raise VerifyError(f"cannot read the logs of {name}: {exc}") from None
-    events = resp.get("events", [])
     if not events:
         return []
-    message = events[-1].get("message", "").strip()
+    message = events[-1].message.strip()
     return [
         SmokeResult(
             case="logs",

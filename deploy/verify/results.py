@@ -37,6 +37,13 @@ class FunctionVerify:
     traceback_tail: str | None = None
     code_sha256: str | None = None
     layers: tuple[str, ...] = ()
+    #: What the sandbox ran, beside ``code_sha256``: each layer's CodeSha256 in /opt's order, and the
+    #: digest of the sandbox environment (``sandbox.environment_sha256``). The deployed verify on the
+    #: emulator compares them with what Lambda serves (``deploy.verify.reuse``).
+    layer_code_sha256: tuple[str, ...] = ()
+    environment_sha256: str | None = None
+    #: Set when this result is the local verify's, not run again: why the bytes are the same.
+    reused: str | None = None
 
     @property
     def import_only(self) -> bool:

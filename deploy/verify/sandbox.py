@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -49,8 +50,20 @@ RUNNER = Path(__file__).resolve().parent / "sandbox_runner.py"
 RELAY = RUNNER.parent / "relay.py"  # bound with the runner: the same folder
 _ELF_MACHINES = ELF_MACHINES  # the name deploy.verify re-exports
 DEFAULT_TIMEOUT_S = 60.0
-#: Two cores on CI runners: more parallel interpreters only thrash.
-MAX_WORKERS = 2
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's): one
+    sandbox interpreter per core; more only thrash, since each import is CPU-bound."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS has no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+#: Sandboxes run in parallel up to this many by default (the functions are independent processes);
+#: asked again for each run, as the affinity can change.
+MAX_WORKERS = usable_cores()
 #: What Lambda's python runtimes provide after the layers (/var/lang/.../site-packages, /var/runtime):
 #: a function may rely on them without shipping them, so the sandbox lends the host's copies.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
@@ -101,6 +114,8 @@ class _Job:
     function_arn: str | None = None
     code_sha256: str | None = None
     layers: tuple[str, ...] = ()
+    #: The CodeSha256 (base64) of each layer extracted into /opt, in order.
+    layer_code_sha256: tuple[str, ...] = ()
 
 
 def _runtime_dir(root: Path) -> Path:
@@ -131,6 +146,41 @@ def _sys_path(tree: Tree, python_version: str, runtime: Path) -> list[str]:
     ]
 
 
+def _variables(
+    env: EnvConfig, target: FunctionTarget, environment: Mapping[str, str], memory_mb: int
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The sandbox's variables that hold no path of this run, in the order they apply: Lambda's own, the
+    function's configured ones, our overrides (``{tmp}`` not yet filled in). With the paths of the run
+    (``_sandbox_env``) they are the whole environment, so two jobs with equal ``_variables`` run with
+    the same environment (``environment_sha256``)."""
+    name = target.name
+    lambda_own = {
+        "_HANDLER": target.handler,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{env.runtime}",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "deploy-verify",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    }
+    overrides: dict[str, str] = {}
+    for scope in ("*", target.key):
+        overrides.update(env.verify.sandbox_env.get(scope, {}))
+    return lambda_own, function_variables(environment), overrides
+
+
+def environment_sha256(
+    env: EnvConfig, *, target: FunctionTarget, environment: Mapping[str, str], memory_mb: int
+) -> str:
+    """What decides a job's sandbox environment, hashed: its variables (``_variables``), the runtime, and
+    where its AWS calls go (the emulator, or nowhere). Equal digests: the same environment but for the
+    paths of the run (its scratch folder, its trees)."""
+    lambda_own, configured, overrides = _variables(env, target, environment, memory_mb)
+    decided = [env.runtime, env.region, env.endpoint_url or "", lambda_own, configured, overrides]
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
+
+
 def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, endpoint_url: str) -> dict[str, str]:
     """Built from nothing: Lambda's variables, the function's own, our overrides, then isolation.
 
@@ -138,7 +188,6 @@ def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, endpoint_url: str) ->
     """
     tmp = scratch / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    name = job.target.name
     out: dict[str, str] = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -147,19 +196,11 @@ def _sandbox_env(env: EnvConfig, job: _Job, scratch: Path, endpoint_url: str) ->
         "LAMBDA_TASK_ROOT": str(job.tree.task_root),
         "LAMBDA_RUNTIME_DIR": str(scratch),
         "LD_LIBRARY_PATH": f"{job.tree.task_root}:{job.tree.task_root / 'lib'}:{job.tree.opt / 'lib'}",
-        "_HANDLER": job.target.handler,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{env.runtime}",
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(job.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "deploy-verify",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
     }
-    out.update(function_variables(job.environment))
-    for scope in ("*", job.target.key):
-        for key, value in env.verify.sandbox_env.get(scope, {}).items():
-            out[key] = value.replace("{tmp}", str(tmp))
+    lambda_own, configured, overrides = _variables(env, job.target, job.environment, job.memory_mb)
+    out.update(lambda_own)
+    out.update(configured)
+    out.update({key: value.replace("{tmp}", str(tmp)) for key, value in overrides.items()})
     out.update(aws_environment(env, scratch=scratch, endpoint_url=endpoint_url))
     return out
 
@@ -188,6 +229,7 @@ def _import_hint(job: _Job, raw: Mapping[str, Any], host_arch: str) -> str:
 def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float) -> FunctionVerify:
     env = session.env
     environment = session.environment(job, scratch)
+    identity = environment_sha256(env, target=job.target, environment=job.environment, memory_mb=job.memory_mb)
     to_run = []
     skipped: list[SmokeResult] = []
     for case in job.cases:
@@ -225,6 +267,8 @@ def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float
             traceback_tail=tail,
             code_sha256=job.code_sha256,
             layers=job.layers,
+            layer_code_sha256=job.layer_code_sha256,
+            environment_sha256=identity,
         )
 
     try:
@@ -281,6 +325,8 @@ def _run_sandbox(session: Session, job: _Job, *, scratch: Path, timeout_s: float
         ok=all(r.ok for r in results),
         code_sha256=job.code_sha256,
         layers=job.layers,
+        layer_code_sha256=job.layer_code_sha256,
+        environment_sha256=identity,
     )
 
 
@@ -421,8 +467,12 @@ def _run_jobs(
     root: Path,
     timeout_s: float,
     on_result: OnResult | None = None,
+    workers: int | None = None,
 ) -> list[FunctionVerify]:
-    workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)))
+    """Each job in its own sandbox process, up to ``workers`` (default: the usable cores) at a time.
+    ``on_result`` hears each result as it finishes; the list returned is in the order of ``jobs``,
+    whatever finished first, so a parallel run reports exactly as a serial one."""
+    workers = max(1, min(workers or usable_cores(), len(jobs)))
     with (
         open_session(env, [j.tree for j in jobs], python=python, root=root) as session,
         concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
@@ -457,10 +507,14 @@ def verify_local(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: OnResult | None = None,
     trees: ExtractionCache | None = None,
+    memory_mb: Mapping[str, int] | None = None,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Run the built artifacts (before upload) in the sandbox.
 
-    ``environment`` maps a function key to the variables it will have on Lambda (optional).
+    ``environment`` maps a function key to the variables it will have on Lambda (optional), ``memory_mb``
+    to its memory size (default 128), so that the sandbox's environment is the one the deployed verify
+    would build. ``workers``: sandboxes at once (default: the usable cores).
     ``trees`` keeps the extracted zips for the deployed verify and later runs (``deploy.verify.extracted``);
     without it they are extracted into this run's temporary folder and dropped with it.
     """
@@ -493,10 +547,14 @@ def verify_local(
                 tree=tree,
                 cases=jobs_cases[fn.key],
                 environment=dict((environment or {}).get(fn.key, {})),
+                memory_mb=(memory_mb or {}).get(fn.key, 128),
                 code_sha256=function.code_sha256,
                 layers=(layer.path.name,),
+                layer_code_sha256=(layer.code_sha256,),
             )
             for fn in functions
         ]
-        results = _run_jobs(env, jobs, python=python, root=root, timeout_s=timeout_s, on_result=on_result)
+        results = _run_jobs(
+            env, jobs, python=python, root=root, timeout_s=timeout_s, on_result=on_result, workers=workers
+        )
     return _report(env, "local", results, python)

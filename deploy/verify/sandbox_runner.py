@@ -90,7 +90,34 @@ def _import_handler(handler: str) -> tuple[Any, dict[str, Any]]:
     return fn, {}
 
 
+#: The request id of the event being handled, for the log lines (see ``_lambda_logging``).
+_REQUEST = {"id": ""}
+
+
+def _lambda_logging() -> None:
+    """What Lambda's Python runtime does before the handler is imported: one handler on the root logger
+    writing ``[LEVEL]\t<time>\t<request id>\t<message>``, so a module's ``logger.info`` shows up as in
+    CloudWatch (without it only warnings reach stderr, through logging's last resort)."""
+    import logging
+
+    class _RequestId(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.aws_request_id = _REQUEST["id"]
+            return True
+
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.addFilter(_RequestId())
+    logging.getLogger().addHandler(handler)
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("lambda_logging"):
+        _lambda_logging()
     sys.path[:0] = spec["sys_path"]
     os.chdir(spec["task_root"])  # Lambda starts the runtime with /var/task as the working directory
     timeout = float(spec.get("timeout_s", 60))
@@ -106,6 +133,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     for case in spec["events"]:
         context = LambdaContext(spec.get("context", {}), started + timeout)
+        _REQUEST["id"] = context.aws_request_id
         t1 = time.perf_counter()
         entry: dict[str, Any] = {"name": case["name"]}
         try:

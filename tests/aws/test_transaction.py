@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from deploy.artifact import Artifact
-from deploy.aws import calls
+from deploy.aws import attach_apply, calls
 from deploy.aws.attach import apply_attach, plan_attach
 from deploy.aws.publish import publish_layer
 from deploy.aws.rollback import rollback
@@ -302,3 +303,92 @@ def test_the_restore_reports_each_step_it_puts_back_as_a_typed_event(
     assert undone == {(fn.name, step) for fn in deployed.functions for step in (Step.ALIAS, Step.CODE, Step.LAYERS)}
     first = deployed.functions[0].name
     assert Event(function=first, step=Step.ALIAS, state=State.UNDOING, detail="moving live back 2 → 1") in events
+
+
+@pytest.mark.parametrize(("pool", "first_write"), [(0, "UpdateFunctionCode"), (1, "UpdateAlias")])
+def test_an_interrupt_while_workers_are_handed_out_stops_every_worker(
+    env: EnvConfig,
+    deployed: Targets,
+    code: Artifact,
+    layer_arn: str,
+    lam: Any,
+    inject: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    pool: int,
+    first_write: str,
+) -> None:
+    """Ctrl-C while the main thread is still submitting (staging: pool 0, alias moves: pool 1) lands
+    outside the wait for results: no worker may write after it, the ones already handed out included.
+    (In CPython it can even land inside ``Thread.start``, before the pool tracks the thread, so the
+    pool's shutdown does not wait for it and the restore raced its in-flight UpdateAlias.)"""
+    before, before_latest = served(lam, deployed), latest(lam, deployed)
+    interrupted = threading.Event()
+    late: list[str] = []
+    pools = [0]
+
+    class InterruptedWhileSubmitting(attach_apply.ThreadPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.index, pools[0], self.submitted = pools[0], pools[0] + 1, 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            self.submitted += 1
+            if self.index == pool and self.submitted == 2:
+                interrupted.set()
+                os.kill(os.getpid(), signal.SIGINT)  # raises here, in the main thread
+            return super().submit(*args, **kwargs)
+
+    def worker_write(params: dict[str, Any], **_: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():  # not the restore's writes
+            interrupted.wait()  # the first worker writes only once the interrupt has landed
+            late.append(params["FunctionName"])
+
+    monkeypatch.setattr(attach_apply, "ThreadPoolExecutor", InterruptedWhileSubmitting)
+    inject("lambda", first_write, worker_write)
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    txn = Transaction(env, deployed, progress=lambda _e: None)
+    with pytest.raises(Interrupted), txn:
+        apply_attach(env, deployed, plan, function=code, record=txn)
+    assert late == []
+    assert txn.report is not None and txn.report.restored
+    assert_one_generation(lam, deployed, before, before_latest)
+
+
+def test_a_second_signal_while_waiting_for_calls_in_flight_is_held(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
+) -> None:
+    """Ctrl-C lands while two alias moves are in flight; while the transaction waits for them, a
+    SIGTERM arrives. It is held (a line says so) as during the restore: the wait is not cut short,
+    the run ends as the first signal said (SIGINT, 130), and both moves are put back."""
+    before, before_latest = served(lam, deployed), latest(lam, deployed)
+    previous = signal.getsignal(signal.SIGTERM)
+    said: list[Event] = []
+    txn = Transaction(env, deployed, progress=said.append)
+    second_in_flight = threading.Event()
+    arrivals = [0]
+    lock = threading.Lock()
+
+    def in_flight(**_: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return  # the restore's own moves
+        with lock:
+            arrivals[0] += 1
+            arrival = arrivals[0]
+        if arrival == 1:
+            second_in_flight.wait()  # two moves are on their way: interrupt now
+            os.kill(os.getpid(), signal.SIGINT)
+        elif arrival == 2:
+            second_in_flight.set()
+            txn.stop.wait()  # the main thread was interrupted and is waiting for this call
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    inject("lambda", "UpdateAlias", in_flight)
+    plan = plan_attach(env, deployed, function=code, layer_version_arn=layer_arn)
+    with pytest.raises(Interrupted) as caught, txn:
+        apply_attach(env, deployed, plan, function=code, record=txn)
+    assert caught.value.exit_code == 130
+    assert any("SIGTERM received while" in e.line() and e.state is State.WAITING for e in said)
+    assert txn.report is not None and txn.report.restored
+    assert_one_generation(lam, deployed, before, before_latest)
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -211,6 +211,31 @@ def test_broken_function_never_reaches_traffic(project: Project) -> None:
         project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "fix cleanup")
 
 
+def test_a_code_only_deploy_stands_on_the_local_verify_of_the_same_bytes(project: Project) -> None:
+    """On the emulator the deployed verify does not run again what verify --local ran in the same run:
+    Lambda's CodeSha256, the attached layer version and the sandbox environment all match (every line
+    says why); the report times each step, for the bench."""
+    if project.inv("status", "--env", "local", check=False).returncode != 0:
+        project.inv("deploy", "--env", "local")
+    handler = project.root / "backend" / "lambdas" / "cleanup" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# a code-only change\n")
+    project.git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qam", "code only")
+    result = project.inv("deploy", "--env", "local", "--json")
+    report = _report(result)
+    assert report["ok"] is True and report["terraform"]["apply"] == "skipped"
+    local, deployed = report["verify"]["local"], report["verify"]["deployed"]
+    assert deployed["ok"] is True
+    arn = report["publish"][0]["layer_version_arn"]
+    for fn in deployed["functions"]:
+        assert fn["reused"].startswith("not run again: verify --local ran these bytes in this run"), fn
+        assert fn["layers"] == [arn]
+        assert fn["code_sha256"] == report["function"]["code_sha256"]
+    ran = {f["key"]: f["results"] for f in local["functions"]}
+    assert {f["key"]: f["results"] for f in deployed["functions"]} == ran
+    assert result.stderr.count("not run again: verify --local ran these bytes") == 4
+    assert {"build", "plan", "verify local", "lock", "attach", "verify deployed"} <= set(report["step_seconds"])
+
+
 def test_a_killed_emulator_needs_no_manual_step(project: Project) -> None:
     """SIGKILL leaves a stale pidfile; the next deploy clears it, starts a fresh server and
     recreates everything (the fresh server is empty, state included)."""

@@ -101,3 +101,58 @@ def test_a_consistent_set_other_than_the_recorded_one_is_refused(build: Path, tm
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert ci_artifacts.main(["check", "only-a-root"]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- inv deploy --prebuilt
+
+
+def test_prebuilt_takes_the_handed_over_function_and_the_layer_of_this_identity(build: Path) -> None:
+    layer = next((build / "layers").glob("*.zip")).stem
+    function, found = ci_artifacts.prebuilt(build, layer_identity=layer)
+    assert (function.kind, found.kind, found.identity) == ("function", "layer", layer)
+
+
+def test_prebuilt_refuses_a_missing_function_artifact(build: Path) -> None:
+    shutil.rmtree(build / "functions")
+    with pytest.raises(BuildError, match=r"no function artifact .* nothing is built with --prebuilt") as exc:
+        ci_artifacts.prebuilt(build, layer_identity=next((build / "layers").glob("*.zip")).stem)
+    assert "without --prebuilt" in (exc.value.hint or "")
+
+
+def test_prebuilt_refuses_a_missing_zip_beside_its_manifest(build: Path) -> None:
+    layer = next((build / "layers").glob("*.zip"))
+    layer.unlink()
+    with pytest.raises(BuildError, match=rf"{layer.name} is missing"):
+        ci_artifacts.prebuilt(build, layer_identity=layer.stem)
+
+
+def test_prebuilt_refuses_a_zip_changed_since_its_manifest(build: Path) -> None:
+    layer = next((build / "layers").glob("*.zip"))
+    layer.write_bytes(b"layer bytez")
+    with pytest.raises(BuildError, match="does not match its manifest"):
+        ci_artifacts.prebuilt(build, layer_identity=layer.stem)
+
+
+def test_prebuilt_refuses_a_layer_of_another_identity_naming_both(build: Path) -> None:
+    found = next((build / "layers").glob("*.zip")).stem
+    with pytest.raises(BuildError, match=rf"no layer artifact for identity 0123456789ab .*found {found[:12]}"):
+        ci_artifacts.prebuilt(build, layer_identity="0123456789ab" * 5)
+
+
+def test_prebuilt_refuses_two_function_artifacts(build: Path) -> None:
+    _artifact(build / "functions", "function", b"other function bytes")
+    with pytest.raises(BuildError, match="2 function artifacts"):
+        ci_artifacts.prebuilt(build, layer_identity=next((build / "layers").glob("*.zip")).stem)
+
+
+def test_a_zips_status_record_is_not_part_of_the_hand_over(build: Path) -> None:
+    """`inv verify --local` in the build job checks the layer with its status record (`.<zip>.checked`),
+    which is not uploaded: it must neither move the digest nor be refused as unnamed."""
+    before = ci_artifacts.digest(build)
+    layer = next((build / "layers").glob("*.zip"))
+    (build / "layers" / f".{layer.name}.checked").write_text('{"status": [1, 2, 3], "sha256": "x"}')
+    assert ci_artifacts.digest(build) == before
+    assert len(ci_artifacts.check(build, before)) == 2
+    (build / "layers" / ".stray.checked.pth").write_text("import os\n")  # anything else hidden still counts
+    with pytest.raises(BuildError, match="named by no manifest"):
+        ci_artifacts.check(build, ci_artifacts.digest(build))

@@ -223,6 +223,7 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
     from deploy.config import EnvConfig, FunctionTarget, Paths, Targets
     from deploy.run import checks
     from deploy.terraform import DeclaredFunction
+    from deploy.verify import local as verify_local_mod
 
     seen: list[Any] = []
 
@@ -232,7 +233,7 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
 
     monkeypatch.setattr(verify_mod, "verify_local", fake)
     monkeypatch.setattr(verify_mod, "verify_deployed", fake)
-    monkeypatch.setattr(checks, "_function_environments", lambda *_: {})
+    monkeypatch.setattr(verify_local_mod, "configured", lambda *_: {})  # Lambda's configuration: none here
     declared = (DeclaredFunction(key="ok", handler="h.handler", sources=("h.py",)),)
     monkeypatch.setattr(terraform, "declared_functions", lambda _env: declared)
     env = EnvConfig(name="test", region="us-east-1", paths=Paths(root=tmp_path))

@@ -246,6 +246,31 @@ def test_docker_is_unreachable_before_credentials_in_jobs_that_run_third_party_c
     assert at == sorted(at) and at[-1] < _first_credentials(job)  # type: ignore[operator]
 
 
+def test_the_build_job_runs_verify_local_on_what_it_hands_over(deploy: wf.Workflow) -> None:
+    """Offline (no id-token, no role in the job), after both builds, before the digest and the upload,
+    jailed by bwrap; the deploy job deploys exactly those zips and builds nothing."""
+    build = deploy.jobs["build"]
+    verify_at = wf.step_index(build, wf.runs("inv", "verify", "--local", "--env", "$ENV"))
+    assert verify_at is not None
+    built_at = [wf.step_index(build, wf.runs("inv", task)) for task in ("build-layer", "build-function")]
+    digest_at = wf.step_index(build, wf.runs("python3", "-m", "deploy.ci_artifacts", "digest", ".build"))
+    upload_at = wf.step_index(build, wf.uses("actions/upload-artifact"))
+    assert None not in built_at and digest_at is not None and upload_at is not None
+    assert max(built_at) < verify_at < digest_at < upload_at  # type: ignore[type-var]
+    assert "id-token" not in build["permissions"]
+    assert not any(wf.uses(AWS_CREDENTIALS)(s) for s in build["steps"])
+    # The function map is Terraform's var.functions, evaluated by terraform itself (no state).
+    terraform_at = wf.step_index(build, wf.uses("hashicorp/setup-terraform"))
+    assert terraform_at is not None and terraform_at < min(built_at)  # type: ignore[type-var]
+    runs = [str(s.get("run", "")) for s in build["steps"]]
+    assert runs.index("sudo apt-get update -qq") < runs.index("sudo apt-get install -y bubblewrap") < verify_at
+    assert runs.index(" ".join(wf.ALLOW_USER_NAMESPACES)) < verify_at
+    # Nowhere else: the deploy job runs `inv deploy --prebuilt`, which verifies before and after the upload.
+    assert [j for j, job in deploy.jobs.items() if any(wf.runs("inv", "verify")(s) for s in job["steps"])] == ["build"]
+    deploy_step = next(s for s in deploy.jobs["deploy"]["steps"] if wf.runs("inv", "deploy")(s))
+    assert "--prebuilt" in wf.split_command(deploy_step["run"])
+
+
 def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) -> None:
     """verify jails the sandbox with bwrap; without it the deploy stops (or, worse, someone opts out)."""
     job = deploy.jobs["deploy"]
@@ -258,7 +283,11 @@ def test_deploy_installs_bubblewrap_before_any_credentials(deploy: wf.Workflow) 
 
 def test_deploy_builds_applies_infra_deploys_then_reports(deploy: wf.Workflow) -> None:
     words = {job: [wf.split_command(s.command) for s in wf.run_steps(deploy) if s.job == job] for job in deploy.jobs}
-    assert [w[:2] for w in words["build"] if w[0] == "inv"] == [["inv", "build-layer"], ["inv", "build-function"]]
+    assert [w[:2] for w in words["build"] if w[0] == "inv"] == [
+        ["inv", "build-layer"],
+        ["inv", "build-function"],
+        ["inv", "verify"],
+    ]
     applies = [w for w in words["infra"] if w[0] == "inv"]
     assert [w[:2] for w in applies] == [["inv", "infra.apply"], ["inv", "infra.apply"]]
     # A plan that destroys a function is applied only by a manual run that asked for it.
@@ -272,6 +301,7 @@ def test_deploy_builds_applies_infra_deploys_then_reports(deploy: wf.Workflow) -
     assert [w[:2] for w in words["deploy"] if w[0] == "inv"] == [["inv", "deploy"]]
     deploy_words = next(w for w in words["deploy"] if w[:2] == ["inv", "deploy"])
     assert "--skip-infra" in deploy_words  # the infra job applied it, with its own role
+    assert "--prebuilt" in deploy_words  # the build job's checked zips, nothing built next to the role
     report = Path(deploy_words[deploy_words.index("--report-file") + 1])
     # `--report-file X.json` also writes X.md, which the last step shows on the run's page.
     assert words["deploy"][-1] == ["cat", str(report.with_suffix(".md")), ">>", wf.STEP_SUMMARY]
