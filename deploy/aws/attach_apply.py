@@ -93,8 +93,6 @@ class _Stager:
         self.record = record
         #: the step each function is at (its worker's only), so a failure names the step it happened in
         self.at: dict[str, Step] = {}
-        #: versions this run put provisioned concurrency on: released again if the attach fails
-        self.provisioned: dict[str, str] = {}
 
     def __call__(self, fp: FunctionSteps) -> tuple[FunctionSteps, str | None]:
         """(the plan actually applied, new version) — version None when a re-read found nothing to do."""
@@ -178,7 +176,6 @@ class _Stager:
                 wait_active(lam, name, _published(version), policy=policy)
             elif step is Step.PROVISION:
                 self._start(name, step)
-                self.provisioned[name] = _published(version)
                 provision(lam, name, _published(version), fp.provisioned_concurrency, policy=policy)
             else:
                 continue  # the alias moves in phase 2, once every function is staged
@@ -348,10 +345,7 @@ def _apply(
             _gather(pool, moves, errors, emit, record, at=dict.fromkeys(moves, Step.ALIAS))
 
     if errors:
-        # Warm environments on versions that will not serve (the restore moves every alias back) bill
-        # until removed; the old versions kept theirs.
-        for fn_name, warm in stager.provisioned.items():
-            release(lam, fn_name, warm, policy=policy)
+        # The transaction restores, and removes the provisioned concurrency of versions left unserved.
         raise AttachError("attach failed: " + "; ".join(errors[name] for name in sorted(errors)), failures=errors)
     _release_superseded(lam, staged, policy=policy, emit=emit)
     outcomes: list[Outcome] = []

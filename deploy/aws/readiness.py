@@ -13,7 +13,8 @@ Provisioned concurrency goes on the new *version*, not the alias: concurrency co
 follows the alias, so moving the alias first would start the warm-up only as callers arrive (cold
 starts, the thing it is bought to avoid), and a config on the alias cannot be READY before the alias
 points at the new version. Putting it on the version lets it be READY before the switch; once every
-alias has moved, the old version's config is removed (it would bill for environments nobody calls).
+alias has moved, the old version's config is removed (it would bill for environments nobody calls),
+and a restore (``deploy.aws.transaction``) removes the new version's.
 """
 
 from __future__ import annotations

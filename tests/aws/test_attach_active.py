@@ -217,3 +217,30 @@ def test_an_old_version_that_cannot_be_released_is_reported_and_the_deploy_stand
         f"{name}: could not release provisioned concurrency of version 1 "
         "(AccessDeniedException: not allowed); remove it by hand"
     ]
+
+
+def test_a_failed_verify_after_the_switch_removes_the_new_versions_provisioned_concurrency(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
+) -> None:
+    """deploy's transaction also covers verify: when it fails after the aliases moved, traffic goes back
+    to the old version and the new one's warm environments, which would bill for nothing, are removed."""
+    warm = dataclasses.replace(env, provisioned_concurrency=3)
+    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
+    name = one.functions[0].name
+    plan = plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+    fake = _Provisioned(lam, warming=0)
+    fake.install(inject)
+    txn = Transaction(warm, one, policy=FakeClock().policy())
+    with pytest.raises(RuntimeError, match="verify failed"), txn:
+        apply_attach(warm, one, plan, function=code, policy=FakeClock().policy(), record=txn)
+        assert alias_versions(lam, one) == {name: "2"}
+        raise RuntimeError("verify failed")
+    assert alias_versions(lam, one) == {name: "1"}
+    assert fake.log == [
+        ("put", name, "2"),
+        ("get", name, "READY"),
+        ("alias", name, "2"),
+        ("delete", name, "1"),  # the attach released the old version once every alias had moved
+        ("alias", name, "1"),  # the restore
+        ("delete", name, "2"),
+    ]
