@@ -7,8 +7,8 @@ The plan computes a ``FunctionSteps`` once from reads (``deploy.aws.attach_plan`
 Before this module one function's deploy was four records with copies of the same status strings,
 converted into each other at every hand-over.
 
-A new cloud step (say: wait until the published version is Active) is a :class:`Step` member (its
-words), a flag here if the plan decides it, and one block where the steps run (``attach_apply``).
+A new cloud step is a :class:`Step` member (its words), a flag here if the plan decides it, and one
+block where the steps run (``attach_apply``): ``ACTIVE`` and ``PROVISION`` were added exactly so.
 """
 
 from __future__ import annotations
