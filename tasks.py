@@ -368,11 +368,11 @@ BENCH_ONLY = ("build", "coldstart", "deploy", "attach", "cache", "code-only")
 @deploy_task
 def bench(c: Any, runs: int = 3, output: str = ".build/bench", only: str | None = None) -> None:
     """Benchmark builds and deploys against their floors; writes JSON and a Markdown table."""
-    from deploy import bench as bench_mod
+    from deploy import bench_run
 
     one_of("--only", only, BENCH_ONLY)
 
-    bench_mod.run_all(env_config(c, "local"), runs=runs, output=Path(output), only=only)
+    bench_run.run_all(env_config(c, "local"), runs=runs, output=Path(output), only=only)
 
 
 # --------------------------------------------------------------------------- local emulator

@@ -182,8 +182,17 @@ class Artifact:
             )
         if not trust_stat:
             return  # only the no-op path records (and so leaves) a status file beside the zip
+        self.remember_hashed(actual)
+
+    def remember_hashed(self, sha256: str) -> None:
+        """Record that the zip, as it is now, hashed to ``sha256`` (``check`` did, or a download hashed
+        it as it arrived), so the next ``check(trust_stat=True)`` does not read it again."""
+        if sha256 != self.sha256:
+            raise BuildError(
+                f"artifact {self.path} does not match its manifest (sha256 {sha256[:12]}… != {self.sha256[:12]}…)"
+            )
         with contextlib.suppress(OSError):  # a read-only build folder only costs the next check a hash
-            atomic_write_text(self.checked_path, json.dumps({"status": status, "sha256": actual}))
+            atomic_write_text(self.checked_path, json.dumps({"status": _status(self.path), "sha256": sha256}))
 
 
 def _status(path: Path) -> list[int]:

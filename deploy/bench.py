@@ -21,12 +21,10 @@ import dataclasses
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -42,7 +40,7 @@ from deploy.content_cache import ENV_DIR as CONTENT_CACHE_ENV
 from deploy.emulator import free_port
 from deploy.errors import BuildError
 from deploy.install import UvInstaller
-from deploy.report import progress, say, table
+from deploy.report import progress, say
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -448,16 +446,23 @@ def bench_deploy(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 def _code_only_deploy(penv: EnvConfig, port: int, run: int) -> tuple[float, dict[str, Any]]:
     """Edit one handler (the function map's first) and commit it: a new function zip, the same layer,
     then the whole deploy. Its seconds (whole process) and its JSON report."""
-    from deploy.terraform.functions import declared_functions
-
     proj = penv.paths.root
-    handler = penv.paths.backend / f"{declared_functions(penv)[0].module.replace('.', '/')}.py"
-    handler.write_text(handler.read_text() + f"\n# bench edit {run}\n")
-    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    subprocess.run(["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=proj, check=True, capture_output=True)
+    _edit_handler(penv, run)
     start = time.perf_counter()
     report = _inv(proj, port, "deploy", "--env", "local")
     return time.perf_counter() - start, report
+
+
+def _edit_handler(penv: EnvConfig, run: int | str) -> None:
+    """Append a comment to the function map's first handler and commit it: new function code."""
+    from deploy.terraform.functions import declared_functions
+
+    handler = penv.paths.backend / f"{declared_functions(penv)[0].module.replace('.', '/')}.py"
+    handler.write_text(handler.read_text() + f"\n# bench edit {run}\n")
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(
+        ["git", *ident, "commit", "-qam", f"bench edit {run}"], cwd=penv.paths.root, check=True, capture_output=True
+    )
 
 
 def _local_down(proj: Path, port: int) -> None:
@@ -483,10 +488,12 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     """A fresh runner after another runner deployed the same lock: with and without the remote cache.
 
     Runner A deploys (untimed) and so fills the artifact bucket. Then fresh clones (no .build/, no
-    Terraform data dir) against the same emulator deploy and, from scratch again, build the layer:
-    B reads through the bucket; C builds with ``--no-remote-cache`` and uv's wheel cache warm (a
-    developer's machine); D builds with ``--no-remote-cache`` and an empty uv cache, so uv downloads
-    every wheel (what an empty CI runner pays today)."""
+    Terraform data dir) against the same emulator, each with one handler edited and committed (new
+    code, the same lock: the plan needs the layer's bytes, for verify), deploy and, from scratch
+    again, build the layer: B reads through the bucket; C builds with ``--no-remote-cache`` and uv's
+    wheel cache warm (a developer's machine); D builds with ``--no-remote-cache`` and an empty uv
+    cache, so uv downloads every wheel (what an empty CI runner pays today). Each variant's clone
+    edits the same handler with its own comment, so each deploys a change of the same size."""
     variants = {
         "b": ((), False),
         "c": (("--no-remote-cache",), False),
@@ -504,10 +511,12 @@ def bench_cache(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
                 proj = _project_copy(env.paths.root, work / f"cache-{name}-{i}")
                 # Same emulator, fresh runner: it knows the server A started (its pidfile), nothing else.
                 shutil.copytree(runner_a / ".local", proj / ".local")
+                # Its own edit: the same edit as an earlier variant would already be deployed (nothing to do).
+                _edit_handler(dataclasses.replace(env, paths=Paths(root=proj)), f"{i}{name}")
                 extra = {"UV_CACHE_DIR": str(proj / ".uv-cache")} if empty_uv_cache else {}
                 progress(f"bench: fresh runner {name.upper()}: deploy {' '.join(flags) or '(remote cache)'}")
                 deploys[name].append(_timed_inv(proj, port, "deploy", "--env", "local", *flags, extra=extra))
-                shutil.rmtree(proj / ".build" / "layers")
+                shutil.rmtree(proj / ".build" / "layers", ignore_errors=True)
                 shutil.rmtree(proj / ".uv-cache", ignore_errors=True)
                 # Still a fresh runner: the .pyc cache its deploy filled goes too (see _inv_env).
                 shutil.rmtree(proj.parent / f"{proj.name}-content-cache", ignore_errors=True)
@@ -676,58 +685,3 @@ def _latency(ms: int) -> Iterator[None]:
 
     with calls.client_hook(hook):
         yield
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def to_markdown(results: list[Measurement], meta: dict[str, Any]) -> str:
-    lines = [
-        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), median of {meta['runs']} runs.",
-        "",
-        "| measurement | median | runs | target | met | note |",
-        "|---|---:|---|---|---|---|",
-    ]
-    for m in results:
-        met = "" if m.met is None else ("yes" if m.met else "**no**")
-        runs = ", ".join(f"{r:.2f}" for r in m.runs)
-        lines.append(f"| {m.name} | {m.median:.2f} s | {runs} | {m.target} | {met} | {m.note} |")
-    return "\n".join(lines) + "\n"
-
-
-def run_all(env: EnvConfig, *, runs: int = 3, output: Path, only: str | None = None) -> list[Measurement]:
-    output.mkdir(parents=True, exist_ok=True)
-    results: list[Measurement] = []
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        work = Path(tmp)
-        if only in (None, "build"):
-            results += bench_build(env, runs, work / "build")
-        if only in (None, "coldstart"):
-            results += bench_coldstart(env, runs, work / "coldstart")
-        if only in (None, "deploy"):
-            results += bench_deploy(env, runs, work / "deploy")
-        if only in (None, "deploy", "attach"):
-            results += bench_attach(env, runs, work / "attach")
-        if only in (None, "cache"):
-            results += bench_cache(env, runs, work / "cache")
-        if only == "code-only":  # two first deploys: not part of the default run
-            from deploy.bench_code_only import bench_code_only
-
-            results += bench_code_only(env, runs, work / "code-only")
-    meta = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.system()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "runs": runs,
-        "python": platform.python_version(),
-    }
-    data = {"meta": meta, "results": [{**dataclasses.asdict(m), "median": m.median} for m in results]}
-    (output / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
-    (output / "bench.md").write_text(to_markdown(results, meta))
-    table(
-        "benchmarks",
-        ["measurement", "median", "target", "met", "note"],
-        [(m.name, f"{m.median:.2f} s", m.target, "" if m.met is None else m.met, m.note) for m in results],
-    )
-    say(f"written {output / 'bench.json'} and {output / 'bench.md'}")
-    return results

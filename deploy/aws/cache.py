@@ -15,9 +15,9 @@ object or an unreadable bucket is only a miss, and the caller builds locally.
 
 Checksums cannot catch a writer who replaces zip and manifest together. In the environment's
 own bucket that writer can already publish a layer; a bucket shared across environments is
-bound to a publisher instead (:func:`deploy.aws.publish.publisher_code_sha256`): its zip is used only when its
-sha256 is the CodeSha256 Lambda reports for the layer version the publisher published with the
-same identity, and anything else is a miss. The fetched layer is audited again like a fresh
+bound to a publisher instead (``deploy.aws.cache_trust``): its zip is used only when its sha256
+is the CodeSha256 Lambda reports for the layer version the publisher published with the same
+identity, and anything else is a miss. The fetched layer is audited again like a fresh
 build (``build.audit_fetched_layer``: tags, ELF, secrets, real size, SBOM) before use all the
 same: the publisher's own bytes get the checks this environment would run on its own build.
 """
@@ -27,12 +27,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from boto3.exceptions import Boto3Error
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, IncompleteReadError
 
 from deploy.artifact import Artifact, LayerAddress, code_sha256, hex_sha256, load_manifest, manifest_artifact
 from deploy.aws.retry import NOT_FOUND, error_code, error_message
@@ -40,6 +41,10 @@ from deploy.errors import BuildError, CacheError
 from deploy.files import atomic_write
 
 _CHUNK = 1 << 20
+#: Ranged GETs of a cached zip: 8 MiB parts, up to 8 at once (boto3's managed download uses the same
+#: part size and 10 threads; the client's pool holds 32 connections).
+PART_SIZE = 8 * 1024 * 1024
+MAX_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +88,63 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> str:
         for chunk in iter(lambda: body.read(_CHUNK), b""):
             digest.update(chunk)
             out.write(chunk)
+
+    atomic_write(dest, write)
+    return digest.hexdigest()
+
+
+class TruncatedDownload(OSError):
+    """A ranged GET answered with fewer bytes than it asked for (a connection cut mid-body)."""
+
+
+def download_parts(
+    s3: Any,
+    bucket: str,
+    key: str,
+    dest: Path,
+    *,
+    size: int,
+    etag: str | None = None,
+    part_size: int = PART_SIZE,
+    concurrency: int = MAX_CONCURRENCY,
+) -> str:
+    """Fetch ``key`` (``size`` bytes) into ``dest`` with ranged GETs in parallel; return its sha256.
+
+    One GET of a 40 MB zip is bound by one connection; parts over several are not. The parts are
+    hashed and written in order as they arrive, so the zip is never read back to be hashed. Each
+    part is pinned to ``etag`` (If-Match): an object replaced mid-download fails the download
+    instead of mixing two objects' bytes. A short part raises :class:`TruncatedDownload`; on any
+    failure ``dest`` is left as it was (the parts go to a temporary file renamed at the end)."""
+    digest = hashlib.sha256()
+    ranges = [(start, min(start + part_size, size) - 1) for start in range(0, size, part_size)]
+
+    def part(start: int, end: int) -> bytes:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end}"}
+        if etag is not None:
+            args["IfMatch"] = etag
+        what = f"truncated: bytes {start}-{end} of {size}"
+        try:
+            data: bytes = s3.get_object(**args)["Body"].read()
+        except IncompleteReadError as exc:  # the connection closed before the length it announced
+            raise TruncatedDownload(f"{what}: {exc}") from None
+        if len(data) != end - start + 1:
+            raise TruncatedDownload(f"{what} gave {len(data)} bytes")
+        return data
+
+    def write(out: Any) -> None:
+        if not ranges:  # an empty object: nothing to range over
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(ranges)))) as pool:
+            futures = [pool.submit(part, start, end) for start, end in ranges]
+            try:
+                for future in futures:
+                    data = future.result()
+                    digest.update(data)
+                    out.write(data)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     atomic_write(dest, write)
     return digest.hexdigest()
@@ -132,6 +194,7 @@ def fetch_layer(
     *,
     published_code_sha256: str | None = None,
     trusted_code_sha256: str | None = None,
+    parallel_parts: bool = True,
 ) -> CacheHit | CacheMiss:
     """Fetch the layer ``identity`` from ``bucket`` into ``layers_dir``, or say why not.
 
@@ -140,19 +203,22 @@ def fetch_layer(
     disagreement is a CacheError. ``trusted_code_sha256`` is the CodeSha256 a publisher vouches
     for (the shared bucket): other bytes are only a miss, since this environment then builds its
     own and uses nothing the publisher did not publish.
+
+    ``parallel_parts=False`` fetches the zip in one GET: the emulator (moto) copies the whole object
+    under a lock for every ranged GET, so parts multiply its work where S3 serves them in parallel.
     """
     address = LayerAddress(identity=identity, folder=layers_dir)
     where = f"s3://{bucket}/{address.zip_key}"
     try:
-        manifest_head = _head(s3, bucket, address.manifest_key)
-        if manifest_head is None:
+        try:
+            manifest_raw = s3.get_object(Bucket=bucket, Key=address.manifest_key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                raise
             return CacheMiss(reason=f"no cached manifest for layer {identity[:12]} in s3://{bucket}")
         zip_head = _head(s3, bucket, address.zip_key)
         if zip_head is None:
             return CacheMiss(reason=f"the cached manifest for layer {identity[:12]} has no zip beside it")
-        if _head(s3, bucket, address.sbom_key) is None:
-            return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
-        manifest_raw = s3.get_object(Bucket=bucket, Key=address.manifest_key)["Body"].read()
     except ClientError as exc:
         return CacheMiss(reason=f"artifact bucket {bucket} unreadable ({error_message(exc)})")
     except BotoCoreError as exc:
@@ -182,29 +248,57 @@ def fetch_layer(
 
     layers_dir.mkdir(parents=True, exist_ok=True)
     zip_path, manifest_path, sbom_path = address.zip_path, address.manifest_path, address.sbom_path
+
+    def fetch_sbom() -> CacheMiss | None:
+        try:
+            _download(s3, bucket, address.sbom_key, sbom_path)
+        except ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                return CacheMiss(reason=f"the cached layer {identity[:12]} has no SBOM beside it")
+            raise
+        return None
+
+    def discard() -> None:
+        for path in (manifest_path, zip_path, sbom_path):
+            path.unlink(missing_ok=True)
+
+    size = int(zip_head["ContentLength"])
     try:
-        got = _download(s3, bucket, address.zip_key, zip_path)
-        if got != expected_hex:
-            zip_path.unlink(missing_ok=True)
-            raise CacheError(
-                f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
-                hint="the object changed while it was read, or the transfer was corrupted; rerun",
+        # The SBOM (small) comes beside the zip's parts rather than after them.
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            sbom = beside.submit(fetch_sbom)
+            got = download_parts(
+                s3,
+                bucket,
+                address.zip_key,
+                zip_path,
+                size=size,
+                etag=zip_head.get("ETag"),
+                part_size=PART_SIZE if parallel_parts else max(size, 1),
             )
-        _download(s3, bucket, address.sbom_key, sbom_path)
+            sbom_missing = sbom.result()
     except (ClientError, BotoCoreError, Boto3Error, OSError) as exc:
-        zip_path.unlink(missing_ok=True)
-        sbom_path.unlink(missing_ok=True)
+        discard()
         return CacheMiss(reason=f"download of {where} failed ({error_message(exc)})")
+    if sbom_missing is not None:
+        discard()
+        return sbom_missing
+    if got != expected_hex:
+        discard()
+        raise CacheError(
+            f"{where} downloaded with sha256 {got[:16]}…, but its manifest records {expected_hex[:16]}…",
+            hint="the object changed while it was read, or the transfer was corrupted; rerun",
+        )
     # The manifest goes last: a local manifest vouches for a complete zip and nothing less.
     manifest["path"] = zip_path.name
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     try:
         atomic_write(manifest_path, lambda out: out.write(text))
         artifact = load_manifest(manifest_path)
-        artifact.check()
+        # Hashed while it downloaded (``got``): recorded, so the build's reuse check reads it no more.
+        artifact.remember_hashed(got)
     except (OSError, BuildError) as exc:
-        for path in (manifest_path, zip_path, sbom_path):
-            path.unlink(missing_ok=True)
+        discard()
         raise CacheError(f"cached manifest s3://{bucket}/{address.manifest_key} is unusable: {exc}") from None
     return CacheHit(artifact=artifact, source=where)
 

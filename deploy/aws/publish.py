@@ -28,11 +28,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.artifact import Artifact
-from deploy.aws import cache, calls
+from deploy.aws import cache, cache_pointer, calls
 from deploy.aws.retry import NOT_FOUND, RetryPolicy, call, error_code, error_message
 from deploy.aws.session import Endpoint
 from deploy.config import Targets
-from deploy.errors import AwsError, DeployError
+from deploy.errors import AwsError, CacheError, DeployError
 
 Progress = Callable[[str, str], None]
 #: Makes a byte progress display for (description, total bytes); its value takes bytes sent.
@@ -322,6 +322,16 @@ def publish_layer(
             hint=f"s3://{plan.bucket}/{plan.key} does not hold the built zip; delete it and rerun",
         )
     say(plan.region, f"published {made['LayerVersionArn']}")
+    # Readers of this bucket in other accounts cannot list our versions; the pointer names this one
+    # for them to ask Lambda about (deploy.aws.cache_trust). Without it they build: a warning, not a
+    # failed deploy, since what was published is right.
+    pointer = cache_pointer.Pointer(
+        identity=layer.identity, layer_version_arn=str(made["LayerVersionArn"]), code_sha256=str(got)
+    )
+    try:
+        cache_pointer.write_pointer(s3, plan.bucket, pointer)
+    except CacheError as exc:
+        say(plan.region, f"warning: {exc.message}; other accounts reading this bucket will build this layer")
     return PublishResult(
         region=plan.region,
         layer_version_arn=str(made["LayerVersionArn"]),

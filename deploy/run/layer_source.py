@@ -107,6 +107,7 @@ def read_through_cache(ctx: RunContext, plan: build.LayerPlan) -> bool:
                 plan.zip_path.parent,
                 published_code_sha256=published[1] if published else None,
                 trusted_code_sha256=vouched,
+                parallel_parts=not ctx.is_emulator,
             )
         except (BotoCoreError, ClientError) as exc:
             got = cache.CacheMiss(reason=f"s3://{bucket}: {error_message(exc)}")
@@ -116,7 +117,7 @@ def read_through_cache(ctx: RunContext, plan: build.LayerPlan) -> bool:
                 try:
                     build.audit_fetched_layer(plan, got.artifact)
                 except BaseException:
-                    for path in (plan.manifest_path, plan.zip_path, plan.sbom_path):
+                    for path in (plan.manifest_path, plan.zip_path, plan.sbom_path, got.artifact.checked_path):
                         path.unlink(missing_ok=True)
                     raise
             return True
@@ -127,20 +128,22 @@ def read_through_cache(ctx: RunContext, plan: build.LayerPlan) -> bool:
 
 def _publisher_code_sha256(ctx: RunContext, plan: build.LayerPlan) -> str | CacheMiss:
     """Reads only: what ``remote_cache.publisher`` published with this identity (its CodeSha256),
-    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher)."""
+    asked of Lambda in the publisher's region (settings refuse a shared bucket without a publisher),
+    found through the publisher's pointer in the shared bucket (``deploy.aws.cache_trust``)."""
     from botocore.exceptions import BotoCoreError
 
-    from deploy.aws import cache, publish
+    from deploy.aws import cache, cache_trust
 
-    publisher = ctx.settings.remote_cache.publisher
-    if publisher is None:  # EnvConfig built in code, bypassing the settings' check: trust nothing
+    publisher, bucket = ctx.settings.remote_cache.publisher, ctx.settings.remote_cache.bucket
+    if publisher is None or bucket is None:  # EnvConfig built in code, bypassing the settings' check
         return cache.CacheMiss(reason="no remote_cache.publisher vouches for the shared bucket")
     region = publisher.split(":")[3]
     try:
         lam = ctx.aws.client("lambda", region)
+        s3 = ctx.aws.client("s3", ctx.settings.remote_cache.region or ctx.settings.region)
     except BotoCoreError as exc:  # e.g. a profile that is not there: still only a miss
         return cache.CacheMiss(reason=f"publisher {publisher} unreachable ({exc})")
-    return publish.publisher_code_sha256(lam, publisher, plan.digest)
+    return cache_trust.vouched_code_sha256(s3, bucket, lam, publisher, plan.digest)
 
 
 def _built_layer(ctx: RunContext) -> Artifact:

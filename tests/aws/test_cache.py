@@ -15,7 +15,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from deploy import terraform
 from deploy.artifact import Artifact, LayerAddress, sha256_file
-from deploy.aws import cache, calls, publish
+from deploy.aws import cache, cache_pointer, calls, publish
 from deploy.aws.publish import upload
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Paths, RemoteCacheSettings, StateSettings, Targets
@@ -243,11 +243,15 @@ def test_a_layer_the_publisher_itself_published_still_fails_the_audit_and_leaves
     secret = b'KEY = "AKIAZ7QWERTYUIOPASDF"\nSECRET = "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"\n'
     _republish_tampered(s3, bucket, built, {"python/six/settings.py": secret})
     keys = _address(built.identity)
-    lam.publish_layer_version(
+    made = lam.publish_layer_version(
         LayerName=targets.layer_name,
         Content={"S3Bucket": bucket, "S3Key": keys.zip_key},
         Description=f"identity={built.identity}",
     )
+    pointer = cache_pointer.Pointer(
+        identity=built.identity, layer_version_arn=made["LayerVersionArn"], code_sha256=made["Content"]["CodeSha256"]
+    )
+    cache_pointer.write_pointer(s3, bucket, pointer)
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     plan = layer_plan(production, installer=FakeInstaller(fail=True))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from deploy import terraform
 from deploy.artifact import Artifact
-from deploy.aws import cache, calls
+from deploy.aws import cache, cache_pointer, calls
 from deploy.build import build_layer, layer_plan
 from deploy.config import EnvConfig, Targets
 from deploy.context import RunContext
@@ -87,10 +88,17 @@ def test_no_version_of_the_publisher_with_this_identity_means_the_layer_is_built
 
     said = _production_builds(production, built, capsys, monkeypatch)
 
+    assert f"publisher version {publisher}:1 unreadable (ResourceNotFoundException" in said
+    # Without the pointer too, the listing (one account) is the witness, and it finds nothing either.
+    s3.delete_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity))
+    shutil.rmtree(production.paths.build / "layers")  # a fresh runner again
+    said = _production_builds(production, built, capsys, monkeypatch)
+    assert f"no publisher pointer readable at s3://{bucket}/{cache_pointer.pointer_key(built.identity)}" in said
     assert f"publisher {publisher} has published no version of layer {built.identity[:12]}" in said
 
 
-def test_a_publisher_this_role_cannot_read_means_the_layer_is_built(
+def test_without_a_pointer_a_publisher_this_role_cannot_list_means_the_layer_is_built(
+    s3: Any,
     bucket: str,
     targets: Targets,
     publisher: str,
@@ -99,9 +107,11 @@ def test_a_publisher_this_role_cannot_read_means_the_layer_is_built(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Lambda refuses ListLayerVersions on another account's layer (a layer version permission can
-    grant only GetLayerVersion): a miss that says so, never an error that stops the deploy."""
+    """A bucket without a pointer (a publisher from before pointers): Lambda refuses ListLayerVersions
+    on another account's layer (a layer version permission can grant only GetLayerVersion): a miss
+    that says so, never an error that stops the deploy."""
     built, production = _staging_then_production(tmp_path, bucket, targets, publisher)
+    s3.delete_object(Bucket=bucket, Key=cache_pointer.pointer_key(built.identity))
 
     def denied(**_: Any) -> None:
         error = {"Code": "AccessDeniedException", "Message": "not authorized to perform: lambda:ListLayerVersions"}
@@ -135,14 +145,14 @@ def test_the_publisher_is_asked_for_its_own_layer_in_its_own_region(
                 asked.append((client.meta.region_name, str(params.get("LayerName"))))
 
             # Registered first, so it sees the ARN before the moto shim rewrites it.
-            client.meta.events.register_first("before-parameter-build.lambda.ListLayerVersions", seen)
+            client.meta.events.register_first("before-parameter-build.lambda.GetLayerVersion", seen)
 
     monkeypatch.setattr(terraform, "load_targets", _failing_targets)
     with calls.client_hook(record):
         assert layer_source.read_through_cache(
             RunContext.create(production), layer_plan(production, installer=FakeInstaller(fail=True))
         )
-    assert asked == [(REGION, publisher)]
+    assert asked == [(REGION, publisher)]  # the pointer's version, asked of the publisher's layer
 
 
 def test_bytes_the_publisher_did_not_publish_are_a_miss_and_leave_nothing(s3: Any, bucket: str, tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ def test_publish_uploads_then_a_rerun_writes_nothing(
     with calls.count_writes() as first:
         result = publish_layer(env, targets, layer)
     assert result.uploaded and result.published and result.version == 1
-    assert first.operations() == ["PutObject", "PutObject", "PutObject", "PublishLayerVersion"]  # zip, SBOM, manifest
+    # zip, SBOM, manifest; then the pointer to the version, for readers in other accounts
+    assert first.operations() == ["PutObject", "PutObject", "PutObject", "PublishLayerVersion", "PutObject"]
     got = lam.get_layer_version(LayerName=targets.layer_name, VersionNumber=1)
     assert got["Content"]["CodeSha256"] == layer.code_sha256
     assert got["Description"] == f"identity={layer.identity} sha256={layer.sha256}"
@@ -122,7 +123,7 @@ def test_failure_after_upload_reuses_the_object(
         publish_layer(env, targets, layer)
     with calls.count_writes() as writes:
         result = publish_layer(env, targets, layer)
-    assert writes.operations() == ["PublishLayerVersion"] and not result.uploaded
+    assert writes.operations() == ["PublishLayerVersion", "PutObject"] and not result.uploaded  # + the pointer
     assert layer_versions(lam, targets.layer_name) == [1]
 
 
