@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.aws import calls, deployed
 from deploy.aws.deployed import http_get
+from deploy.aws.readiness import release
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.aws.rollout import NO_WEIGHTS, weights
 from deploy.config import EnvConfig, Targets
@@ -314,7 +315,7 @@ class Transaction:
             raise AwsError(f"{name}: function disappeared during the transaction")
         done: list[str] = []
         left: list[str] = []
-        current = now.alias_version
+        current = serving = now.alias_version
         # Ours: the version this run moved the alias to, or gave a weight (a gradual rollout).
         ours = {v for v in (change.alias, change.shifted) if v is not None}
         weighted = weights(now.alias)
@@ -333,9 +334,16 @@ class Transaction:
                     RoutingConfig=NO_WEIGHTS,  # every weight on it is this run's (checked above)
                 )
                 done.append(f"{alias} {current}{shares} → {snap.alias_version}")
+                serving = snap.alias_version
             else:
                 shares = "".join(f", {w:.0%} on {v}" for v, w in weighted.items())
                 left.append(f"{alias} is at {current}{shares}, set by another writer")
+        if self.env.provisioned_concurrency and change.version not in (None, serving):
+            # Warm environments on the version this run published and traffic left (or never reached)
+            # bill until removed (deploy.aws.readiness); a failed removal is said, never fatal.
+            problem = release(lam, name, str(change.version), policy=self.policy)
+            if problem:
+                left.append(f"provisioned concurrency on version {change.version} is still there ({problem})")
         revision = now.latest.get("RevisionId")
         if change.code is not None and now.latest_code != snap.code_sha256:
             if now.latest_code == change.code:

@@ -261,3 +261,27 @@ def test_the_deploy_preflight_runs_the_alarm_check_and_the_emulator_leaves_it_to
         c for c in preflight.run(local, "deploy", environ={}, overrides=others).checks if c.name == "rollout alarms"
     ]
     assert alarms.mark is Mark.SKIPPED and "checked by the run" in alarms.detail
+
+
+def test_the_old_versions_provisioned_concurrency_is_released_only_once_the_rollout_ends(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, cloudwatch: Any, inject: Any
+) -> None:
+    """During a canary the old version still serves most traffic: its warm environments stay until 100 %.
+    (moto has no provisioned concurrency API: Lambda's answer to the delete is injected.)"""
+    from tests.aws.conftest import fake_response
+
+    released: list[tuple[str, str, tuple[str, dict[str, float]]]] = []
+
+    def delete(params: dict[str, Any], **_: Any) -> Any:
+        name = params["FunctionName"]
+        released.append((name, params["Qualifier"], aliases(lam, deployed)[name]))
+        return fake_response({})
+
+    inject("lambda", "DeleteProvisionedConcurrencyConfig", delete)
+    clock = FakeClock()
+    warm = dataclasses.replace(env, provisioned_concurrency=2)
+    with Transaction(env, deployed, progress=lambda _e: None) as txn:
+        moves = start(env, deployed, code, layer_arn, txn, CANARY)
+        assert released == []
+        rollout.bake(warm, deployed, moves, CANARY, record=txn, clock=clock.clock, sleep=clock.sleep, poll=60)
+    assert sorted(released) == sorted((fn.name, "1", ("2", {})) for fn in deployed.functions)
