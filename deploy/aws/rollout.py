@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from deploy.aws import calls
+from deploy.aws.readiness import release
 from deploy.aws.retry import RetryPolicy, call, error_message
 from deploy.config import EnvConfig, RolloutSettings, Targets
 from deploy.errors import AttachError, AwsError, RolloutAborted
@@ -228,3 +229,11 @@ def bake(
             emit(Event(function=move.name, step=Step.SHIFT, state=State.STARTED, detail=f"shifting to {detail}"))
             set_weight(lam, targets.alias, move, following.weight, policy=policy, record=record)
             emit(Event(function=move.name, step=Step.SHIFT, state=State.DONE, detail=detail))
+    if env.provisioned_concurrency > 0:
+        # The old versions serve nothing now: their warm environments only bill (deploy.aws.readiness).
+        for move in moves:
+            problem = release(lam, move.name, move.old, policy=policy)
+            done = f"could not release provisioned concurrency of version {move.old} ({problem}); remove it by hand"
+            if not problem:
+                done = f"released provisioned concurrency of version {move.old}"
+            emit(Event(function=None, step=Step.PROVISION, state=State.DONE, detail=f"{move.name}: {done}"))
