@@ -267,21 +267,17 @@ def test_the_old_versions_provisioned_concurrency_is_released_only_once_the_roll
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, cloudwatch: Any, inject: Any
 ) -> None:
     """During a canary the old version still serves most traffic: its warm environments stay until 100 %.
-    (moto has no provisioned concurrency API: Lambda's answer to the delete is injected.)"""
-    from tests.aws.conftest import fake_response
+    (moto has no provisioned concurrency API: Lambda's answers are injected, as in test_attach_active.)"""
+    from tests.aws.test_attach_active import _Provisioned
 
-    released: list[tuple[str, str, tuple[str, dict[str, float]]]] = []
-
-    def delete(params: dict[str, Any], **_: Any) -> Any:
-        name = params["FunctionName"]
-        released.append((name, params["Qualifier"], aliases(lam, deployed)[name]))
-        return fake_response({})
-
-    inject("lambda", "DeleteProvisionedConcurrencyConfig", delete)
+    fake = _Provisioned(lam, warming=0)
+    fake.install(inject)
     clock = FakeClock()
-    warm = dataclasses.replace(env, provisioned_concurrency=2)
-    with Transaction(env, deployed, progress=lambda _e: None) as txn:
-        moves = start(env, deployed, code, layer_arn, txn, CANARY)
-        assert released == []
+    warm = dataclasses.replace(env, provisioned_concurrency=3)
+    with Transaction(warm, deployed, progress=lambda _e: None) as txn:
+        moves = start(warm, deployed, code, layer_arn, txn, CANARY)
+        assert not [entry for entry in fake.log if entry[0] == "delete"]  # v1 still serves 90 %
         rollout.bake(warm, deployed, moves, CANARY, record=txn, clock=clock.clock, sleep=clock.sleep, poll=60)
-    assert sorted(released) == sorted((fn.name, "1", ("2", {})) for fn in deployed.functions)
+    for fn in deployed.functions:
+        mine = [(kind, what) for kind, name, what in fake.log if name == fn.name and kind != "get"]
+        assert mine == [("put", "2"), ("alias", "1"), ("alias", "2"), ("delete", "1")]
