@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.errors import ConfigError
-from deploy.lambda_facts import ARCHITECTURES, RUNTIME_GLIBC
+from deploy.lambda_facts import ARCHITECTURES, RUNTIME_GLIBC, snap_start_supported
 from deploy.settings import apply_variables, validate
 from deploy.settings_schema import (
     Common,
@@ -217,6 +217,10 @@ class EnvConfig:
     state: StateSettings | None = None
     deploy_lock: DeployLockSettings = field(default_factory=DeployLockSettings)
     max_workers: int = Common.max_workers.default
+    #: SnapStart on published versions (Terraform's ``snap_start`` variable; python3.12 and later).
+    snap_start: bool = Common.snap_start.default
+    #: Warm environments on each new version, READY before its alias moves (deploy.aws.readiness).
+    provisioned_concurrency: int = Common.provisioned_concurrency.default
     paths: Paths = field(default_factory=Paths)
 
     @property
@@ -393,6 +397,31 @@ def load_env(
             f"the lease ({lease} s, `deploy_lock.lease_seconds`)"
         )
 
+    snap_start = value("snap_start")
+    if snap_start and not snap_start_supported(runtime):
+        raise ConfigError(
+            f"invoke.yaml: `{key_path(lookup('snap_start')[1])}`: SnapStart needs python3.12 or later; "
+            f"this environment's runtime is {runtime} (`{key_path(lookup('runtime')[1])}`)",
+            hint="remove snap_start or move the environment to python3.12 or later",
+        )
+    if snap_start and emulator is not None:
+        # moto answers every function with SnapStart ApplyOn "None" whatever was set, so Terraform
+        # would plan the setting again after every deploy (drift, property 6) and nothing would show it.
+        raise ConfigError(
+            f"invoke.yaml: `{key_path(lookup('snap_start')[1])}`: the emulator does not keep SnapStart "
+            f"(it reports it off whatever is set), so environment {name!r} cannot turn it on",
+            hint="set snap_start on the environments that deploy to AWS only",
+        )
+    provisioned_concurrency = value("provisioned_concurrency")
+    if provisioned_concurrency and emulator is not None:
+        # moto answers PutProvisionedConcurrencyConfig with 404 "Not yet implemented": refused here,
+        # before anything is built, rather than as a failed attach.
+        raise ConfigError(
+            f"invoke.yaml: `{key_path(lookup('provisioned_concurrency')[1])}`: the emulator has no provisioned "
+            f"concurrency API, so environment {name!r} cannot ask for {provisioned_concurrency}",
+            hint="set provisioned_concurrency on the environments that deploy to AWS only",
+        )
+
     region = value("region")
     if not region:
         raise ConfigError(f"`{key_path(('environments', name, 'region'))}`: missing key")
@@ -426,5 +455,7 @@ def load_env(
         state=state,
         deploy_lock=DeployLockSettings(**section("deploy_lock", DeployLock)),
         max_workers=value("max_workers"),
+        snap_start=snap_start,
+        provisioned_concurrency=provisioned_concurrency,
         paths=paths or Paths(),
     )

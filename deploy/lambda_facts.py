@@ -126,3 +126,14 @@ def function_key(sha256_hex: str) -> str:
 def function_key_for_code_sha(code_sha256: str) -> str:
     """The same key from Lambda's CodeSha256 (base64 of the sha256 digest)."""
     return function_key(base64.b64decode(code_sha256).hex())
+
+
+#: SnapStart for Python runs on python3.12 and later (Lambda developer guide, "Improving startup
+#: performance with Lambda SnapStart": supported runtimes).
+SNAP_START_MIN_PYTHON = (3, 12)
+
+
+def snap_start_supported(runtime: str) -> bool:
+    """``python3.12`` → True, ``python3.11`` → False."""
+    major, _, minor = runtime.removeprefix("python").partition(".")
+    return major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= SNAP_START_MIN_PYTHON

@@ -157,6 +157,10 @@ class Common(Section):
     #: Ship precompiled .pyc in the layer and the function code (see deploy/bytecode.py).
     bytecode = Key(bool, default=True)
     max_workers = Key(int, default=8, ge=1)
+    #: Lambda SnapStart on the functions' published versions (Terraform sets it; python3.12 and later).
+    snap_start = Key(bool, default=False)
+    #: Warm execution environments put on each newly published version, READY before its alias moves.
+    provisioned_concurrency = Key(int, default=0, ge=0)
     layer = Layer
     verify = Verify
     share = Share

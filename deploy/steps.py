@@ -7,8 +7,8 @@ The plan computes a ``FunctionSteps`` once from reads (``deploy.aws.attach_plan`
 Before this module one function's deploy was four records with copies of the same status strings,
 converted into each other at every hand-over.
 
-A new cloud step (say: wait until the published version is Active) is a :class:`Step` member (its
-words), a flag here if the plan decides it, and one block where the steps run (``attach_apply``).
+A new cloud step is a :class:`Step` member (its words), a flag here if the plan decides it, and one
+block where the steps run (``attach_apply``): ``ACTIVE`` and ``PROVISION`` were added exactly so.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ class Step(Enum):
     CODE = ("code", "updating code", "code updated")
     LAYERS = ("layer", "setting layers", "layers set")
     PUBLISH = ("publish version", "publishing a version", "version published")
+    #: A published version starts Pending while Lambda prepares it (SnapStart takes its snapshot here);
+    #: an alias moved to it before it is Active sends callers into failed or cold invokes.
+    ACTIVE = ("wait for active", "waiting for the version to be Active", "version active")
+    #: Provisioned concurrency on the new version, READY before the alias moves to it (see attach_apply).
+    PROVISION = ("provisioned concurrency", "provisioning concurrency", "concurrency ready")
     ALIAS = ("alias", "moving alias", "alias moved")
     RESTORE = ("restore", "restoring", "restored")  # the transaction putting back what this run changed
 
@@ -67,6 +72,10 @@ class FunctionSteps:
     #: compare-and-set tokens for the writes (moto omits them; real Lambda always has them)
     revision_id: str | None = None
     alias_revision_id: str | None = None
+    #: invoke.yaml's ``provisioned_concurrency``: execution environments kept warm on the new version
+    provisioned_concurrency: int = 0
+    #: the function's memory (MB, from its $LATEST configuration): what the warm environments cost
+    memory_mb: int = 0
 
     @property
     def alias_to(self) -> str:
@@ -79,6 +88,8 @@ class FunctionSteps:
             (self.update_code, Step.CODE),
             (self.update_layers, Step.LAYERS),
             (self.publish_version, Step.PUBLISH),
+            (self.publish_version, Step.ACTIVE),
+            (self.publish_version and self.provisioned_concurrency > 0, Step.PROVISION),
             (self.publish_version, Step.ALIAS),
         )
         return tuple(step for flag, step in flags if flag)
@@ -90,8 +101,27 @@ class FunctionSteps:
     def describe(self) -> str:
         if not self.changed:
             return "unchanged"
-        nouns = [s.noun for s in self.steps() if s is not Step.ALIAS]
+        nouns = [
+            self.provisioned() if s is Step.PROVISION else s.noun
+            for s in self.steps()
+            if s not in (Step.ALIAS, Step.ACTIVE)  # ACTIVE writes nothing: it only waits
+        ]
         return f"{', '.join(nouns)}; live {self.alias_from} → {self.alias_to}"
+
+    @property
+    def provisioned_gb_seconds_per_hour(self) -> float:
+        """What the warm environments bill. AWS: "The price depends on the amount of memory you allocate
+        to your function and the amount of concurrency that you configure on it", for the time it is
+        enabled (aws.amazon.com/lambda/pricing, Provisioned Concurrency): concurrency * MB/1024 GB-s
+        every second, * 3600 an hour. No dollar figure: the rate differs by region and architecture."""
+        return self.provisioned_concurrency * self.memory_mb / 1024 * 3600
+
+    def provisioned(self) -> str:
+        """``provisioned concurrency 5 x 512 MB = 9,000 GB-s per hour`` (the line says it with a real times sign)."""
+        return (
+            f"{Step.PROVISION.noun} {self.provisioned_concurrency} × {self.memory_mb} MB"
+            f" = {self.provisioned_gb_seconds_per_hour:,.0f} GB-s per hour"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The plan's per-function entry (report schema: ``swap_layer`` is ``update_layers``)."""
@@ -103,6 +133,8 @@ class FunctionSteps:
             "publish_version": self.publish_version,
             "alias_from": self.alias_from,
             "alias_to": self.alias_to,
+            "provisioned_concurrency": self.provisioned_concurrency,
+            "provisioned_gb_seconds_per_hour": self.provisioned_gb_seconds_per_hour,
         }
 
 

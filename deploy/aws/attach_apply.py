@@ -23,6 +23,7 @@ from deploy.artifact import Artifact
 from deploy.aws import calls, deployed
 from deploy.aws.attach_plan import AttachPlan, plan_attach, plan_function, read_state
 from deploy.aws.publish import short_key, upload
+from deploy.aws.readiness import provision, release, wait_active
 from deploy.aws.retry import PRECONDITION_CODES, RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, FunctionTarget, Targets
@@ -122,7 +123,11 @@ class _Stager:
             raise AttachError(f"{fp.name}: function was deleted during the attach")
         target = FunctionTarget(key=fp.key, name=fp.name, handler="")
         fresh = plan_function(
-            target, state, code_sha256=self.plan.code_sha256, layer_version_arn=self.plan.layer_version_arn
+            target,
+            state,
+            code_sha256=self.plan.code_sha256,
+            layer_version_arn=self.plan.layer_version_arn,
+            provisioned_concurrency=fp.provisioned_concurrency,
         )
         # Roll back to what callers were served when we started, not to a concurrent writer's version.
         return replace(fresh, alias_from=fp.alias_from)
@@ -166,6 +171,12 @@ class _Stager:
             elif step is Step.PUBLISH:
                 self._start(name, step)
                 version = self._publish(fp, rev)
+            elif step is Step.ACTIVE:
+                self._start(name, step)
+                wait_active(lam, name, _published(version), policy=policy)
+            elif step is Step.PROVISION:
+                self._start(name, step)
+                provision(lam, name, _published(version), fp.provisioned_concurrency, policy=policy)
             else:
                 continue  # the alias moves in phase 2, once every function is staged
             self.emit(Event(function=name, step=step, state=State.DONE))
@@ -190,6 +201,12 @@ class _Stager:
             )
         self.record.version(name, str(version["Version"]))
         return str(version["Version"])
+
+
+def _published(version: str | None) -> str:
+    if version is None:  # the plan's order (FunctionSteps.steps) puts PUBLISH first
+        raise AssertionError("a step that needs the published version ran before PUBLISH")
+    return version
 
 
 def _description(text: str | None) -> dict[str, Any]:
@@ -328,7 +345,9 @@ def _apply(
             _gather(pool, moves, errors, emit, record, at=dict.fromkeys(moves, Step.ALIAS))
 
     if errors:
+        # The transaction restores, and removes the provisioned concurrency of versions left unserved.
         raise AttachError("attach failed: " + "; ".join(errors[name] for name in sorted(errors)), failures=errors)
+    _release_superseded(lam, staged, policy=policy, emit=emit)
     outcomes: list[Outcome] = []
     for fp in plan.functions:
         applied, version = staged.get(fp.name, (fp, None))
@@ -342,6 +361,29 @@ def _apply(
             )
         )
     return AttachResult(outcomes=tuple(outcomes), ok=True)
+
+
+def _release_superseded(
+    lam: Any,
+    staged: Mapping[str, tuple[FunctionSteps, str | None]],
+    *,
+    policy: RetryPolicy,
+    emit: Progress,
+) -> None:
+    """Once every alias serves the new version, the old version's provisioned concurrency only bills.
+    A restore after this point (a failed verify) sends traffic back to a version without warm
+    environments: it serves the same, with cold starts until the next deploy provisions it."""
+    for name, (fp, version) in staged.items():
+        if fp.provisioned_concurrency <= 0 or version is None or version == fp.alias_from:
+            continue
+        problem = release(lam, name, fp.alias_from, policy=policy)
+        detail = f"released provisioned concurrency of version {fp.alias_from}"
+        if problem:
+            detail = (
+                f"could not release provisioned concurrency of version {fp.alias_from} ({problem}); remove it by hand"
+            )
+        # A run-wide line (function None): the function's own line was closed by its alias's DONE.
+        emit(Event(function=None, step=Step.PROVISION, state=State.DONE, detail=f"{name}: {detail}"))
 
 
 def _gather(

@@ -92,6 +92,7 @@ def plan_function(
     *,
     code_sha256: str,
     layer_version_arn: str,
+    provisioned_concurrency: int = 0,
 ) -> FunctionSteps:
     latest, alias, served = state
     old_layers = _layer_arns(latest)
@@ -116,6 +117,8 @@ def plan_function(
         alias_from=str(alias["FunctionVersion"]),
         revision_id=latest.get("RevisionId"),
         alias_revision_id=alias.get("RevisionId"),
+        provisioned_concurrency=provisioned_concurrency,
+        memory_mb=int(latest.get("MemorySize") or 0),
     )
 
 
@@ -152,7 +155,15 @@ def plan_attach(env: EnvConfig, targets: Targets, *, function: Artifact, layer_v
         if state is None:
             missing.append(fn.name)
             continue
-        plans.append(plan_function(fn, state, code_sha256=function.code_sha256, layer_version_arn=layer_version_arn))
+        plans.append(
+            plan_function(
+                fn,
+                state,
+                code_sha256=function.code_sha256,
+                layer_version_arn=layer_version_arn,
+                provisioned_concurrency=env.provisioned_concurrency,
+            )
+        )
     if missing:
         raise AttachError(
             f"function(s) not found in {targets.region}: {', '.join(missing)}; nothing was changed",

@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.aws import calls, deployed
 from deploy.aws.deployed import http_get
+from deploy.aws.readiness import release
 from deploy.aws.retry import RetryPolicy, call, error_code, error_message, wait_updated
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AwsError, DeployError, Interrupted, Terminated
@@ -300,7 +301,7 @@ class Transaction:
             raise AwsError(f"{name}: function disappeared during the transaction")
         done: list[str] = []
         left: list[str] = []
-        current = now.alias_version
+        current = serving = now.alias_version
         if change.alias is not None and current != snap.alias_version:
             if current == change.alias and now.alias is not None:
                 self._undoing(name, Step.ALIAS, f"moving {alias} back {current} → {snap.alias_version}")
@@ -314,8 +315,15 @@ class Transaction:
                     Description=snap.alias_description or "",
                 )
                 done.append(f"{alias} {current} → {snap.alias_version}")
+                serving = snap.alias_version
             else:
                 left.append(f"{alias} is at {current}, set by another writer")
+        if self.env.provisioned_concurrency and change.version not in (None, serving):
+            # Warm environments on the version this run published and traffic left (or never reached)
+            # bill until removed (deploy.aws.readiness); a failed removal is said, never fatal.
+            problem = release(lam, name, str(change.version), policy=self.policy)
+            if problem:
+                left.append(f"provisioned concurrency on version {change.version} is still there ({problem})")
         revision = now.latest.get("RevisionId")
         if change.code is not None and now.latest_code != snap.code_sha256:
             if now.latest_code == change.code:

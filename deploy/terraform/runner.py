@@ -258,6 +258,9 @@ def terraform_for(
     # The shared remote cache the CI deploy role may read (invoke.yaml remote_cache.bucket).
     variables["layer_cache_bucket"] = env.remote_cache.bucket or ""
     variables["layer_cache_publisher_arn"] = env.remote_cache.publisher or ""
+    # invoke.yaml snap_start (checked against the runtime when the settings load); always passed,
+    # so turning it off in invoke.yaml turns it off in Lambda.
+    variables["snap_start"] = "true" if env.snap_start else "false"
     if env.endpoint_url:
         # The emulator accepts any credentials; fixed dummies keep a developer's real
         # keys out of every request made to it.

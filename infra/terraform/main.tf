@@ -275,6 +275,7 @@ module "cleanup" {
 
   permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = each.value.reserved_concurrency
+  snap_start                     = var.snap_start
   cleanup_bucket_name            = aws_s3_bucket.artifacts.bucket
   cleanup_bucket_arn             = aws_s3_bucket.artifacts.arn
   cleanup_prefix                 = var.cleanup_prefix
@@ -301,6 +302,7 @@ module "function" {
 
   permissions_boundary           = local.execution_boundary
   reserved_concurrent_executions = each.value.reserved_concurrency
+  snap_start                     = var.snap_start
 }
 
 # The four functions had a module block each before var.functions; these keep their

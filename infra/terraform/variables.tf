@@ -37,6 +37,12 @@ variable "runtime" {
   }
 }
 
+variable "snap_start" {
+  description = "Lambda SnapStart on every function's published versions; set by the deploy tasks from invoke.yaml snap_start (python3.12 and later)."
+  type        = bool
+  default     = false
+}
+
 variable "architecture" {
   description = "Instruction set architecture of the functions and the layer."
   type        = string

@@ -65,6 +65,19 @@ def test_unknown_env_lists_known_ones() -> None:
         ),
         ({"verify": {"trusted_layers": "arn"}}, "`deploy.environments.local.verify.trusted_layers`: expected a list"),
         ({"bytecode": "off"}, "`deploy.environments.local.bytecode`: expected true or false"),
+        (
+            {"runtime": "python3.11", "snap_start": True},
+            "invoke.yaml: `deploy.environments.local.snap_start`: SnapStart needs python3.12 or later; this "
+            "environment's runtime is python3.11 (`deploy.environments.local.runtime`)",
+        ),
+        ({"snap_start": "yes"}, "`deploy.environments.local.snap_start`: expected true or false"),
+        (
+            {"provisioned_concurrency": -1},
+            "`deploy.environments.local.provisioned_concurrency`: input should be greater than or equal to 0",
+        ),
+        ({"provisioned_concurrency": "2"}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
+        ({"provisioned_concurrency": 1.5}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
+        ({"provisioned_concurrency": True}, "`deploy.environments.local.provisioned_concurrency`: expected an integer"),
     ],
 )
 def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
@@ -72,6 +85,38 @@ def test_bad_settings_name_the_key(patch: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_env({"environments": {"local": local}}, "local")
     assert message in str(err.value)
+
+
+def test_snap_start_and_provisioned_concurrency_load_and_inherit() -> None:
+    top: dict[str, Any] = {
+        "snap_start": True,
+        "provisioned_concurrency": 2,
+        "environments": {"staging": {"region": "us-west-2"}},
+    }
+    env = load_env(top, "staging")
+    assert (env.snap_start, env.provisioned_concurrency) == (True, 2)
+    off = load_env({"environments": {"staging": {"region": "us-west-2"}}}, "staging")
+    assert (off.snap_start, off.provisioned_concurrency) == (False, 0)
+    # The runtime a top-level snap_start meets is the environment's own: python3.11 there is refused.
+    top["environments"]["staging"]["runtime"] = "python3.11"
+    with pytest.raises(ConfigError, match=r"`deploy.snap_start`: SnapStart needs python3.12"):
+        load_env(top, "staging")
+    top["environments"]["staging"]["runtime"] = "python3.13"
+    assert load_env(top, "staging").snap_start is True
+
+
+def test_snap_start_is_refused_on_the_emulator_whose_lambda_drops_it() -> None:
+    """moto reports SnapStart off whatever Terraform set: `terraform plan` would never settle."""
+    local = {"region": "us-east-1", "emulator": {}, "snap_start": True}
+    with pytest.raises(ConfigError, match=r"`deploy.environments.local.snap_start`: the emulator does not keep"):
+        load_env({"environments": {"local": local}}, "local")
+
+
+def test_provisioned_concurrency_is_refused_on_the_emulator_which_has_no_such_api() -> None:
+    local = {"region": "us-east-1", "emulator": {}, "provisioned_concurrency": 1}
+    with pytest.raises(ConfigError, match=r"`deploy.environments.local.provisioned_concurrency`: the emulator has no"):
+        load_env({"environments": {"local": local}}, "local")
+    assert load_env({"environments": {"local": {**local, "provisioned_concurrency": 0}}}, "local").is_local
 
 
 def test_missing_deploy_tree() -> None:

@@ -51,7 +51,7 @@ def test_the_status_enum_round_trips_through_the_json_report_unchanged(tmp_path:
 
 def test_one_record_plans_describes_and_reports_a_function() -> None:
     both = steps(update_layers=True)
-    assert both.steps() == (Step.CODE, Step.LAYERS, Step.PUBLISH, Step.ALIAS)
+    assert both.steps() == (Step.CODE, Step.LAYERS, Step.PUBLISH, Step.ACTIVE, Step.ALIAS)
     assert both.describe() == "code, layer, publish version; live 3 → (new)"
     assert both.to_json() == {
         "name": "acme-test-api",
@@ -61,14 +61,30 @@ def test_one_record_plans_describes_and_reports_a_function() -> None:
         "publish_version": True,
         "alias_from": "3",
         "alias_to": NEW,
+        "provisioned_concurrency": 0,
+        "provisioned_gb_seconds_per_hour": 0.0,
     }
     stale = steps(update_code=False)  # $LATEST matches, the alias serves an older version
-    assert stale.steps() == (Step.PUBLISH, Step.ALIAS) and stale.changed
+    assert stale.steps() == (Step.PUBLISH, Step.ACTIVE, Step.ALIAS) and stale.changed
     same = steps(update_code=False, publish_version=False)
     assert same.steps() == () and not same.changed and same.describe() == "unchanged" and same.alias_to == "3"
     dry, nothing = planned([both], dry_run=True), planned([same], dry_run=False)
     assert [(o.status, o.new_version) for o in dry] == [(Status.WOULD_UPDATE, NEW)]
     assert [(o.status, o.new_version) for o in nothing] == [(Status.UNCHANGED, "3")]
+
+
+def test_provisioned_concurrency_is_a_step_after_active_and_shows_its_gb_seconds() -> None:
+    """AWS bills provisioned concurrency by configured concurrency * allocated memory * time:
+    5 environments of 512 MB are 2.5 GB-s every second, 9,000 GB-s an hour."""
+    warm = steps(provisioned_concurrency=5, memory_mb=512)
+    assert warm.steps() == (Step.CODE, Step.PUBLISH, Step.ACTIVE, Step.PROVISION, Step.ALIAS)
+    assert warm.provisioned_gb_seconds_per_hour == 9000.0
+    assert warm.describe() == (
+        "code, publish version, provisioned concurrency 5 × 512 MB = 9,000 GB-s per hour; live 3 → (new)"
+    )
+    assert warm.to_json()["provisioned_gb_seconds_per_hour"] == 9000.0
+    # Nothing published, nothing to warm: an unchanged function costs no new environments.
+    assert steps(provisioned_concurrency=5, memory_mb=512, update_code=False, publish_version=False).steps() == ()
 
 
 def test_a_function_line_is_ticked_by_the_done_event_not_by_the_start(monkeypatch: pytest.MonkeyPatch) -> None:

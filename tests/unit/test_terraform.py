@@ -316,6 +316,8 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         "-var",
         "share_account_ids=[]",
         "-var",
+        "snap_start=false",
+        "-var",
         "state_bucket=terraform-state",
         "-var",
         "state_key=terraform.tfstate",
@@ -343,11 +345,21 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         "share_account_ids": "[]",
         "layer_cache_bucket": "",
         "layer_cache_publisher_arn": "",
+        "snap_start": "false",
     }
     child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
     assert child["AWS_ACCESS_KEY_ID"] == "real-key"
     assert child["TF_DATA_DIR"].endswith(".terraform-staging")
+
+
+def test_snap_start_from_invoke_yaml_reaches_terraform(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(env_config(tmp_path), snap_start=True)
+    tf = tfm.terraform_for(cfg, binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+    assert tf.variables["snap_start"] == "true"
+    # The digest covers it: turning SnapStart on is a configuration change `inv status` sees.
+    off = tfm.terraform_for(env_config(tmp_path), binary=Path("/bin/true"), environ={tfm.MIRROR_ENV_VAR: ""})
+    assert tf.variables[tfm.DIGEST_VARIABLE] != off.variables[tfm.DIGEST_VARIABLE]
 
 
 def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
@@ -377,6 +389,7 @@ def test_trusted_layers_and_shares_reach_the_ci_roles(tmp_path: Path) -> None:
         "share_organization_id": "o-abc123",
         "layer_cache_bucket": "bluemoxon-frontend-staging",
         "layer_cache_publisher_arn": "arn:aws:lambda:us-west-2:111122223333:layer:bluemoxon-staging-deps",
+        "snap_start": "false",
     }
 
 

@@ -167,6 +167,36 @@ run "pass_through_tracing_and_reserved_concurrency" {
   }
 }
 
+run "snap_start_on_published_versions_only_when_asked" {
+  command = plan
+
+  module {
+    source = "./modules/lambda"
+  }
+
+  assert {
+    condition     = length(aws_lambda_function.this[0].snap_start) == 0
+    error_message = "SnapStart is off unless invoke.yaml's snap_start turns it on."
+  }
+}
+
+run "snap_start_applies_on_published_versions" {
+  command = plan
+
+  module {
+    source = "./modules/lambda"
+  }
+
+  variables {
+    snap_start = true
+  }
+
+  assert {
+    condition     = aws_lambda_function.this[0].snap_start[0].apply_on == "PublishedVersions"
+    error_message = "snap_start = true must set SnapStart on published versions (the deploy publishes every version it serves)."
+  }
+}
+
 run "rejects_bad_tracing_and_concurrency" {
   command = plan
 

@@ -426,3 +426,19 @@ run "function_settings_of_an_unknown_function" {
 
   expect_failures = [var.function_settings]
 }
+
+run "snap_start_reaches_every_function" {
+  command = plan
+
+  variables {
+    snap_start = true
+  }
+
+  assert {
+    condition = alltrue(concat(
+      [for fn in module.function : fn.snap_start_apply_on == "PublishedVersions"],
+      [for fn in module.cleanup : fn.snap_start_apply_on == "PublishedVersions"],
+    ))
+    error_message = "invoke.yaml's snap_start (var.snap_start) must reach every function, the cleanup kind's too."
+  }
+}

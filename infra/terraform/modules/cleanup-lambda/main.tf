@@ -19,6 +19,7 @@ module "function" {
   permissions_boundary           = var.permissions_boundary
   reserved_concurrent_executions = var.reserved_concurrent_executions
   tracing_mode                   = var.tracing_mode
+  snap_start                     = var.snap_start
 
   environment_variables = merge(var.environment_variables, {
     CLEANUP_BUCKET = var.cleanup_bucket_name

@@ -63,3 +63,8 @@ output "architectures" {
   description = "Instruction set architectures of the cleanup function."
   value       = module.function.architectures
 }
+
+output "snap_start_apply_on" {
+  description = "What SnapStart applies to (PublishedVersions), or None when it is off."
+  value       = module.function.snap_start_apply_on
+}

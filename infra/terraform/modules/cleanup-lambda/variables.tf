@@ -123,3 +123,9 @@ variable "policy_statements" {
   }))
   default = []
 }
+
+variable "snap_start" {
+  description = "Lambda SnapStart on published versions (python3.12 and later); set from invoke.yaml snap_start."
+  type        = bool
+  default     = false
+}

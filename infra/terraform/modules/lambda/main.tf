@@ -103,6 +103,15 @@ resource "aws_lambda_function" "this" {
     mode = var.tracing_mode
   }
 
+  # SnapStart snapshots each published version while it is Pending; the deploy waits for Active
+  # before any alias moves (deploy/aws/readiness.py).
+  dynamic "snap_start" {
+    for_each = var.snap_start ? [1] : []
+    content {
+      apply_on = "PublishedVersions"
+    }
+  }
+
   # Only the first code; see bootstrap.tf in the root module.
   s3_bucket = var.s3_bucket
   s3_key    = var.s3_key

@@ -72,3 +72,8 @@ output "architectures" {
   description = "Instruction set architectures of the function (the deploy builds its layer for them)."
   value       = try(aws_lambda_function.this[0].architectures, null)
 }
+
+output "snap_start_apply_on" {
+  description = "What SnapStart applies to (PublishedVersions), or None when it is off."
+  value       = try(aws_lambda_function.this[0].snap_start[0].apply_on, "None")
+}

@@ -155,3 +155,9 @@ variable "permissions_boundary" {
   type        = string
   default     = null
 }
+
+variable "snap_start" {
+  description = "Lambda SnapStart on published versions (python3.12 and later); set from invoke.yaml snap_start."
+  type        = bool
+  default     = false
+}
