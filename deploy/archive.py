@@ -536,45 +536,24 @@ def _write_members(
                 raise BuildError(f"{dest.name}: member {entry.name} needs ZIP64, which this writer does not produce")
             name = entry.name.encode("utf-8")
             flags = _UTF8_FLAG if not entry.name.isascii() else 0
-            out.write(
-                _LOCAL.pack(
-                    _LOCAL_SIG,
-                    _VERSION,
-                    flags,
-                    member.method,
-                    dos_time,
-                    dos_date,
-                    member.crc,
-                    len(member.payload),
-                    member.raw_size,
-                    len(name),
-                    0,
-                )
+            # The local header and the central directory record repeat the same fields (APPNOTE 4.3.7, 4.3.12):
+            # version needed, flags, method, time, date, crc, both sizes, name length.
+            shared = (
+                _VERSION,
+                flags,
+                member.method,
+                dos_time,
+                dos_date,
+                member.crc,
+                len(member.payload),
+                member.raw_size,
+                len(name),
             )
+            out.write(_LOCAL.pack(_LOCAL_SIG, *shared, 0))
             out.write(name)
             out.write(member.payload)
-            central.append(
-                _CENTRAL.pack(
-                    _CENTRAL_SIG,
-                    _MADE_BY_UNIX,
-                    _VERSION,
-                    flags,
-                    member.method,
-                    dos_time,
-                    dos_date,
-                    member.crc,
-                    len(member.payload),
-                    member.raw_size,
-                    len(name),
-                    0,
-                    0,
-                    0,
-                    0,
-                    ((stat.S_IFREG | normalise_mode(entry.mode)) << 16) & 0xFFFFFFFF,
-                    offset,
-                )
-                + name
-            )
+            mode = ((stat.S_IFREG | normalise_mode(entry.mode)) << 16) & 0xFFFFFFFF
+            central.append(_CENTRAL.pack(_CENTRAL_SIG, _MADE_BY_UNIX, *shared, 0, 0, 0, 0, mode, offset) + name)
             unzipped += member.raw_size
     finally:
         for item in pending:

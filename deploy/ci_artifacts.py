@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from deploy.artifact import Artifact, load_manifest, sha256_file
-from deploy.errors import BuildError, DeployError
+from deploy.errors import BuildError, script_main
 
 #: Folder under ``.build`` → the manifest ``kind`` it holds (deploy/build.py's layout).
 FOLDERS = {"layers": "layer", "functions": "function"}
@@ -136,20 +136,17 @@ def prebuilt(root: Path, *, layer_identity: str) -> tuple[Artifact, Artifact]:
     return _only(root, "functions", "function"), _only(root, "layers", "layer", identity=layer_identity)
 
 
+@script_main
 def main(argv: list[str]) -> int:
-    try:
-        match argv:
-            case ["digest", root]:
-                print(f"artifacts={digest(Path(root))}")
-            case ["check", root, expected]:
-                for artifact in check(Path(root), expected):
-                    print(f"{artifact.kind} {artifact.path.name}: sha256 {artifact.sha256[:12]}… matches its manifest")
-            case _:
-                print("usage: python -m deploy.ci_artifacts digest ROOT | check ROOT DIGEST", file=sys.stderr)
-                return 2
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    match argv:
+        case ["digest", root]:
+            print(f"artifacts={digest(Path(root))}")
+        case ["check", root, expected]:
+            for artifact in check(Path(root), expected):
+                print(f"{artifact.kind} {artifact.path.name}: sha256 {artifact.sha256[:12]}… matches its manifest")
+        case _:
+            print("usage: python -m deploy.ci_artifacts digest ROOT | check ROOT DIGEST", file=sys.stderr)
+            return 2
     return 0
 
 

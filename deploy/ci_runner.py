@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from deploy.errors import ConfigError
+from deploy.errors import ConfigError, script_main
 
 RUNNERS = {"x86_64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +42,12 @@ def runner_for(env: str, root: Path = ROOT) -> str:
     return RUNNERS[architecture(env, root)]
 
 
+@script_main
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m deploy.ci_runner ENV", file=sys.stderr)
         return 2
-    try:
-        print(f"runner={runner_for(argv[0])}")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    print(f"runner={runner_for(argv[0])}")
     return 0
 
 

@@ -2,12 +2,15 @@
 
 Tasks never print tracebacks for these: ``deploy.cli.deploy_task`` turns them into
 ``invoke.Exit(message, code)`` in one place. Exit code 1 is left to Invoke and
-unexpected crashes, so a script can tell "we refused" from "we broke".
+unexpected crashes, so a script can tell "we refused" from "we broke". The ``python -m deploy.ci_*``
+scripts CI runs without Invoke get the same from ``script_main``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import sys
+from collections.abc import Callable, Mapping
 
 
 class DeployError(Exception):
@@ -149,3 +152,18 @@ class HandlerError(DeployError):
     def __init__(self, message: str, *, hint: str | None = None, error_type: str = "Error") -> None:
         super().__init__(message, hint=hint)
         self.error_type = error_type
+
+
+def script_main(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """For the ``python -m deploy.ci_*`` scripts, which CI runs without Invoke (so ``deploy.cli`` is not
+    there): a typed error becomes its message on stderr and its exit code, as under ``inv``."""
+
+    @functools.wraps(main)
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except DeployError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    return run

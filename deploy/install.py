@@ -273,7 +273,60 @@ def explain_uv(stderr: str, *, python_version: str, architecture: str, glibc_flo
     )
 
 
-class UvInstaller(CompilesHere):
+def explain_pip(stderr: str, *, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> BuildError:
+    """pip's error text (stderr, then stdout) → a BuildError naming the package and target, and what to do."""
+    return _explain(
+        "pip", stderr, _PIP_ERRORS, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+    )
+
+
+class _CommandInstaller(CompilesHere):
+    """uv and pip: one command on this machine installs the pinned wheels for the target; a failure is
+    explained from the tool's own words. Subclasses say which command and how it runs."""
+
+    def argv(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> list[str]:
+        return [*self._options(target, python_version, architecture, glibc_floor), "-r", str(requirements)]
+
+    def install(
+        self,
+        requirements: Path,
+        target: Path,
+        *,
+        python_version: str,
+        architecture: str,
+        glibc_floor: tuple[int, int],
+    ) -> None:
+        argv = self.argv(
+            requirements, target, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+        )
+        failure = self._run_install(argv, target)
+        if failure is not None:
+            raise self.explain(
+                failure, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
+            )
+
+    def _options(self, target: Path, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
+        """The command up to its requirements file."""
+        raise NotImplementedError
+
+    def _run_install(self, argv: list[str], target: Path) -> str | None:
+        """Run the install: ``None`` when it worked, else the tool's words for ``explain``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def explain(stderr: str, *, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> BuildError:
+        raise NotImplementedError
+
+
+class UvInstaller(_CommandInstaller):
     name = "uv"
     merges_into_target = True
 
@@ -295,15 +348,7 @@ class UvInstaller(CompilesHere):
         """``uv 0.13.9 (x86_64-unknown-linux-gnu)`` → ``0.13.9``: the host triple must not reach the identity."""
         return _tool_version(self._runner, [self.uv_bin, "--version"], "uv")
 
-    def argv(
-        self,
-        requirements: Path,
-        target: Path,
-        *,
-        python_version: str,
-        architecture: str,
-        glibc_floor: tuple[int, int],
-    ) -> list[str]:
+    def _options(self, target: Path, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
         return [
             self.uv_bin,
             "pip",
@@ -319,22 +364,9 @@ class UvInstaller(CompilesHere):
             ":all:",
             "--require-hashes",
             "--no-deps",
-            "-r",
-            str(requirements),
         ]
 
-    def install(
-        self,
-        requirements: Path,
-        target: Path,
-        *,
-        python_version: str,
-        architecture: str,
-        glibc_floor: tuple[int, int],
-    ) -> None:
-        argv = self.argv(
-            requirements, target, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
-        )
+    def _run_install(self, argv: list[str], target: Path) -> str | None:
         env = {k: v for k, v in os.environ.items() if k != "UV_COMPILE_BYTECODE"}
         try:
             # From uv's cache alone first: when every pinned wheel is there (any rebuild on this
@@ -343,19 +375,18 @@ class UvInstaller(CompilesHere):
             # and the install runs online into an emptied target; its words are the ones explained.
             offline = self._runner([*argv, "--offline"], capture_output=True, text=True, check=False, env=env)
             if offline.returncode == 0:
-                return
+                return None
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True, exist_ok=True)
             proc = self._runner(argv, capture_output=True, text=True, check=False, env=env)
         except FileNotFoundError:
             raise BuildError(f"uv is not installed: {argv[0]} was not found") from None
-        if proc.returncode != 0:
-            raise explain_uv(
-                proc.stderr, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
-            )
+        return proc.stderr if proc.returncode != 0 else None
+
+    explain = staticmethod(explain_uv)
 
 
-class PipInstaller(CompilesHere):
+class PipInstaller(_CommandInstaller):
     name = "pip"
     merges_into_target = False
 
@@ -370,15 +401,7 @@ class PipInstaller(CompilesHere):
     def version(self) -> str:
         return _tool_version(self._runner, [self.python, "-m", "pip", "--version"], "pip")
 
-    def argv(
-        self,
-        requirements: Path,
-        target: Path,
-        *,
-        python_version: str,
-        architecture: str,
-        glibc_floor: tuple[int, int],
-    ) -> list[str]:
+    def _options(self, target: Path, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
         argv = [
             self.python,
             "-m",
@@ -400,30 +423,13 @@ class PipInstaller(CompilesHere):
         ]
         for tag in manylinux_platforms(architecture, glibc_floor):
             argv += ["--platform", tag]
-        return [*argv, "-r", str(requirements)]
+        return argv
 
-    def install(
-        self,
-        requirements: Path,
-        target: Path,
-        *,
-        python_version: str,
-        architecture: str,
-        glibc_floor: tuple[int, int],
-    ) -> None:
-        argv = self.argv(
-            requirements, target, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
-        )
+    def _run_install(self, argv: list[str], target: Path) -> str | None:
         proc = _run(self._runner, argv, "pip")
-        if proc.returncode != 0:
-            raise _explain(
-                "pip",
-                proc.stderr + proc.stdout,
-                _PIP_ERRORS,
-                python_version=python_version,
-                architecture=architecture,
-                glibc_floor=glibc_floor,
-            )
+        return proc.stderr + proc.stdout if proc.returncode != 0 else None
+
+    explain = staticmethod(explain_pip)
 
 
 def lambda_image(python_version: str, architecture: str) -> str:

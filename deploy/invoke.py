@@ -127,24 +127,14 @@ def invoke_local(
 ) -> InvokeResult:
     """The handler on the built zips in the sandbox, with the variables the function has on Lambda
     (``deployed``) or none (not deployed yet: said so)."""
-    from deploy.verify.extracted import ExtractionCache, ZipSource
-    from deploy.verify.sandbox import Tree
+    from deploy.verify.extracted import ExtractionCache
+    from deploy.verify.sandbox import built_tree
 
     for artifact in (layer, function):
         artifact.check()
     cache = ExtractionCache(root=env.paths.build / "extracted")  # verify's: the layer is extracted once
     with contextlib.ExitStack() as held:
-        opt = held.enter_context(
-            cache.tree(
-                [ZipSource(sha256=layer.sha256, what=f"layer {layer.path.name}", path=lambda: layer.path)], layout="opt"
-            )
-        )
-        task = held.enter_context(
-            cache.tree(
-                [ZipSource(sha256=function.sha256, what=f"function {function.path.name}", path=lambda: function.path)],
-                layout="task",
-            )
-        )
+        tree = built_tree(held, cache, layer=layer, function=function)
         detail = (
             f"the built zips (function {function.sha256[:12]}, layer {layer.identity[:12]}) in the sandbox, "
             f"python{env.python_version}"
@@ -154,7 +144,7 @@ def invoke_local(
         return run_in_sandbox(
             env,
             target,
-            Tree(task_root=task.path, opt=opt.path),
+            tree,
             event,
             environment=environment,
             where="sandbox: built zips",
@@ -261,25 +251,12 @@ def run_alias_bytes(
     fetch: Callable[[str], bytes] | None = None,
 ) -> InvokeResult:
     """The emulator's Lambda would echo the event back: run the alias's own bytes instead, checked."""
-    from deploy.artifact import hex_sha256
     from deploy.aws.calls import client
     from deploy.aws.deployed import http_get
     from deploy.verify.deployed import _Fetcher
-    from deploy.verify.extracted import ExtractionCache, ZipSource
-    from deploy.verify.isolation import require_trusted_layers
-    from deploy.verify.sandbox import Tree
+    from deploy.verify.extracted import ExtractionCache
 
     lam = client(env, "lambda", targets.region)
-    config = lam.get_function_configuration(FunctionName=target.name, Qualifier=targets.alias)
-    layer_arns = [layer["Arn"] for layer in config.get("Layers", [])]
-    require_trusted_layers(
-        env,
-        function=target.name,
-        layer_name=targets.layer_name,
-        function_arn=config.get("FunctionArn"),
-        layer_arns=layer_arns,
-    )
-    code_sha = config["CodeSha256"]
     cache = ExtractionCache(root=env.paths.build / "extracted")
     with tempfile.TemporaryDirectory(prefix="invoke-") as tmp, contextlib.ExitStack() as held:
         (Path(tmp) / "zips").mkdir()
@@ -291,39 +268,20 @@ def run_alias_bytes(
             fetch=fetch or http_get,
             dest=Path(tmp) / "zips",
         )
-        layer_shas = {arn: fetcher.layer_sha(arn) for arn in layer_arns}
-        # Each zip is hashed while it is copied for extraction and refused unless it is the CodeSha256
-        # Lambda reports (or its tree was extracted from such bytes and is unchanged since).
-        opt = held.enter_context(
-            cache.tree(
-                [
-                    ZipSource(sha256=hex_sha256(sha), what=f"layer {arn}", path=partial(fetcher.layer_zip, arn))
-                    for arn, sha in layer_shas.items()
-                ],
-                layout="opt",
-            )
-        )
-        task = held.enter_context(
-            cache.tree(
-                [
-                    ZipSource(
-                        sha256=hex_sha256(code_sha),
-                        what=f"code of {target.name}",
-                        path=partial(fetcher.function_zip, target.name, targets.alias, code_sha),
-                    )
-                ],
-                layout="task",
-            )
+        config, layer_shas = fetcher.alias_layers(target.name, alias=targets.alias, layer_name=targets.layer_name)
+        code_sha = config["CodeSha256"]
+        tree = fetcher.tree(
+            held, cache, name=target.name, alias=targets.alias, code_sha=code_sha, layer_shas=layer_shas
         )
         detail = (
             f"emulator: its Lambda only echoes the event back, so the bytes {targets.alias} points to "
-            f"(version {config.get('Version')}, CodeSha256 {code_sha}, checked; {len(layer_arns)} layer(s)) "
+            f"(version {config.get('Version')}, CodeSha256 {code_sha}, checked; {len(layer_shas)} layer(s)) "
             f"ran in the sandbox, python{env.python_version}"
         )
         return run_in_sandbox(
             env,
             replace(target, handler=config.get("Handler") or target.handler),
-            Tree(task_root=task.path, opt=opt.path),
+            tree,
             event,
             environment=dict((config.get("Environment") or {}).get("Variables") or {}),
             where="sandbox: deployed bytes",

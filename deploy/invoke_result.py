@@ -109,15 +109,21 @@ def from_runner(raw: Mapping[str, Any], *, function: str, where: Where, detail: 
     )
 
 
-def from_lambda(resp: Mapping[str, Any], *, function: str, detail: str) -> InvokeResult:
-    """Lambda's Invoke answer: the payload, ``FunctionError`` and the base64 log tail (``LogType=Tail``),
-    whose REPORT line gives the duration and, after a cold start, the init duration."""
+def read_invoke(resp: Mapping[str, Any]) -> tuple[Any, str]:
+    """Lambda's Invoke answer as ``(payload, log tail)``: the payload as JSON (text when it is not JSON,
+    ``None`` when empty) and the base64 log tail of ``LogType=Tail`` decoded."""
     raw = resp["Payload"].read() if resp.get("Payload") is not None else b""
     logs = base64.b64decode(resp.get("LogResult") or "").decode("utf-8", "replace")
     try:
-        payload = json.loads(raw) if raw else None
+        return (json.loads(raw) if raw else None), logs
     except ValueError:
-        payload = raw.decode("utf-8", "replace")
+        return raw.decode("utf-8", "replace"), logs
+
+
+def from_lambda(resp: Mapping[str, Any], *, function: str, detail: str) -> InvokeResult:
+    """Lambda's Invoke answer: the payload, ``FunctionError`` and the base64 log tail (``LogType=Tail``),
+    whose REPORT line gives the duration and, after a cold start, the init duration."""
+    payload, logs = read_invoke(resp)
     report = _REPORT.search(logs)
     result = InvokeResult(
         function=function,

@@ -93,15 +93,23 @@ def lock_source(paths: Paths) -> LockSource:
     return LockSource(tool="poetry", pyproject=backend / "pyproject.toml", lock=poetry)
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    shown = f"{path.parent.name}/{path.name}"
+def read_toml(path: Path, *, shown: str | None = None, invalid_hint: str | None = None) -> dict[str, Any]:
+    """A TOML file of the lock's (pyproject.toml, poetry.lock, uv.lock); missing, malformed or unreadable is
+    a LockError naming it as ``shown`` (default: its path)."""
+    shown = shown or str(path)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise LockError(f"{shown} is missing", hint=f"run `{LOCK_COMMAND}`") from None
     except tomllib.TOMLDecodeError as exc:
-        raise LockError(f"{shown} is not valid TOML: {exc}") from None
+        raise LockError(f"{shown} is not valid TOML: {exc}", hint=invalid_hint) from None
+    except OSError as exc:
+        raise LockError(f"{shown} is unreadable: {exc}") from None
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    return read_toml(path, shown=f"{path.parent.name}/{path.name}")
 
 
 def project_name(pyproject: Path) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws.retry import RetryPolicy, call, error_code, error_message
+from deploy.aws.retry import RetryPolicy, call, error_code, error_message, next_poll
 from deploy.errors import AttachError
 
 #: ``published_version_active``'s delay between polls (botocore lambda waiters-2.json).
@@ -48,11 +48,7 @@ def wait_active(lam: Any, name: str, version: str, *, policy: RetryPolicy) -> Ma
             code = config.get("StateReasonCode") or "unknown"
             reason = config.get("StateReason") or ""
             raise AttachError(f"{name}: version {version} ended Failed ({code}){': ' + reason if reason else ''}")
-        now = policy.clock()
-        limit, why = policy.limit(start)
-        if now + policy.poll > limit:
-            raise AttachError(f"{name}: version {version} still {state} after {now - start:.0f} s{why}")
-        policy.sleep(policy.poll)
+        next_poll(policy, start, still=f"{name}: version {version} still {state}")
 
 
 def provision(lam: Any, name: str, version: str, concurrency: int, *, policy: RetryPolicy) -> None:
@@ -78,13 +74,7 @@ def provision(lam: Any, name: str, version: str, concurrency: int, *, policy: Re
             raise AttachError(
                 f"{name}: provisioned concurrency on version {version} FAILED: {got.get('StatusReason') or 'no reason'}"
             )
-        now = policy.clock()
-        limit, why = policy.limit(start)
-        if now + policy.poll > limit:
-            raise AttachError(
-                f"{name}: provisioned concurrency on version {version} still {status} after {now - start:.0f} s{why}"
-            )
-        policy.sleep(policy.poll)
+        next_poll(policy, start, still=f"{name}: provisioned concurrency on version {version} still {status}")
 
 
 def release(lam: Any, name: str, version: str, *, policy: RetryPolicy) -> str | None:

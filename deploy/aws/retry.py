@@ -116,6 +116,16 @@ def call(
             attempt += 1
 
 
+def next_poll(policy: RetryPolicy, start: float, *, still: str) -> None:
+    """Sleep one poll interval before reading again, or, when that read would come after the time bound
+    (the policy's own or the deploy's deadline), raise AttachError: ``still`` and the time waited."""
+    now = policy.clock()
+    limit, why = policy.limit(start)
+    if now + policy.poll > limit:
+        raise AttachError(f"{still} after {now - start:.0f} s{why}")
+    policy.sleep(policy.poll)
+
+
 def wait_updated(lam: Any, name: str, *, policy: RetryPolicy, qualifier: str | None = None) -> Mapping[str, Any]:
     """Poll until the function's last update finished; return its configuration (with the fresh RevisionId)."""
     start = policy.clock()
@@ -131,8 +141,4 @@ def wait_updated(lam: Any, name: str, *, policy: RetryPolicy, qualifier: str | N
             reason = config.get("LastUpdateStatusReasonCode") or config.get("StateReasonCode") or "unknown"
             detail = config.get("LastUpdateStatusReason") or config.get("StateReason") or ""
             raise AttachError(f"{name}: update failed ({reason}){': ' + detail if detail else ''}")
-        now = policy.clock()
-        limit, why = policy.limit(start)
-        if now + policy.poll > limit:
-            raise AttachError(f"{name}: update still in progress after {now - start:.0f} s{why}")
-        policy.sleep(policy.poll)
+        next_poll(policy, start, still=f"{name}: update still in progress")

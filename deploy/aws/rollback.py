@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -99,14 +100,8 @@ def _apply(
     for name, current, to, commit in moves:
         changed = current != to
         if changed and not dry_run:
-            emit(
-                Event(
-                    function=name,
-                    step=Step.ALIAS,
-                    state=State.STARTED,
-                    detail=f"moving {targets.alias} back {current} → {to}",
-                )
-            )
+            alias_event = partial(Event, function=name, step=Step.ALIAS)
+            emit(alias_event(state=State.STARTED, detail=f"moving {targets.alias} back {current} → {to}"))
             if record is not None:
                 record.check()
                 record.alias(name, to)
@@ -123,14 +118,7 @@ def _apply(
                 )
             except ClientError as exc:
                 raise AwsError(f"{name}: moving alias {targets.alias} to {to}: {error_message(exc)}") from None
-            emit(
-                Event(
-                    function=name,
-                    step=Step.ALIAS,
-                    state=State.DONE,
-                    detail=f"{targets.alias} moved back {current} → {to}",
-                )
-            )
+            emit(alias_event(state=State.DONE, detail=f"{targets.alias} moved back {current} → {to}"))
         status = (Status.WOULD_ROLL_BACK if dry_run else Status.ROLLED_BACK) if changed else Status.UNCHANGED
         out.append(Outcome(name=name, status=status, old_version=current, new_version=to))
     return tuple(out)

@@ -6,14 +6,15 @@ the sandbox; the lines it prints come from ``deploy.run.show``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from deploy import build, terraform
 from deploy import preflight as preflight_mod
 from deploy.artifact import Artifact
-from deploy.config import Targets
+from deploy.config import FunctionTarget, Targets
 from deploy.context import RunContext
 from deploy.report import (
     bars,
@@ -96,6 +97,19 @@ def _extracted(ctx: RunContext) -> Any:
     return ExtractionCache(root=ctx.paths.build / "extracted")
 
 
+def _shown(ctx: RunContext, functions: Sequence[FunctionTarget], doing: str, verify: Callable[..., Any]) -> Any:
+    """Run ``verify`` (one of deploy.verify's, its own arguments bound) the way every verify of a task
+    runs: its trees kept in the run's extraction cache, each function's line printed as it finishes,
+    then the failures in full."""
+    with item_lines([fn.name for fn in functions], doing) as lines:
+        report = verify(
+            on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
+            trees=_extracted(ctx),
+        )
+    show._show_failures(report)
+    return report
+
+
 def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: Artifact) -> Any:
     from deploy import verify as verify_mod
     from deploy.terraform.functions import as_declared
@@ -105,19 +119,20 @@ def _verify_local(ctx: RunContext, targets: Targets, layer: Artifact, function: 
     # As Lambda has them, so that the sandbox is the one the deployed verify builds (deploy.verify.reuse).
     config = configured(ctx.aws.client("lambda", targets.region), targets.functions)
     targets = as_declared(targets, terraform.declared_functions(ctx.settings))  # the map may be ahead of the state
-    with item_lines([fn.name for fn in targets.functions], "running its smoke events") as lines:
-        report = verify_mod.verify_local(
+    return _shown(
+        ctx,
+        targets.functions,
+        "running its smoke events",
+        partial(
+            verify_mod.verify_local,
             ctx.settings,
             targets,
             layer=layer,
             function=function,
             environment={key: c.variables for key, c in config.items()},
             memory_mb={key: c.memory_mb for key, c in config.items()},
-            on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
-            trees=_extracted(ctx),
-        )
-    show._show_failures(report)
-    return report
+        ),
+    )
 
 
 def _verify_offline(ctx: RunContext) -> Any:
@@ -129,16 +144,12 @@ def _verify_offline(ctx: RunContext) -> Any:
     )
     function = build.build_function(build.function_plan(ctx.settings)).artifact
     layer = layer_source._built_layer(ctx)
-    with item_lines([fn.name for fn in declared_targets(ctx.settings)], "running its smoke events") as lines:
-        report = verify_offline(
-            ctx.settings,
-            layer=layer,
-            function=function,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
-            trees=_extracted(ctx),
-        )
-    show._show_failures(report)
-    return report
+    return _shown(
+        ctx,
+        declared_targets(ctx.settings),
+        "running its smoke events",
+        partial(verify_offline, ctx.settings, layer=layer, function=function),
+    )
 
 
 def _verify_deployed(
@@ -163,19 +174,20 @@ def _verify_deployed(
     progress(
         f"verify: the deployed bytes (fetched, checked against CodeSha256) under python{ctx.settings.python_version}"
     )
-    with item_lines([fn.name for fn in targets.functions], "fetching and running") as lines:
-        report = verify_mod.verify_deployed(
+    return _shown(
+        ctx,
+        targets.functions,
+        "fetching and running",
+        partial(
+            verify_mod.verify_deployed,
             ctx.settings,
             targets,
             expected_layer=layer,
             expected_function=function,
-            on_result=lambda fn: lines.done(fn.name, fn.ok, show._verify_line(fn), import_only=show._partial(fn)),
-            trees=_extracted(ctx),
             ran_locally=ran,
             qualifiers=qualifiers,
-        )
-    show._show_failures(report)
-    return report
+        ),
+    )
 
 
 def verify(ctx: RunContext, *, local: bool = False, as_json: bool = False) -> None:

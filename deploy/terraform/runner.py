@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from deploy.aws.state_bucket import ensure_state_bucket, state_outputs
 from deploy.config import EMULATOR_STATE, EnvConfig, Targets
@@ -387,14 +387,21 @@ def _initialised(tf: Terraform) -> bool:
     return (tf.data_dir / "modules" / "modules.json").is_file() and (tf.data_dir / "providers").is_dir()
 
 
+class Output(TypedDict, total=False):
+    """Where a command's output goes (see ``_run``): every command that runs Terraform passes these on as
+    they are."""
+
+    echo: Echo | None
+    log: Path | None
+    events: Events | None
+
+
+class _RunOptions(Output, total=False):
+    ok_codes: tuple[int, ...]
+
+
 def _run_initialised(
-    tf: Terraform,
-    args: Sequence[str],
-    *,
-    ok_codes: tuple[int, ...] = (0,),
-    echo: Echo | None = None,
-    log: Path | None = None,
-    events: Events | None = None,
+    tf: Terraform, args: Sequence[str], **options: Unpack[_RunOptions]
 ) -> subprocess.CompletedProcess[str]:
     """Run a command that needs an initialised data dir and the env's workspace.
 
@@ -402,19 +409,20 @@ def _run_initialised(
     Terraform ask for `terraform init`: do that once and retry. ``init`` and the workspace
     switch write to the log only: they are housekeeping, not progress.
     """
+    log = options.get("log")
     if not _initialised(tf):
         init(tf, log=log)
     elif tf.prepare is not None:
         tf.prepare()  # the state bucket may be gone even when the data dir is set up (a fresh emulator)
     try:
         select_workspace(tf, log=log)
-        return _run(tf, args, ok_codes=ok_codes, echo=echo, log=log, events=events)
+        return _run(tf, args, **options)
     except TerraformError as exc:
         if "terraform init" not in str(exc):
             raise
     init(tf, log=log)
     select_workspace(tf, log=log)
-    return _run(tf, args, ok_codes=ok_codes, echo=echo, log=log, events=events)
+    return _run(tf, args, **options)
 
 
 # A create whose response was lost (a dropped connection; the SDK then retries the POST)
@@ -442,10 +450,8 @@ def apply(
     tf: Terraform,
     *,
     auto_approve: bool = True,
-    echo: Echo | None = None,
-    log: Path | None = None,
-    events: Events | None = None,
     plan_file: Path | None = None,
+    **output: Unpack[Output],
 ) -> None:
     """Create or update the environment. With ``auto_approve`` Terraform speaks ``-json``:
     ``events`` gets each event (for a progress line), ``echo`` and ``log`` their text.
@@ -457,7 +463,7 @@ def apply(
         args += ["-auto-approve", "-json"]  # -json needs -auto-approve
     saved = ["apply", "-input=false", "-no-color", "-lock-timeout=60s", "-json", str(plan_file)]
     try:
-        _run_initialised(tf, saved if plan_file is not None else args, echo=echo, log=log, events=events)
+        _run_initialised(tf, saved if plan_file is not None else args, **output)
     except TerraformError as exc:
         found = orphans(getattr(exc, "output", str(exc)))
         if plan_file is not None and _STALE_PLAN in getattr(exc, "output", str(exc)):
@@ -467,13 +473,14 @@ def apply(
             ) from None
         if not found:
             raise
+        echo = output.get("echo")
         for address, import_id in found:
             note = f"adopting {address} ({import_id}): created by an earlier attempt, missing from state"
             if echo is not None:
                 echo(note)
             import_args = ["import", "-input=false", "-no-color", "-lock-timeout=60s", *tf.var_args()]
-            _run(tf, [*import_args, address, import_id], log=log)
-        _run_initialised(tf, args, echo=echo, log=log, events=events)
+            _run(tf, [*import_args, address, import_id], log=output.get("log"))
+        _run_initialised(tf, args, **output)
     forget_targets(tf)
 
 
@@ -481,11 +488,9 @@ def plan(
     tf: Terraform,
     *,
     detailed_exitcode: bool = True,
-    echo: Echo | None = None,
-    log: Path | None = None,
-    events: Events | None = None,
     lock: bool = True,
     out: Path | None = None,
+    **output: Unpack[Output],
 ) -> bool:
     """Plan the environment; True when Terraform wants to change something (drift).
 
@@ -499,9 +504,9 @@ def plan(
     if detailed_exitcode:
         # 0 = no changes, 2 = changes, 1 = error.
         cmd = [*args, "-detailed-exitcode", "-json"]
-        proc = _run_initialised(tf, cmd, ok_codes=(0, 2), echo=echo, log=log, events=events)
+        proc = _run_initialised(tf, cmd, ok_codes=(0, 2), **output)
         return proc.returncode == 2
-    proc = _run_initialised(tf, args, echo=echo, log=log, events=events)
+    proc = _run_initialised(tf, args, **output)
     return "No changes." not in proc.stdout
 
 

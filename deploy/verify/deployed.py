@@ -57,6 +57,47 @@ class _Fetcher:
     #: Layer version ARN → (CodeSha256, get_layer_version's answer), read once per run.
     layers: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
+    def alias_layers(self, name: str, *, alias: str, layer_name: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """``name``'s configuration at ``alias`` and its layers (version ARN -> CodeSha256), refused
+        unless every layer is one this project may run (``require_trusted_layers``)."""
+        config = self.lam.get_function_configuration(FunctionName=name, Qualifier=alias)
+        layer_arns = [layer["Arn"] for layer in config.get("Layers", [])]
+        require_trusted_layers(
+            self.env,
+            function=name,
+            layer_name=layer_name,
+            function_arn=config.get("FunctionArn"),
+            layer_arns=layer_arns,
+        )
+        return config, {arn: self.layer_sha(arn) for arn in layer_arns}
+
+    def tree(
+        self,
+        held: contextlib.ExitStack[bool | None],
+        cache: ExtractionCache,
+        *,
+        name: str,
+        alias: str,
+        code_sha: str,
+        layer_shas: Mapping[str, str],
+    ) -> _Tree:
+        """The deployed bytes of ``name``'s ``alias`` (layer ARN -> CodeSha256 in ``layer_shas``), in use until
+        ``held`` closes. Each zip is hashed while it is copied for extraction and refused unless it is the
+        CodeSha256 Lambda reports (or its tree was extracted from such bytes and is unchanged since)."""
+        opt, task = cache.lambda_trees(
+            held,
+            layers=[
+                ZipSource(sha256=hex_sha256(sha), what=f"layer {arn} of {name}", path=partial(self.layer_zip, arn))
+                for arn, sha in layer_shas.items()
+            ],
+            code=ZipSource(
+                sha256=hex_sha256(code_sha),
+                what=f"code of {name}",
+                path=partial(self.function_zip, name, alias, code_sha),
+            ),
+        )
+        return _Tree(task_root=task.path, opt=opt.path)
+
     def _local_copy(self, code_sha: str) -> Path | None:
         path = self.local.get(code_sha)
         if path is None or not path.is_file():
@@ -247,17 +288,9 @@ def verify_deployed(
         jobs: list[_Job] = []
         for fn in functions:
             qualifier = (qualifiers or {}).get(fn.name, targets.alias)
-            cfg_alias = lam.get_function_configuration(FunctionName=fn.name, Qualifier=qualifier)
+            cfg_alias, layer_shas = fetcher.alias_layers(fn.name, alias=qualifier, layer_name=targets.layer_name)
+            layer_arns = tuple(layer_shas)  # in the configuration's order: Lambda refuses a layer listed twice
             cfg_latest = lam.get_function_configuration(FunctionName=fn.name)
-            layer_arns = [lay["Arn"] for lay in cfg_alias.get("Layers", [])]
-            require_trusted_layers(
-                env,
-                function=fn.name,
-                layer_name=targets.layer_name,
-                function_arn=cfg_alias.get("FunctionArn"),
-                layer_arns=layer_arns,
-            )
-            layer_shas = {arn: fetcher.layer_sha(arn) for arn in layer_arns}
             problems = _state_problems(cfg_alias, cfg_latest, layer_shas, targets, expected_layer, expected_function)
             if problems:
                 states[fn.key] = FunctionVerify(
@@ -268,7 +301,7 @@ def verify_deployed(
                     ok=False,
                     error="; ".join(problems),
                     code_sha256=cfg_alias.get("CodeSha256"),
-                    layers=tuple(layer_arns),
+                    layers=layer_arns,
                 )
                 continue
             code_sha = cfg_alias["CodeSha256"]
@@ -279,7 +312,7 @@ def verify_deployed(
                 env,
                 ran_locally,
                 key=fn.key,
-                layer_arns=tuple(layer_arns),
+                layer_arns=layer_arns,
                 code_sha256=code_sha,
                 layer_code_sha256=tuple(layer_shas.values()),
                 environment_sha256=environment_sha256(env, target=target, environment=environment, memory_mb=memory_mb),
@@ -289,33 +322,9 @@ def verify_deployed(
                 continue
             tree_key = (code_sha, *layer_shas.values())
             if tree_key not in by_shas:
-                # Lambda extracts layers in order into /opt; a later one overwrites an earlier one's files.
-                opt = held.enter_context(
-                    cache.tree(
-                        [
-                            ZipSource(
-                                sha256=hex_sha256(sha),
-                                what=f"layer {arn} of {fn.name}",
-                                path=partial(fetcher.layer_zip, arn),
-                            )
-                            for arn, sha in layer_shas.items()
-                        ],
-                        layout="opt",
-                    )
+                by_shas[tree_key] = fetcher.tree(
+                    held, cache, name=fn.name, alias=qualifier, code_sha=code_sha, layer_shas=layer_shas
                 )
-                task_root = held.enter_context(
-                    cache.tree(
-                        [
-                            ZipSource(
-                                sha256=hex_sha256(code_sha),
-                                what=f"code of {fn.name}",
-                                path=partial(fetcher.function_zip, fn.name, qualifier, code_sha),
-                            )
-                        ],
-                        layout="task",
-                    )
-                )
-                by_shas[tree_key] = _Tree(task_root=task_root.path, opt=opt.path)
             jobs.append(
                 _Job(
                     target=target,
@@ -326,7 +335,7 @@ def verify_deployed(
                     function_timeout_s=float(cfg_alias.get("Timeout") or MAX_FUNCTION_TIMEOUT_S),
                     function_arn=cfg_alias.get("FunctionArn"),
                     code_sha256=code_sha,
-                    layers=tuple(layer_arns),
+                    layers=layer_arns,
                     layer_code_sha256=tuple(layer_shas.values()),
                 )
             )

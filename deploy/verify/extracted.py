@@ -208,6 +208,16 @@ class ExtractionCache:
     root: Path
     keep: int = DEFAULT_KEEP
 
+    def lambda_trees(
+        self, held: contextlib.ExitStack[bool | None], *, layers: Sequence[ZipSource], code: ZipSource
+    ) -> tuple[Tree, Tree]:
+        """The two trees Lambda builds for a function, ``(opt, task)``, in use until ``held`` closes: the
+        layers extracted in order into /opt (a later one overwrites an earlier one's files), the code
+        into /var/task."""
+        opt = held.enter_context(self.tree(layers, layout="opt"))
+        task = held.enter_context(self.tree([code], layout="task"))
+        return opt, task
+
     @contextlib.contextmanager
     def tree(self, sources: Sequence[ZipSource], *, layout: Layout) -> Iterator[Tree]:
         """The tree of ``sources`` extracted in order, in use (never pruned) until the block ends."""

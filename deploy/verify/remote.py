@@ -3,7 +3,6 @@ outside the sandbox. Invokes the alias with each remote-safe case, then scans it
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any
 
 from deploy.config import EnvConfig, FunctionTarget, SmokeCase
 from deploy.errors import VerifyError
+from deploy.invoke_result import read_invoke
 from deploy.verify.results import FunctionVerify, SmokeResult
 from deploy.verify.smoke import _short, _skip_reason, check_expect
 
@@ -89,12 +89,7 @@ def remote_check(
             Payload=json.dumps(case.event).encode(),
         )
         duration = round((time.perf_counter() - t0) * 1000, 2)
-        raw = resp["Payload"].read() if resp.get("Payload") is not None else b""
-        log_tail = base64.b64decode(resp.get("LogResult") or "").decode("utf-8", "replace")
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode("utf-8", "replace")
+        payload, log_tail = read_invoke(resp)
         error: str | None = None
         summary = "ok"
         if resp.get("FunctionError") or "Runtime.ImportModuleError" in log_tail:

@@ -103,6 +103,18 @@ class Tree:
 _Tree = Tree  # the name deploy.verify.deployed imports
 
 
+def built_tree(
+    held: contextlib.ExitStack[bool | None], cache: ExtractionCache, *, layer: Artifact, function: Artifact
+) -> Tree:
+    """The tree of this machine's built zips (checked by the caller), in use until ``held`` closes."""
+    opt, task = cache.lambda_trees(
+        held,
+        layers=[ZipSource(sha256=layer.sha256, what=f"layer {layer.path.name}", path=lambda: layer.path)],
+        code=ZipSource(sha256=function.sha256, what=f"function {function.path.name}", path=lambda: function.path),
+    )
+    return Tree(task_root=task.path, opt=opt.path)
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Job:
     target: FunctionTarget
@@ -529,18 +541,7 @@ def verify_local(
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp, contextlib.ExitStack() as held:
         root = Path(tmp)
         cache = trees or ExtractionCache(root=root / "extracted")
-        opt = held.enter_context(
-            cache.tree(
-                [ZipSource(sha256=layer.sha256, what=f"layer {layer.path.name}", path=lambda: layer.path)], layout="opt"
-            )
-        )
-        task_root = held.enter_context(
-            cache.tree(
-                [ZipSource(sha256=function.sha256, what=f"function {function.path.name}", path=lambda: function.path)],
-                layout="task",
-            )
-        )
-        tree = Tree(task_root=task_root.path, opt=opt.path)
+        tree = built_tree(held, cache, layer=layer, function=function)
         jobs = [
             _Job(
                 target=fn,

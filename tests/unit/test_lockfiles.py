@@ -223,3 +223,25 @@ def test_inv_lock_refuses_a_lock_from_a_newer_poetry_before_running_anything(tmp
         relock(paths, tools=tmp_path / "no-tools")
     assert {p.name: p.read_bytes() for p in paths.backend.iterdir()} == before
     assert not (tmp_path / "no-tools").exists()  # no Poetry was installed for it
+
+
+def test_read_toml_names_the_file_and_keeps_each_callers_hint(tmp_path: Path) -> None:
+    """One reader serves the lock (full path, a regenerate hint when malformed) and the pyproject (shown as
+    backend/pyproject.toml, no such hint: regenerating the lock cannot fix a malformed pyproject)."""
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    bad = backend / "pyproject.toml"
+    bad.write_text("[project\n")
+    with pytest.raises(LockError, match=r"^backend/pyproject\.toml is not valid TOML") as err:
+        lockfiles.read_toml(bad, shown="backend/pyproject.toml")
+    assert err.value.hint is None
+    with pytest.raises(LockError, match=f"^{bad} is not valid TOML") as err:
+        lockfiles.read_toml(bad, invalid_hint="run `inv lock`")
+    assert err.value.hint == "run `inv lock`"
+    with pytest.raises(LockError, match=r"is missing") as err:
+        lockfiles.read_toml(backend / "uv.lock")
+    assert err.value.hint == f"run `{lockfiles.LOCK_COMMAND}`"
+    # A folder where the file should be: unreadable, still a LockError naming it (not a raw OSError).
+    (backend / "poetry.lock").mkdir()
+    with pytest.raises(LockError, match=r"poetry\.lock is unreadable"):
+        lockfiles.read_toml(backend / "poetry.lock")

@@ -530,3 +530,15 @@ def test_invoke_yaml_and_the_runner_agree_with_the_tfvars(env: str) -> None:
     settings = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]["environments"][env]
     assert settings.get("architecture", "x86_64") == ci_runner.architecture(env)
     assert ci_runner.runner_for(env) == ci_runner.RUNNERS[settings.get("architecture", "x86_64")]
+
+
+def test_ci_runner_script_exits_with_the_typed_errors_code(capsys: pytest.CaptureFixture[str]) -> None:
+    """CI runs ``python -m deploy.ci_runner`` without Invoke: an unknown environment is its message on
+    stderr and ConfigError's exit code, not a traceback; a wrong call is usage and 2."""
+    from deploy import ci_runner
+
+    assert ci_runner.main(["no-such-env"]) == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no environment 'no-such-env'" in err
+    assert ci_runner.main([]) == 2
+    assert "usage: python -m deploy.ci_runner ENV" in capsys.readouterr().err
