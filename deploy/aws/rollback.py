@@ -115,6 +115,9 @@ def _apply(
                     Name=targets.alias,
                     FunctionVersion=to,
                     Description=_rolled_back_marker(current, commit),
+                    # A rollout killed mid-bake (kill -9) leaves weights on the alias: a rollback
+                    # means all traffic on the version it names.
+                    RoutingConfig={"AdditionalVersionWeights": {}},
                 )
             except ClientError as exc:
                 raise AwsError(f"{name}: moving alias {targets.alias} to {to}: {error_message(exc)}") from None

@@ -43,6 +43,17 @@ def test_rollback_to_previous_then_to_a_given_version(env: EnvConfig, twice: Tar
     assert writes.count == 0 and all(o.status is Status.WOULD_ROLL_BACK for o in dry)
 
 
+def test_rollback_clears_the_weights_a_killed_rollout_left(env: EnvConfig, twice: Targets, lam: Any) -> None:
+    """A canary killed with SIGKILL leaves routing weights: after a rollback the alias serves one version."""
+    for fn in twice.functions:
+        lam.update_alias(FunctionName=fn.name, Name=twice.alias, RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
+    rollback(env, twice)
+    for fn in twice.functions:
+        alias = lam.get_alias(FunctionName=fn.name, Name=twice.alias)
+        assert alias["FunctionVersion"] == "2"
+        assert not alias.get("RoutingConfig", {}).get("AdditionalVersionWeights")
+
+
 def test_rollback_to_a_missing_version_is_refused_before_any_write(env: EnvConfig, twice: Targets, lam: Any) -> None:
     lam.delete_function(FunctionName=twice.functions[3].name, Qualifier="2")
     with (
