@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -280,7 +281,7 @@ def explain_pip(stderr: str, *, python_version: str, architecture: str, glibc_fl
     )
 
 
-class _CommandInstaller(CompilesHere):
+class _CommandInstaller(CompilesHere, ABC):
     """uv and pip: one command on this machine installs the pinned wheels for the target; a failure is
     explained from the tool's own words. Subclasses say which command and how it runs."""
 
@@ -313,17 +314,18 @@ class _CommandInstaller(CompilesHere):
                 failure, python_version=python_version, architecture=architecture, glibc_floor=glibc_floor
             )
 
+    @abstractmethod
     def _options(self, target: Path, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> list[str]:
         """The command up to its requirements file."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _run_install(self, argv: list[str], target: Path) -> str | None:
         """Run the install: ``None`` when it worked, else the tool's words for ``explain``."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def explain(stderr: str, *, python_version: str, architecture: str, glibc_floor: tuple[int, int]) -> BuildError:
-        raise NotImplementedError
+        """The failure in the tool's words, turned into a BuildError that names the package at fault."""
 
 
 class UvInstaller(_CommandInstaller):
