@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -127,18 +128,35 @@ def test_an_object_replaced_mid_download_is_a_miss_not_a_mix_of_both(
     layer = _big_cached(s3, bucket, tmp_path / "a")
     key = layer_key(layer.identity)
     replaced: list[bool] = []
+    started: list[bool] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def hold_the_others(params: dict[str, Any], **_: Any) -> None:
+        # Parts run in parallel: the first part's request goes out, the others wait until the object
+        # has been replaced behind it, so "mid-download" is an order, not a race.
+        if "Range" not in params:
+            return
+        with lock:
+            first = not started
+            started.append(True)
+        if not first:
+            gate.wait(timeout=60)
 
     def replace_after_first(params: dict[str, Any], _parsed: dict[str, Any], n: int) -> None:
         if n == 0 and not replaced:
             replaced.append(True)
             s3.put_object(Bucket=bucket, Key=key, Body=layer.path.read_bytes()[::-1])
+            gate.set()
 
+    s3.meta.events.register("before-parameter-build.s3.GetObject", hold_the_others)
     _on_parts(s3, replace_after_first)
     dest = tmp_path / "b" / "layers"
     got = cache.fetch_layer(s3, bucket, layer.identity, dest)
 
     assert isinstance(got, cache.CacheMiss) and "PreconditionFailed" in got.reason
     assert list(dest.iterdir()) == []
+    assert len(started) > 1 and replaced  # the others were held behind the replacement
 
 
 def test_a_truncated_fetch_falls_back_to_building_and_says_so(
