@@ -173,7 +173,11 @@ def logs(
             if poll.events is None and not said_none:
                 err.write(none_yet + "; waiting for it\n")
                 said_none = True
-            count += _print(poll.events or (), out)
+            fresh = poll.events or ()
+            # Counted before printed: a Ctrl-C that lands just after the last line is written must
+            # not lose that line from the count (``count += _print(...)`` had not assigned yet).
+            count += len(fresh)
+            _print(fresh, out)
             if max_polls is not None and polls >= max_polls:
                 break
     except KeyboardInterrupt:
