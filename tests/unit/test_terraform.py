@@ -423,6 +423,18 @@ def test_terraform_new_enough(tmp_path: Path) -> None:
         tfm.find_terraform((1, 12), binary=script)
 
 
+def test_the_version_is_asked_once_per_binary_and_again_when_the_file_changes(tmp_path: Path) -> None:
+    body = "print(json.dumps({'terraform_version': '1.11.4'}))\n"
+    script = fake_terraform(tmp_path, body)
+    assert tfm.find_terraform(path=str(tmp_path)) == script
+    assert tfm.find_terraform(path=str(tmp_path)) == script
+    assert calls(script) == ["version -json"]
+    fake_terraform(tmp_path, body.replace("1.11.4", "1.4.0") + "# replaced\n")  # same path, another file
+    with pytest.raises(TerraformError, match=r"terraform 1\.4\.0 at .* is too old"):
+        tfm.find_terraform(path=str(tmp_path))
+    assert calls(script) == ["version -json", "version -json"]
+
+
 def test_unreadable_version_output(tmp_path: Path) -> None:
     fake_terraform(tmp_path, "print('Terraform v1.11.4')\n")
     with pytest.raises(TerraformError, match="cannot read the output of `terraform version -json`"):
@@ -451,6 +463,50 @@ def test_select_workspace_creates_env_workspace(tmp_path: Path) -> None:
     script = fake_terraform(tmp_path / "bin", "")
     tfm.select_workspace(runner(tmp_path, script))
     assert calls(script) == ["workspace select -no-color -or-create local"]
+
+
+# Like Terraform: `workspace select` records the selection in the data dir's `environment` file.
+_RECORDS_SELECTION = (
+    "if argv[:2] == ['workspace', 'select']:\n"
+    "    open(os.path.join(os.environ['TF_DATA_DIR'], 'environment'), 'w').write(argv[-1])\n"
+)
+
+
+def test_a_workspace_already_selected_in_the_data_dir_is_not_selected_again(tmp_path: Path) -> None:
+    script = fake_terraform(tmp_path / "bin", _RECORDS_SELECTION)
+    tf = runner(tmp_path, script)
+    tfm.plan(tf)
+    tfm.plan(tf)
+    tfm.output_json(tf)
+    verbs = [" ".join(c.split()[:2]) for c in calls(script)]
+    assert verbs == ["workspace select", "plan -input=false", "plan -input=false", "output -json"]
+
+
+@pytest.mark.parametrize("recorded", ["staging", "", None])
+def test_another_or_no_selection_in_the_data_dir_selects_the_envs_workspace(
+    tmp_path: Path, recorded: str | None
+) -> None:
+    script = fake_terraform(tmp_path / "bin", _RECORDS_SELECTION)
+    tf = runner(tmp_path, script)
+    if recorded is not None:
+        (tf.data_dir / "environment").write_text(recorded)
+    tfm.plan(tf)
+    assert calls(script)[0] == "workspace select -no-color -or-create local"
+    assert (tf.data_dir / "environment").read_text() == "local"
+
+
+def test_a_tf_workspace_in_the_callers_shell_never_reaches_terraform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TF_WORKSPACE", "production")
+    script = fake_terraform(
+        tmp_path / "bin",
+        "log = open(os.environ['TF_DATA_DIR'] + '/seen', 'a')\n"
+        "log.write(os.environ.get('TF_WORKSPACE', '-') + '\\n')\n",
+    )
+    tf = runner(tmp_path, script)
+    tfm.plan(tf)
+    assert set((tf.data_dir / "seen").read_text().split()) == {"-"}
 
 
 @pytest.mark.parametrize(("code", "changes"), [(0, False), (2, True)])
