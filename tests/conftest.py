@@ -38,7 +38,50 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             module = nodeid.split("::", 1)[0]
             return module if _defines_a_shared_fixture(config.rootpath / module) else nodeid
 
+        def _assign_work_unit(self, node: Any) -> None:
+            # Longest first: the queue is ordered by each unit's expected seconds before the first unit
+            # goes out, so a long e2e module never starts last (or queued behind another on one worker).
+            if not getattr(self, "_by_cost", False):
+                self._by_cost = True
+                per_module: dict[str, int] = {}
+                for nodeid in self.collection or ():
+                    module = nodeid.split("::", 1)[0]
+                    per_module[module] = per_module.get(module, 0) + 1
+
+                def cost(item: tuple[str, dict[str, bool]]) -> tuple[float, int]:
+                    module = item[0].split("::", 1)[0]
+                    seconds = _expected_seconds(config.rootpath / module) * len(item[1]) / per_module.get(module, 1)
+                    return (-seconds, -len(item[1]))
+
+                ordered = sorted(self.workqueue.items(), key=cost)
+                self.workqueue.clear()
+                self.workqueue.update(ordered)
+            super()._assign_work_unit(node)
+
     return ModuleFixtureScheduling(config, log)
+
+
+#: A test module's ``XDIST_SECONDS = N``: what its tests take together on 2 idle cores, measured (see
+#: ``--durations``). The scheduler starts the costliest units first; a module without it counts as 0
+#: and keeps xdist's order (the units with the most tests first).
+_COST_NAME = "XDIST_SECONDS"
+
+
+@functools.cache
+def _expected_seconds(path: Path) -> float:
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return 0.0
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == [_COST_NAME]
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, int | float)
+        ):
+            return float(node.value.value)
+    return 0.0
 
 
 @functools.cache

@@ -22,6 +22,9 @@ from deploy.errors import ConfigError, HandlerError
 from tests.e2e.test_deploy_local import Project, new_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 155
 
 
 @pytest.fixture(scope="module")

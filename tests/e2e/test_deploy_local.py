@@ -28,6 +28,9 @@ from deploy.errors import BuildError, VerifyError
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 365
 
 ROOT = Path(__file__).resolve().parents[2]
 

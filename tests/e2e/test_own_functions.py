@@ -19,6 +19,9 @@ from tests.conftest import free_port
 from tests.e2e.test_deploy_local import ROOT, Project, _copy_repo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 270
 
 FUNCTIONS = """
 functions = {

@@ -24,6 +24,9 @@ from deploy.config import ROOT, EmulatorSettings, EnvConfig, Paths
 from deploy.emulator import EmulatorState
 
 pytestmark = pytest.mark.e2e
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 125
 
 REGION = "us-east-1"
 FUNCTION_NAMES = {

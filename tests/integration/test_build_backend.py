@@ -27,6 +27,9 @@ from deploy.content_cache import ENV_DIR
 from deploy.lock import load_locked_requirements
 
 pytestmark = pytest.mark.network
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 35
 
 BACKEND = ROOT / "backend"
 

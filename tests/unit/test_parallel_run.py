@@ -91,3 +91,33 @@ def test_botocore_sessions_in_a_test_process_share_one_loader() -> None:
     boto3_data = str(Path(boto3.__file__).parent / "data")
     assert loader.search_paths.count(boto3_data) == 1
     assert second.client("lambda").meta.service_model.service_name == "lambda"
+
+
+def test_the_costliest_modules_start_first(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``XDIST_SECONDS`` orders the queue (longest first); unmarked modules keep xdist's order after them."""
+    pytester.makeconftest("from tests.conftest import pytest_xdist_make_scheduler  # noqa: F401\n")
+    order = pytester.path / "order"
+    body = f"""
+        import pytest
+        XDIST_SECONDS = {{seconds}}
+
+        @pytest.fixture(scope="module")
+        def shared():
+            return None
+
+        def test_one(shared, request):
+            with open({str(order)!r}, "a") as out:
+                out.write(request.module.__name__ + "\\n")
+        """
+    pytester.makepyfile(
+        test_a_short=body.format(seconds=5),
+        test_b_long=body.format(seconds=300),
+        test_c_middle=body.format(seconds=60),
+        test_d_unmarked=body.replace("XDIST_SECONDS = {seconds}", ""),
+    )
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    result = pytester.runpytest_subprocess(
+        "-p", "xdist", "-n", "1", "--dist", "loadgroup", "-p", "no:cacheprovider", timeout=HANG_GUARD
+    )
+    result.assert_outcomes(passed=4)
+    assert order.read_text().split() == ["test_b_long", "test_c_middle", "test_a_short", "test_d_unmarked"]

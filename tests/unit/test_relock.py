@@ -17,6 +17,9 @@ from deploy.errors import LockError
 from deploy.lock import load_requirements_file
 
 pytestmark = pytest.mark.network
+# Seconds its tests take together (3 e2e workers or 2 test workers on 2 cores, 2026-12-03): the xdist
+# scheduler starts the costliest modules first (tests/conftest.py).
+XDIST_SECONDS = 45
 
 PAIR = Path(__file__).resolve().parent.parent / "fixtures" / "lockpair"
 FILES = ("pyproject.toml", "poetry.lock", "uv.lock", "requirements.txt")
