@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from deploy import emulator
+from deploy.aws import calls
 from deploy.config import EmulatorSettings
 from deploy.emulator import free_port
 
@@ -116,6 +117,15 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[emulator.E
         yield state
     finally:
         emulator.down(settings, state_dir)
+
+
+@pytest.fixture(autouse=True)
+def _own_aws_clients() -> Iterator[None]:
+    """Each test starts with none of the library's cached clients (deploy.aws.calls): a test may
+    register a handler on a client it reached through the library, and that handler must not reach
+    the next test's calls."""
+    yield
+    calls.forget_clients()
 
 
 class _SearchPaths(list[str]):

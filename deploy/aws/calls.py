@@ -31,6 +31,7 @@ _counters: list[WriteCounter] = []
 _hooks: list[ClientHook] = []
 _sessions: dict[tuple[str | None, str, str | None], Any] = {}
 _session_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Any] = {}
 
 
 def is_write(operation: str) -> bool:
@@ -86,6 +87,8 @@ def client_hook(hook: ClientHook) -> Iterator[None]:
     finally:
         with _lock:
             _hooks.remove(hook)
+            for key in [key for key in _clients if hook in key[-1]]:
+                del _clients[key]  # built for this block: never handed out again
 
 
 def _session(env: session.Endpoint, region: str) -> Any:
@@ -101,14 +104,38 @@ def _session(env: session.Endpoint, region: str) -> Any:
 def client(env: session.Endpoint, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
     """A client with :data:`deploy.aws.session.CLIENT_CONFIG` (``config`` overrides parts of
     it), whose write calls are recorded. ``env``: the run's ``deploy.context.Aws`` (or, from the
-    rooms that still take the settings, an ``EnvConfig``): only its region, profile and endpoint count."""
-    sess = _session(env, region or env.region)
+    rooms that still take the settings, an ``EnvConfig``): only its region, profile and endpoint count.
+
+    One client per (profile, region, endpoint, service, configuration, active hooks) for the process:
+    botocore clients are thread-safe, and building one costs 15-40 ms (endpoint rules, event copies);
+    a deploy asked for the same few clients a dozen times, the moto-backed tests about 900 times in one
+    module. A client built inside a :func:`client_hook` block is keyed by that block's hooks, so the
+    block gets its own clients (its faults reach no other caller) and they are dropped when it ends."""
+    region = region or env.region
     merged = session.CLIENT_CONFIG.merge(config) if config is not None else session.CLIENT_CONFIG
+    with _lock:
+        hooks = tuple(_hooks)
+    key = (env.profile, region, env.endpoint_url, service, _config_key(merged), hooks)
+    with _lock:
+        found = _clients.get(key)
+    if found is not None:
+        return found
+    sess = _session(env, region)
     with _session_lock:
         made = sess.client(service, endpoint_url=env.endpoint_url, config=merged)
     made.meta.events.register("before-call", _record(service))
-    with _lock:
-        hooks = list(_hooks)
     for hook in hooks:
         hook(service, made)
-    return made
+    with _lock:
+        return _clients.setdefault(key, made)  # two threads built one each: both use the first
+
+
+def _config_key(config: Config) -> str:
+    """What a Config was given, as text (Config objects compare by identity; ``merge`` makes new ones)."""
+    return repr(sorted(config._user_provided_options.items()))
+
+
+def forget_clients() -> None:
+    """Drop every cached client (a test that changes what a client is built from, e.g. credentials)."""
+    with _lock:
+        _clients.clear()

@@ -99,19 +99,20 @@ def inject() -> Iterator[Callable[[str, str, Callable[..., Any]], None]]:
     def keep_api_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["api_params"] = dict(params)
 
-    def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
-        # before-call sees the serialized request; hand the handler the API parameters instead.
-        def before_call(context: dict[str, Any], **kw: Any) -> Any:
-            kw.pop("params", None)
-            return handler(params=context.get("api_params", {}), context=context, **kw)
-
-        return before_call
-
     def hook(service: str, client: Any) -> None:
-        for svc, op, handler in registered:
-            if svc == service:
-                client.meta.events.register(f"before-parameter-build.{svc}.{op}", keep_api_params)
-                client.meta.events.register(f"before-call.{svc}.{op}", wrap(handler))
+        # Looked up at call time, not when the client is built: the library reuses its clients
+        # (deploy.aws.calls), so one built before an `inject(...)` must see it from then on.
+        def before_call(model: Any, context: dict[str, Any], **kw: Any) -> Any:
+            kw.pop("params", None)
+            for svc, op, handler in list(registered):
+                if svc == service and op == model.name:
+                    answer = handler(params=context.get("api_params", {}), context=context, model=model, **kw)
+                    if answer is not None:
+                        return answer
+            return None
+
+        client.meta.events.register(f"before-parameter-build.{service}", keep_api_params)
+        client.meta.events.register(f"before-call.{service}", before_call)
 
     with calls.client_hook(hook):
         yield lambda service, op, handler: registered.append((service, op, handler))
