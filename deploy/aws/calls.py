@@ -132,7 +132,8 @@ def client(env: session.Endpoint, service: str, region: str | None = None, *, co
 
 def _config_key(config: Config) -> str:
     """What a Config was given, as text (Config objects compare by identity; ``merge`` makes new ones)."""
-    return repr(sorted(config._user_provided_options.items()))
+    given: dict[str, Any] = getattr(config, "_user_provided_options", {})
+    return repr(sorted(given.items()))
 
 
 def forget_clients() -> None:
