@@ -12,6 +12,7 @@ inject ``ResourceConflictException`` through botocore events, which moto never r
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,7 +123,9 @@ def client(env: session.Endpoint, service: str, region: str | None = None, *, co
         return found
     sess = _session(env, region)
     with _session_lock:
-        made = sess.client(service, endpoint_url=env.endpoint_url, config=merged)
+        # A copy: botocore rewrites the retries dict it is given (max_attempts -> total_max_attempts),
+        # which would change the shared configuration, and so the key, under the next caller.
+        made = sess.client(service, endpoint_url=env.endpoint_url, config=copy.deepcopy(merged))
     made.meta.events.register("before-call", _record(service))
     for hook in hooks:
         hook(service, made)
