@@ -168,36 +168,46 @@ def scan(files: Iterable[tuple[str, Path]]) -> list[Finding]:
     return out
 
 
-def _verdict_key(files: Sequence[tuple[str, Path]], baseline: Path) -> str:
-    """What decides the scan's verdict: the scanner's version and plugins, the baseline, every file's bytes."""
+def _verdict_keys(files: Sequence[tuple[str, Path]], baseline: Path) -> dict[str, str]:
+    """Each file's verdict key: what decides it (the scanner's version and plugins, the baseline, the
+    name the baseline knows it by, its bytes)."""
     from importlib.metadata import version
 
-    digest = hashlib.sha256(f"{version('detect-secrets')}\0{','.join(PLUGINS)}\0".encode())
-    digest.update(baseline.read_bytes() if baseline.is_file() else b"")
-    for name, path in sorted(files):
+    common = hashlib.sha256(f"{version('detect-secrets')}\0{','.join(PLUGINS)}\0".encode())
+    common.update(baseline.read_bytes() if baseline.is_file() else b"")
+    keys = {}
+    for name, path in files:
+        digest = common.copy()
         digest.update(f"\0{name}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+        keys[name] = digest.hexdigest()
+    return keys
 
 
 def check_content(files: Sequence[tuple[str, Path]], *, baseline: Path, remember: bool = True) -> None:
     """Refuse the files if the scanner finds a secret the baseline does not list as reviewed.
 
-    A clean verdict is remembered in the machine's content cache, keyed by everything that decides
-    it: the scan was most of a no-op build-function (and so of ``inv status``), for the same bytes
-    every time. A refusal is never remembered; the cache is trusted as the ``.pyc`` cache is."""
+    A clean verdict is remembered per file in the machine's content cache, keyed by everything that
+    decides it: the scan was most of a no-op build-function (and so of ``inv status``), and in a
+    code-only change one file of the zip is new, so only that one is scanned (the whole zip's 16 files
+    took 0.3 s). A refusal is never remembered; the cache is trusted as the ``.pyc`` cache is."""
     from deploy.content_cache import default_cache
 
     cache = default_cache() if remember else None
-    marker = cache.root / "secret-scan" / _verdict_key(files, baseline) if cache is not None else None
-    if marker is not None and marker.is_file():
+    markers: dict[str, Path] = {}
+    if cache is not None:
+        markers = {name: cache.root / "secret-scan" / key for name, key in _verdict_keys(files, baseline).items()}
+    unjudged = [(name, path) for name, path in files if name not in markers or not markers[name].is_file()]
+    if not unjudged:
         return
     allowed = reviewed(baseline)
-    findings = [f for f in scan(files) if (f.name, f.hashed_secret) not in allowed]
-    if not findings and marker is not None:
-        with contextlib.suppress(OSError):
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+    findings = [f for f in scan(unjudged) if (f.name, f.hashed_secret) not in allowed]
+    if not findings:
+        for name, _ in unjudged:
+            if name in markers:
+                with contextlib.suppress(OSError):
+                    markers[name].parent.mkdir(parents=True, exist_ok=True)
+                    markers[name].touch()
     if findings:
         raise AuditError(
             f"refusing to package {len(findings)} secret(s) found by detect-secrets:\n  "

@@ -787,22 +787,42 @@ def test_the_report_names_the_commit_and_dirty_flag_of_the_function_code(tmp_pat
     assert dirty["dirty"] is True and f"from commit `{head[:12]}` (dirty)" in markdown({"env": "t", "function": dirty})
 
 
-def test_a_clean_secret_scan_is_remembered_and_a_changed_file_scanned_again(tmp_path: Path) -> None:
+def test_a_clean_secret_scan_is_remembered_and_a_changed_file_scanned_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The function zip's content scan was most of a no-op build-function (and of `inv status`): a clean
-    verdict is kept by the bytes it judged; a refusal never is, and other bytes are scanned again."""
+    verdict is kept per file by the bytes it judged, so a code-only change scans only the changed file;
+    a refusal never is kept, and other bytes are scanned again."""
     from deploy import secret_scan
     from deploy.errors import AuditError
 
     source = tmp_path / "handler.py"
     source.write_text("def handler(event, context):\n    return 1\n")
-    files = [("backend/handler.py", source)]
+    other = tmp_path / "models.py"
+    other.write_text("X = 1\n")
+    files = [("backend/handler.py", source), ("backend/models.py", other)]
     baseline = tmp_path / ".secrets.baseline"
+    scanned: list[str] = []
+    real_scan = secret_scan.scan
+
+    def counting(files: Any) -> list[Any]:
+        files = list(files)
+        scanned.extend(name for name, _ in files)
+        return real_scan(files)
+
+    monkeypatch.setattr(secret_scan, "scan", counting)
     secret_scan.check_content(files, baseline=baseline)
-    key = secret_scan._verdict_key(files, baseline)
+    keys = secret_scan._verdict_keys(files, baseline)
     markers = list(Path(os.environ["DEPLOY_CACHE_DIR"]).glob("secret-scan/*"))
-    assert [m.name for m in markers] == [key]
+    assert sorted(m.name for m in markers) == sorted(keys.values())
+    assert scanned == ["backend/handler.py", "backend/models.py"]
+    secret_scan.check_content(files, baseline=baseline)
+    assert len(scanned) == 2  # both remembered: nothing scanned
     source.write_text('AWS_SECRET = "AKIAIOSFODNN7EXAMPLE"\n')  # the same name, other bytes
-    assert secret_scan._verdict_key(files, baseline) != key
+    assert secret_scan._verdict_keys(files, baseline)["backend/handler.py"] != keys["backend/handler.py"]
     with pytest.raises(AuditError, match="secret"):
         secret_scan.check_content(files, baseline=baseline)
-    assert len(list(Path(os.environ["DEPLOY_CACHE_DIR"]).glob("secret-scan/*"))) == 1  # no verdict kept
+    assert scanned[2:] == ["backend/handler.py"]  # only the changed file
+    assert len(list(Path(os.environ["DEPLOY_CACHE_DIR"]).glob("secret-scan/*"))) == 2  # no verdict kept
+    with pytest.raises(AuditError, match="secret"):
+        secret_scan.check_content(files, baseline=baseline)  # refused again, not remembered
