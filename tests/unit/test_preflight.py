@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,42 @@ def test_each_command_runs_only_the_checks_it_needs() -> None:
     assert ran == {preflight.CREDENTIALS}
     dry = preflight.run(env, "deploy", overrides=passed, skip=(preflight.SANDBOX,))
     assert next(c for c in dry.checks if c.name == preflight.SANDBOX).mark is Mark.SKIPPED
+
+
+def test_the_independent_checks_run_side_by_side_and_report_in_order() -> None:
+    """Terraform's, the interpreter's and the sandbox's checks each wait on another process: they run
+    at once. Each of these waits for the other two at a barrier, which only a concurrent run passes (the
+    timeout is a hang guard, never a measurement); the AWS checks still run after, and only if all passed."""
+    env = aws_env()
+    together = threading.Barrier(3, timeout=30)
+    after: list[str] = []
+
+    def waits(name: str) -> Any:
+        def check() -> Check:
+            together.wait()
+            return Check(name=name, mark=Mark.PASSED, detail="ok")
+
+        return check
+
+    def last(name: str) -> Any:
+        def check() -> Check:
+            after.append(name)
+            return Check(name=name, mark=Mark.PASSED, detail="ok")
+
+        return check
+
+    passed = {name: (lambda n=name: Check(name=n, mark=Mark.PASSED, detail="ok")) for name in preflight.ALL}
+    result = preflight.run(
+        env,
+        "deploy",
+        overrides={
+            **passed,
+            **{name: waits(name) for name in (preflight.TERRAFORM, preflight.RUNTIME_PYTHON, preflight.SANDBOX)},
+            **{name: last(name) for name in (preflight.SECRETS, preflight.ALARMS)},
+        },
+    )
+    assert result.ok and [c.name for c in result.checks] == list(preflight.ALL)
+    assert after == [preflight.SECRETS, preflight.ALARMS]
 
 
 def test_the_sandbox_check_is_the_runs_own_decision() -> None:
