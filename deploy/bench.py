@@ -4,7 +4,7 @@ Not timed tests: nothing here asserts; it measures, compares with the targets fr
 issues, and writes ``bench.json`` and ``bench.md`` (the README quotes the table).
 
 - build: cold ``inv build-layer`` as a whole process vs the floor (``uv pip install --target``,
-  ``compileall -j0`` of the same tree when bytecode is on, ``zip -qrX``, on the same wheels) and
+  ``compileall -j0`` of the same tree when bytecode is on, ``zip -1 -qrX``, on the same wheels) and
   vs the seed plan's path (``pip install -t`` + ``zip -r -x "*.pyc"``), with the installer caches
   warm; no-op ``inv build-layer`` (whole process, beside ``inv --list``); build-function.
 - coldstart: each handler's import (Lambda's init) in fresh ``python3.12 -I -S -B`` processes on
@@ -112,6 +112,10 @@ def _project_copy(root: Path, dest: Path) -> Path:
 # ---------------------------------------------------------------------------- build
 
 
+#: A cold build on an empty runner against the careful floor (uv + compileall -j0 + zip -1).
+EMPTY_CACHE_BUILD_TARGET = 0.6
+
+
 def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     zip_bin = _require("zip")
     proj = _project_copy(env.paths.root, work / "build-proj")
@@ -150,7 +154,8 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
         subprocess.run(uv_argv, check=True, capture_output=True)
         if penv.bytecode:
             subprocess.run([*compileall, str(work / "floor" / "python")], check=True, capture_output=True)
-        subprocess.run([zip_bin, "-qrX", str(work / "floor.zip"), "."], cwd=work / "floor", check=True)
+        # Level 1, as ours deflates: the careful floor (issue 25), not zip's default level 6.
+        subprocess.run([zip_bin, "-1", "-qrX", str(work / "floor.zip"), "."], cwd=work / "floor", check=True)
 
     seed_dir = work / "seed"
 
@@ -223,13 +228,13 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
     floor_m = statistics.median(floor_runs)
     seed_m = statistics.median(seed_runs)
 
-    def against_floor(name: str, timings: list[float]) -> Measurement:
+    def against_floor(name: str, timings: list[float], ratio: float = 1.0) -> Measurement:
         median = statistics.median(timings)
         return Measurement(
             name=name,
             runs=tuple(timings),
-            target="≤ 1.0× floor",
-            met=median <= floor_m,
+            target=f"≤ {ratio:.1f}× floor",
+            met=median <= ratio * floor_m,
             note=f"{median / floor_m:.2f}× the floor; {seed_m / median:.1f}× faster than the seed path",
         )
 
@@ -241,11 +246,12 @@ def bench_build(env: EnvConfig, runs: int, work: Path) -> list[Measurement]:
 
     return [
         against_floor("cold inv build-layer (ours, whole process)", ours_runs),
-        against_floor("cold inv build-layer, empty .pyc cache", empty_runs),
+        # A fresh runner: no .pyc cache and no remembered secret-scan verdicts (issue 25's goal: 0.6 of the floor).
+        against_floor("cold inv build-layer, empty .pyc cache", empty_runs, ratio=EMPTY_CACHE_BUILD_TARGET),
         Measurement(
-            name="floor: uv pip install --target + compileall -j0 + zip -qrX"
+            name="floor: uv pip install --target + compileall -j0 + zip -1 -qrX"
             if penv.bytecode
-            else "floor: uv pip install --target + zip -qrX",
+            else "floor: uv pip install --target + zip -1 -qrX",
             runs=tuple(floor_runs),
         ),
         Measurement(
