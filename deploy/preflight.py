@@ -22,8 +22,8 @@ import os
 import platform
 import re
 import shutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -481,9 +481,7 @@ def run(
     # The independent checks side by side: most of their time is another process answering (terraform
     # version, the runtime interpreter, the jail's probe: 0.25 s one after another on a code-only deploy).
     independent = [name for name in ALL if name not in found and name not in _AFTER_THE_OTHERS]
-    with ThreadPoolExecutor(max_workers=max(1, len(independent)), thread_name_prefix="preflight") as pool:
-        futures = {name: pool.submit(checks[name]) for name in independent}
-        found.update({name: future.result() for name, future in futures.items()})
+    found.update(_side_by_side({name: checks[name] for name in independent}))
     for name in _AFTER_THE_OTHERS:
         if name in found:
             continue
@@ -499,3 +497,34 @@ def run(
 
 #: Checks that ask AWS, and only once every other check passed (they need credentials and Terraform).
 _AFTER_THE_OTHERS = (SECRETS, ALARMS)
+
+
+def _side_by_side(checks: Mapping[str, Callable[[], Check]]) -> dict[str, Check]:
+    """Each check in its own daemon thread; a check that raises raises here, in ``checks``' order.
+
+    Daemon threads joined one by one, not a thread pool: a Ctrl-C during the checks interrupts the
+    join at once, and the process exits without waiting for a check still blocked (an STS call on a
+    dead network retries for tens of seconds); a pool would wait for it, and again at exit."""
+    results: dict[str, Check | BaseException] = {}
+
+    def run(name: str, check: Callable[[], Check]) -> None:
+        try:
+            results[name] = check()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            results[name] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(name, check), name=f"preflight-{name}", daemon=True)
+        for name, check in checks.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out: dict[str, Check] = {}
+    for name in checks:
+        result = results[name]
+        if isinstance(result, BaseException):
+            raise result
+        out[name] = result
+    return out

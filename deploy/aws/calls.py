@@ -130,6 +130,8 @@ def client(env: session.Endpoint, service: str, region: str | None = None, *, co
     for hook in hooks:
         hook(service, made)
     with _lock:
+        if not all(hook in _hooks for hook in hooks):
+            return made  # its block ended while it was built: used by this caller, never cached
         return _clients.setdefault(key, made)  # two threads built one each: both use the first
 
 

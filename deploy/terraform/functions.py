@@ -132,6 +132,7 @@ def _evaluate(env: EnvConfig, variables: Path, var_file: Path) -> dict[str, Any]
         if var_file.is_file():
             args += ["-var-file", str(var_file)]
         environ = {**os.environ, "TF_DATA_DIR": str(Path(tmp) / ".terraform"), "TF_IN_AUTOMATION": "1"}
+        environ.pop("TF_WORKSPACE", None)  # a throwaway state: never a workspace from the caller's shell
         proc = subprocess.run(args, cwd=tmp, env=environ, capture_output=True, text=True, timeout=120, check=False)
     value, problems = _read_apply(proc.stdout)
     if proc.returncode != 0 or value is None:

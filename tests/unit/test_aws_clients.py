@@ -38,6 +38,7 @@ def test_a_hook_blocks_clients_are_its_own_and_gone_after_it() -> None:
         assert inside is not outside and calls.client(ENV, "lambda") is inside
         assert seen == [("lambda", inside)]  # the hook ran once, on the client the block uses
     assert calls.client(ENV, "lambda") is outside
+    assert inside not in calls._clients.values()  # dropped when the block ended, not only never matched
     with calls.client_hook(lambda service, made: None):
         assert calls.client(ENV, "lambda") is not inside  # a new block never gets another's client
 
@@ -52,3 +53,20 @@ def test_a_cached_client_still_counts_its_writes() -> None:
                 with pytest.raises(lam.exceptions.ResourceNotFoundException):
                     lam.delete_function(FunctionName="f")
             assert counted.operations() == ["DeleteFunction"]
+
+
+def test_a_client_whose_block_ended_while_it_was_built_is_not_kept() -> None:
+    """Another thread may still be building a client when the hook block that asked for it ends: the
+    caller gets it, the cache does not keep it (its key names a hook no block holds any more)."""
+    outer = calls.client_hook(lambda service, client: None)
+    outer.__enter__()
+    made: list[Any] = []
+
+    def ends_the_outer_block(service: str, client: Any) -> None:
+        made.append(client)
+        outer.__exit__(None, None, None)
+
+    with calls.client_hook(ends_the_outer_block):
+        got = calls.client(ENV, "lambda")
+        assert made == [got]
+        assert got not in calls._clients.values()  # checked while the inner block still holds its hook

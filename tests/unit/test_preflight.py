@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -111,6 +112,42 @@ def test_the_independent_checks_run_side_by_side_and_report_in_order() -> None:
     )
     assert result.ok and [c.name for c in result.checks] == list(preflight.ALL)
     assert after == [preflight.SECRETS, preflight.ALARMS]
+
+
+def test_a_check_that_raises_raises_from_the_run() -> None:
+    def broken() -> Check:
+        raise RuntimeError("the check itself is broken")
+
+    passed = {name: (lambda n=name: Check(name=n, mark=Mark.PASSED, detail="ok")) for name in preflight.ALL}
+    with pytest.raises(RuntimeError, match="the check itself is broken"):
+        preflight.run(aws_env(), "deploy", overrides={**passed, preflight.SANDBOX: broken})
+
+
+def test_ctrl_c_during_the_checks_does_not_wait_for_a_blocked_one() -> None:
+    """A check stuck on the network (an STS call retrying) must not hold a Ctrl-C: the run is interrupted
+    while that check is still blocked. The blocked check gives up after a hang guard, never reached."""
+    started, release = threading.Event(), threading.Event()
+    gave_up: list[bool] = []
+
+    def blocked() -> Check:
+        started.set()
+        gave_up.append(not release.wait(timeout=60))
+        return Check(name=preflight.CREDENTIALS, mark=Mark.PASSED, detail="late")
+
+    def interrupt() -> None:
+        started.wait(timeout=60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    passed = {name: (lambda n=name: Check(name=n, mark=Mark.PASSED, detail="ok")) for name in preflight.ALL}
+    sender = threading.Thread(target=interrupt, daemon=True)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            preflight.run(aws_env(), "deploy", overrides={**passed, preflight.CREDENTIALS: blocked})
+        assert gave_up == []  # interrupted while the check was still blocked, not after it gave up
+    finally:
+        release.set()
+        sender.join()
 
 
 def test_the_sandbox_check_is_the_runs_own_decision() -> None:
