@@ -31,14 +31,9 @@ nox.options.sessions = [
 ]
 # Only for a bare `nox`: a session named on the command line (CI's `nox -s "$SESSION"`) runs in
 # this process and prints as it goes. `nox -j 1` (or NOX_PARALLEL=1) runs them one at a time.
-BARE_RUN = not {"-s", "--session", "--sessions", "-e", "-k", "--keywords", "-t", "--tags"} & set(sys.argv[1:])
-if BARE_RUN:
+if not {"-s", "--session", "--sessions", "-e", "-k", "--keywords", "-t", "--tags"} & set(sys.argv[1:]):
     nox.options.parallel = 3
 nox.options.allow_parallel = True
-# In a bare `nox` the e2e session ends last (686 of 708 s in a fresh-clone run) while the test
-# sessions keep both cores busy: they run their pytest at a lower priority, so e2e gets a core
-# whenever it has work and the test sessions take the rest. Alone, a session runs as it is.
-YIELD_TO_E2E = ("nice", "-n", "10") if BARE_RUN and shutil.which("nice") else ()
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ALL_PYTHONS = nox.project.python_versions(PYPROJECT)
@@ -168,7 +163,7 @@ def test(session: nox.Session) -> None:
     # tool, and the host-side code on their path runs on every version in the offline tests. So they
     # run once, on the runtime's version; every other test runs on all three (README "Nox sessions").
     marker = "not e2e" if session.python == LAMBDA_PYTHON else "not e2e and not network"
-    session.run(*YIELD_TO_E2E, "pytest", "-m", marker, *_parallel(PYTEST_WORKERS), *session.posargs, external=True)
+    session.run("pytest", "-m", marker, *_parallel(PYTEST_WORKERS), *session.posargs)
 
 
 def _parallel(workers: str) -> tuple[str, ...]:
