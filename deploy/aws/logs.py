@@ -95,11 +95,6 @@ class LogEvent:
         return f"{self.time} {self.message.rstrip()}"
 
 
-def _not_found(exc: Exception) -> bool:
-    response = getattr(exc, "response", None) or {}
-    return bool(response.get("Error", {}).get("Code") == "ResourceNotFoundException")
-
-
 def read_events(
     logs: Any,
     group: str,
@@ -112,6 +107,8 @@ def read_events(
     """Every event of ``group`` from ``start_ms`` (inclusive) on, oldest first; None when the group
     does not exist. Other errors (access, throttling past botocore's retries) are raised."""
     from botocore.exceptions import ClientError
+
+    from deploy.aws.retry import error_code
 
     kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}
     if end_ms is not None:
@@ -138,7 +135,7 @@ def read_events(
                 break
             kwargs["nextToken"] = token
     except ClientError as exc:
-        if _not_found(exc):
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
     # Stable: events of one stream keep the order Lambda wrote them in when their times are equal.
