@@ -25,6 +25,7 @@ from deploy.artifact import Artifact, sha256_file
 from deploy.aws import calls
 from deploy.aws.retry import RetryPolicy
 from deploy.config import EnvConfig, FunctionTarget, Targets
+from tests.targets import make_targets
 
 REGION = "us-east-1"
 FUNCTION_KEYS = ("api", "cleanup", "db_sync", "eval_runbook_worker")
@@ -146,17 +147,14 @@ def names() -> SimpleNamespace:
 
 @pytest.fixture
 def targets(names: SimpleNamespace) -> Targets:
-    return Targets(
-        env="test",
-        region=REGION,
-        bucket=names.bucket,
-        layer_name=names.layer,
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=tuple(
+    return make_targets(
+        "test",
+        tuple(
             FunctionTarget(key=k, name=n, handler="handler.handler")
             for k, n in zip(FUNCTION_KEYS, names.functions, strict=True)
         ),
+        bucket=names.bucket,
+        layer_name=names.layer,
     )
 
 

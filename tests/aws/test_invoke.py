@@ -16,11 +16,12 @@ from botocore.stub import ANY, Stubber
 
 from deploy import invoke, invoke_result
 from deploy.aws.publish import describe
-from deploy.config import EnvConfig, FunctionTarget, Paths, SmokeCase, Targets, VerifySettings
+from deploy.config import EnvConfig, FunctionTarget, Paths, SmokeCase, VerifySettings
 from deploy.context import RunContext
 from deploy.errors import ConfigError, HandlerError, VerifyError
 from deploy.run import day_two
 from tests.aws.test_verify_deployed import NoUrl, artifact_of, zip_of
+from tests.targets import make_targets
 
 REGION = "us-east-1"
 HANDLER = """
@@ -111,14 +112,10 @@ class Deployed:
 
     def __init__(self, tmp_path: Path, lam: Any, s3: Any, role: str) -> None:
         self.lam, self.s3 = lam, s3
-        self.targets = Targets(
-            env="test",
-            region=REGION,
+        self.targets = make_targets(
+            "test",
+            (FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler"),),
             bucket="acme-invoke-artifacts",
-            layer_name="acme-test-deps",
-            runtime="python3.12",
-            architecture="x86_64",
-            functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler"),),
         )
         s3.create_bucket(Bucket=self.targets.bucket)
         self.layer = artifact_of(tmp_path, "layer", zip_of({"python/tinydep/__init__.py": "VALUE = 42\n"}))
@@ -228,14 +225,8 @@ def _aws_invoke(responses: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> 
     stub = Stubber(lam)
     for operation, response, params in responses:
         stub.add_response(operation, response, params)
-    targets = Targets(
-        env="staging",
-        region=REGION,
-        bucket="b",
-        layer_name="acme-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(FunctionTarget(key="api", name="acme-staging-api", handler="h.handler"),),
+    targets = make_targets(
+        "staging", (FunctionTarget(key="api", name="acme-staging-api", handler="h.handler"),), layer_name="acme-deps"
     )
     env = EnvConfig(name="staging", region=REGION)
     with stub:

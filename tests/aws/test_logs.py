@@ -13,10 +13,11 @@ import boto3
 import pytest
 
 from deploy.aws import logs
-from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.config import EnvConfig, FunctionTarget
 from deploy.context import RunContext
 from deploy.errors import ConfigError
 from deploy.run import day_two
+from tests.targets import make_targets
 
 REGION = "us-east-1"
 NAME = "acme-test-api"
@@ -24,15 +25,7 @@ GROUP = f"/aws/lambda/{NAME}"
 #: CloudWatch (and moto) refuse events more than 2 hours ahead or 14 days behind the real clock, so the
 #: seeded times are near it; nothing asserted depends on when the test runs.
 NOW_MS = (int(time.time()) // 60 - 10) * 60_000
-TARGETS = Targets(
-    env="test",
-    region=REGION,
-    bucket="b",
-    layer_name="acme-test-deps",
-    runtime="python3.12",
-    architecture="x86_64",
-    functions=(FunctionTarget(key="api", name=NAME, handler="h.handler"),),
-)
+TARGETS = make_targets("test", (FunctionTarget(key="api", name=NAME, handler="h.handler"),))
 ENV = EnvConfig(name="test", region=REGION)
 
 

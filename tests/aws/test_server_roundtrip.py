@@ -11,9 +11,10 @@ import pytest
 from deploy.aws import calls
 from deploy.aws.attach import attach
 from deploy.aws.publish import publish_layer
-from deploy.config import EnvConfig, FunctionTarget, Targets
+from deploy.config import EnvConfig, FunctionTarget
 from deploy.emulator import EmulatorState
 from tests.aws.conftest import make_artifact, zip_bytes
+from tests.targets import make_targets
 
 REGION = "us-east-1"
 
@@ -46,15 +47,7 @@ def test_publish_and_attach_twice_over_http(
         lam.create_alias(
             FunctionName=fn.name, Name="live", FunctionVersion=lam.publish_version(FunctionName=fn.name)["Version"]
         )
-    targets = Targets(
-        env="local",
-        region=REGION,
-        bucket="local-artifacts",
-        layer_name="local-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=functions,
-    )
+    targets = make_targets("local", functions, bucket="local-artifacts", layer_name="local-deps")
     layer = make_artifact(tmp_path, "layer", "deps")
     code = make_artifact(tmp_path, "function", "def handler(e, c): return 1")
 

@@ -22,6 +22,7 @@ from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifyS
 from deploy.errors import VerifyError
 from deploy.verify import deployed
 from deploy.verify.extracted import ExtractionCache
+from tests.targets import make_targets
 from tests.unit import leakprobe as leak
 
 REGION = "us-east-1"
@@ -78,14 +79,8 @@ def verify_env() -> EnvConfig:
 
 @pytest.fixture
 def stack_targets(bucket: str) -> Targets:
-    return Targets(
-        env="test",
-        region=REGION,
-        bucket=bucket,
-        layer_name="acme-test-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler"),),
+    return make_targets(
+        "test", (FunctionTarget(key="ok", name="acme-test-ok", handler="lambdas.ok.handler.handler"),), bucket=bucket
     )
 
 

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from deploy import verify
-from deploy.config import EmulatorSettings, EnvConfig, FunctionTarget, Targets, VerifySettings
+from deploy.config import EmulatorSettings, EnvConfig, FunctionTarget, VerifySettings
 from deploy.verify import deployed
 from deploy.verify.results import FunctionVerify, VerifyReport
 from deploy.verify.reuse import RanLocally
 from tests.aws.test_verify_deployed import REGION, SMOKE, NoUrl, Stack
+from tests.targets import make_targets
 
 SANDBOX_ENV = {"*": {"DATABASE_URL": "sqlite:///{tmp}/sandbox.db"}}
 
@@ -33,14 +34,8 @@ def emulator_env(**verify_settings: Any) -> EnvConfig:
 
 @pytest.fixture
 def stack(tmp_path: Path, lam: Any, s3: Any, role: str, bucket: str) -> Stack:
-    targets = Targets(
-        env="local",
-        region=REGION,
-        bucket=bucket,
-        layer_name="acme-local-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(FunctionTarget(key="ok", name="acme-local-ok", handler="lambdas.ok.handler.handler"),),
+    targets = make_targets(
+        "local", (FunctionTarget(key="ok", name="acme-local-ok", handler="lambdas.ok.handler.handler"),), bucket=bucket
     )
     return Stack(tmp_path, lam, s3, role, targets)
 
@@ -224,15 +219,7 @@ def test_the_deploy_flow_hands_its_local_reports_and_attached_layers_to_the_depl
     monkeypatch.setattr(verify, "verify_deployed", deployed_verify)
     fn = FunctionVerify(key="ok", name="acme-local-ok", import_ms=1.0, results=(), ok=True, code_sha256="c")
     local = VerifyReport(env="local", mode="local", functions=(fn,), ok=True)
-    targets = Targets(
-        env="local",
-        region=REGION,
-        bucket="b",
-        layer_name="acme-local-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(FunctionTarget(key="ok", name="acme-local-ok", handler="h.handler"),),
-    )
+    targets = make_targets("local", (FunctionTarget(key="ok", name="acme-local-ok", handler="h.handler"),))
     ctx = RunContext.create(emulator_env())
     checks._verify_deployed(ctx, targets, None, None, local_reports=[local], layer_arns=("arn:layer:1",))
     assert seen["ran_locally"] == RanLocally(functions={"ok": fn}, layer_arns=("arn:layer:1",))

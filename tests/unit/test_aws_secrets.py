@@ -15,6 +15,7 @@ from moto import mock_aws
 from deploy.aws import calls
 from deploy.aws.secrets import missing_secrets, secret_references
 from deploy.config import EnvConfig, FunctionTarget, Targets
+from tests.targets import make_targets
 
 REGION = "us-east-1"
 ENV = EnvConfig(name="test", region=REGION)
@@ -28,15 +29,7 @@ def _zip() -> bytes:
 
 
 def _targets(*names: str) -> Targets:
-    return Targets(
-        env="test",
-        region=REGION,
-        bucket="b",
-        layer_name="acme-test-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=tuple(FunctionTarget(key=n, name=f"acme-test-{n}", handler="h.handler") for n in names),
-    )
+    return make_targets("test", tuple(FunctionTarget(key=n, name=f"acme-test-{n}", handler="h.handler") for n in names))
 
 
 @pytest.fixture

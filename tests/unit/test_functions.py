@@ -13,6 +13,7 @@ from deploy.build import build_function, function_plan
 from deploy.config import EnvConfig, Paths
 from deploy.errors import BuildError, ConfigError
 from deploy.terraform.functions import DeclaredFunction, declared_functions, duplicate_keys
+from tests.targets import make_targets
 from tests.unit.test_build import _backend, _function_map
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,20 +135,16 @@ def test_the_zip_holds_the_union_of_the_sources_files_included(tmp_path: Path) -
 def test_the_local_verify_runs_the_map_not_the_state() -> None:
     """Before an apply the state still lists a removed function (whose handler left the zip) and lacks a
     new one: the local verify runs what the map declares, under the names Terraform gave them."""
-    from deploy.config import FunctionTarget, Targets
+    from deploy.config import FunctionTarget
     from deploy.terraform.functions import as_declared
 
-    state = Targets(
-        env="local",
-        region="us-east-1",
-        bucket="b",
-        layer_name="l",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(
+    state = make_targets(
+        "local",
+        (
             FunctionTarget(key="kept", name="acme-local-kept", handler="old.handler", runtime="python3.13"),
             FunctionTarget(key="removed", name="acme-local-removed", handler="gone.handler"),
         ),
+        layer_name="l",
     )
     declared = (
         DeclaredFunction(key="added", handler="new.handler", sources=("new",)),

@@ -11,10 +11,11 @@ from rich.console import Console
 
 from deploy import report
 from deploy.aws.transaction import TransactionReport
-from deploy.config import FunctionTarget, Targets
+from deploy.config import FunctionTarget
 from deploy.progress import Event, State
 from deploy.run import show
 from deploy.steps import NEW, FunctionSteps, Outcome, Status, Step, planned
+from tests.targets import make_targets
 
 #: What the report's consumers (CI steps, the job summary) have read since before the enum.
 REPORT_STRINGS = {"unchanged", "updated", "would update", "rolled_back", "would roll back", "left", "failed"}
@@ -92,15 +93,7 @@ def test_a_function_line_is_ticked_by_the_done_event_not_by_the_start(monkeypatc
     screen = Console(width=100, record=True, force_terminal=False, soft_wrap=True, highlight=False)
     monkeypatch.setattr(report, "console", screen)
     functions = tuple(FunctionTarget(key=n, name=n, handler="handler.handler") for n in ("fn-a", "fn-b"))
-    targets = Targets(
-        env="test",
-        region="us-east-1",
-        bucket="b",
-        layer_name="deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=functions,
-    )
+    targets = make_targets("test", functions, layer_name="deps")
     with show._attach_lines(targets) as emit:
         for step in (Step.CODE, Step.PUBLISH):
             emit(Event(function="fn-a", step=step, state=State.STARTED))

@@ -16,11 +16,12 @@ import pytest
 
 from deploy import verify
 from deploy.artifact import Artifact
-from deploy.config import EnvConfig, FunctionTarget, SmokeCase, Targets, VerifySettings
+from deploy.config import EnvConfig, FunctionTarget, SmokeCase, VerifySettings
 from deploy.errors import ConfigError, VerifyError
 from deploy.verify import sandbox
 from deploy.verify.extracted import ExtractionCache
 from tests.sample_app import SAMPLE, SAMPLE_SANDBOX_ENV, SAMPLE_SMOKE, sample_env
+from tests.targets import make_targets
 
 HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 # The other architecture's ELF machine number: what a wrong-platform wheel slips into a layer.
@@ -330,14 +331,11 @@ def test_several_functions_each_get_their_own_process(tmp_path: Path, python312:
     }
     report = verify.verify_local(
         env_with({"ok": ECHO, "bad": ECHO}),
-        Targets(
-            env="test",
-            region="us-east-1",
-            bucket="b",
+        make_targets(
+            "test",
+            (fn("ok"), fn("bad", "lambdas.bad.handler.handler")),
             layer_name="bluemoxon-test-deps",
-            runtime="python3.12",
             architecture=HOST_ARCH,
-            functions=(fn("ok"), fn("bad", "lambdas.bad.handler.handler")),
         ),
         layer=layer_zip(tmp_path),
         function=function_zip(tmp_path, modules),

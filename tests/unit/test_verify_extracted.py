@@ -13,6 +13,7 @@ import pytest
 from deploy.context import RunContext
 from deploy.errors import VerifyError
 from deploy.verify.extracted import ExtractionCache, ZipSource, cache_key
+from tests.targets import make_targets
 
 HANDLER = "def handler(event, context):\n    return 'good'\n"
 EVIL = "def handler(event, context):\n    return 'evil'\n"  # the same size as HANDLER
@@ -220,7 +221,7 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
 
     from deploy import terraform
     from deploy import verify as verify_mod
-    from deploy.config import EnvConfig, FunctionTarget, Paths, Targets
+    from deploy.config import EnvConfig, FunctionTarget, Paths
     from deploy.run import checks
     from deploy.terraform import DeclaredFunction
     from deploy.verify import local as verify_local_mod
@@ -237,15 +238,7 @@ def test_the_pipeline_gives_both_verify_runs_of_a_deploy_the_same_cache(
     declared = (DeclaredFunction(key="ok", handler="h.handler", sources=("h.py",)),)
     monkeypatch.setattr(terraform, "declared_functions", lambda _env: declared)
     env = EnvConfig(name="test", region="us-east-1", paths=Paths(root=tmp_path))
-    targets = Targets(
-        env="test",
-        region="us-east-1",
-        bucket="b",
-        layer_name="acme-test-deps",
-        runtime="python3.12",
-        architecture="x86_64",
-        functions=(FunctionTarget(key="ok", name="acme-test-ok", handler="h.handler"),),
-    )
+    targets = make_targets("test", (FunctionTarget(key="ok", name="acme-test-ok", handler="h.handler"),))
     checks._verify_local(RunContext.create(env), targets, None, None)  # type: ignore[arg-type]
     checks._verify_deployed(RunContext.create(env), targets, None, None)
     assert seen == [ExtractionCache(root=tmp_path / ".build" / "extracted")] * 2
