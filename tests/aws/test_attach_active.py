@@ -13,7 +13,7 @@ import pytest
 
 from deploy.artifact import Artifact
 from deploy.aws import calls
-from deploy.aws.attach import apply_attach, plan_attach
+from deploy.aws.attach import AttachPlan, apply_attach, plan_attach
 from deploy.aws.transaction import Transaction
 from deploy.config import EnvConfig, Targets
 from deploy.errors import AttachError
@@ -177,13 +177,19 @@ def test_provisioned_concurrency_is_ready_on_the_new_version_before_the_switch_t
     assert clock.sleeps == [1.0] * 2 * len(deployed.functions)
 
 
+def _one_warm_function(
+    env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str
+) -> tuple[EnvConfig, Targets, str, AttachPlan]:
+    """The settings with provisioned concurrency 3, the first function only, its name, and its attach plan."""
+    warm = dataclasses.replace(env, provisioned_concurrency=3)
+    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
+    return warm, one, one.functions[0].name, plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+
+
 def test_provisioned_concurrency_that_fails_moves_nothing_and_is_released(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
 ) -> None:
-    warm = dataclasses.replace(env, provisioned_concurrency=3)
-    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
-    name = one.functions[0].name
-    plan = plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+    warm, one, name, plan = _one_warm_function(env, deployed, code, layer_arn)
     fake = _Provisioned(lam, warming=0, final="FAILED")
     fake.install(inject)
     with pytest.raises(AttachError, match=f"{name}: provisioned concurrency on version 2 FAILED: not enough capacity"):
@@ -196,10 +202,7 @@ def test_provisioned_concurrency_that_fails_moves_nothing_and_is_released(
 def test_an_old_version_that_cannot_be_released_is_reported_and_the_deploy_stands(
     env: EnvConfig, deployed: Targets, code: Artifact, layer_arn: str, lam: Any, inject: Any
 ) -> None:
-    warm = dataclasses.replace(env, provisioned_concurrency=3)
-    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
-    name = one.functions[0].name
-    plan = plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+    warm, one, name, plan = _one_warm_function(env, deployed, code, layer_arn)
     fake = _Provisioned(lam, warming=0)
     inject("lambda", "PutProvisionedConcurrencyConfig", fake.put)
     inject("lambda", "GetProvisionedConcurrencyConfig", fake.get)
@@ -224,10 +227,7 @@ def test_a_failed_verify_after_the_switch_removes_the_new_versions_provisioned_c
 ) -> None:
     """deploy's transaction also covers verify: when it fails after the aliases moved, traffic goes back
     to the old version and the new one's warm environments, which would bill for nothing, are removed."""
-    warm = dataclasses.replace(env, provisioned_concurrency=3)
-    one = dataclasses.replace(deployed, functions=deployed.functions[:1])
-    name = one.functions[0].name
-    plan = plan_attach(warm, one, function=code, layer_version_arn=layer_arn)
+    warm, one, name, plan = _one_warm_function(env, deployed, code, layer_arn)
     fake = _Provisioned(lam, warming=0)
     fake.install(inject)
     txn = Transaction(warm, one, policy=FakeClock().policy())
