@@ -116,8 +116,7 @@ def client(env: session.Endpoint, service: str, region: str | None = None, *, co
     merged = session.CLIENT_CONFIG.merge(config) if config is not None else session.CLIENT_CONFIG
     with _lock:
         hooks = tuple(_hooks)
-    key = (env.profile, region, env.endpoint_url, service, _config_key(merged), hooks)
-    with _lock:
+        key = (env.profile, region, env.endpoint_url, service, _config_key(merged), hooks)
         found = _clients.get(key)
     if found is not None:
         return found
