@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy import signals
 from deploy.config import EnvConfig
 from deploy.errors import DeployError, PreflightError
 from deploy.lambda_facts import deprecation_warning
@@ -503,8 +504,10 @@ def _side_by_side(checks: Mapping[str, Callable[[], Check]]) -> dict[str, Check]
     """Each check in its own daemon thread; a check that raises raises here, in ``checks``' order.
 
     Daemon threads joined one by one, not a thread pool: a Ctrl-C during the checks interrupts the
-    join at once, and the process exits without waiting for a check still blocked (an STS call on a
-    dead network retries for tens of seconds); a pool would wait for it, and again at exit."""
+    join, and the process exits without waiting for a check still blocked (an STS call on a dead
+    network retries for tens of seconds); a pool would wait for it, and again at exit.
+    The join is :func:`deploy.signals.join`: a Ctrl-C the kernel handed to a check's thread still
+    interrupts it."""
     results: dict[str, Check | BaseException] = {}
 
     def run(name: str, check: Callable[[], Check]) -> None:
@@ -520,7 +523,7 @@ def _side_by_side(checks: Mapping[str, Callable[[], Check]]) -> dict[str, Check]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        signals.join(thread)
     out: dict[str, Check] = {}
     for name in checks:
         result = results[name]

@@ -9,8 +9,16 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How long a signal that another thread took may wait before the main thread raises it.
+POLL_SECONDS = 0.05
 
 
 def on_main_thread() -> bool:
@@ -36,3 +44,24 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# The kernel hands a process-wide signal (a Ctrl-C, CI's SIGTERM) to any thread that does not block
+# it. When a worker thread takes it, Python only sets a flag that the main thread reads the next time
+# it runs bytecode, and a bare ``Thread.join()`` or ``Future.result()`` runs none until the worker
+# ends, so an interrupt would wait for a call stuck on the network. These waits wake to look.
+
+
+def join(thread: threading.Thread) -> None:
+    """``thread.join()`` that a signal taken by any thread interrupts within :data:`POLL_SECONDS`."""
+    while thread.is_alive():
+        thread.join(timeout=POLL_SECONDS)
+
+
+def result(future: Future[T]) -> T:
+    """``future.result()`` that a signal taken by any thread interrupts within :data:`POLL_SECONDS`."""
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except FutureTimeout:
+            continue

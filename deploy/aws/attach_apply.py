@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deploy import signals
 from deploy.artifact import Artifact
 from deploy.aws import calls, deployed, rollout
 from deploy.aws.attach_plan import AttachPlan, plan_attach, plan_function, read_state
@@ -443,7 +444,7 @@ def _gather(
         submitted.set()
         for name, future in futures.items():
             try:
-                results[name] = future.result()
+                results[name] = signals.result(future)  # a Ctrl-C a worker took still halts us now
             except (DeployError, ClientError, BotoCoreError) as exc:
                 errors[name] = _message(name, exc)
                 step = at.get(name, Step.CODE)
