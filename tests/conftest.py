@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,17 @@ __all__ = ["free_port", "moto_server"]
 
 #: Fixture scopes that outlive one test: a worker that runs any test needing one makes it.
 _SHARED_SCOPES = frozenset({"module", "package", "class"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Python's own Ctrl-C handler, whoever started the run: the suite tests what a Ctrl-C does.
+
+    A shell that starts a job in the background (``nox &``, ``nohup``, a script's ``&``) hands it
+    SIGINT ignored, and Python then installs no handler: ``os.kill(pid, SIGINT)`` did nothing and the
+    tests that wait for it hung. Set here, it holds in every xdist worker and every process a test
+    starts (an ignored signal stays ignored across exec, a handled one is reset to the default)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

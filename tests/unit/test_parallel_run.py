@@ -7,6 +7,7 @@ fixture run on one worker, so the fixture is made once per run (tests/conftest.p
 
 from __future__ import annotations
 
+import signal
 import tomllib
 from pathlib import Path
 
@@ -121,3 +122,27 @@ def test_the_costliest_modules_start_first(pytester: pytest.Pytester, monkeypatc
     )
     result.assert_outcomes(passed=4)
     assert order.read_text().split() == ["test_b_long", "test_c_middle", "test_a_short", "test_d_unmarked"]
+
+
+def test_a_run_started_with_ctrl_c_ignored_handles_it_in_workers_and_their_children(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background job (``nox &``) inherits SIGINT ignored; the suite's Ctrl-C tests need Python's handler."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest("from tests.conftest import pytest_configure  # noqa: F401\n")
+    pytester.makepyfile(
+        test_sigint="""
+        import signal, subprocess, sys
+
+        def test_handled_here_and_in_a_child():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            child = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+            assert subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout == "True\\n"
+        """
+    )
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the background shell hands over
+    try:
+        result = pytester.runpytest_subprocess("-p", "xdist", "-n", "1", timeout=HANG_GUARD)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
