@@ -470,9 +470,20 @@ _ALIAS_EXISTS = re.compile(
 )
 
 
+# The same for a function (seen once against the emulator: the provider's second CreateFunction met
+# its first one's function, and the provider retried that 409 until its create timeout, five minutes).
+# Up to the next "Error:" only, so a name is never paired with the next error's address.
+_FUNCTION_EXISTS = re.compile(
+    r"ResourceConflictException: Function already exist: (?P<function>[\w-]+)"
+    r"(?:(?!\nError:).)*?\n\s*with (?P<address>[\w.\[\]\"-]+\.aws_lambda_function\.[\w.\[\]\"-]+),",
+    re.DOTALL,
+)
+
+
 def orphans(error_text: str) -> list[tuple[str, str]]:
     """``(address, import id)`` of resources an apply failed to create because they already exist."""
     found = {m["address"]: f"{m['function']}/{m['alias']}" for m in _ALIAS_EXISTS.finditer(error_text)}
+    found.update({m["address"]: m["function"] for m in _FUNCTION_EXISTS.finditer(error_text)})
     return sorted(found.items())
 
 

@@ -602,6 +602,20 @@ arn:aws:lambda:us-east-1:123456789012:function:bluemoxon-local-eval-runbook-work
 """
 
 
+# As an e2e run printed it (2026-12-03), with one more resource's error after it.
+LOST_FUNCTION_ERROR = """terraform apply (local) failed (exit 1):
+Error: creating Lambda Function (bluemoxon-local-db-sync): operation error Lambda: CreateFunction, https response \
+error StatusCode: 409, RequestID: ofcFKBuv, ResourceConflictException: Function already exist: bluemoxon-local-db-sync
+
+  with module.function["db_sync"].aws_lambda_function.this[0],
+  on modules/lambda/main.tf line 60, in resource "aws_lambda_function" "this":
+
+Error: creating IAM Role (x): AccessDenied
+
+  with module.function["api"].aws_iam_role.this[0],
+"""
+
+
 def test_orphaned_alias_is_recognised() -> None:
     assert tfm.orphans(LOST_ALIAS_ERROR) == [
         ("module.eval_runbook_worker.aws_lambda_alias.live[0]", "bluemoxon-local-eval-runbook-worker/live")
@@ -609,23 +623,44 @@ def test_orphaned_alias_is_recognised() -> None:
     assert tfm.orphans("Error: creating Lambda Function: AccessDenied") == []
 
 
-def test_apply_adopts_an_orphaned_alias_then_converges(tmp_path: Path) -> None:
+def test_orphaned_function_is_recognised_by_its_own_address() -> None:
+    assert tfm.orphans(LOST_FUNCTION_ERROR) == [
+        ('module.function["db_sync"].aws_lambda_function.this[0]', "bluemoxon-local-db-sync")
+    ]
+    # The name must be followed by a function's address: another resource's "with" is never imported.
+    elsewhere = LOST_FUNCTION_ERROR.replace('module.function["db_sync"].aws_lambda_function.this[0]', "module.x.y")
+    assert tfm.orphans(elsewhere) == []
+    # Nor the address of the next error's function.
+    next_one = elsewhere.replace('module.function["api"].aws_iam_role', 'module.function["api"].aws_lambda_function')
+    assert tfm.orphans(next_one) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "imported"),
+    [
+        (
+            LOST_ALIAS_ERROR,
+            "module.eval_runbook_worker.aws_lambda_alias.live[0] bluemoxon-local-eval-runbook-worker/live",
+        ),
+        (LOST_FUNCTION_ERROR, 'module.function["db_sync"].aws_lambda_function.this[0] bluemoxon-local-db-sync'),
+    ],
+    ids=["alias", "function"],
+)
+def test_apply_adopts_an_orphan_then_converges(tmp_path: Path, error: str, imported: str) -> None:
     marker = tmp_path / "imported"
     body = (
         f"marker = {str(marker)!r}\n"
         "if argv[0] == 'import':\n    open(marker, 'w').close()\n    sys.exit(0)\n"
         "if argv[0] == 'apply' and not os.path.exists(marker):\n"
-        f"    sys.stderr.write({LOST_ALIAS_ERROR!r}); sys.exit(1)\n"
+        f"    sys.stderr.write({error!r}); sys.exit(1)\n"
     )
     script = fake_terraform(tmp_path / "bin", body)
     lines: list[str] = []
     tfm.apply(runner(tmp_path, script), echo=lines.append)
     ops = [c.split()[0] for c in calls(script)]
     assert ops == ["workspace", "apply", "import", "workspace", "apply"]
-    assert calls(script)[2].endswith(
-        "module.eval_runbook_worker.aws_lambda_alias.live[0] bluemoxon-local-eval-runbook-worker/live"
-    )
-    assert any("adopting module.eval_runbook_worker.aws_lambda_alias.live[0]" in line for line in lines)
+    assert calls(script)[2].endswith(imported)
+    assert any(f"adopting {imported.split(maxsplit=1)[0]}" in line for line in lines)
 
 
 def test_other_apply_errors_are_not_retried(tmp_path: Path) -> None:
