@@ -51,6 +51,10 @@ _REGISTRY_UNREACHABLE = (
 Echo = Callable[[str], None]
 
 
+#: The AWS SDKs' (and so the provider's) endpoint for every service: how the emulator's URL reaches it.
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Terraform:
     """How to run Terraform for one environment; built by ``terraform_for``."""
@@ -71,6 +75,12 @@ class Terraform:
     def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The child's environment: ours, plus per-env data dir and credentials."""
         env = dict(os.environ if base is None else base)
+        if ENDPOINT_VARIABLE in self.environ:
+            # An emulated environment: no per-service endpoint (AWS_ENDPOINT_URL_S3, …) nor an order to
+            # ignore the variable, left in the caller's shell, may send one of the provider's calls elsewhere.
+            for name in [n for n in env if n.startswith(f"{ENDPOINT_VARIABLE}_")]:
+                del env[name]
+            env.pop("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", None)
         env.update(self.environ)
         # The workspace is the environment's, chosen by the data dir's selection (``select_workspace``),
         # never by a TF_WORKSPACE left in the caller's shell.
@@ -280,6 +290,8 @@ def terraform_for(
         # keys out of every request made to it.
         variables["aws_endpoint"] = env.endpoint_url
         child_env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+        # Every service's endpoint, for the provider (providers.tf has no `endpoints` block: see there).
+        child_env[ENDPOINT_VARIABLE] = env.endpoint_url
     elif env.profile:
         child_env["AWS_PROFILE"] = env.profile
     # Recorded in the state (an output): a fresh runner or `inv status` compares it without planning.

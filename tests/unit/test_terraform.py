@@ -324,11 +324,21 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
         "-var",
         "trusted_layer_arns=[]",
     ]
-    child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key", "PATH": "/usr/bin"})
+    shell = {
+        "AWS_ACCESS_KEY_ID": "real-key",
+        "PATH": "/usr/bin",
+        "AWS_ENDPOINT_URL": "https://elsewhere.example",
+        "AWS_ENDPOINT_URL_LAMBDA": "https://lambda.elsewhere.example",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+    }
+    child = tf.process_env(shell)
     assert child["AWS_ACCESS_KEY_ID"] == "test"
     assert child["AWS_SECRET_ACCESS_KEY"] == "test"
     assert child["AWS_DEFAULT_REGION"] == "us-east-1"
     assert child["TF_DATA_DIR"].endswith(".terraform-local")
+    # Every provider call goes to the emulator: its URL for all services, nothing in the shell overrides it.
+    endpoints = {k: v for k, v in child.items() if k.startswith("AWS_ENDPOINT_URL") or k.startswith("AWS_IGNORE")}
+    assert endpoints == {"AWS_ENDPOINT_URL": tf.variables["aws_endpoint"]}
 
 
 def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
@@ -347,10 +357,12 @@ def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
         "layer_cache_publisher_arn": "",
         "snap_start": "false",
     }
-    child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key"})
+    child = tf.process_env({"AWS_ACCESS_KEY_ID": "real-key", "AWS_ENDPOINT_URL_S3": "https://s3.vpce.example"})
     assert child["AWS_PROFILE"] == "bluemoxon-staging"
     assert child["AWS_ACCESS_KEY_ID"] == "real-key"
     assert child["TF_DATA_DIR"].endswith(".terraform-staging")
+    # AWS itself: the caller's endpoint settings (a VPC endpoint, say) are the caller's, left alone.
+    assert child["AWS_ENDPOINT_URL_S3"] == "https://s3.vpce.example" and "AWS_ENDPOINT_URL" not in child
 
 
 def test_snap_start_from_invoke_yaml_reaches_terraform(tmp_path: Path) -> None:
