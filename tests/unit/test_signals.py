@@ -64,7 +64,7 @@ def test_result_is_interrupted_by_a_signal_the_worker_took() -> None:
     work = Blocked()
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(work)
-        sender = _interrupt_once_waited_on(work, futures._base, "result")
+        sender = _interrupt_once_waited_on(work, futures._base, "wait")
         try:
             with pytest.raises(KeyboardInterrupt):
                 signals.result(future)
@@ -75,11 +75,27 @@ def test_result_is_interrupted_by_a_signal_the_worker_took() -> None:
     assert future.result() is True
 
 
+def _times_out() -> None:
+    raise TimeoutError("the job's own timeout (a socket's)")
+
+
 def test_join_and_result_return_what_the_worker_did() -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         assert signals.result(pool.submit(lambda: 42)) == 42
         with pytest.raises(ZeroDivisionError):
             signals.result(pool.submit(lambda: 1 / 0))
+        # The job's TimeoutError is its answer, not "not done yet" (the same class as the wait's own).
+        with pytest.raises(TimeoutError, match="the job's own timeout"):
+            signals.result(pool.submit(_times_out))
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)  # holds the one worker, so the next job is still queued
+        queued = pool.submit(lambda: 1)
+        assert queued.cancel()
+        gate.set()
+        with pytest.raises(futures.CancelledError):
+            signals.result(queued)
+    with pytest.raises(RuntimeError, match="before it is started"):
+        signals.join(threading.Thread(target=lambda: None))  # as a bare join: a thread never started
     done: list[bool] = []
     worker = threading.Thread(target=lambda: done.append(True))
     worker.start()
