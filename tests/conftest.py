@@ -25,8 +25,8 @@ _SHARED_SCOPES = frozenset({"module", "package", "class"})
 def pytest_configure(config: pytest.Config) -> None:
     """Python's own Ctrl-C handler, whoever started the run: the suite tests what a Ctrl-C does.
 
-    A shell that starts a job in the background (``nox &``, ``nohup``, a script's ``&``) hands it
-    SIGINT ignored, and Python then installs no handler: ``os.kill(pid, SIGINT)`` did nothing and the
+    A non-interactive shell that starts a job in the background (a script's ``nox &``, ``sh -c '… &'``)
+    hands it SIGINT ignored, and Python then installs no handler: ``os.kill(pid, SIGINT)`` did nothing and the
     tests that wait for it hung. Set here, it holds in every xdist worker and every process a test
     starts (an ignored signal stays ignored across exec, a handled one is reset to the default)."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:

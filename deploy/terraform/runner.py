@@ -76,11 +76,10 @@ class Terraform:
         """The child's environment: ours, plus per-env data dir and credentials."""
         env = dict(os.environ if base is None else base)
         if ENDPOINT_VARIABLE in self.environ:
-            # An emulated environment: no per-service endpoint (AWS_ENDPOINT_URL_S3, …) nor an order to
-            # ignore the variable, left in the caller's shell, may send one of the provider's calls elsewhere.
+            # An emulated environment: no per-service endpoint left in the caller's shell (AWS_ENDPOINT_URL_S3,
+            # …) may send one of the provider's calls elsewhere; ``environ`` also says not to ignore ours.
             for name in [n for n in env if n.startswith(f"{ENDPOINT_VARIABLE}_")]:
                 del env[name]
-            env.pop("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", None)
         env.update(self.environ)
         # The workspace is the environment's, chosen by the data dir's selection (``select_workspace``),
         # never by a TF_WORKSPACE left in the caller's shell.
@@ -292,6 +291,8 @@ def terraform_for(
         child_env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
         # Every service's endpoint, for the provider (providers.tf has no `endpoints` block: see there).
         child_env[ENDPOINT_VARIABLE] = env.endpoint_url
+        # The variable beats a profile's `ignore_configured_endpoint_urls = true` in ~/.aws/config.
+        child_env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "false"
     elif env.profile:
         child_env["AWS_PROFILE"] = env.profile
     # Recorded in the state (an output): a fresh runner or `inv status` compares it without planning.
@@ -484,18 +485,23 @@ _ALIAS_EXISTS = re.compile(
 
 # The same for a function (seen once against the emulator: the provider's second CreateFunction met
 # its first one's function, and the provider retried that 409 until its create timeout, five minutes).
-# Up to the next "Error:" only, so a name is never paired with the next error's address.
+# Up to the next diagnostic only, so a name is never paired with another one's address.
 _FUNCTION_EXISTS = re.compile(
     r"ResourceConflictException: Function already exist: (?P<function>[\w-]+)"
-    r"(?:(?!\nError:).)*?\n\s*with (?P<address>[\w.\[\]\"-]+\.aws_lambda_function\.[\w.\[\]\"-]+),",
+    r"(?:(?!\n(?:Error|Warning):).)*?\n\s*with (?P<address>[\w.\[\]\"-]+\.aws_lambda_function\.[\w.\[\]\"-]+),",
     re.DOTALL,
 )
 
 
-def orphans(error_text: str) -> list[tuple[str, str]]:
-    """``(address, import id)`` of resources an apply failed to create because they already exist."""
+def orphans(error_text: str, *, functions: bool = False) -> list[tuple[str, str]]:
+    """``(address, import id)`` of resources an apply failed to create because they already exist.
+
+    An alias lives inside our own function, so its name is ours. A function's name is not, in an AWS
+    account: one made by hand or by another stack must never be taken over. So functions are adopted
+    only where asked (``functions``: the emulator, where the whole account is this project's)."""
     found = {m["address"]: f"{m['function']}/{m['alias']}" for m in _ALIAS_EXISTS.finditer(error_text)}
-    found.update({m["address"]: m["function"] for m in _FUNCTION_EXISTS.finditer(error_text)})
+    if functions:
+        found.update({m["address"]: m["function"] for m in _FUNCTION_EXISTS.finditer(error_text)})
     return sorted(found.items())
 
 
@@ -522,7 +528,7 @@ def apply(
     try:
         _run_initialised(tf, saved if plan_file is not None else args, **output)
     except TerraformError as exc:
-        found = orphans(getattr(exc, "output", str(exc)))
+        found = orphans(getattr(exc, "output", str(exc)), functions=ENDPOINT_VARIABLE in tf.environ)
         if plan_file is not None and _STALE_PLAN in getattr(exc, "output", str(exc)):
             raise TerraformError(
                 f"terraform state for {tf.env} changed after the plan was made, so the plan was not applied",

@@ -21,7 +21,7 @@ variable "aws_region" {
 }
 
 variable "aws_endpoint" {
-  description = "Endpoint URL of a local AWS emulator (moto), e.g. http://127.0.0.1:5000; null for real AWS. The deploy task passes it with -var."
+  description = "Endpoint URL of a local AWS emulator (moto), e.g. http://127.0.0.1:5000; null for real AWS. The deploy task passes it with -var, and the same URL to the provider as AWS_ENDPOINT_URL (see providers.tf); set alone, it only switches to the emulator's dummy credentials."
   type        = string
   default     = null
 }

@@ -127,7 +127,7 @@ def test_the_costliest_modules_start_first(pytester: pytest.Pytester, monkeypatc
 def test_a_run_started_with_ctrl_c_ignored_handles_it_in_workers_and_their_children(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A background job (``nox &``) inherits SIGINT ignored; the suite's Ctrl-C tests need Python's handler."""
+    """A script's background job (``nox &``) inherits SIGINT ignored; the Ctrl-C tests need Python's handler."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makeconftest("from tests.conftest import pytest_configure  # noqa: F401\n")
     pytester.makepyfile(

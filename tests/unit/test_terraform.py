@@ -338,7 +338,10 @@ def test_local_env_gets_endpoint_and_dummy_credentials(tmp_path: Path) -> None:
     assert child["TF_DATA_DIR"].endswith(".terraform-local")
     # Every provider call goes to the emulator: its URL for all services, nothing in the shell overrides it.
     endpoints = {k: v for k, v in child.items() if k.startswith("AWS_ENDPOINT_URL") or k.startswith("AWS_IGNORE")}
-    assert endpoints == {"AWS_ENDPOINT_URL": tf.variables["aws_endpoint"]}
+    assert endpoints == {
+        "AWS_ENDPOINT_URL": tf.variables["aws_endpoint"],
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "false",
+    }
 
 
 def test_remote_env_uses_profile_and_no_endpoint(tmp_path: Path) -> None:
@@ -636,15 +639,34 @@ def test_orphaned_alias_is_recognised() -> None:
 
 
 def test_orphaned_function_is_recognised_by_its_own_address() -> None:
-    assert tfm.orphans(LOST_FUNCTION_ERROR) == [
+    assert tfm.orphans(LOST_FUNCTION_ERROR, functions=True) == [
         ('module.function["db_sync"].aws_lambda_function.this[0]', "bluemoxon-local-db-sync")
     ]
+    # Only where functions may be adopted (the emulator): in an AWS account the name may be someone else's.
+    assert tfm.orphans(LOST_FUNCTION_ERROR) == []
     # The name must be followed by a function's address: another resource's "with" is never imported.
     elsewhere = LOST_FUNCTION_ERROR.replace('module.function["db_sync"].aws_lambda_function.this[0]', "module.x.y")
-    assert tfm.orphans(elsewhere) == []
-    # Nor the address of the next error's function.
+    assert tfm.orphans(elsewhere, functions=True) == []
+    # Nor the address of the next diagnostic's function, an error's or a warning's.
     next_one = elsewhere.replace('module.function["api"].aws_iam_role', 'module.function["api"].aws_lambda_function')
-    assert tfm.orphans(next_one) == []
+    assert tfm.orphans(next_one, functions=True) == []
+    assert tfm.orphans(next_one.replace("Error: creating IAM", "Warning: creating IAM"), functions=True) == []
+
+
+def test_an_aws_environment_never_adopts_a_function(tmp_path: Path) -> None:
+    """A function of that name in an AWS account may be another stack's: the apply fails, nothing imported."""
+    script = fake_terraform(
+        tmp_path / "bin", f"if argv[0] == 'apply':\n    sys.stderr.write({LOST_FUNCTION_ERROR!r}); sys.exit(1)\n"
+    )
+    cfg = dataclasses.replace(env_config(tmp_path, "staging", local=False), state=StateSettings(bucket="tf-state"))
+    tf = dataclasses.replace(tfm.terraform_for(cfg, binary=script, environ={tfm.MIRROR_ENV_VAR: ""}), prepare=None)
+    (tf.data_dir / "modules").mkdir(parents=True)
+    (tf.data_dir / "backend.hcl").write_text(tfm.backend_hcl(tf.backend))
+    (tf.data_dir / "modules" / "modules.json").write_text("{}")
+    (tf.data_dir / "providers").mkdir()
+    with pytest.raises(TerraformError, match="Function already exist"):
+        tfm.apply(tf, echo=None)
+    assert "import" not in [c.split()[0] for c in calls(script)]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 # `inv local.up` (or `inv deploy --env local`, which starts it). The deploy task passes the endpoint itself, from
 # invoke.yaml (deploy.environments.local.emulator), e.g.
 #   -var aws_endpoint=http://127.0.0.1:5000
+# with AWS_ENDPOINT_URL=http://127.0.0.1:5000 in Terraform's environment (by hand: set both).
 environment                   = "local"
 aws_region                    = "us-east-1"
 runtime                       = "python3.12"
