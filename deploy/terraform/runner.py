@@ -72,10 +72,15 @@ class Terraform:
     #: Run before ``init`` (creates the state bucket when it is missing).
     prepare: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def emulated(self) -> bool:
+        """Whether this environment is the local emulator (``terraform_for`` gave it the emulator's URL)."""
+        return ENDPOINT_VARIABLE in self.environ
+
     def process_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The child's environment: ours, plus per-env data dir and credentials."""
         env = dict(os.environ if base is None else base)
-        if ENDPOINT_VARIABLE in self.environ:
+        if self.emulated:
             # An emulated environment: no per-service endpoint left in the caller's shell (AWS_ENDPOINT_URL_S3,
             # …) may send one of the provider's calls elsewhere; ``environ`` also says not to ignore ours.
             for name in [n for n in env if n.startswith(f"{ENDPOINT_VARIABLE}_")]:
@@ -528,7 +533,7 @@ def apply(
     try:
         _run_initialised(tf, saved if plan_file is not None else args, **output)
     except TerraformError as exc:
-        found = orphans(getattr(exc, "output", str(exc)), functions=ENDPOINT_VARIABLE in tf.environ)
+        found = orphans(getattr(exc, "output", str(exc)), functions=tf.emulated)
         if plan_file is not None and _STALE_PLAN in getattr(exc, "output", str(exc)):
             raise TerraformError(
                 f"terraform state for {tf.env} changed after the plan was made, so the plan was not applied",
