@@ -202,12 +202,6 @@ def check_content(files: Sequence[tuple[str, Path]], *, baseline: Path, remember
         return
     allowed = reviewed(baseline)
     findings = [f for f in scan(unjudged) if (f.name, f.hashed_secret) not in allowed]
-    if not findings:
-        for name, _ in unjudged:
-            if name in markers:
-                with contextlib.suppress(OSError):
-                    markers[name].parent.mkdir(parents=True, exist_ok=True)
-                    markers[name].touch()
     if findings:
         raise AuditError(
             f"refusing to package {len(findings)} secret(s) found by detect-secrets:\n  "
@@ -215,3 +209,8 @@ def check_content(files: Sequence[tuple[str, Path]], *, baseline: Path, remember
             hint=f"remove the secret; if it is a reviewed false positive, record it in {baseline.name} with "
             "`detect-secrets scan --baseline .secrets.baseline` and `detect-secrets audit .secrets.baseline`",
         )
+    for name, _ in unjudged:
+        if name in markers:
+            with contextlib.suppress(OSError):
+                markers[name].parent.mkdir(parents=True, exist_ok=True)
+                markers[name].touch()
